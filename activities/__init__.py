@@ -1,0 +1,1 @@
+"""Activities: every side effect of a run, each idempotent under Temporal's retries."""

@@ -1,0 +1,57 @@
+"""Activities that write a run's results and final status to the store."""
+
+from __future__ import annotations
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities._support import logger
+from runyard.db.engine import Database
+from runyard.db.types import utcnow
+from runyard.store.events import NewEvent, append_events, lock_run
+from runyard.store.runs import finish
+from runyard.store.transcript import final_text
+from workflows.models import FinishInput, FinishResult, RunRef
+
+
+class StoreActivities:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @activity.defn(name="collect_outputs")
+    async def collect_outputs(self, inp: RunRef) -> None:
+        """Record what the agent produced (the final text) as the run's outputs."""
+        async with self.db.session() as s:
+            text = await final_text(s, inp.run_id)
+        outputs = [{"type": "text", "text": text}] if text else []
+        async with self.db.write() as s:
+            run = await lock_run(s, inp.run_id)
+            if run is None:
+                raise ApplicationError("run vanished", type="RUN_NOT_FOUND", non_retryable=True)
+            run.outputs = outputs
+            s.add(run)
+            await append_events(
+                s,
+                run,
+                [NewEvent(f"output.{i}", "output.detected", o) for i, o in enumerate(outputs)],
+            )
+
+    @activity.defn(name="finish_run")
+    async def finish_run(self, inp: FinishInput) -> FinishResult:
+        """Write the terminal status and event; the first terminal writer wins."""
+        error = None
+        if inp.error_code:
+            error = {"code": inp.error_code, "message": inp.error_message or inp.error_code}
+        async with self.db.write() as s:
+            run = await lock_run(s, inp.run_id)
+            if run is None:
+                raise ApplicationError("run vanished", type="RUN_NOT_FOUND", non_retryable=True)
+            if inp.guardrail is not None and run.status not in ("completed", "failed", "cancelled"):
+                await append_events(
+                    s, run, [NewEvent("guardrail", "guardrail.triggered", dict(inp.guardrail))]
+                )
+            applied = await finish(
+                s, run, inp.status, now=utcnow(), fail_reason=inp.fail_reason, error=error
+            )
+        logger(inp.run_id).info("run.finished", status=run.status, applied=applied)
+        return FinishResult(status=run.status)

@@ -1,0 +1,47 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.auth import RateLimiter
+from api.errors import install_error_handlers
+from api.middleware import RequestContextMiddleware
+from api.orchestrator import TemporalConnector
+from api.routes import health, run_control, runs
+from runyard import __version__
+from runyard.db.engine import Database, migrate
+from runyard.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None, *, run_migrations: bool = True) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if run_migrations:
+            migrate(settings.db_url)
+        app.state.db = Database(settings.db_url)
+        try:
+            yield
+        finally:
+            await app.state.db.dispose()
+
+    app = FastAPI(
+        title="Runyard",
+        version=__version__,
+        description="Run AI coding agents as durable Temporal workflows.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.temporal = TemporalConnector(settings)
+    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware)
+    app.include_router(health.router)
+    app.include_router(runs.router)
+    app.include_router(run_control.router)
+    return app

@@ -1,0 +1,55 @@
+"""A pure ASGI middleware: request ids, rate-limit headers, and no bare 500 ever."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import structlog
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.errors import problem_response
+
+log = structlog.get_logger("runyard.api")
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
+        request_id = incoming if 0 < len(incoming) <= 128 else "req_" + secrets.token_hex(12)
+        state: dict[str, Any] = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        started = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode("latin-1")))
+                for name, value in (state.get("rate_headers") or {}).items():
+                    headers.append((name.lower().encode(), str(value).encode()))
+                message["headers"] = headers
+            await send(message)
+
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            try:
+                await self.app(scope, receive, send_wrapper)
+            except Exception:
+                log.exception("api.unhandled", path=scope.get("path"))
+                if started:  # too late for a problem document; the connection is cut
+                    raise
+                response = problem_response(
+                    Request(scope),
+                    500,
+                    "INTERNAL_ERROR",
+                    f"an unexpected error occurred; quote request id {request_id}",
+                )
+                await response(scope, receive, send_wrapper)

@@ -1,0 +1,139 @@
+"""The API's side of the run workflow: start it, send exec, signal cancel.
+
+Temporal failures become problem documents: an unreachable server is 502
+``RUN_ORCHESTRATOR_ERROR``; a second exec is 409 ``RUN_ALREADY_STARTED``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+import structlog
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.errors import ProblemError
+from runyard.db.models import Run
+from runyard.settings import Settings
+from runyard.temporal import connect
+from workflows.models import (
+    SA_MODEL,
+    SA_ORG,
+    SA_STATUS,
+    SA_TEMPLATE,
+    WORKFLOW_NAME,
+    CancelInput,
+    ExecInput,
+    ExecResult,
+    Guardrails,
+    RunInput,
+)
+
+log = structlog.get_logger("runyard.api")
+_RPC_TIMEOUT = timedelta(seconds=10)
+
+
+class TemporalConnector:
+    """Connects on first use and again after a failure, so the API starts without Temporal."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._client: Client | None = None
+        self._lock = asyncio.Lock()
+
+    async def __call__(self) -> Client:
+        if self._client is not None:
+            return self._client
+        async with self._lock:
+            if self._client is None:
+                try:
+                    self._client = await asyncio.wait_for(connect(self.settings), 10)
+                except Exception as exc:
+                    raise orchestrator_error(exc) from exc
+            return self._client
+
+
+def orchestrator_error(exc: BaseException) -> ProblemError:
+    log.warning("temporal.unreachable", error=str(exc))
+    return ProblemError(
+        502, "RUN_ORCHESTRATOR_ERROR", f"the workflow engine could not be reached: {exc}"
+    )
+
+
+async def start_run_workflow(client: Client, run: Run, settings: Settings, *, start: bool) -> None:
+    g = run.guardrails
+    inp = RunInput(
+        run_id=run.id,
+        org_id=run.org_id,
+        model=run.model,
+        template=run.template,
+        guardrails=Guardrails(
+            max_turns=g["maxTurns"],
+            max_cost_usd=g["maxCostUsd"],
+            timeout_seconds=g["timeoutSeconds"],
+        ),
+        start=start,
+        queued_ttl_seconds=settings.queued_ttl_seconds,
+        tool_timeout_seconds=settings.tool_timeout_seconds,
+    )
+    attrs = TypedSearchAttributes(
+        [
+            SearchAttributePair(SA_STATUS, run.status),
+            SearchAttributePair(SA_ORG, run.org_id),
+            SearchAttributePair(SA_MODEL, run.model),
+            SearchAttributePair(SA_TEMPLATE, run.template),
+        ]
+    )
+    await client.start_workflow(
+        WORKFLOW_NAME,
+        inp,
+        id=run.workflow_id,
+        task_queue=settings.task_queue,
+        search_attributes=attrs,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        static_summary=run.prompt[:200],
+        rpc_timeout=_RPC_TIMEOUT,
+    )
+
+
+async def send_exec(
+    client: Client, run: Run, *, is_still_queued: Callable[[], Awaitable[bool]]
+) -> None:
+    """Send the ``exec`` update; only one exec of a run ever succeeds."""
+    handle = client.get_workflow_handle(run.workflow_id)
+    try:
+        await handle.execute_update(
+            "exec", ExecInput(), result_type=ExecResult, rpc_timeout=_RPC_TIMEOUT
+        )
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        if isinstance(cause, ApplicationError) and cause.type == "RUN_ALREADY_STARTED":
+            raise already_started(run) from exc
+        raise ProblemError(409, "CONFLICT", f"exec was refused: {cause}") from exc
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND or not await is_still_queued():
+            # The workflow has ended (cancelled or expired) or was started meanwhile.
+            raise already_started(run) from exc
+        raise orchestrator_error(exc) from exc
+
+
+def already_started(run: Run) -> ProblemError:
+    when = run.started_at.strftime("%Y-%m-%dT%H:%M:%SZ") if run.started_at else None
+    detail = f"{run.id} is {run.status}" + (f"; it was executed at {when}" if when else "")
+    return ProblemError(409, "RUN_ALREADY_STARTED", detail, title="Run already started")
+
+
+async def signal_cancel(client: Client, run: Run, reason: str | None) -> None:
+    """Tell the workflow to stop; a workflow that already ended needs no telling."""
+    try:
+        await client.get_workflow_handle(run.workflow_id).signal(
+            "cancel", CancelInput(reason=reason), rpc_timeout=_RPC_TIMEOUT
+        )
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            # The store already says cancelled; the next turn sees it and the run stops.
+            log.warning("cancel.signal_failed", run_id=run.id, error=str(exc))

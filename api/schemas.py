@@ -1,0 +1,59 @@
+"""Request bodies and query parameters (camelCase on the wire)."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class CreateRun(Body):
+    prompt: str = Field(min_length=1, max_length=100_000)
+    repo: str | None = Field(default=None, min_length=1, max_length=2048)
+    template: str = Field(
+        default="default", min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$"
+    )
+    agent_id: str | None = Field(default=None, max_length=64)
+    thread_id: str | None = Field(default=None, max_length=64)
+    model: str | None = Field(default=None, min_length=1, max_length=200)
+    guidance: str | None = Field(default=None, max_length=100_000)
+    env: dict[str, str] = Field(default_factory=dict, max_length=200)
+    max_turns: int | None = Field(default=None, ge=1, le=1000)
+    max_cost_usd: float | None = Field(default=None, ge=0.01, le=1000)
+    timeout_seconds: int | None = Field(default=None, le=3600)
+    callback_url: str | None = Field(default=None, max_length=2048)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    start: bool = False
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, v: dict[str, str]) -> dict[str, str]:
+        for k, val in v.items():
+            if not _ENV_NAME.match(k):
+                raise ValueError(f"{k!r} is not a valid environment variable name")
+            if len(val) > 32_768:
+                raise ValueError(f"the value of {k} is longer than 32768 characters")
+        return v
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata(cls, v: dict[str, Any]) -> dict[str, Any]:
+        if len(json.dumps(v)) > 16_384:
+            raise ValueError("metadata must serialise to at most 16 KiB of JSON")
+        return v
+
+    @field_validator("callback_url")
+    @classmethod
+    def _callback(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://[^\s/?#]+", v):
+            raise ValueError("callbackUrl must be an absolute http(s) URL")
+        return v

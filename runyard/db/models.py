@@ -1,0 +1,128 @@
+"""The store's tables (SQLModel). The schema itself is created by the alembic migrations."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from runyard.db.types import UTCDateTime, utcnow
+
+
+def _json(**kw: Any) -> Any:
+    return Field(sa_column=Column(JSON, nullable=kw.pop("nullable", True)), **kw)
+
+
+def _ts(nullable: bool = True) -> Any:
+    if nullable:
+        return Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    return Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class Organization(SQLModel, table=True):
+    __tablename__ = "organizations"
+    id: str = Field(primary_key=True)
+    name: str = Field(index=True, unique=True)
+    credits_balance: float = 1000.0
+    created_at: datetime = _ts(nullable=False)
+
+
+class ApiKey(SQLModel, table=True):
+    __tablename__ = "api_keys"
+    id: str = Field(primary_key=True)
+    org_id: str = Field(foreign_key="organizations.id", index=True)
+    key_hash: str = Field(unique=True, index=True)
+    prefix: str
+    scopes: list[str] = _json(default_factory=list)
+    created_at: datetime = _ts(nullable=False)
+    revoked_at: datetime | None = _ts()
+
+
+class Template(SQLModel, table=True):
+    __tablename__ = "templates"
+    __table_args__ = (UniqueConstraint("org_id", "slug", name="uq_templates_org_slug"),)
+    id: str = Field(primary_key=True)
+    # NULL org_id: a system template, visible to every organization and read-only.
+    org_id: str | None = Field(default=None, index=True)
+    slug: str
+    name: str
+    size: str = "m"
+    provider: str = "local"
+    image: str | None = None
+    env: dict[str, str] = _json(default_factory=dict)
+    setup_script: str | None = None
+    defaults: dict[str, Any] = _json(default_factory=dict)
+    created_at: datetime = _ts(nullable=False)
+    updated_at: datetime = _ts(nullable=False)
+
+
+class Run(SQLModel, table=True):
+    __tablename__ = "runs"
+    __table_args__ = (
+        UniqueConstraint("org_id", "idempotency_key", name="uq_runs_org_idempotency"),
+        Index("ix_runs_org_created", "org_id", "created_at"),
+        Index("ix_runs_org_status", "org_id", "status"),
+    )
+    id: str = Field(primary_key=True)
+    org_id: str = Field(foreign_key="organizations.id")
+    status: str
+    prompt: str
+    guidance: str | None = None
+    repo: str | None = None
+    template: str = "default"
+    agent_id: str | None = None
+    thread_id: str | None = Field(default=None, index=True)
+    model: str
+    guardrails: dict[str, Any] = _json(default_factory=dict)
+    sandbox: dict[str, Any] | None = _json(default=None)
+    outputs: list[dict[str, Any]] = _json(default_factory=list)
+    usage: dict[str, Any] = _json(default_factory=dict)
+    fail_reason: str | None = None
+    error: dict[str, Any] | None = _json(default=None)
+    metadata_: dict[str, Any] = Field(
+        default_factory=dict, sa_column=Column("metadata", JSON, nullable=True)
+    )
+    env: dict[str, str] = _json(default_factory=dict)
+    callback_url: str | None = None
+    idempotency_key: str | None = None
+    workflow_id: str
+    # The highest event seq handed out so far; events take last_seq + 1 in one transaction.
+    last_seq: int = 0
+    created_at: datetime = _ts(nullable=False)
+    started_at: datetime | None = _ts()
+    completed_at: datetime | None = _ts()
+    failed_at: datetime | None = _ts()
+    cancelled_at: datetime | None = _ts()
+    updated_at: datetime = _ts(nullable=False)
+
+
+class RunEvent(SQLModel, table=True):
+    __tablename__ = "run_events"
+    __table_args__ = (
+        UniqueConstraint("run_id", "seq", name="uq_run_events_seq"),
+        UniqueConstraint("run_id", "key", name="uq_run_events_key"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="runs.id")
+    seq: int
+    # Idempotency key: a retried activity that appends the same event again is a no-op.
+    key: str
+    type: str
+    data: dict[str, Any] = _json(default_factory=dict)
+    created_at: datetime = _ts(nullable=False)
+
+
+class RunMessage(SQLModel, table=True):
+    """The run's transcript, one row per conversation message, so history stays small."""
+
+    __tablename__ = "run_messages"
+    __table_args__ = (UniqueConstraint("run_id", "key", name="uq_run_messages_key"),)
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="runs.id", index=True)
+    # "turn3.assistant", "turn3.results": a retried activity finds its own work done.
+    key: str
+    role: str
+    content: list[dict[str, Any]] = _json(default_factory=list)
+    created_at: datetime = _ts(nullable=False)

@@ -1,0 +1,1 @@
+"""Model clients: ``anthropic`` (the official SDK) and ``scripted`` (offline, deterministic)."""

@@ -1,0 +1,54 @@
+"""The ``anthropic`` model client: the official SDK, streaming, with prompt caching.
+
+The system prompt and the tool list carry ``cache_control`` so every turn after the first
+reads them from the cache. ``ANTHROPIC_BASE_URL`` is honoured (tests point it at a local
+server that speaks the Messages API stream format).
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import anthropic
+
+from runyard.models.base import ModelError, ModelRequest, ModelResponse, TextSink, TurnUsage
+
+
+class AnthropicModel:
+    def __init__(self, *, api_key: str | None, base_url: str | None) -> None:
+        self._client = anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url, max_retries=2)
+
+    async def stream(self, request: ModelRequest, on_text: TextSink) -> ModelResponse:
+        tools = [dict(t) for t in request.tools]
+        if tools:
+            tools[-1]["cache_control"] = {"type": "ephemeral"}
+        system = [{"type": "text", "text": request.system, "cache_control": {"type": "ephemeral"}}]
+        try:
+            async with self._client.messages.stream(
+                model=request.model,
+                max_tokens=request.max_tokens,
+                system=cast(Any, system),
+                tools=cast(Any, tools),
+                messages=cast(Any, request.messages),
+            ) as stream:
+                async for event in stream:
+                    if event.type == "text":
+                        await on_text(event.text)
+                final = await stream.get_final_message()
+        except anthropic.APIStatusError as exc:
+            retryable = exc.status_code in (408, 409, 429) or exc.status_code >= 500
+            raise ModelError(f"{exc.status_code}: {exc.message}", retryable=retryable) from exc
+        except anthropic.APIConnectionError as exc:
+            raise ModelError(f"connection error: {exc}", retryable=True) from exc
+        content = [b.model_dump(mode="json", exclude_none=True) for b in final.content]
+        u = final.usage
+        return ModelResponse(
+            content=content,
+            stop_reason=final.stop_reason or "end_turn",
+            usage=TurnUsage(
+                input_tokens=u.input_tokens,
+                output_tokens=u.output_tokens,
+                cache_read_tokens=u.cache_read_input_tokens or 0,
+                cache_write_tokens=u.cache_creation_input_tokens or 0,
+            ),
+        )

@@ -1,0 +1,1 @@
+"""Sandbox providers: where the agent's tools run."""

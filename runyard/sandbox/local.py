@@ -1,0 +1,285 @@
+"""The ``local`` sandbox provider: a workspace directory per run on the worker's machine.
+
+Commands run under bubblewrap when it is installed (no network unless the template asks
+for it, a read-only system, only the workspace writable, a private /tmp, pid namespace so
+nothing outlives the sandbox) and fall back to plain processes with rlimits, with a
+warning, where it is not. Memory and file size are capped by rlimits from the size.
+A worker that restarts finds the sandbox again by id: its state is the directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import json
+import os
+import resource
+import secrets
+import shutil
+import signal
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from runyard.sandbox.base import ExecResult, SandboxError, SandboxSpec
+
+log = structlog.get_logger(__name__)
+
+_OUTPUT_CAP = 100_000  # bytes of stdout/stderr kept per command (head and tail)
+_RO_DIRS = ("/usr", "/etc/alternatives", "/etc/ssl", "/etc/ca-certificates", "/opt")
+_RO_FILES = (
+    "/etc/ld.so.cache",
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/hosts",
+    "/etc/resolv.conf",
+    "/etc/nsswitch.conf",
+    "/etc/localtime",
+    "/etc/gitconfig",
+    "/etc/mime.types",
+)
+_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_PR_SET_PDEATHSIG = 1
+
+
+def bwrap_path(mode: str) -> str | None:
+    """The bwrap binary to use for ``RUNYARD_SANDBOX_BWRAP`` (auto | on | off)."""
+    if mode == "off":
+        return None
+    found = shutil.which("bwrap")
+    if found is None and mode == "on":
+        raise SandboxError("RUNYARD_SANDBOX_BWRAP=on but bwrap is not installed")
+    return found
+
+
+def _limits(resources: dict[str, int]) -> Any:
+    mem = resources["memoryMi"] * 1024 * 1024
+    disk = resources["diskMi"] * 1024 * 1024
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def apply() -> None:  # runs in the child between fork and exec
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (disk, disk))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+    return apply
+
+
+def _read_capped(path: Path) -> str:
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        if size <= _OUTPUT_CAP:
+            data = f.read()
+        else:
+            head = f.read(_OUTPUT_CAP // 2)
+            f.seek(size - _OUTPUT_CAP // 2)
+            tail = f.read()
+            data = head + f"\n… [{size - _OUTPUT_CAP} bytes cut] …\n".encode() + tail
+    return data.decode("utf-8", errors="replace")
+
+
+class LocalSandbox:
+    def __init__(self, provider: LocalSandboxProvider, sandbox_id: str, root: Path) -> None:
+        self.id = sandbox_id
+        self._provider = provider
+        self.root = root
+        self.workspace = root / "workspace"
+        meta = json.loads((root / "meta.json").read_text())
+        self.spec = SandboxSpec(
+            size=meta["size"], env=meta.get("env", {}), network=meta.get("network", False)
+        )
+
+    # -- processes -----------------------------------------------------------------
+
+    def _argv(self, command: str) -> tuple[list[str], dict[str, str], str]:
+        env = {"PATH": _PATH, "LANG": "C.UTF-8", "TERM": "dumb", **self.spec.env}
+        bwrap = self._provider.bwrap
+        if bwrap is None:
+            env["HOME"] = str(self.workspace)
+            return ["/bin/bash", "-c", command], env, str(self.workspace)
+        argv = [bwrap, "--die-with-parent", "--new-session", "--unshare-all"]
+        if self.spec.network:
+            argv.append("--share-net")
+        for d in ("/bin", "/lib", "/lib64", "/sbin"):
+            if os.path.islink(d):
+                argv += ["--symlink", os.readlink(d), d]
+            elif os.path.isdir(d):
+                argv += ["--ro-bind", d, d]
+        for p in (*_RO_DIRS, *_RO_FILES):
+            argv += ["--ro-bind-try", p, p]
+        argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+        argv += ["--bind", str(self.workspace), "/workspace", "--chdir", "/workspace"]
+        argv += ["--clearenv"]
+        for k, v in {**env, "HOME": "/tmp", "PWD": "/workspace"}.items():
+            argv += ["--setenv", k, v]
+        argv += ["--", "/bin/bash", "-c", command]
+        return argv, {}, str(self.workspace)
+
+    async def exec(self, command: str, *, timeout: float) -> ExecResult:
+        argv, env, cwd = self._argv(command)
+        logs = self.root / "logs"
+        logs.mkdir(exist_ok=True)
+        token = secrets.token_hex(6)
+        out_path, err_path = logs / f"{token}.out", logs / f"{token}.err"
+        with out_path.open("wb") as out, err_path.open("wb") as err:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                cwd=cwd,
+                env=env,
+                start_new_session=True,
+                preexec_fn=_limits(self.spec.resources),
+            )
+        self._provider.track(self.id, proc)
+        timed_out = False
+        try:
+            await asyncio.wait_for(proc.wait(), timeout)
+        except TimeoutError:
+            timed_out = True
+            _kill(proc)
+            await proc.wait()
+        except asyncio.CancelledError:
+            _kill(proc)
+            raise
+        finally:
+            self._provider.untrack(self.id, proc)
+        code = proc.returncode if proc.returncode is not None else -9
+        try:
+            return ExecResult(code, _read_capped(out_path), _read_capped(err_path), timed_out)
+        finally:
+            out_path.unlink(missing_ok=True)
+            err_path.unlink(missing_ok=True)
+
+    # -- files ---------------------------------------------------------------------
+
+    def resolve(self, path: str) -> Path:
+        """``path`` inside the workspace (``/workspace/x``, ``x`` or ``./x``), or an error."""
+        p = path.strip() or "."
+        if p == "/workspace" or p.startswith("/workspace/"):
+            p = p.removeprefix("/workspace").lstrip("/") or "."
+        if os.path.isabs(p):
+            raise PermissionError(f"{path}: outside the workspace")
+        root = os.path.realpath(self.workspace)
+        full = os.path.realpath(os.path.join(root, p))
+        if os.path.commonpath([root, full]) != root:
+            raise PermissionError(f"{path}: outside the workspace")
+        return Path(full)
+
+    async def read_file(self, path: str) -> bytes:
+        return await asyncio.to_thread(self.resolve(path).read_bytes)
+
+    async def write_file(self, path: str, data: bytes) -> None:
+        target = self.resolve(path)
+
+        def write() -> None:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+
+        await asyncio.to_thread(write)
+
+    async def list_files(self, path: str, *, max_entries: int) -> list[str]:
+        base = self.resolve(path)
+
+        def walk() -> list[str]:
+            root = Path(os.path.realpath(self.workspace))
+            found: list[str] = []
+            for dirpath, dirnames, filenames in os.walk(base):
+                dirnames[:] = sorted(d for d in dirnames if d != ".git")
+                for name in sorted(filenames):
+                    found.append(str((Path(dirpath) / name).relative_to(root)))
+                    if len(found) >= max_entries:
+                        return found
+            return found
+
+        return await asyncio.to_thread(walk)
+
+
+def _kill(proc: asyncio.subprocess.Process) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+class LocalSandboxProvider:
+    name = "local"
+
+    def __init__(self, root: Path, *, bwrap: str | None) -> None:
+        self.root = root
+        self.bwrap = bwrap
+        self._procs: dict[str, set[asyncio.subprocess.Process]] = {}
+        if bwrap is None:
+            log.warning(
+                "sandbox.unisolated",
+                message="bubblewrap (bwrap) is not installed: local sandbox commands run as "
+                "plain processes with rlimits only, with the worker's view of the filesystem "
+                "and network. Install the 'bubblewrap' package to isolate them.",
+            )
+
+    def track(self, sandbox_id: str, proc: asyncio.subprocess.Process) -> None:
+        self._procs.setdefault(sandbox_id, set()).add(proc)
+
+    def untrack(self, sandbox_id: str, proc: asyncio.subprocess.Process) -> None:
+        self._procs.get(sandbox_id, set()).discard(proc)
+
+    def _dir(self, sandbox_id: str) -> Path:
+        if not sandbox_id.startswith("sbx_") or "/" in sandbox_id or ".." in sandbox_id:
+            raise SandboxError(f"bad sandbox id {sandbox_id!r}")
+        return self.root / sandbox_id
+
+    async def create(self, sandbox_id: str, spec: SandboxSpec) -> LocalSandbox:
+        root = self._dir(sandbox_id)
+        if (root / "ready").exists():
+            return LocalSandbox(self, sandbox_id, root)
+        if root.exists():  # a previous attempt died half way: start again
+            await asyncio.to_thread(shutil.rmtree, root, True)
+        (root / "workspace").mkdir(parents=True)
+        meta = {"size": spec.size, "env": spec.env, "network": spec.network}
+        (root / "meta.json").write_text(json.dumps(meta))
+        if spec.repo_url:
+            await _git_clone(spec.repo_url, root / "workspace")
+        sandbox = LocalSandbox(self, sandbox_id, root)
+        if spec.setup_script:
+            res = await sandbox.exec(spec.setup_script, timeout=900)
+            if res.exit_code != 0:
+                output = res.stderr[-2000:] or res.stdout[-2000:]
+                raise SandboxError(f"setup script exited {res.exit_code}: {output}")
+        (root / "ready").touch()
+        return sandbox
+
+    async def get(self, sandbox_id: str) -> LocalSandbox:
+        root = self._dir(sandbox_id)
+        if not (root / "ready").exists():
+            raise SandboxError(f"sandbox {sandbox_id} does not exist")
+        return LocalSandbox(self, sandbox_id, root)
+
+    async def destroy(self, sandbox_id: str) -> None:
+        for proc in list(self._procs.pop(sandbox_id, set())):
+            _kill(proc)
+        root = self._dir(sandbox_id)
+        if root.exists():
+            await asyncio.to_thread(shutil.rmtree, root, True)
+
+
+async def _git_clone(url: str, dest: Path) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        "git",
+        "clone",
+        "--quiet",
+        "--",
+        url,
+        str(dest),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
+    )
+    try:
+        _, err = await asyncio.wait_for(proc.communicate(), 600)
+    except TimeoutError as exc:
+        proc.kill()
+        raise SandboxError(f"git clone of {url} timed out") from exc
+    if proc.returncode != 0:
+        raise SandboxError(f"git clone of {url} failed: {err.decode(errors='replace')[-2000:]}")

@@ -1,0 +1,82 @@
+"""Operator settings, read from the environment (prefix ``RUNYARD_``) by every command.
+
+Temporal, Anthropic and E2B keep their own conventional variable names
+(``TEMPORAL_ADDRESS``, ``ANTHROPIC_API_KEY`` …) so existing deployments need no renaming.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RUNYARD_", extra="ignore")
+
+    data_dir: Path = Path(".runyard")
+    database_url: str | None = None
+
+    temporal_address: str = Field(
+        "localhost:7233",
+        validation_alias=AliasChoices("TEMPORAL_ADDRESS", "RUNYARD_TEMPORAL_ADDRESS"),
+    )
+    temporal_namespace: str = Field(
+        "default",
+        validation_alias=AliasChoices("TEMPORAL_NAMESPACE", "RUNYARD_TEMPORAL_NAMESPACE"),
+    )
+    task_queue: str = "runyard"
+
+    anthropic_api_key: str | None = Field(
+        None, validation_alias=AliasChoices("ANTHROPIC_API_KEY", "RUNYARD_ANTHROPIC_API_KEY")
+    )
+    anthropic_base_url: str | None = Field(
+        None, validation_alias=AliasChoices("ANTHROPIC_BASE_URL", "RUNYARD_ANTHROPIC_BASE_URL")
+    )
+    e2b_api_key: str | None = Field(
+        None, validation_alias=AliasChoices("E2B_API_KEY", "RUNYARD_E2B_API_KEY")
+    )
+
+    # Guardrail defaults and bounds.
+    default_max_turns: int = 100
+    default_max_cost_usd: float = 5.0
+    default_timeout_seconds: int = 1800
+    # The contract's lower bound for timeoutSeconds is 30; tests lower it to exercise timeouts.
+    min_timeout_seconds: int = 30
+    queued_ttl_seconds: int = 24 * 3600
+
+    rate_limit_per_minute: int = 200
+    max_active_runs: int = 10
+
+    # Sandbox: the local provider's bubblewrap use ("auto" uses it when present).
+    sandbox_bwrap: str = "auto"
+    sandbox_network: bool = False
+    tool_timeout_seconds: int = 600
+    git_base_url: str = "https://github.com"
+
+    allow_private_callbacks: bool = False
+    log_level: str = "INFO"
+    log_json: bool = False
+
+    @property
+    def db_url(self) -> str:
+        """The SQLAlchemy async URL of the store."""
+        url = self.database_url or f"sqlite:///{self.data_dir.resolve() / 'runyard.db'}"
+        if url.startswith("postgres://"):
+            url = "postgresql://" + url.removeprefix("postgres://")
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+        if url.startswith("sqlite://") and not url.startswith("sqlite+"):
+            url = "sqlite+aiosqlite://" + url.removeprefix("sqlite://")
+        return url
+
+    @property
+    def sandboxes_dir(self) -> Path:
+        return self.data_dir.resolve() / "sandboxes"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

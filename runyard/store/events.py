@@ -1,0 +1,114 @@
+"""The event log: per run, ``seq`` is dense from 1 and every append is idempotent.
+
+An append locks the run row (``FOR UPDATE`` on Postgres; ``BEGIN IMMEDIATE`` already
+serialises writers on SQLite), skips events whose idempotency key is already stored,
+hands out ``last_seq + 1 …`` and bumps ``runs.last_seq`` in the same transaction. So a
+retried activity never writes an event twice and a failed transaction never leaves a
+hole. Once a run has its terminal event nothing more is appended: the terminal event
+is always the last one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from runyard.db.models import Run, RunEvent
+from runyard.db.types import utcnow
+
+TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
+TERMINAL_EVENT_KEY = "terminal"
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    key: str
+    type: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+async def lock_run(session: AsyncSession, run_id: str) -> Run | None:
+    """Load the run row, locked for this transaction on Postgres."""
+    stmt = select(Run).where(col(Run.id) == run_id)
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    result = await session.execute(stmt)
+    return result.scalars().first()
+
+
+async def append_events(
+    session: AsyncSession, run: Run, events: Sequence[NewEvent], *, now: datetime | None = None
+) -> list[int]:
+    """Append ``events`` to ``run`` (locked by :func:`lock_run` in this transaction).
+
+    Returns the seqs written; events already stored under their key, and any event after
+    the terminal one, are skipped.
+    """
+    if not events:
+        return []
+    keys = [e.key for e in events]
+    existing = set(
+        (
+            await session.execute(
+                select(col(RunEvent.key)).where(
+                    col(RunEvent.run_id) == run.id, col(RunEvent.key).in_(keys)
+                )
+            )
+        ).scalars()
+    )
+    if TERMINAL_EVENT_KEY not in keys and run.status in TERMINAL_STATUSES:
+        return []
+    now = now or utcnow()
+    seq = run.last_seq
+    written: list[int] = []
+    for ev in events:
+        if ev.key in existing:
+            continue
+        existing.add(ev.key)
+        seq += 1
+        session.add(
+            RunEvent(run_id=run.id, seq=seq, key=ev.key, type=ev.type, data=ev.data, created_at=now)
+        )
+        written.append(seq)
+    if written:
+        await session.execute(update(Run).where(col(Run.id) == run.id).values(last_seq=seq))
+        run.last_seq = seq
+    return written
+
+
+async def list_events(
+    session: AsyncSession,
+    run_id: str,
+    *,
+    after_seq: int = 0,
+    limit: int | None = None,
+    types: Sequence[str] | None = None,
+    exclude_types: Sequence[str] | None = None,
+    after_time: datetime | None = None,
+) -> list[RunEvent]:
+    stmt = select(RunEvent).where(col(RunEvent.run_id) == run_id, col(RunEvent.seq) > after_seq)
+    if types:
+        stmt = stmt.where(col(RunEvent.type).in_(list(types)))
+    if exclude_types:
+        stmt = stmt.where(col(RunEvent.type).not_in(list(exclude_types)))
+    if after_time is not None:
+        stmt = stmt.where(col(RunEvent.created_at) > after_time)
+    stmt = stmt.order_by(col(RunEvent.seq))
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return list((await session.execute(stmt)).scalars())
+
+
+def event_json(ev: RunEvent) -> dict[str, Any]:
+    return {
+        "seq": ev.seq,
+        "type": ev.type,
+        "data": ev.data or {},
+        "createdAt": ev.created_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+    }

@@ -1,0 +1,23 @@
+"""Templates: an organization's own, and the read-only system ones (``org_id`` NULL)."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from runyard.db.models import Template
+
+
+async def find_template(session: AsyncSession, org_id: str, slug: str) -> Template | None:
+    """The organization's template named ``slug``, else the system one."""
+    rows = (
+        await session.execute(
+            select(Template).where(
+                col(Template.slug) == slug,
+                (col(Template.org_id) == org_id) | col(Template.org_id).is_(None),
+            )
+        )
+    ).scalars()
+    found = sorted(rows, key=lambda t: t.org_id is None)
+    return found[0] if found else None

@@ -1,0 +1,17 @@
+"""Connecting to Temporal, always with the pydantic data converter."""
+
+from __future__ import annotations
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from runyard.settings import Settings
+
+
+async def connect(settings: Settings, *, lazy: bool = False) -> Client:
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=pydantic_data_converter,
+        lazy=lazy,
+    )

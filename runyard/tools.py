@@ -1,0 +1,141 @@
+"""The agent's tools: their JSON schemas for the model, and how each runs in a sandbox.
+
+Tools run against the ``Sandbox`` protocol only, so every provider gets the same tools.
+A tool's failure is a result the model sees (``is_error``), never an activity failure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from runyard.sandbox.base import Sandbox
+
+MAX_OUTPUT_CHARS = 30_000
+MAX_LIST_ENTRIES = 2_000
+
+TOOLS: list[dict[str, Any]] = [
+    {
+        "name": "bash",
+        "description": "Run a bash command in the workspace (/workspace) and return its "
+        "exit code, stdout and stderr. No network unless the template allows it.",
+        "input_schema": {
+            "type": "object",
+            "properties": {
+                "command": {"type": "string", "description": "The command to run."},
+                "timeout": {"type": "number", "description": "Seconds before it is killed."},
+            },
+            "required": ["command"],
+        },
+    },
+    {
+        "name": "read_file",
+        "description": "Read a text file of the workspace.",
+        "input_schema": {
+            "type": "object",
+            "properties": {"path": {"type": "string"}},
+            "required": ["path"],
+        },
+    },
+    {
+        "name": "write_file",
+        "description": "Create or overwrite a file of the workspace with the given content.",
+        "input_schema": {
+            "type": "object",
+            "properties": {"path": {"type": "string"}, "content": {"type": "string"}},
+            "required": ["path", "content"],
+        },
+    },
+    {
+        "name": "edit_file",
+        "description": "Replace one exact occurrence of old_string with new_string in a file.",
+        "input_schema": {
+            "type": "object",
+            "properties": {
+                "path": {"type": "string"},
+                "old_string": {"type": "string"},
+                "new_string": {"type": "string"},
+            },
+            "required": ["path", "old_string", "new_string"],
+        },
+    },
+    {
+        "name": "list_files",
+        "description": "List the files under a directory of the workspace (recursively).",
+        "input_schema": {
+            "type": "object",
+            "properties": {"path": {"type": "string", "default": "."}},
+        },
+    },
+]
+
+TOOL_NAMES = frozenset(t["name"] for t in TOOLS)
+
+
+@dataclass(frozen=True)
+class ToolOutput:
+    text: str
+    is_error: bool = False
+
+
+def _clip(text: str) -> str:
+    if len(text) <= MAX_OUTPUT_CHARS:
+        return text
+    half = MAX_OUTPUT_CHARS // 2
+    return f"{text[:half]}\n… [{len(text) - MAX_OUTPUT_CHARS} characters cut] …\n{text[-half:]}"
+
+
+def _str_arg(args: dict[str, Any], name: str, default: str | None = None) -> str:
+    value = args.get(name, default)
+    if not isinstance(value, str):
+        raise ValueError(f"'{name}' must be a string")
+    return value
+
+
+async def run_tool(
+    sandbox: Sandbox, name: str, args: dict[str, Any], *, timeout: float
+) -> ToolOutput:
+    """Run one tool call; any error becomes an ``is_error`` result for the model."""
+    try:
+        return await _dispatch(sandbox, name, args, timeout)
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        return ToolOutput(f"{type(exc).__name__}: {exc}", is_error=True)
+
+
+async def _dispatch(
+    sandbox: Sandbox, name: str, args: dict[str, Any], timeout: float
+) -> ToolOutput:
+    if name == "bash":
+        limit = args.get("timeout", timeout)
+        if not isinstance(limit, int | float) or limit <= 0:
+            raise ValueError("'timeout' must be a positive number")
+        res = await sandbox.exec(_str_arg(args, "command"), timeout=min(float(limit), timeout))
+        parts = [f"exit code: {res.exit_code}" + (" (timed out)" if res.timed_out else "")]
+        if res.stdout:
+            parts.append(f"stdout:\n{res.stdout}")
+        if res.stderr:
+            parts.append(f"stderr:\n{res.stderr}")
+        return ToolOutput(_clip("\n".join(parts)), is_error=res.exit_code != 0)
+    if name == "read_file":
+        data = await sandbox.read_file(_str_arg(args, "path"))
+        return ToolOutput(_clip(data.decode("utf-8")))
+    if name == "write_file":
+        path, content = _str_arg(args, "path"), _str_arg(args, "content")
+        await sandbox.write_file(path, content.encode())
+        return ToolOutput(f"wrote {len(content.encode())} bytes to {path}")
+    if name == "edit_file":
+        path = _str_arg(args, "path")
+        old, new = _str_arg(args, "old_string"), _str_arg(args, "new_string")
+        text = (await sandbox.read_file(path)).decode("utf-8")
+        count = text.count(old) if old else 0
+        if count != 1:
+            raise ValueError(
+                f"old_string must occur exactly once in {path}; it occurs {count} times"
+            )
+        await sandbox.write_file(path, text.replace(old, new, 1).encode())
+        return ToolOutput(f"edited {path}")
+    if name == "list_files":
+        files = await sandbox.list_files(_str_arg(args, "path", "."), max_entries=MAX_LIST_ENTRIES)
+        suffix = f"\n… (first {MAX_LIST_ENTRIES} shown)" if len(files) >= MAX_LIST_ENTRIES else ""
+        return ToolOutput("\n".join(files) + suffix if files else "(no files)")
+    return ToolOutput(f"unknown tool {name!r}", is_error=True)

@@ -1,0 +1,80 @@
+"""Real Runyard processes for integration tests: the worker and the API as subprocesses,
+started with the same environment a deployment would give them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from runyard.devserver import free_port, wait_for_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Stack:
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.env = {**os.environ, **env}
+        self.logs = logs
+        logs.mkdir(parents=True, exist_ok=True)
+        self.api_port = free_port()
+        self.api: subprocess.Popen[bytes] | None = None
+        self.workers: list[subprocess.Popen[bytes]] = []
+        self._n = 0
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def _spawn(self, argv: list[str], name: str) -> subprocess.Popen[bytes]:
+        self._n += 1
+        log = (self.logs / f"{name}-{self._n}.log").open("wb")
+        return subprocess.Popen(
+            argv,
+            env=self.env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        proc = self._spawn([sys.executable, "-m", "runyard.cli", "worker"], "worker")
+        self.workers.append(proc)
+        return proc
+
+    def kill_worker(self, proc: subprocess.Popen[bytes]) -> None:
+        """SIGKILL: the worker gets no chance to finish anything."""
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        self.workers.remove(proc)
+
+    def start_api(self) -> None:
+        self.api = self._spawn(
+            [sys.executable, "-m", "runyard.cli", "api", "--port", str(self.api_port)], "api"
+        )
+        wait_for_port("127.0.0.1", self.api_port, timeout=60, proc=self.api)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.api_url}/healthz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError("the API never became healthy")
+
+    def stop(self) -> None:
+        for proc in [*self.workers, *([self.api] if self.api else [])]:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in [*self.workers, *([self.api] if self.api else [])]:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
