@@ -6,9 +6,9 @@ from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from temporalio.client import Client
 
 from api.auth import Principal, RateLimiter, authenticate
+from api.orchestrator import TemporalConnector
 from runyard.db.engine import Database
 from runyard.settings import Settings
 
@@ -23,14 +23,16 @@ def get_settings_dep(request: Request) -> Settings:
     return settings
 
 
-async def get_temporal(request: Request) -> Client:
-    client: Client = await request.app.state.temporal()
-    return client
+def get_temporal(request: Request) -> TemporalConnector:
+    # The connector, not a client: routes connect only once the request is known to be
+    # valid, so a bad body is a 400 even while Temporal is down.
+    connector: TemporalConnector = request.app.state.temporal
+    return connector
 
 
 DbDep = Annotated[Database, Depends(get_db)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
-TemporalDep = Annotated[Client, Depends(get_temporal)]
+TemporalDep = Annotated[TemporalConnector, Depends(get_temporal)]
 
 
 def scoped(scope: str) -> Callable[[Request], Coroutine[Any, Any, Principal]]:

@@ -127,13 +127,19 @@ def already_started(run: Run) -> ProblemError:
     return ProblemError(409, "RUN_ALREADY_STARTED", detail, title="Run already started")
 
 
-async def signal_cancel(client: Client, run: Run, reason: str | None) -> None:
-    """Tell the workflow to stop; a workflow that already ended needs no telling."""
+async def signal_cancel(connector: TemporalConnector, run: Run, reason: str | None) -> None:
+    """Tell the workflow to stop; a workflow that already ended needs no telling.
+
+    The store already says cancelled when this is called, so a failure here is logged,
+    not raised: the run's next model turn reads the store and stops.
+    """
     try:
+        client = await connector()
         await client.get_workflow_handle(run.workflow_id).signal(
             "cancel", CancelInput(reason=reason), rpc_timeout=_RPC_TIMEOUT
         )
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:
-            # The store already says cancelled; the next turn sees it and the run stops.
             log.warning("cancel.signal_failed", run_id=run.id, error=str(exc))
+    except ProblemError as exc:
+        log.warning("cancel.signal_failed", run_id=run.id, error=exc.detail)

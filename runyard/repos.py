@@ -16,8 +16,8 @@ def repo_url(repo: str, git_base_url: str) -> str:
     repo = repo.strip()
     if _URL.match(repo):
         return repo
-    if os.path.isabs(repo) or repo.startswith(("./", "../", "~")):
-        return str(Path(repo).expanduser().resolve())
+    if os.path.isabs(repo):  # relative paths would depend on the server's working directory
+        return str(Path(repo).resolve())
     if _SLUG.match(repo):
         return f"{git_base_url.rstrip('/')}/{repo.removesuffix('.git')}.git"
     raise ValueError("repo must be an owner/name slug, a git URL or an absolute path")

@@ -46,7 +46,8 @@ _MODEL_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=30),
     maximum_attempts=4,
 )
-_HEARTBEAT = timedelta(seconds=30)
+# Workers heartbeat every second; a worker that died is noticed after this long.
+_HEARTBEAT = timedelta(seconds=10)
 
 
 @dataclass

@@ -33,7 +33,7 @@ async def exec_run(
 
     # The workflow's update validator is the single arbiter: of two concurrent execs,
     # exactly one is admitted, whatever API replica each reached.
-    await send_exec(temporal, run, is_still_queued=still_queued)
+    await send_exec(await temporal(), run, is_still_queued=still_queued)
     async with db.write() as s:
         locked = await lock_run(s, run_id)
         assert locked is not None

@@ -218,7 +218,7 @@ async def create_run(
             )
         raise
     try:
-        await start_run_workflow(temporal, run, settings, start=body.start)
+        await start_run_workflow(await temporal(), run, settings, start=body.start)
     except Exception as exc:
         async with db.write() as s:  # nothing half-made stays behind
             await s.execute(delete(RunEvent).where(col(RunEvent.run_id) == run_id))

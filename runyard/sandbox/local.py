@@ -69,15 +69,18 @@ def _limits(resources: dict[str, int]) -> Any:
 
 
 def _read_capped(path: Path) -> str:
-    size = path.stat().st_size
-    with path.open("rb") as f:
-        if size <= _OUTPUT_CAP:
-            data = f.read()
-        else:
-            head = f.read(_OUTPUT_CAP // 2)
-            f.seek(size - _OUTPUT_CAP // 2)
-            tail = f.read()
-            data = head + f"\n… [{size - _OUTPUT_CAP} bytes cut] …\n".encode() + tail
+    try:
+        with path.open("rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size <= _OUTPUT_CAP:
+                data = f.read()
+            else:
+                head = f.read(_OUTPUT_CAP // 2)
+                f.seek(size - _OUTPUT_CAP // 2)
+                tail = f.read()
+                data = head + f"\n… [{size - _OUTPUT_CAP} bytes cut] …\n".encode() + tail
+    except FileNotFoundError:  # the sandbox was destroyed while the command ran
+        return ""
     return data.decode("utf-8", errors="replace")
 
 

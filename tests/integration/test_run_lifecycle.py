@@ -223,4 +223,4 @@ async def test_cost_and_cache_usage_from_script(api: httpx.AsyncClient) -> None:
     u = done["usage"]
     assert (u["inputTokens"], u["outputTokens"], u["cacheReadTokens"]) == (1000, 500, 400)
     assert u["cacheHitRate"] == round(400 / 1400, 4)
-    assert abs(u["costUsd"] - (1000 * 3 + 500 * 15 + 400 * 0.3) / 1e6) < 1e-9
+    assert u["costUsd"] == round((1000 * 3 + 500 * 15 + 400 * 0.3) / 1e6, 6)

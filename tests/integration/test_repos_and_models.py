@@ -1,0 +1,148 @@
+"""Repositories cloned into the sandbox, and the Anthropic path through the real SDK."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import script, wait_for
+from tests.fakes.anthropic_server import FakeAnthropic, Reply
+
+TERMINAL = {"completed", "failed", "cancelled"}
+
+
+@pytest.fixture
+def git_repo(tmp_path: Path) -> Path:
+    repo = tmp_path / "project"
+    (repo / "src").mkdir(parents=True)
+    (repo / "README.md").write_text("# Widget factory\n\nMakes widgets.\n")
+    (repo / "src" / "app.py").write_text("print('widgets')\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(repo)]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "init"], check=True)
+    return repo
+
+
+async def test_default_scripted_summary_of_a_repo(api: httpx.AsyncClient, git_repo: Path) -> None:
+    run = (
+        await api.post(
+            "/v1/runs",
+            json={"prompt": "summarise", "model": "scripted", "repo": str(git_repo), "start": True},
+        )
+    ).json()
+    done = await wait_for(api, run["id"], TERMINAL)
+    assert done["status"] == "completed", done
+    text = done["outputs"][0]["text"]
+    assert "2 files" in text and "Widget factory" in text
+
+
+async def test_file_url_repo_and_tools_in_workspace(api: httpx.AsyncClient, git_repo: Path) -> None:
+    prompt = script(
+        {"tool": "bash", "input": {"command": "python3 src/app.py 2>&1 || cat src/app.py"}},
+        {
+            "tool": "edit_file",
+            "input": {"path": "src/app.py", "old_string": "widgets", "new_string": "gadgets"},
+        },
+        {"tool": "read_file", "input": {"path": "/workspace/src/app.py"}},
+        {"tool": "read_file", "input": {"path": "../../../../etc/hostname"}},
+        {"text": "edited"},
+    )
+    run = (
+        await api.post(
+            "/v1/runs",
+            json={
+                "prompt": prompt,
+                "model": "scripted",
+                "repo": f"file://{git_repo}",
+                "start": True,
+            },
+        )
+    ).json()
+    done = await wait_for(api, run["id"], TERMINAL)
+    assert done["status"] == "completed", done
+    # The clone was a copy: the original repository is untouched.
+    assert "widgets" in (git_repo / "src" / "app.py").read_text()
+
+
+async def test_anthropic_tool_use_round_trip(
+    api: httpx.AsyncClient, fake_anthropic: FakeAnthropic
+) -> None:
+    fake_anthropic.reset()
+    fake_anthropic.queue(
+        Reply(
+            blocks=[
+                {"text": "Let me check."},
+                {
+                    "tool_use": {
+                        "id": "toolu_01",
+                        "name": "bash",
+                        "input": {"command": "echo from-claude"},
+                    }
+                },
+            ],
+            usage={"input": 100, "output": 20, "cache_write": 50},
+        ),
+        Reply(
+            blocks=[{"text": "Finished: from-claude seen."}],
+            usage={"input": 120, "output": 10, "cache_read": 50},
+        ),
+    )
+    run = (
+        await api.post(
+            "/v1/runs",
+            json={"prompt": "say hi", "model": "sonnet", "guidance": "Be brief.", "start": True},
+        )
+    ).json()
+    done = await wait_for(api, run["id"], TERMINAL)
+    assert done["status"] == "completed", done
+    assert done["outputs"] == [{"type": "text", "text": "Finished: from-claude seen."}]
+    u = done["usage"]
+    assert (u["turns"], u["inputTokens"], u["outputTokens"]) == (2, 220, 30)
+    assert (u["cacheReadTokens"], u["cacheWriteTokens"]) == (50, 50)
+    assert u["cacheHitRate"] == round(50 / 320, 4)
+    expected = (220 * 3 + 30 * 15 + 50 * 3.75 + 50 * 0.3) / 1e6
+    assert u["costUsd"] == round(expected, 6)  # cost is kept in micro-dollars
+
+    first, second = fake_anthropic.requests
+    assert first["model"] == "claude-sonnet-4-5" and first["stream"] is True
+    assert first["system"][0]["cache_control"] == {"type": "ephemeral"}
+    assert "Be brief." in first["system"][0]["text"]
+    assert first["tools"][-1]["cache_control"] == {"type": "ephemeral"}
+    assert {t["name"] for t in first["tools"]} >= {
+        "bash",
+        "read_file",
+        "write_file",
+        "edit_file",
+        "list_files",
+    }
+    assert first["messages"] == [{"role": "user", "content": "say hi"}]
+    assistant, results = second["messages"][1], second["messages"][2]
+    assert assistant["role"] == "assistant"
+    assert assistant["content"][1] == {
+        "type": "tool_use",
+        "id": "toolu_01",
+        "name": "bash",
+        "input": {"command": "echo from-claude"},
+    }
+    assert results["role"] == "user" and results["content"][0]["tool_use_id"] == "toolu_01"
+    assert "from-claude" in results["content"][0]["content"]
+    assert results["content"][0]["is_error"] is False
+
+
+async def test_anthropic_client_error_fails_the_run(
+    api: httpx.AsyncClient, fake_anthropic: FakeAnthropic
+) -> None:
+    fake_anthropic.reset()
+    fake_anthropic.queue(Reply(status=400))
+    run = (await api.post("/v1/runs", json={"prompt": "x", "model": "haiku", "start": True})).json()
+    done = await wait_for(api, run["id"], TERMINAL)
+    assert (done["status"], done["failReason"], done["error"]["code"]) == (
+        "failed",
+        "error",
+        "MODEL_ERROR",
+    )
+    assert len(fake_anthropic.requests) == 1  # a 400 is never retried

@@ -1,0 +1,106 @@
+"""The local sandbox with real processes (under bubblewrap when it is installed)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+import pytest
+
+from runyard.sandbox.base import SandboxError, SandboxSpec
+from runyard.sandbox.local import LocalSandboxProvider
+from runyard.tools import run_tool
+
+needs_bwrap = pytest.mark.skipif(
+    shutil.which("bwrap") is None, reason="bubblewrap is not installed"
+)
+
+
+@pytest.fixture(params=["bwrap", "plain"])
+def provider(request: pytest.FixtureRequest, tmp_path: Path) -> LocalSandboxProvider:
+    if request.param == "bwrap" and shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap is not installed")
+    return LocalSandboxProvider(
+        tmp_path / "sandboxes", bwrap=shutil.which("bwrap") if request.param == "bwrap" else None
+    )
+
+
+async def test_files_stay_in_the_workspace(provider: LocalSandboxProvider, tmp_path: Path) -> None:
+    (tmp_path / "secret").write_text("s3cret")
+    sb = await provider.create("sbx_files", SandboxSpec(size="s"))
+    out = await run_tool(sb, "write_file", {"path": "dir/a.txt", "content": "hi"}, timeout=10)
+    assert not out.is_error
+    assert (
+        await run_tool(sb, "read_file", {"path": "/workspace/dir/a.txt"}, timeout=10)
+    ).text == "hi"
+    for path in ("../../secret", "/etc/passwd", str(tmp_path / "secret"), "dir/../../x"):
+        res = await run_tool(sb, "read_file", {"path": path}, timeout=10)
+        assert res.is_error and "outside the workspace" in res.text, (path, res)
+    (sb.workspace / "link").symlink_to(tmp_path / "secret")
+    res = await run_tool(sb, "read_file", {"path": "link"}, timeout=10)
+    assert res.is_error and "outside" in res.text
+    res = await run_tool(
+        sb, "edit_file", {"path": "dir/a.txt", "old_string": "zz", "new_string": "y"}, timeout=10
+    )
+    assert res.is_error and "0 times" in res.text
+    assert (await run_tool(sb, "list_files", {}, timeout=10)).text.splitlines() == [
+        "link",
+        "dir/a.txt",
+    ]
+    assert (await run_tool(sb, "nope", {}, timeout=10)).is_error
+    assert (await run_tool(sb, "bash", {"command": 5}, timeout=10)).is_error
+
+
+async def test_bash_timeout_and_exit_codes(provider: LocalSandboxProvider) -> None:
+    sb = await provider.create("sbx_bash", SandboxSpec())
+    res = await sb.exec("echo out; echo err >&2; exit 3", timeout=10)
+    assert (res.exit_code, res.stdout, res.stderr) == (3, "out\n", "err\n")
+    t0 = asyncio.get_running_loop().time()
+    res = await sb.exec("sleep 30", timeout=0.5)
+    assert res.timed_out and asyncio.get_running_loop().time() - t0 < 5
+    big = await sb.exec("head -c 500000 /dev/zero | tr '\\0' a", timeout=10)
+    assert len(big.stdout) < 120_000 and "bytes cut" in big.stdout
+
+
+@needs_bwrap
+async def test_bwrap_isolation(tmp_path: Path) -> None:
+    provider = LocalSandboxProvider(tmp_path / "sandboxes", bwrap=shutil.which("bwrap"))
+    sb = await provider.create("sbx_iso", SandboxSpec())
+    res = await sb.exec("cat /etc/shadow; ls /root; ls " + str(tmp_path), timeout=10)
+    assert res.exit_code != 0 and "root:" not in res.stdout
+    net = await sb.exec(
+        "python3 -c \"import socket; socket.create_connection(('127.0.0.1', 5432), 2)\" "
+        "|| bash -c 'echo > /dev/tcp/127.0.0.1/5432'",
+        timeout=10,
+    )
+    assert net.exit_code != 0
+    assert (await sb.exec("pwd; touch /usr/x", timeout=10)).stdout.startswith("/workspace")
+
+
+async def test_destroy_kills_processes_and_removes_the_directory(
+    provider: LocalSandboxProvider,
+) -> None:
+    sb = await provider.create("sbx_gone", SandboxSpec())
+    task = asyncio.create_task(sb.exec("sleep 60", timeout=120))
+    await asyncio.sleep(0.5)
+    await provider.destroy("sbx_gone")
+    res = await asyncio.wait_for(task, 5)
+    assert res.exit_code != 0 and not sb.root.exists()
+    with pytest.raises(SandboxError):
+        await provider.get("sbx_gone")
+    await provider.destroy("sbx_gone")  # idempotent
+    with pytest.raises(SandboxError):
+        await provider.get("../etc")
+
+
+async def test_create_is_idempotent_and_clones(
+    provider: LocalSandboxProvider, tmp_path: Path
+) -> None:
+    with pytest.raises(SandboxError, match="git clone"):
+        await provider.create("sbx_noclone", SandboxSpec(repo_url=str(tmp_path / "missing")))
+    sb = await provider.create("sbx_twice", SandboxSpec(setup_script="echo ready > setup.txt"))
+    again = await provider.create("sbx_twice", SandboxSpec())
+    assert again.root == sb.root and (sb.workspace / "setup.txt").read_text() == "ready\n"
+    with pytest.raises(SandboxError, match="setup script exited 4"):
+        await provider.create("sbx_badsetup", SandboxSpec(setup_script="exit 4"))

@@ -1,0 +1,131 @@
+"""The store on SQLite and on Postgres: dense, idempotent event appends; terminal wins once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from runyard.db.engine import Database, migrate
+from runyard.db.models import Run
+from runyard.db.types import utcnow
+from runyard.ids import new_id
+from runyard.store.events import NewEvent, append_events, list_events, lock_run
+from runyard.store.orgs import create_key, ensure_org, find_key
+from runyard.store.runs import finish, set_status
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    migrate(url)
+    migrate(url)  # idempotent
+    database = Database(url)
+    yield database
+    await database.dispose()
+
+
+async def new_run(db: Database) -> Run:
+    async with db.write() as s:
+        org = await ensure_org(s, "org-" + new_id("x", 6))
+        now = utcnow()
+        run = Run(
+            id=new_id("run"),
+            org_id=org.id,
+            status="running",
+            prompt="p",
+            model="scripted",
+            workflow_id="w",
+            created_at=now,
+            updated_at=now,
+        )
+        s.add(run)
+    return run
+
+
+async def append(db: Database, run_id: str, *events: NewEvent) -> list[int]:
+    async with db.write() as s:
+        run = await lock_run(s, run_id)
+        assert run is not None
+        return await append_events(s, run, list(events))
+
+
+async def test_appends_are_dense_and_idempotent(db: Database) -> None:
+    run = await new_run(db)
+    assert await append(db, run.id, NewEvent("a", "x"), NewEvent("b", "x")) == [1, 2]
+    assert await append(db, run.id, NewEvent("b", "x"), NewEvent("c", "x")) == [
+        3
+    ]  # b again: skipped
+    assert await append(db, run.id, NewEvent("a", "x")) == []
+    async with db.session() as s:
+        events = await list_events(s, run.id)
+    assert [(e.seq, e.key) for e in events] == [(1, "a"), (2, "b"), (3, "c")]
+    assert events[0].created_at.tzinfo is not None
+
+
+async def test_concurrent_appenders_never_collide(db: Database) -> None:
+    run = await new_run(db)
+
+    async def writer(w: int) -> None:
+        for i in range(8):
+            await append(db, run.id, NewEvent(f"w{w}.{i}", "x"), NewEvent(f"w{w}.{i}", "x"))
+            await append(db, run.id, NewEvent(f"w{w}.{i}", "x"))  # a "retry"
+
+    await asyncio.gather(*(writer(w) for w in range(8)))
+    async with db.session() as s:
+        events = await list_events(s, run.id)
+    assert [e.seq for e in events] == list(range(1, 65))
+    assert len({e.key for e in events}) == 64
+
+
+async def test_terminal_event_is_last_and_single(db: Database) -> None:
+    run = await new_run(db)
+    await append(db, run.id, NewEvent("a", "x"))
+    async with db.write() as s:
+        locked = await lock_run(s, run.id)
+        assert locked is not None
+        assert await finish(s, locked, "cancelled", now=utcnow())
+    async with db.write() as s:
+        locked = await lock_run(s, run.id)
+        assert locked is not None
+        assert not await finish(s, locked, "completed", now=utcnow())  # the first terminal wins
+        assert not await set_status(s, locked, "running", allowed_from={"running"}, now=utcnow())
+    assert await append(db, run.id, NewEvent("late", "tool.result")) == []
+    async with db.session() as s:
+        events = await list_events(s, run.id)
+        stored = await s.get(Run, run.id)
+    assert [e.type for e in events] == ["x", "run.cancelled"]
+    assert stored is not None and stored.status == "cancelled" and stored.cancelled_at is not None
+    assert stored.last_seq == 2
+
+
+async def test_keys_and_filters(db: Database) -> None:
+    async with db.write() as s:
+        org = await ensure_org(s, "keys-org")
+        again = await ensure_org(s, "keys-org")
+        raw, row = await create_key(s, org.id, ["runs:read"])
+    assert again.id == org.id and raw.startswith("ry_live_") and row.key_hash != raw
+    async with db.session() as s:
+        found = await find_key(s, raw)
+        assert found is not None and found.org_id == org.id
+        assert await find_key(s, raw + "x") is None
+    run = await new_run(db)
+    await append(
+        db,
+        run.id,
+        NewEvent("1", "message.delta"),
+        NewEvent("2", "tool.call"),
+        NewEvent("3", "message.delta"),
+    )
+    async with db.session() as s:
+        deltas = await list_events(s, run.id, types=["message.delta"])
+        others = await list_events(s, run.id, exclude_types=["message.delta"], after_seq=1)
+        limited = await list_events(s, run.id, limit=1, after_time=datetime(2000, 1, 1, tzinfo=UTC))
+    assert [e.seq for e in deltas] == [1, 3] and [e.seq for e in others] == [2]
+    assert [e.seq for e in limited] == [1]

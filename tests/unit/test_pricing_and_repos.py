@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import pytest
+
+from runyard.models.pricing import (
+    add_turn_usage,
+    is_valid_model,
+    needs_anthropic_key,
+    resolve_model,
+)
+from runyard.repos import repo_url
+
+
+def test_model_names() -> None:
+    assert resolve_model("sonnet") == "claude-sonnet-4-5"
+    assert resolve_model("anthropic/claude-opus-4-5") == "claude-opus-4-5"
+    assert is_valid_model("scripted") and not needs_anthropic_key("scripted")
+    assert is_valid_model("claude-3-5-haiku-latest") and needs_anthropic_key("haiku")
+    assert not is_valid_model("gpt-4o")
+
+
+def test_usage_accumulates_and_prices() -> None:
+    u = add_turn_usage({}, "scripted", inp=1_000_000, out=0, cache_read=0, cache_write=0)
+    assert u["costUsd"] == 3.0 and u["turns"] == 1 and u["creditsUsed"] == 3000
+    u = add_turn_usage(u, "scripted", inp=0, out=0, cache_read=1_000_000, cache_write=0)
+    assert u["costUsd"] == 3.3 and u["cacheHitRate"] == 0.5 and u["turns"] == 2
+    haiku = add_turn_usage({}, "haiku", inp=1_000_000, out=1_000_000, cache_read=0, cache_write=0)
+    assert haiku["costUsd"] == 6.0
+
+
+def test_repo_urls() -> None:
+    assert repo_url("acme/widgets", "https://git.example") == "https://git.example/acme/widgets.git"
+    assert repo_url("https://h/x.git", "b") == "https://h/x.git"
+    assert repo_url("file:///srv/r", "b") == "file:///srv/r"
+    assert repo_url("/srv/r", "b") == "/srv/r"
+    for bad in ("a b", "x", "../../etc passwd"):
+        with pytest.raises(ValueError):
+            repo_url(bad, "b")
