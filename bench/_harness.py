@@ -1,0 +1,103 @@
+"""What the benchmarks share: a real stack (Temporal dev server, worker, API) on free ports.
+
+Run every benchmark from the repository root as a module: ``python -m bench.NAME``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import signal
+import statistics
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from runyard.db.engine import Database, migrate
+from runyard.devserver import DevServerConfig, free_port, start_dev_server, wait_for_port
+from runyard.store.orgs import create_key, ensure_org
+from tests.stack import Stack
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@asynccontextmanager
+async def running_stack(**env: str) -> AsyncIterator[tuple[Stack, str, str]]:
+    """Yields (stack, api key, temporal address)."""
+    data = Path(tempfile.mkdtemp(prefix="runyard-bench-"))
+    cfg = DevServerConfig.load()
+    cfg.port, cfg.headless, cfg.log_level = free_port(), True, "error"
+    temporal = start_dev_server(cfg, data / "temporal")
+    wait_for_port(cfg.ip, cfg.port, timeout=60, proc=temporal)
+    db_url = f"sqlite:///{data / 'runyard.db'}"
+    stack_env = {
+        "RUNYARD_DATA_DIR": str(data),
+        "RUNYARD_DATABASE_URL": db_url,
+        "TEMPORAL_ADDRESS": cfg.address,
+        "RUNYARD_TASK_QUEUE": "bench-" + secrets.token_hex(3),
+        "RUNYARD_MAX_ACTIVE_RUNS": "100000",
+        "RUNYARD_RATE_LIMIT_PER_MINUTE": "10000000",
+        "RUNYARD_LOG_LEVEL": "WARNING",
+        **env,
+    }
+    async_url = db_url.replace("sqlite://", "sqlite+aiosqlite://")
+    migrate(async_url)
+    db = Database(async_url)
+    async with db.write() as s:
+        org = await ensure_org(s, "bench")
+        key, _ = await create_key(s, org.id, ["runs:read", "runs:write"])
+    await db.dispose()
+    stack = Stack(stack_env, data / "logs")
+    stack.start_worker()
+    stack.start_api()
+    try:
+        yield stack, key, cfg.address
+    finally:
+        stack.stop()
+        os.killpg(temporal.pid, signal.SIGTERM)
+        temporal.wait(10)
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * p / 100
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {
+        "n": len(values),
+        "median": statistics.median(values),
+        "p99": percentile(values, 99),
+        "min": min(values),
+        "max": max(values),
+    }
+
+
+def report(name: str, rows: dict[str, Any]) -> None:
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(rows, indent=2))
+    print(f"\n{name}")
+    for key, value in rows.items():
+        if isinstance(value, dict):
+            cells = "  ".join(
+                f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items()
+            )
+            print(f"  {key:<32} {cells}")
+        else:
+            print(f"  {key:<32} {value}")
+    print(f"  (JSON: bench/results/{name}.json)")
+
+
+async def wait_terminal(client: Any, run_id: str, poll: float = 0.005) -> dict[str, Any]:
+    while True:
+        body: dict[str, Any] = (await client.get(f"/v1/runs/{run_id}/status")).json()
+        if body["status"] in ("completed", "failed", "cancelled"):
+            return body
+        await asyncio.sleep(poll)
