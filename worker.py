@@ -18,12 +18,14 @@ from activities.agent import AgentActivities, ModelRegistry
 from activities.sandbox import SandboxActivities
 from activities.store import StoreActivities
 from runyard.db.engine import Database, migrate
+from runyard.db.types import utcnow
 from runyard.logging import configure_logging
 from runyard.models.anthropic_client import AnthropicModel
 from runyard.models.scripted import ScriptedModel
 from runyard.sandbox.base import SandboxProvider
 from runyard.sandbox.local import LocalSandboxProvider, bwrap_path
 from runyard.settings import Settings, get_settings
+from runyard.store.events import purge_events
 from runyard.temporal import connect
 from workflows.run import RunWorkflow
 
@@ -75,9 +77,25 @@ async def run_worker(settings: Settings | None = None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     log.info("worker.started", task_queue=settings.task_queue, temporal=settings.temporal_address)
+    purger = asyncio.create_task(purge_expired_events(db, settings))
     async with worker:
         await stop.wait()
+    purger.cancel()
     await db.dispose()
+
+
+async def purge_expired_events(db: Database, settings: Settings, every: float = 3600) -> None:
+    """Delete events past the retention window, hourly (idempotent across workers)."""
+    while True:
+        cutoff = utcnow() - timedelta(days=settings.event_retention_days)
+        try:
+            async with db.write() as s:
+                count = await purge_events(s, cutoff)
+            if count:
+                log.info("events.purged", count=count, older_than=cutoff.isoformat())
+        except Exception as exc:  # a busy store is no reason to stop the worker
+            log.warning("events.purge_failed", error=str(exc))
+        await asyncio.sleep(every)
 
 
 def main() -> None:

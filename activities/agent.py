@@ -55,8 +55,11 @@ class ModelRegistry:
 class _DeltaWriter:
     """Buffers streamed text and appends it as ``message.delta`` events in small batches."""
 
-    def __init__(self, db: Database, run_id: str, message_id: str, prefix: str) -> None:
+    def __init__(
+        self, db: Database, run_id: str, message_id: str, prefix: str, *, interval: float
+    ) -> None:
         self.db, self.run_id, self.message_id, self.prefix = db, run_id, message_id, prefix
+        self.interval = interval
         self.buffer: list[str] = []
         self.count = 0
         self.last_flush = time.monotonic()
@@ -64,7 +67,7 @@ class _DeltaWriter:
     async def add(self, text: str) -> None:
         self.buffer.append(text)
         if (
-            time.monotonic() - self.last_flush >= _FLUSH_SECONDS
+            time.monotonic() - self.last_flush >= self.interval
             or sum(map(len, self.buffer)) >= _FLUSH_CHARS
         ):
             await self.flush()
@@ -145,7 +148,15 @@ class AgentActivities:
         request = ModelRequest(
             model=resolve_model(run.model), system=system, messages=messages, tools=TOOLS
         )
-        writer = _DeltaWriter(self.db, run.id, message_id, f"turn{inp.turn}.a{info.attempt}")
+        # A live model's many small chunks are batched (one write per 50 ms); the
+        # scripted model's few chunks each become a delta of their own.
+        writer = _DeltaWriter(
+            self.db,
+            run.id,
+            message_id,
+            f"turn{inp.turn}.a{info.attempt}",
+            interval=0 if resolve_model(run.model) == "scripted" else _FLUSH_SECONDS,
+        )
         try:
             async with heartbeating():
                 response = await client.stream(request, writer.add)

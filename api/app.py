@@ -11,9 +11,10 @@ from api.auth import RateLimiter
 from api.errors import install_error_handlers
 from api.middleware import RequestContextMiddleware
 from api.orchestrator import TemporalConnector
-from api.routes import health, run_control, runs
+from api.routes import events, health, run_control, runs
 from runyard import __version__
 from runyard.db.engine import Database, migrate
+from runyard.notifier import EventNotifier
 from runyard.settings import Settings, get_settings
 
 
@@ -25,9 +26,12 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         if run_migrations:
             migrate(settings.db_url)
         app.state.db = Database(settings.db_url)
+        app.state.notifier = EventNotifier(app.state.db)
+        await app.state.notifier.start()
         try:
             yield
         finally:
+            await app.state.notifier.stop()
             await app.state.db.dispose()
 
     app = FastAPI(
@@ -44,4 +48,5 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.include_router(health.router)
     app.include_router(runs.router)
     app.include_router(run_control.router)
+    app.include_router(events.router)
     return app

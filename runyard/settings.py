@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     tool_timeout_seconds: int = 600
     git_base_url: str = "https://github.com"
 
+    # Events older than this are purged by the worker; a cursor into them gets 410.
+    event_retention_days: float = 30
+    sse_ping_seconds: float = 15
+
     allow_private_callbacks: bool = False
     log_level: str = "INFO"
     log_json: bool = False

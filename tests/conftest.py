@@ -76,8 +76,8 @@ def stack_env(data_dir: Path, temporal: str, anthropic_url: str, **extra: str) -
         "RUNYARD_MAX_ACTIVE_RUNS": "50",
         "RUNYARD_RATE_LIMIT_PER_MINUTE": "100000",
         "RUNYARD_LOG_LEVEL": "INFO",
-        **extra,
-    }
+        "RUNYARD_SSE_PING_SECONDS": "1",
+    } | extra
 
 
 @pytest.fixture(scope="session")
@@ -87,6 +87,26 @@ def stack(
     data = tmp_path_factory.mktemp("runyard")
     env = stack_env(data, temporal_server, fake_anthropic.base_url)
     migrate(async_db_url(env))
+    s = Stack(env, data / "logs")
+    s.start_worker()
+    s.start_api()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_stack(
+    tmp_path_factory: pytest.TempPathFactory,
+    temporal_server: str,
+    fake_anthropic: FakeAnthropic,
+    postgres_url: str,
+) -> Iterator[Stack]:
+    """A second stack whose store is Postgres (events fan out through LISTEN/NOTIFY)."""
+    data = tmp_path_factory.mktemp("runyard-pg")
+    env = stack_env(
+        data, temporal_server, fake_anthropic.base_url, RUNYARD_DATABASE_URL=postgres_url
+    )
+    migrate(postgres_url)
     s = Stack(env, data / "logs")
     s.start_worker()
     s.start_api()

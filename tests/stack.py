@@ -69,6 +69,12 @@ class Stack:
             time.sleep(0.1)
         raise TimeoutError("the API never became healthy")
 
+    def kill_api(self) -> None:
+        assert self.api is not None
+        os.killpg(self.api.pid, signal.SIGKILL)
+        self.api.wait(10)
+        self.api = None
+
     def stop(self) -> None:
         for proc in [*self.workers, *([self.api] if self.api else [])]:
             if proc.poll() is None:

@@ -40,6 +40,17 @@ class AnthropicModel:
             raise ModelError(f"{exc.status_code}: {exc.message}", retryable=retryable) from exc
         except anthropic.APIConnectionError as exc:
             raise ModelError(f"connection error: {exc}", retryable=True) from exc
+        except (OSError, anthropic.AnthropicError, ValueError) as exc:
+            # A stream cut mid-way surfaces as the HTTP library's own error, not the SDK's.
+            raise ModelError(
+                f"stream interrupted: {type(exc).__name__}: {exc}", retryable=True
+            ) from exc
+        except Exception as exc:
+            if type(exc).__module__.split(".")[0] in ("httpx", "httpx2", "httpcore", "h11"):
+                raise ModelError(
+                    f"stream interrupted: {type(exc).__name__}: {exc}", retryable=True
+                ) from exc
+            raise
         content = [b.model_dump(mode="json", exclude_none=True) for b in final.content]
         u = final.usage
         return ModelResponse(

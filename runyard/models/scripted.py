@@ -92,7 +92,8 @@ def _estimate_tokens(obj: Any) -> int:
 
 
 class ScriptedModel:
-    def __init__(self, *, chunk_size: int = 24) -> None:
+    def __init__(self, *, chunk_size: int | None = None) -> None:
+        # By default a text arrives in about three deltas, like a short streamed answer.
         self.chunk_size = chunk_size
 
     async def stream(self, request: ModelRequest, on_text: TextSink) -> ModelResponse:
@@ -118,8 +119,9 @@ class ScriptedModel:
         call_id = f"toolu_scripted_{start}_{turn_index + 1}"
         if "text" in step:
             text = str(step["text"])
-            for i in range(0, len(text), self.chunk_size):
-                await on_text(text[i : i + self.chunk_size])
+            size = self.chunk_size or max(8, -(-len(text) // 3))
+            for i in range(0, len(text), size):
+                await on_text(text[i : i + size])
             content.append({"type": "text", "text": text})
         elif "ask" in step:
             content.append(

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -24,6 +24,26 @@ from runyard.db.types import utcnow
 
 TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 TERMINAL_EVENT_KEY = "terminal"
+TERMINAL_EVENT_TYPES = frozenset({"run.completed", "run.failed", "run.cancelled"})
+NOTIFY_CHANNEL = "runyard_events"
+EVENT_TYPES = frozenset(
+    {
+        "run.created",
+        "run.started",
+        "sandbox.ready",
+        "message.delta",
+        "message.completed",
+        "tool.call",
+        "tool.result",
+        "turn.retried",
+        "usage.updated",
+        "run.waiting_for_input",
+        "run.input_received",
+        "output.detected",
+        "guardrail.triggered",
+        *TERMINAL_EVENT_TYPES,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -33,10 +53,14 @@ class NewEvent:
     data: dict[str, Any] = field(default_factory=dict)
 
 
+def _is_postgres(session: AsyncSession) -> bool:
+    return session.bind is not None and session.bind.dialect.name == "postgresql"
+
+
 async def lock_run(session: AsyncSession, run_id: str) -> Run | None:
     """Load the run row, locked for this transaction on Postgres."""
     stmt = select(Run).where(col(Run.id) == run_id)
-    if session.bind is not None and session.bind.dialect.name == "postgresql":
+    if _is_postgres(session):
         stmt = stmt.with_for_update()
     result = await session.execute(stmt)
     return result.scalars().first()
@@ -79,6 +103,12 @@ async def append_events(
     if written:
         await session.execute(update(Run).where(col(Run.id) == run.id).values(last_seq=seq))
         run.last_seq = seq
+        if _is_postgres(session):
+            # Delivered on commit only, so listeners never see an event that rolled back.
+            await session.execute(
+                text("SELECT pg_notify(:channel, :payload)"),
+                {"channel": NOTIFY_CHANNEL, "payload": f"{run.id}:{seq}"},
+            )
     return written
 
 
@@ -112,3 +142,18 @@ def event_json(ev: RunEvent) -> dict[str, Any]:
         "data": ev.data or {},
         "createdAt": ev.created_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
     }
+
+
+async def first_seq(session: AsyncSession, run_id: str) -> int | None:
+    """The lowest seq still stored for the run (older ones were purged by retention)."""
+    return (
+        await session.execute(
+            select(func.min(col(RunEvent.seq))).where(col(RunEvent.run_id) == run_id)
+        )
+    ).scalar()
+
+
+async def purge_events(session: AsyncSession, older_than: datetime) -> int:
+    """Delete events created before ``older_than``; returns how many."""
+    result = await session.execute(delete(RunEvent).where(col(RunEvent.created_at) < older_than))
+    return int(getattr(result, "rowcount", 0) or 0)

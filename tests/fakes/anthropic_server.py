@@ -27,6 +27,7 @@ class Reply:
     usage: dict[str, int] = field(default_factory=dict)
     status: int = 200  # an error status answers with an Anthropic error body instead
     delay: float = 0.0
+    cut: bool = False  # drop the connection after the first text block's first deltas
 
 
 def _sse(event: str, data: dict[str, Any]) -> bytes:
@@ -118,6 +119,9 @@ class FakeAnthropic:
                             "delta": {"type": "text_delta", "text": text[j : j + 5]},
                         },
                     )
+                    if reply.cut and j >= 5:
+                        await asyncio.sleep(0.2)  # let the client commit what it has
+                        raise ConnectionAbortedError("injected: connection dropped mid-stream")
             else:
                 tu = block["tool_use"]
                 stop = "tool_use"

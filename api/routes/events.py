@@ -1,0 +1,184 @@
+"""A run's events: the live SSE stream, JSON pages, JSONL logs and filtered session logs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from api.deps import DbDep, ReaderDep, SettingsDep
+from api.errors import ProblemError
+from api.routes.runs import load_run
+from runyard.db.engine import Database
+from runyard.db.models import Run
+from runyard.notifier import EventNotifier
+from runyard.store.events import (
+    EVENT_TYPES,
+    TERMINAL_EVENT_TYPES,
+    TERMINAL_STATUSES,
+    event_json,
+    first_seq,
+    list_events,
+)
+
+router = APIRouter(prefix="/v1/runs", tags=["events"])
+_BATCH = 500
+_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
+
+
+def _bad(field: str, message: str, code: str = "invalid") -> ProblemError:
+    return ProblemError(
+        400,
+        "VALIDATION_FAILED",
+        f"{field}: {message}",
+        extra={"errors": [{"field": field, "message": message, "code": code}]},
+    )
+
+
+def _cursor(after_seq: int | None, last_event_id: str | None) -> int:
+    if after_seq is not None:
+        return after_seq
+    if last_event_id is None or last_event_id.strip() == "":
+        return 0
+    try:
+        value = int(last_event_id.strip())
+    except ValueError:
+        raise _bad("Last-Event-ID", "must be an event seq (a whole number)") from None
+    if value < 0:
+        raise _bad("Last-Event-ID", "must not be negative")
+    return value
+
+
+def _types(raw: str | None, field: str) -> list[str] | None:
+    if raw is None:
+        return None
+    wanted = [t.strip() for t in raw.split(",") if t.strip()]
+    unknown = sorted(set(wanted) - EVENT_TYPES)
+    if unknown:
+        raise _bad(field, f"unknown event type(s) {', '.join(unknown)}", "enum")
+    return wanted
+
+
+async def _check_retention(db: Database, run: Run, cursor: int) -> None:
+    """410 when the events right after ``cursor`` were purged by retention."""
+    if cursor >= run.last_seq:
+        return
+    async with db.session() as s:
+        first = await first_seq(s, run.id)
+    if first is None or first > cursor + 1:
+        raise ProblemError(
+            410,
+            "EVENTS_EXPIRED",
+            f"events after seq {cursor} of {run.id} are older than the retention window",
+            title="Events expired",
+        )
+
+
+def _sse(event: dict[str, Any]) -> bytes:
+    data = json.dumps(event, separators=(",", ":"))
+    return f"id: {event['seq']}\nevent: {event['type']}\ndata: {data}\n\n".encode()
+
+
+async def _stream(
+    db: Database, notifier: EventNotifier, run_id: str, cursor: int, ping: float
+) -> AsyncIterator[bytes]:
+    """Stored events after ``cursor``, then live ones, until the terminal event."""
+    sub = notifier.subscribe(run_id)
+    try:
+        yield b": connected\n\n"
+        while True:
+            sub.clear()
+            async with db.session() as s:
+                events = await list_events(s, run_id, after_seq=cursor, limit=_BATCH)
+                run = None if events else await s.get(Run, run_id)
+            for ev in events:
+                cursor = ev.seq
+                yield _sse(event_json(ev))
+                if ev.type in TERMINAL_EVENT_TYPES:
+                    return
+            if len(events) == _BATCH:
+                continue
+            if run is not None and run.status in TERMINAL_STATUSES and cursor >= run.last_seq:
+                return  # the client already has the terminal event
+            if not await sub.wait(ping):
+                yield b": ping\n\n"
+    finally:
+        sub.close()
+
+
+@router.get(
+    "/{run_id}/events",
+    summary="The run's events: SSE, or a JSON array with Accept: application/json",
+    responses={200: {"content": {"text/event-stream": {}, "application/json": {}}}},
+)
+async def run_events(
+    run_id: str,
+    request: Request,
+    principal: ReaderDep,
+    db: DbDep,
+    settings: SettingsDep,
+    after_seq: Annotated[int | None, Query(ge=0, le=2**62)] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    last_event_id: Annotated[str | None, Header(max_length=32)] = None,
+) -> Response:
+    run = await load_run(db, principal.org_id, run_id)
+    cursor = _cursor(after_seq, last_event_id)
+    await _check_retention(db, run, cursor)
+    accept = request.headers.get("accept", "")
+    if "application/json" in accept and "text/event-stream" not in accept:
+        async with db.session() as s:
+            events = await list_events(s, run_id, after_seq=cursor, limit=limit)
+        return JSONResponse([event_json(e) for e in events])
+    notifier: EventNotifier = request.app.state.notifier
+    return StreamingResponse(
+        _stream(db, notifier, run_id, cursor, settings.sse_ping_seconds),
+        media_type="text/event-stream",
+        headers=_SSE_HEADERS,
+    )
+
+
+@router.get("/{run_id}/logs", summary="All events as JSON lines (application/x-ndjson)")
+async def run_logs(run_id: str, principal: ReaderDep, db: DbDep) -> StreamingResponse:
+    await load_run(db, principal.org_id, run_id)
+
+    async def lines() -> AsyncIterator[bytes]:
+        cursor = 0
+        while True:  # in pages, so a long run's log never sits in memory at once
+            async with db.session() as s:
+                events = await list_events(s, run_id, after_seq=cursor, limit=_BATCH)
+            for ev in events:
+                yield (json.dumps(event_json(ev), separators=(",", ":")) + "\n").encode()
+            if len(events) < _BATCH:
+                return
+            cursor = events[-1].seq
+
+    return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+
+@router.get("/{run_id}/session-logs", summary="Events as a JSON array, filtered")
+async def session_logs(
+    run_id: str,
+    principal: ReaderDep,
+    db: DbDep,
+    after: Annotated[datetime | None, Query(description="only events after this time")] = None,
+    event_types: Annotated[str | None, Query(alias="eventTypes", max_length=2000)] = None,
+    exclude_types: Annotated[str | None, Query(alias="excludeTypes", max_length=2000)] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> list[dict[str, Any]]:
+    await load_run(db, principal.org_id, run_id)
+    if after is not None and after.tzinfo is None:
+        raise _bad("after", "needs a time zone (for instance a trailing Z)", "timezone_required")
+    async with db.session() as s:
+        events = await list_events(
+            s,
+            run_id,
+            limit=limit,
+            after_time=after,
+            types=_types(event_types, "eventTypes"),
+            exclude_types=_types(exclude_types, "excludeTypes"),
+        )
+    return [event_json(e) for e in events]
