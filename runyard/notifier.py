@@ -1,17 +1,25 @@
-"""One event notifier per API process: streams wait on it instead of polling the store.
+"""One event hub per API process: streams wait on it instead of polling the store.
 
-Postgres: the transaction that appends events also runs ``pg_notify``; one connection
-per process LISTENs and wakes the streams of that run. SQLite: one shared loop looks
-at ``max(run_events.id)`` each tick (one tiny query, however many streams are open)
-and, when it moved, finds which runs got events. Either way a subscriber is also woken
-by its own timeout, so a lost notification costs at most one ping interval.
+Change detection. Postgres: the transaction that appends events also runs
+``pg_notify``; one connection per process LISTENs. SQLite: one shared loop looks at
+``max(run_events.id)`` each tick (one tiny query, however many streams are open) and,
+when it moved, asks which runs got events.
+
+Fan-out. For each watched run the hub keeps a contiguous tail of recent events, already
+encoded, refreshed with one query per changed run; it then wakes that run's streams,
+which read the tail. A thousand streams on one run cost one query per change, not a
+thousand. A stream that is behind the tail reads the store itself. A subscriber also
+wakes on its own timeout, so a lost notification costs at most one ping interval.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
 
 import psycopg
 import structlog
@@ -20,29 +28,64 @@ from sqlmodel import col
 
 from runyard.db.engine import Database
 from runyard.db.models import RunEvent
-from runyard.store.events import NOTIFY_CHANNEL
+from runyard.store.events import NOTIFY_CHANNEL, event_json
 
 log = structlog.get_logger("runyard.notifier")
+_TAIL = 1000  # events kept per watched run
+
+
+@dataclass(frozen=True)
+class Cached:
+    seq: int
+    type: str
+    json: dict[str, Any]
+    frame: bytes  # the SSE frame, encoded once for every stream
+
+
+def encode(ev: RunEvent) -> Cached:
+    body = event_json(ev)
+    data = json.dumps(body, separators=(",", ":"))
+    frame = f"id: {ev.seq}\nevent: {ev.type}\ndata: {data}\n\n".encode()
+    return Cached(ev.seq, ev.type, body, frame)
+
+
+@dataclass
+class _Tail:
+    events: list[Cached] = field(default_factory=list)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def after(self, cursor: int) -> list[Cached] | None:
+        """Events after ``cursor``, or None when the tail does not reach back that far."""
+        if not self.events or self.events[0].seq > cursor + 1:
+            return None
+        return self.events[cursor + 1 - self.events[0].seq :]
 
 
 class Subscription:
-    def __init__(self, notifier: EventNotifier, run_id: str) -> None:
-        self.notifier, self.run_id = notifier, run_id
+    def __init__(self, hub: EventNotifier, run_id: str) -> None:
+        self.hub, self.run_id = hub, run_id
         self.event = asyncio.Event()
 
     def clear(self) -> None:
-        """Call before reading the store, so a commit after the read still wakes ``wait``."""
+        """Call before reading, so a change after the read still wakes ``wait``."""
         self.event.clear()
 
+    def cached(self, cursor: int) -> list[Cached] | None:
+        tail = self.hub._tails.get(self.run_id)
+        return None if tail is None else tail.after(cursor)
+
     async def wait(self, timeout: float) -> bool:
+        if self.event.is_set():
+            return True
         try:
-            await asyncio.wait_for(self.event.wait(), timeout)
+            async with asyncio.timeout(timeout):  # no extra task per wait, unlike wait_for
+                await self.event.wait()
             return True
         except TimeoutError:
             return False
 
     def close(self) -> None:
-        self.notifier._remove(self)
+        self.hub._remove(self)
 
 
 class EventNotifier:
@@ -50,11 +93,13 @@ class EventNotifier:
         self.db = db
         self.poll_interval = poll_interval
         self._subs: dict[str, set[Subscription]] = defaultdict(set)
+        self._tails: dict[str, _Tail] = {}
         self._task: asyncio.Task[None] | None = None
 
     def subscribe(self, run_id: str) -> Subscription:
         sub = Subscription(self, run_id)
         self._subs[run_id].add(sub)
+        self._tails.setdefault(run_id, _Tail())
         return sub
 
     def _remove(self, sub: Subscription) -> None:
@@ -63,10 +108,32 @@ class EventNotifier:
             subs.discard(sub)
             if not subs:
                 del self._subs[sub.run_id]
+                self._tails.pop(sub.run_id, None)
 
     @property
     def subscribers(self) -> int:
         return sum(len(s) for s in self._subs.values())
+
+    async def changed(self, run_id: str) -> None:
+        """Bring the run's tail up to date (one query), then wake its streams."""
+        tail = self._tails.get(run_id)
+        if tail is None:
+            return
+        async with tail.lock:
+            last = tail.events[-1].seq if tail.events else None
+            async with self.db.session() as s:
+                stmt = select(RunEvent).where(col(RunEvent.run_id) == run_id)
+                if last is None:  # seed with the newest events
+                    stmt = stmt.order_by(col(RunEvent.seq).desc()).limit(_TAIL)
+                    rows = list(reversed(list((await s.execute(stmt)).scalars())))
+                else:
+                    stmt = stmt.where(col(RunEvent.seq) > last).order_by(col(RunEvent.seq))
+                    rows = list((await s.execute(stmt.limit(_TAIL))).scalars())
+            if rows and last is not None and rows[0].seq != last + 1:
+                tail.events = []  # never keep a tail with a hole; streams read the store
+            tail.events.extend(encode(r) for r in rows)
+            del tail.events[:-_TAIL]
+        self.wake(run_id)
 
     def wake(self, run_id: str) -> None:
         for sub in self._subs.get(run_id, ()):
@@ -74,6 +141,7 @@ class EventNotifier:
 
     def wake_all(self) -> None:
         for run_id in list(self._subs):
+            self._tails[run_id] = _Tail()  # re-seed: we may have missed changes
             self.wake(run_id)
 
     async def start(self) -> None:
@@ -92,17 +160,20 @@ class EventNotifier:
             try:
                 async with self.db.session() as s:
                     top = (await s.execute(select(func.max(col(RunEvent.id))))).scalar() or 0
+                    runs: list[str] = []
                     if last_id is not None and top > last_id and self._subs:
-                        runs = (
-                            await s.execute(
-                                select(col(RunEvent.run_id))
-                                .where(col(RunEvent.id) > last_id, col(RunEvent.id) <= top)
-                                .distinct()
-                            )
-                        ).scalars()
-                        for run_id in runs:
-                            self.wake(run_id)
+                        runs = list(
+                            (
+                                await s.execute(
+                                    select(col(RunEvent.run_id))
+                                    .where(col(RunEvent.id) > last_id, col(RunEvent.id) <= top)
+                                    .distinct()
+                                )
+                            ).scalars()
+                        )
                     last_id = top
+                for run_id in runs:
+                    await self.changed(run_id)
             except Exception as exc:  # keep the loop alive; subscribers time out and re-read
                 log.warning("notifier.poll_failed", error=str(exc))
                 self.wake_all()
@@ -118,7 +189,7 @@ class EventNotifier:
                     backoff = 0.5
                     self.wake_all()  # anything committed while we were not listening
                     async for note in conn.notifies():
-                        self.wake(note.payload.partition(":")[0])
+                        await self.changed(note.payload.partition(":")[0])
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -15,7 +15,7 @@ from api.errors import ProblemError
 from api.routes.runs import load_run
 from runyard.db.engine import Database
 from runyard.db.models import Run
-from runyard.notifier import EventNotifier
+from runyard.notifier import EventNotifier, encode
 from runyard.store.events import (
     EVENT_TYPES,
     TERMINAL_EVENT_TYPES,
@@ -78,33 +78,40 @@ async def _check_retention(db: Database, run: Run, cursor: int) -> None:
         )
 
 
-def _sse(event: dict[str, Any]) -> bytes:
-    data = json.dumps(event, separators=(",", ":"))
-    return f"id: {event['seq']}\nevent: {event['type']}\ndata: {data}\n\n".encode()
-
-
 async def _stream(
     db: Database, notifier: EventNotifier, run_id: str, cursor: int, ping: float
 ) -> AsyncIterator[bytes]:
     """Stored events after ``cursor``, then live ones, until the terminal event."""
     sub = notifier.subscribe(run_id)
+    check_status = True  # on the first pass, and after each quiet ping interval
     try:
         yield b": connected\n\n"
         while True:
             sub.clear()
-            async with db.session() as s:
-                events = await list_events(s, run_id, after_seq=cursor, limit=_BATCH)
-                run = None if events else await s.get(Run, run_id)
-            for ev in events:
-                cursor = ev.seq
-                yield _sse(event_json(ev))
-                if ev.type in TERMINAL_EVENT_TYPES:
+            batch = sub.cached(cursor)
+            if batch is None:  # behind the hub's tail, or it is not seeded yet: the store
+                async with db.session() as s:
+                    rows = await list_events(s, run_id, after_seq=cursor, limit=_BATCH)
+                batch = [encode(e) for e in rows]
+            if batch:
+                # One write per wake, however many events it brought: with hundreds of
+                # streams the per-write cost, not the bytes, is what the process spends.
+                end = next(
+                    (i for i, ev in enumerate(batch) if ev.type in TERMINAL_EVENT_TYPES), None
+                )
+                send = batch if end is None else batch[: end + 1]
+                cursor = send[-1].seq
+                yield b"".join(ev.frame for ev in send)
+                if end is not None:
                     return
-            if len(events) == _BATCH:
                 continue
-            if run is not None and run.status in TERMINAL_STATUSES and cursor >= run.last_seq:
-                return  # the client already has the terminal event
-            if not await sub.wait(ping):
+            if check_status:
+                async with db.session() as s:
+                    run = await s.get(Run, run_id)
+                if run is None or (run.status in TERMINAL_STATUSES and cursor >= run.last_seq):
+                    return  # the client already has the terminal event
+            check_status = not await sub.wait(ping)
+            if check_status:
                 yield b": ping\n\n"
     finally:
         sub.close()

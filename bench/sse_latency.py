@@ -1,0 +1,158 @@
+"""Latency from an event's commit to its arrival at SSE clients, 1 and 500 streams.
+
+    .venv/bin/python -m bench.sse_latency [--events 1000] [--streams 1 500] [--rate 200]
+
+A producer commits events one per transaction into the store (as a worker streaming
+deltas does) and records each commit time; the clients, in a separate process so they
+do not share the producer's CPU, hold raw-socket SSE connections to one API process
+and record each arrival. The API process's CPU time and peak RSS come from /proc.
+Each case waits 3 s after its clients connect before the first event (start-up noise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench._harness import percentile, report, running_stack
+from runyard.db.engine import Database
+from runyard.store.events import NewEvent, append_events, lock_run
+
+_DATA = re.compile(rb'data: \{"seq":(\d+),')
+
+
+async def _client(port: int, key: str, run_id: str, arrivals: dict[int, float], ready: Any) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        f"GET /v1/runs/{run_id}/events HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {key}\r\n"
+        "Accept: text/event-stream\r\n\r\n".encode()
+    )
+    await writer.drain()
+    buf = b""
+    connected = False
+    while True:
+        chunk = await reader.read(65536)
+        if not chunk:
+            break
+        now = time.time()
+        buf += chunk
+        if not connected and b": connected" in buf:
+            connected = True
+            ready()
+        for m in _DATA.finditer(buf):
+            arrivals.setdefault(int(m.group(1)), now)
+        cut = buf.rfind(b"\n\n")
+        if cut >= 0:
+            buf = buf[cut + 2 :]
+        if b"run.cancelled" in chunk:
+            break
+    writer.close()
+
+
+def _clients_main(port: int, key: str, run_id: str, n: int, out: str, ready_q: Any) -> None:
+    async def main() -> None:
+        count = 0
+
+        def ready() -> None:
+            nonlocal count
+            count += 1
+            if count == n:
+                ready_q.put("ready")
+
+        arrivals: list[dict[int, float]] = [{} for _ in range(n)]
+        await asyncio.gather(*(_client(port, key, run_id, arrivals[i], ready) for i in range(n)))
+        payload = json.dumps([{str(k): v for k, v in a.items()} for a in arrivals])
+        await asyncio.to_thread(Path(out).write_text, payload)
+
+    asyncio.run(main())
+
+
+def _proc_cpu_rss(pid: int) -> tuple[float, int]:
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(stat[11]) + int(stat[12])) / ticks
+    rss = next(
+        int(line.split()[1])
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+        if line.startswith("VmRSS:")
+    )
+    return cpu, rss
+
+
+async def one_case(stack: Any, key: str, streams: int, events: int, rate: float) -> dict[str, Any]:
+    async with httpx.AsyncClient(
+        base_url=stack.api_url, headers={"Authorization": f"Bearer {key}"}
+    ) as c:
+        run = (await c.post("/v1/runs", json={"prompt": "bench", "model": "scripted"})).json()
+        out = f"/tmp/sse-bench-{os.getpid()}-{streams}.json"
+        ready_q: Any = mp.get_context("spawn").Queue()
+        proc = mp.get_context("spawn").Process(
+            target=_clients_main, args=(stack.api_port, key, run["id"], streams, out, ready_q)
+        )
+        proc.start()
+        ready_q.get(timeout=120)
+        await asyncio.sleep(3)  # let the freshly started processes settle; not measured
+        db = Database(stack.env["RUNYARD_DATABASE_URL"].replace("sqlite://", "sqlite+aiosqlite://"))
+        cpu0, _ = _proc_cpu_rss(stack.api.pid)
+        t_start = time.monotonic()
+        commits: dict[int, float] = {}
+        interval = 1 / rate
+        for i in range(events):
+            async with db.write() as s:
+                locked = await lock_run(s, run["id"])
+                assert locked is not None
+                (seq,) = await append_events(
+                    s, locked, [NewEvent(f"b{i}", "message.delta", {"text": "x" * 40})]
+                )
+            commits[seq] = time.time()
+            await asyncio.sleep(max(0.0, t_start + (i + 1) * interval - time.monotonic()))
+        elapsed = time.monotonic() - t_start
+        cpu1, rss = _proc_cpu_rss(stack.api.pid)
+        await c.post(f"/v1/runs/{run['id']}/cancel")
+        await asyncio.to_thread(proc.join, 120)
+        await db.dispose()
+    arrivals = json.loads(await asyncio.to_thread(Path(out).read_text))
+    lat = [
+        (a[str(seq)] - t) * 1000 for a in arrivals for seq, t in commits.items() if str(seq) in a
+    ]
+    missing = sum(1 for a in arrivals for seq in commits if str(seq) not in a)
+    status = await asyncio.to_thread(Path(f"/proc/{stack.api.pid}/status").read_text)
+    hwm = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
+    return {
+        "streams": streams,
+        "events": events,
+        "deliveries": len(lat),
+        "missing": missing,
+        "p50_ms": percentile(lat, 50),
+        "p99_ms": percentile(lat, 99),
+        "max_ms": max(lat),
+        "api_cpu_percent": 100 * (cpu1 - cpu0) / elapsed,
+        "api_rss_mib": rss / 1024,
+        "api_peak_rss_mib": hwm / 1024,
+    }
+
+
+async def main(events: int, streams: list[int], rate: float) -> None:
+    rows: dict[str, Any] = {}
+    async with running_stack() as (stack, key, _):
+        for n in streams:
+            rows[f"{n} stream(s)"] = await one_case(stack, key, n, events, rate)
+    report("sse_latency", rows)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=1000)
+    parser.add_argument("--streams", type=int, nargs="+", default=[1, 500])
+    parser.add_argument("--rate", type=float, default=200, help="events committed per second")
+    args = parser.parse_args()
+    asyncio.run(main(args.events, args.streams, args.rate))
