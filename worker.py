@@ -58,11 +58,16 @@ def build_worker(client: Client, settings: Settings, db: Database) -> Worker:
             agent.run_agent_turn,
             store.collect_outputs,
             store.finish_run,
+            store.mark_waiting,
+            store.record_input,
         ],
         # Heartbeats go out at least every second, so a cancel reaches a busy activity fast.
         max_heartbeat_throttle_interval=timedelta(seconds=1),
         default_heartbeat_throttle_interval=timedelta(seconds=1),
         graceful_shutdown_timeout=timedelta(seconds=5),
+        # After a worker dies, its cached workflows move to another worker this fast
+        # (Temporal's default is 10 s, which an answer or exec then waits out).
+        sticky_queue_schedule_to_start_timeout=timedelta(seconds=3),
     )
 
 

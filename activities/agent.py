@@ -142,7 +142,7 @@ class AgentActivities:
                         )
                     ],
                 )
-        system = SYSTEM_PROMPT
+        system = run.instructions or SYSTEM_PROMPT  # an agent's instructions replace the default
         if run.guidance:
             system += f"\n\nAdditional guidance for this run:\n{run.guidance}"
         request = ModelRequest(

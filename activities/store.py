@@ -7,11 +7,12 @@ from temporalio.exceptions import ApplicationError
 
 from activities._support import logger
 from runyard.db.engine import Database
+from runyard.db.models import RunMessage
 from runyard.db.types import utcnow
 from runyard.store.events import NewEvent, append_events, lock_run
-from runyard.store.runs import finish
-from runyard.store.transcript import final_text
-from workflows.models import FinishInput, FinishResult, RunRef
+from runyard.store.runs import finish, set_status
+from runyard.store.transcript import assistant_key, final_text, get_message, result_key
+from workflows.models import AnswerInput, FinishInput, FinishResult, RunRef, WaitInput
 
 
 class StoreActivities:
@@ -34,6 +35,69 @@ class StoreActivities:
                 s,
                 run,
                 [NewEvent(f"output.{i}", "output.detected", o) for i, o in enumerate(outputs)],
+            )
+
+    @activity.defn(name="mark_waiting")
+    async def mark_waiting(self, inp: WaitInput) -> None:
+        """The agent asked the user something: status waiting_for_input, with the question."""
+        async with self.db.session() as s:
+            turn = await get_message(s, inp.run_id, assistant_key(inp.turn))
+        call = next((b for b in (turn.content if turn else []) if b.get("id") == inp.call_id), {})
+        question = str((call.get("input") or {}).get("question", ""))
+        async with self.db.write() as s:
+            run = await lock_run(s, inp.run_id)
+            if run is None:
+                raise ApplicationError("run vanished", type="RUN_NOT_FOUND", non_retryable=True)
+            if await set_status(
+                s,
+                run,
+                "waiting_for_input",
+                allowed_from={"running"},
+                now=utcnow(),
+                values={"pending_question": question},
+            ):
+                await append_events(
+                    s,
+                    run,
+                    [
+                        NewEvent(
+                            f"turn{inp.turn}.ask.{inp.call_id}",
+                            "run.waiting_for_input",
+                            {"question": question, "toolCallId": inp.call_id},
+                        )
+                    ],
+                )
+
+    @activity.defn(name="record_input")
+    async def record_input(self, inp: AnswerInput) -> None:
+        """Store the answer as the ``ask_user`` call's result; the run is running again."""
+        key = result_key(inp.turn, inp.call_id)
+        async with self.db.write() as s:
+            run = await lock_run(s, inp.run_id)
+            if run is None:
+                raise ApplicationError("run vanished", type="RUN_NOT_FOUND", non_retryable=True)
+            if await get_message(s, inp.run_id, key) is not None:
+                return  # a retry after the commit
+            block = {"type": "tool_result", "tool_use_id": inp.call_id, "content": inp.content}
+            s.add(RunMessage(run_id=run.id, key=key, role="tool_result", content=[block]))
+            await set_status(
+                s,
+                run,
+                "running",
+                allowed_from={"waiting_for_input"},
+                now=utcnow(),
+                values={"pending_question": None},
+            )
+            await append_events(
+                s,
+                run,
+                [
+                    NewEvent(
+                        key,
+                        "run.input_received",
+                        {"toolCallId": inp.call_id, "content": inp.content},
+                    )
+                ],
             )
 
     @activity.defn(name="finish_run")

@@ -11,7 +11,7 @@ from api.auth import RateLimiter
 from api.errors import install_error_handlers
 from api.middleware import RequestContextMiddleware
 from api.orchestrator import TemporalConnector
-from api.routes import events, health, run_control, runs
+from api.routes import agents, events, health, run_control, run_input, runs, threads
 from runyard import __version__
 from runyard.db.engine import Database, migrate
 from runyard.notifier import EventNotifier
@@ -48,5 +48,8 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.include_router(health.router)
     app.include_router(runs.router)
     app.include_router(run_control.router)
+    app.include_router(run_input.router)
     app.include_router(events.router)
+    app.include_router(threads.router)
+    app.include_router(agents.router)
     return app

@@ -11,7 +11,10 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import structlog
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowUpdateFailedError,
+)
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
@@ -27,14 +30,20 @@ from workflows.models import (
     SA_TEMPLATE,
     WORKFLOW_NAME,
     CancelInput,
+    CloseInput,
     ExecInput,
     ExecResult,
     Guardrails,
+    InputResult,
+    InputUpdate,
     RunInput,
 )
 
 log = structlog.get_logger("runyard.api")
 _RPC_TIMEOUT = timedelta(seconds=10)
+# An update needs a worker to run a workflow task; after a worker crash that can take a
+# few seconds more than a plain RPC.
+_UPDATE_TIMEOUT = timedelta(seconds=30)
 
 
 class TemporalConnector:
@@ -79,6 +88,7 @@ async def start_run_workflow(client: Client, run: Run, settings: Settings, *, st
         start=start,
         queued_ttl_seconds=settings.queued_ttl_seconds,
         tool_timeout_seconds=settings.tool_timeout_seconds,
+        input_wait_seconds=settings.input_wait_seconds,
     )
     attrs = TypedSearchAttributes(
         [
@@ -121,10 +131,66 @@ async def send_exec(
         raise orchestrator_error(exc) from exc
 
 
+def update_timeout(name: str) -> ProblemError:
+    return ProblemError(
+        502,
+        "RUN_ORCHESTRATOR_ERROR",
+        f"no worker accepted the {name} in time (is a worker running?); it may still be "
+        "applied: retry with the same Idempotency-Key, or read the run's status",
+    )
+
+
 def already_started(run: Run) -> ProblemError:
     when = run.started_at.strftime("%Y-%m-%dT%H:%M:%SZ") if run.started_at else None
     detail = f"{run.id} is {run.status}" + (f"; it was executed at {when}" if when else "")
     return ProblemError(409, "RUN_ALREADY_STARTED", detail, title="Run already started")
+
+
+async def send_input(connector: TemporalConnector, run: Run, content: str, key: str | None) -> None:
+    """Answer a waiting run through the ``input`` update.
+
+    With an idempotency key the update id is derived from it: Temporal answers a repeated
+    update id with the first outcome, so a repeated answer counts once.
+    """
+    client = await connector()
+    handle = client.get_workflow_handle(run.workflow_id)
+    try:
+        await handle.execute_update(
+            "input",
+            InputUpdate(content=content),
+            id=f"input:{key}" if key else None,
+            result_type=InputResult,
+            rpc_timeout=_RPC_TIMEOUT,
+        )
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        if isinstance(cause, ApplicationError) and cause.type == "RUN_NOT_WAITING_FOR_INPUT":
+            raise not_waiting(run, str(cause.message)) from exc
+        raise ProblemError(409, "CONFLICT", f"input was refused: {cause}") from exc
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:  # the workflow has ended
+            raise not_waiting(run, "the run has ended") from exc
+        raise orchestrator_error(exc) from exc
+
+
+def not_waiting(run: Run, why: str) -> ProblemError:
+    return ProblemError(
+        409,
+        "RUN_NOT_WAITING_FOR_INPUT",
+        f"{run.id} is not waiting for input: {why}",
+        title="Run not waiting for input",
+    )
+
+
+async def signal_close(connector: TemporalConnector, run: Run) -> None:
+    client = await connector()
+    try:
+        await client.get_workflow_handle(run.workflow_id).signal(
+            "close", CloseInput(), rpc_timeout=_RPC_TIMEOUT
+        )
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise orchestrator_error(exc) from exc
 
 
 async def signal_cancel(connector: TemporalConnector, run: Run, reason: str | None) -> None:

@@ -57,3 +57,57 @@ class CreateRun(Body):
         if v is not None and not re.match(r"^https?://[^\s/?#]+", v):
             raise ValueError("callbackUrl must be an absolute http(s) URL")
         return v
+
+
+def _utf8_size(v: str, lo: int, hi: int, what: str) -> str:
+    size = len(v.encode("utf-8"))
+    if not lo <= size <= hi:
+        raise ValueError(
+            f"{what} must be {lo} byte to {hi // 1024} KiB of UTF-8; it is {size} bytes"
+        )
+    return v
+
+
+class RunInputBody(Body):
+    content: str
+
+    @field_validator("content")
+    @classmethod
+    def _size(cls, v: str) -> str:
+        return _utf8_size(v, 1, 32 * 1024, "content")
+
+
+class CreateThreadRun(CreateRun):
+    route_id: str | None = Field(default=None, min_length=1, max_length=200)
+    persona_id: str | None = Field(
+        default=None, max_length=200, pattern=r"^[A-Za-z0-9_.-]+@[A-Za-z0-9_.-]+$"
+    )
+    start: bool = True
+
+
+class CreateThread(Body):
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata(cls, v: dict[str, Any]) -> dict[str, Any]:
+        if len(json.dumps(v)) > 16_384:
+            raise ValueError("metadata must serialise to at most 16 KiB of JSON")
+        return v
+
+
+_SLUG = r"^[a-z0-9][a-z0-9_-]*$"
+
+
+class AgentBody(Body):
+    name: str = Field(min_length=1, max_length=200)
+    instructions: str = Field(min_length=1, max_length=100_000)
+    model: str | None = Field(default=None, min_length=1, max_length=200)
+    template: str | None = Field(default=None, min_length=1, max_length=64, pattern=_SLUG)
+
+
+class AgentPatch(Body):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    instructions: str | None = Field(default=None, min_length=1, max_length=100_000)
+    model: str | None = Field(default=None, min_length=1, max_length=200)
+    template: str | None = Field(default=None, min_length=1, max_length=64, pattern=_SLUG)

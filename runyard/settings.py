@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     # The contract's lower bound for timeoutSeconds is 30; tests lower it to exercise timeouts.
     min_timeout_seconds: int = 30
     queued_ttl_seconds: int = 24 * 3600
+    input_wait_seconds: int = 24 * 3600
 
     rate_limit_per_minute: int = 200
     max_active_runs: int = 10

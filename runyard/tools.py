@@ -67,6 +67,16 @@ TOOLS: list[dict[str, Any]] = [
             "properties": {"path": {"type": "string", "default": "."}},
         },
     },
+    {
+        "name": "ask_user",
+        "description": "Ask the user a question and wait for the answer, when you cannot "
+        "go on without a decision or information only they have.",
+        "input_schema": {
+            "type": "object",
+            "properties": {"question": {"type": "string"}},
+            "required": ["question"],
+        },
+    },
 ]
 
 TOOL_NAMES = frozenset(t["name"] for t in TOOLS)

@@ -32,6 +32,8 @@ class RunInput(BaseModel):
     start: bool = False
     queued_ttl_seconds: int = 24 * 3600
     tool_timeout_seconds: int = 600
+    # How long a run may wait for an answer; waiting does not use timeoutSeconds.
+    input_wait_seconds: int = 24 * 3600
 
 
 class ExecInput(BaseModel):
@@ -44,6 +46,18 @@ class ExecResult(BaseModel):
 
 class CancelInput(BaseModel):
     reason: str | None = None
+
+
+class InputUpdate(BaseModel):
+    content: str
+
+
+class InputResult(BaseModel):
+    ok: bool = True
+
+
+class CloseInput(BaseModel):
+    pass
 
 
 class RunState(BaseModel):
@@ -98,6 +112,19 @@ class ToolResult(BaseModel):
 
 class RunRef(BaseModel):
     run_id: str
+
+
+class WaitInput(BaseModel):
+    run_id: str
+    turn: int
+    call_id: str
+
+
+class AnswerInput(BaseModel):
+    run_id: str
+    turn: int
+    call_id: str
+    content: str
 
 
 class DestroyInput(BaseModel):

@@ -22,12 +22,16 @@ with workflow.unsafe.imports_passed_through():
     from workflows.models import (
         SA_STATUS,
         WORKFLOW_NAME,
+        AnswerInput,
         CancelInput,
+        CloseInput,
         DestroyInput,
         ExecInput,
         ExecResult,
         FinishInput,
         FinishResult,
+        InputResult,
+        InputUpdate,
         ProvisionInput,
         RunInput,
         RunRef,
@@ -35,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         SandboxRef,
         ToolInput,
         TurnInput,
+        WaitInput,
     )
 
 
@@ -78,6 +83,9 @@ class RunWorkflow:
         self._turns = 0
         self._cost = 0.0
         self._sandbox: SandboxRef | None = None
+        self._waiting = False
+        self._answer: str | None = None
+        self._close_requested = False
 
     # -- messages ------------------------------------------------------------------
 
@@ -98,6 +106,25 @@ class RunWorkflow:
     @workflow.signal(name="cancel")
     def cancel(self, _: CancelInput) -> None:
         self._cancel_requested = True
+
+    @workflow.update(name="input")
+    def input(self, update: InputUpdate) -> InputResult:
+        # As with exec: of two answers admitted together, the first handler wins.
+        if not self._waiting or self._answer is not None:
+            raise ApplicationError("run is not waiting for input", type="RUN_NOT_WAITING_FOR_INPUT")
+        self._answer = update.content
+        return InputResult()
+
+    @input.validator
+    def _validate_input(self, update: InputUpdate) -> None:
+        if not self._waiting or self._answer is not None:
+            raise ApplicationError(
+                f"run is {self._status}, not waiting for input", type="RUN_NOT_WAITING_FOR_INPUT"
+            )
+
+    @workflow.signal(name="close")
+    def close(self, _: CloseInput) -> None:
+        self._close_requested = True
 
     @workflow.query(name="state")
     def state(self) -> RunState:
@@ -140,16 +167,34 @@ class RunWorkflow:
         return await self._finish(inp, outcome)
 
     async def _supervise(self, inp: RunInput) -> Outcome:
-        """Run the agent until it ends, the deadline passes or a cancel arrives."""
+        """Run the agent until it ends, the deadline passes or a cancel arrives.
+
+        ``timeoutSeconds`` is a budget of working time: it is paused while the run waits
+        for input (that wait has its own limit, enforced by the agent loop).
+        """
         agent = asyncio.create_task(self._agent(inp))
+        budget = timedelta(seconds=inp.guardrails.timeout_seconds)
         timed_out = False
         try:
-            await workflow.wait_condition(
-                lambda: agent.done() or self._cancel_requested,
-                timeout=timedelta(seconds=inp.guardrails.timeout_seconds),
-            )
-        except TimeoutError:
-            timed_out = True
+            while True:
+                started = workflow.now()
+                try:
+                    await workflow.wait_condition(
+                        lambda: agent.done() or self._cancel_requested or self._waiting,
+                        timeout=budget,
+                    )
+                except TimeoutError:
+                    timed_out = True
+                    break
+                budget -= workflow.now() - started
+                if agent.done() or self._cancel_requested:
+                    break
+                await workflow.wait_condition(
+                    lambda: agent.done() or self._cancel_requested or not self._waiting
+                )
+                if budget <= timedelta(0):
+                    timed_out = True
+                    break
         except asyncio.CancelledError:  # cancelled through Temporal itself
             self._cancel_requested = True
         if agent.done():
@@ -212,9 +257,16 @@ class RunWorkflow:
                         "value": res.cost_usd,
                     },
                 )
-            if not res.tool_calls:
+            if not res.tool_calls or self._close_requested:
                 break
             for call in res.tool_calls:
+                if self._close_requested:
+                    break
+                if call.name == "ask_user":
+                    ended = await self._ask(inp, turn, call.id)
+                    if ended is not None:
+                        return ended
+                    continue
                 self._set_details(f"turn {turn}: running {call.name}")
                 await workflow.execute_activity_method(
                     SandboxActivities.run_tool,
@@ -230,6 +282,8 @@ class RunWorkflow:
                     retry_policy=RetryPolicy(maximum_attempts=3),
                     summary=call.name,
                 )
+            if self._close_requested:
+                break
         self._set_details("collecting outputs")
         await workflow.execute_activity_method(
             StoreActivities.collect_outputs,
@@ -238,6 +292,42 @@ class RunWorkflow:
             retry_policy=_QUICK,
         )
         return Outcome("completed")
+
+    async def _ask(self, inp: RunInput, turn: int, call_id: str) -> Outcome | None:
+        """Wait for the answer to an ``ask_user`` call; an Outcome if the run ends instead."""
+        await workflow.execute_activity_method(
+            StoreActivities.mark_waiting,
+            WaitInput(run_id=inp.run_id, turn=turn, call_id=call_id),
+            start_to_close_timeout=timedelta(minutes=1),
+            retry_policy=_QUICK,
+        )
+        self._answer = None
+        self._waiting = True
+        self._set_status("waiting_for_input", f"turn {turn}: waiting for an answer")
+        try:
+            await workflow.wait_condition(
+                lambda: self._answer is not None or self._close_requested,
+                timeout=timedelta(seconds=inp.input_wait_seconds),
+            )
+        except TimeoutError:
+            limit = inp.input_wait_seconds
+            return Outcome(
+                "failed",
+                "timeout",
+                guardrail={"guardrail": "inputWaitSeconds", "limit": limit, "value": limit},
+            )
+        finally:
+            self._waiting = False
+        if self._answer is None:  # closed while waiting: the loop ends with what there is
+            return None
+        await workflow.execute_activity_method(
+            StoreActivities.record_input,
+            AnswerInput(run_id=inp.run_id, turn=turn, call_id=call_id, content=self._answer),
+            start_to_close_timeout=timedelta(minutes=1),
+            retry_policy=_QUICK,
+        )
+        self._set_status("running", f"turn {turn}: answer received")
+        return None
 
     async def _finish(self, inp: RunInput, outcome: Outcome) -> FinishResult:
         result = await workflow.execute_activity_method(

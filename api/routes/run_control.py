@@ -10,7 +10,8 @@ from fastapi.responses import JSONResponse
 
 from api.deps import DbDep, SettingsDep, TemporalDep, WriterDep
 from api.orchestrator import already_started, send_exec, signal_cancel
-from api.routes.runs import check_active_cap, load_run
+from api.routes.runs import load_run
+from api.run_factory import check_active_cap
 from runyard.db.types import utcnow
 from runyard.store.events import TERMINAL_STATUSES, NewEvent, append_events, lock_run
 from runyard.store.runs import finish, set_status

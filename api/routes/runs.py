@@ -8,24 +8,16 @@ from typing import Annotated, Any
 import structlog
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
-from sqlalchemy import delete, func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import func, select
 from sqlmodel import col
 
 from api.deps import DbDep, ReaderDep, SettingsDep, TemporalDep, WriterDep
 from api.errors import ProblemError
-from api.orchestrator import start_run_workflow
+from api.run_factory import create_run
 from api.schemas import CreateRun
 from runyard.db.engine import Database
-from runyard.db.models import Run, RunEvent
-from runyard.db.types import utcnow
-from runyard.ids import new_id
-from runyard.models.pricing import is_valid_model, needs_anthropic_key
-from runyard.repos import repo_exists, repo_url
-from runyard.settings import Settings
-from runyard.store.events import NewEvent, append_events
-from runyard.store.runs import ACTIVE_STATUSES, run_object, status_object
-from runyard.store.templates import find_template
+from runyard.db.models import Run
+from runyard.store.runs import run_object, status_object
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 log = structlog.get_logger("runyard.api")
@@ -42,127 +34,8 @@ async def load_run(db: Database, org_id: str, run_id: str) -> Run:
     return run
 
 
-async def check_active_cap(db: Database, org_id: str, settings: Settings) -> None:
-    async with db.session() as s:
-        active = (
-            await s.execute(
-                select(func.count())
-                .select_from(Run)
-                .where(col(Run.org_id) == org_id, col(Run.status).in_(list(ACTIVE_STATUSES)))
-            )
-        ).scalar_one()
-    if active >= settings.max_active_runs:
-        raise ProblemError(
-            429,
-            "CONCURRENT_RUN_LIMIT_EXCEEDED",
-            f"the organization already has {active} active runs (limit {settings.max_active_runs})",
-            headers={"Retry-After": "5"},
-        )
-
-
-async def _existing_for_key(db: Database, org_id: str, key: str) -> Run | None:
-    async with db.session() as s:
-        return (
-            (
-                await s.execute(
-                    select(Run).where(col(Run.org_id) == org_id, col(Run.idempotency_key) == key)
-                )
-            )
-            .scalars()
-            .first()
-        )
-
-
-async def _validated(
-    body: CreateRun, org_id: str, db: Database, settings: Settings
-) -> dict[str, Any]:
-    """Everything ``create`` checks against the store and settings; the run's resolved fields."""
-    async with db.session() as s:
-        template = await find_template(s, org_id, body.template)
-    if template is None:
-        raise ProblemError(
-            400,
-            "RUN_TEMPLATE_NOT_FOUND",
-            f"no template '{body.template}'",
-            title="Template not found",
-        )
-    if body.agent_id is not None:
-        raise ProblemError(404, "AGENT_NOT_FOUND", f"no agent {body.agent_id}")
-    if body.thread_id is not None:
-        raise ProblemError(404, "THREAD_NOT_FOUND", f"no thread {body.thread_id}")
-    defaults = template.defaults or {}
-    model = body.model or defaults.get("model") or "sonnet"
-    if not is_valid_model(model):
-        raise ProblemError(
-            400,
-            "VALIDATION_FAILED",
-            f"unknown model '{model}'",
-            extra={
-                "errors": [
-                    {
-                        "field": "model",
-                        "message": "use sonnet, opus, haiku, scripted, "
-                        "a claude-… model id or anthropic/<id>",
-                        "code": "invalid_model",
-                    }
-                ]
-            },
-        )
-    if needs_anthropic_key(model) and not settings.anthropic_api_key:
-        raise ProblemError(
-            400,
-            "RUN_API_KEY_REQUIRED",
-            f"model '{model}' needs ANTHROPIC_API_KEY, which this server does not have; "
-            "use model 'scripted' to run without a key",
-        )
-    timeout = (
-        body.timeout_seconds or defaults.get("timeoutSeconds") or settings.default_timeout_seconds
-    )
-    if timeout < settings.min_timeout_seconds:
-        raise ProblemError(
-            400,
-            "VALIDATION_FAILED",
-            f"timeoutSeconds must be at least {settings.min_timeout_seconds}",
-            extra={
-                "errors": [
-                    {
-                        "field": "timeoutSeconds",
-                        "code": "greater_than_equal",
-                        "message": f"must be >= {settings.min_timeout_seconds}",
-                    }
-                ]
-            },
-        )
-    if body.repo is not None:
-        try:
-            url = repo_url(body.repo, settings.git_base_url)
-        except ValueError as exc:
-            raise ProblemError(
-                400,
-                "VALIDATION_FAILED",
-                str(exc),
-                extra={"errors": [{"field": "repo", "message": str(exc), "code": "invalid_repo"}]},
-            ) from exc
-        if not await repo_exists(url):
-            raise ProblemError(
-                404,
-                "REPOSITORY_NOT_FOUND",
-                f"repository '{body.repo}' was not found or is not readable",
-            )
-    return {
-        "model": model,
-        "guardrails": {
-            "maxTurns": body.max_turns or defaults.get("maxTurns") or settings.default_max_turns,
-            "maxCostUsd": body.max_cost_usd
-            or defaults.get("maxCostUsd")
-            or settings.default_max_cost_usd,
-            "timeoutSeconds": timeout,
-        },
-    }
-
-
 @router.post("", status_code=201, summary="Create a run (queued, or pending with start)")
-async def create_run(
+async def create(
     body: CreateRun,
     principal: WriterDep,
     db: DbDep,
@@ -170,67 +43,11 @@ async def create_run(
     temporal: TemporalDep,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> JSONResponse:
-    if idempotency_key and (
-        found := await _existing_for_key(db, principal.org_id, idempotency_key)
-    ):
-        return JSONResponse(
-            run_object(found), status_code=201, headers={"Idempotent-Replayed": "true"}
-        )
-    resolved = await _validated(body, principal.org_id, db, settings)
-    if body.start:
-        await check_active_cap(db, principal.org_id, settings)
-    now = utcnow()
-    run_id = new_id("run")
-    run = Run(
-        id=run_id,
-        org_id=principal.org_id,
-        status="pending" if body.start else "queued",
-        prompt=body.prompt,
-        guidance=body.guidance,
-        repo=body.repo,
-        template=body.template,
-        model=resolved["model"],
-        guardrails=resolved["guardrails"],
-        env=body.env,
-        callback_url=body.callback_url,
-        metadata_=body.metadata,
-        idempotency_key=idempotency_key,
-        workflow_id=run_id,
-        created_at=now,
-        updated_at=now,
-        started_at=now if body.start else None,
+    run, replayed = await create_run(
+        body, principal, db, settings, temporal, idempotency_key=idempotency_key
     )
-    events = [NewEvent("created", "run.created", {"status": "queued"})]
-    if body.start:
-        events.append(NewEvent("started", "run.started", {}))
-    try:
-        async with db.write() as s:
-            s.add(run)
-            await s.flush()
-            await append_events(s, run, events, now=now)
-    except IntegrityError:
-        # A concurrent create with the same Idempotency-Key won the race: answer with its run.
-        if idempotency_key and (
-            found := await _existing_for_key(db, principal.org_id, idempotency_key)
-        ):
-            return JSONResponse(
-                run_object(found), status_code=201, headers={"Idempotent-Replayed": "true"}
-            )
-        raise
-    try:
-        await start_run_workflow(await temporal(), run, settings, start=body.start)
-    except Exception as exc:
-        async with db.write() as s:  # nothing half-made stays behind
-            await s.execute(delete(RunEvent).where(col(RunEvent.run_id) == run_id))
-            await s.execute(delete(Run).where(col(Run.id) == run_id))
-        log.warning("run.start_failed", run_id=run_id, org_id=principal.org_id, error=str(exc))
-        raise ProblemError(
-            502, "RUN_ORCHESTRATOR_ERROR", f"the workflow engine could not start the run: {exc}"
-        ) from exc
-    log.info(
-        "run.created", run_id=run_id, workflow_id=run_id, org_id=principal.org_id, start=body.start
-    )
-    return JSONResponse(run_object(run), status_code=201)
+    headers = {"Idempotent-Replayed": "true"} if replayed else None
+    return JSONResponse(run_object(run), status_code=201, headers=headers)
 
 
 @router.get("", summary="List runs, newest first")

@@ -87,6 +87,12 @@ class Run(SQLModel, table=True):
     env: dict[str, str] = _json(default_factory=dict)
     callback_url: str | None = None
     idempotency_key: str | None = None
+    # The agent's instructions as they were when the run was created.
+    instructions: str | None = None
+    pending_question: str | None = None
+    trace_id: str | None = None
+    route_id: str | None = None
+    persona_id: str | None = None
     workflow_id: str
     # The highest event seq handed out so far; events take last_seq + 1 in one transaction.
     last_seq: int = 0
@@ -126,3 +132,28 @@ class RunMessage(SQLModel, table=True):
     role: str
     content: list[dict[str, Any]] = _json(default_factory=list)
     created_at: datetime = _ts(nullable=False)
+
+
+class Thread(SQLModel, table=True):
+    """A conversation that spans runs: each run sees the completed runs before it."""
+
+    __tablename__ = "threads"
+    id: str = Field(primary_key=True)
+    org_id: str = Field(foreign_key="organizations.id", index=True)
+    metadata_: dict[str, Any] = Field(
+        default_factory=dict, sa_column=Column("metadata", JSON, nullable=True)
+    )
+    created_at: datetime = _ts(nullable=False)
+    updated_at: datetime = _ts(nullable=False)
+
+
+class Agent(SQLModel, table=True):
+    __tablename__ = "agents"
+    id: str = Field(primary_key=True)
+    org_id: str = Field(foreign_key="organizations.id", index=True)
+    name: str
+    instructions: str
+    model: str | None = None
+    template: str | None = None
+    created_at: datetime = _ts(nullable=False)
+    updated_at: datetime = _ts(nullable=False)

@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from runyard.models.base import ModelError, ModelRequest, ModelResponse, TextSink, TurnUsage
+from runyard.store.transcript import NOTE_PREFIX
 
 MAGIC = "#!scripted"
 _ACTIONS = ("tool", "ask", "text", "fail")
@@ -82,8 +83,9 @@ def _script_start(messages: list[dict[str, Any]]) -> tuple[str, int]:
         if isinstance(content, str):
             return content, i
         texts = [b.get("text", "") for b in content if b.get("type") == "text"]
-        if texts and not any(b.get("type") == "tool_result" for b in content):
-            return "\n".join(texts), i
+        notes = all(t.startswith(NOTE_PREFIX) for t in texts)
+        if texts and not notes and not any(b.get("type") == "tool_result" for b in content):
+            return "\n".join(t for t in texts if not t.startswith(NOTE_PREFIX)), i
     return "", 0
 
 

@@ -33,26 +33,67 @@ async def get_message(session: AsyncSession, run_id: str, key: str) -> RunMessag
     )
 
 
-async def conversation(session: AsyncSession, run: Run) -> list[dict[str, Any]]:
-    """The Anthropic ``messages`` for the run's next turn: prompt, turns, tool results.
+NOTE_PREFIX = "Message from the user: "
 
-    Tool results of one turn are stored one row per call and sent as one user message.
+
+def note_block(content: str) -> dict[str, Any]:
+    """A message the user sent while the agent worked, read at its next turn."""
+    return {"type": "text", "text": NOTE_PREFIX + content}
+
+
+def _append(messages: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]]) -> None:
+    """Add blocks, merging into the previous message of the same side.
+
+    A user message keeps its tool results first, as the Messages API requires.
     """
+    if messages and messages[-1]["role"] == role:
+        last = messages[-1]
+        if isinstance(last["content"], str):
+            last["content"] = [{"type": "text", "text": last["content"]}]
+        last["content"].extend(blocks)
+        if role == "user":
+            last["content"].sort(key=lambda b: b.get("type") != "tool_result")
+        return
+    messages.append({"role": role, "content": list(blocks)})
+
+
+async def _run_messages(session: AsyncSession, run: Run, into: list[dict[str, Any]]) -> None:
+    _append(into, "user", [{"type": "text", "text": run.prompt}])
     rows = (
         await session.execute(
             select(RunMessage).where(col(RunMessage.run_id) == run.id).order_by(col(RunMessage.id))
         )
     ).scalars()
-    messages: list[dict[str, Any]] = [{"role": "user", "content": run.prompt}]
     for row in rows:
-        if row.role == "tool_result":
-            last = messages[-1]
-            if last["role"] == "user" and isinstance(last["content"], list):
-                last["content"].extend(row.content)
-                continue
-            messages.append({"role": "user", "content": list(row.content)})
-        else:
-            messages.append({"role": row.role, "content": list(row.content)})
+        _append(into, "assistant" if row.role == "assistant" else "user", list(row.content))
+
+
+async def conversation(session: AsyncSession, run: Run) -> list[dict[str, Any]]:
+    """The Anthropic ``messages`` for the run's next turn.
+
+    For a run in a thread, the completed runs before it come first (their prompts and
+    transcripts), so the model continues the conversation. Runs that did not complete
+    are left out: their transcripts may end half way through a tool call.
+    """
+    messages: list[dict[str, Any]] = []
+    if run.thread_id:
+        earlier = (
+            await session.execute(
+                select(Run)
+                .where(
+                    col(Run.thread_id) == run.thread_id,
+                    col(Run.status) == "completed",
+                    col(Run.created_at) < run.created_at,
+                    col(Run.id) != run.id,
+                )
+                .order_by(col(Run.created_at))
+            )
+        ).scalars()
+        for previous in earlier:
+            await _run_messages(session, previous, messages)
+    await _run_messages(session, run, messages)
+    if len(messages) == 1 and messages[0]["content"] == [{"type": "text", "text": run.prompt}]:
+        messages[0]["content"] = run.prompt  # the plain form for a first turn
     return messages
 
 

@@ -1,0 +1,145 @@
+"""``/v1/agents``: named instructions, model and template that runs can use."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+from sqlalchemy import func, select
+from sqlmodel import col
+
+from api.deps import DbDep, ReaderDep, WriterDep
+from api.errors import ProblemError
+from api.run_factory import OPEN_STATUSES, invalid
+from api.schemas import AgentBody, AgentPatch
+from runyard.db.engine import Database
+from runyard.db.models import Agent, Run
+from runyard.db.types import utcnow
+from runyard.ids import new_id
+from runyard.models.pricing import is_valid_model
+from runyard.store.runs import iso
+from runyard.store.templates import find_template
+
+router = APIRouter(prefix="/v1/agents", tags=["agents"])
+
+
+def agent_object(a: Agent) -> dict[str, Any]:
+    return {
+        "id": a.id,
+        "object": "agent",
+        "name": a.name,
+        "instructions": a.instructions,
+        "model": a.model,
+        "template": a.template,
+        "createdAt": iso(a.created_at),
+        "updatedAt": iso(a.updated_at),
+    }
+
+
+async def _load(db: Database, org_id: str, agent_id: str) -> Agent:
+    async with db.session() as s:
+        agent = await s.get(Agent, agent_id)
+    if agent is None or agent.org_id != org_id:
+        raise ProblemError(404, "AGENT_NOT_FOUND", f"no agent {agent_id}", title="Agent not found")
+    return agent
+
+
+async def _check(db: Database, org_id: str, model: str | None, template: str | None) -> None:
+    if model is not None and not is_valid_model(model):
+        raise invalid("model", f"unknown model '{model}'", "invalid_model")
+    if template is not None:
+        async with db.session() as s:
+            if await find_template(s, org_id, template) is None:
+                raise ProblemError(400, "RUN_TEMPLATE_NOT_FOUND", f"no template '{template}'")
+
+
+@router.post("", status_code=201, summary="Create an agent")
+async def create_agent(body: AgentBody, principal: WriterDep, db: DbDep) -> dict[str, Any]:
+    await _check(db, principal.org_id, body.model, body.template)
+    now = utcnow()
+    agent = Agent(
+        id=new_id("agt"),
+        org_id=principal.org_id,
+        name=body.name,
+        instructions=body.instructions,
+        model=body.model,
+        template=body.template,
+        created_at=now,
+        updated_at=now,
+    )
+    async with db.write() as s:
+        s.add(agent)
+    return agent_object(agent)
+
+
+@router.get("", summary="List agents")
+async def list_agents(
+    principal: ReaderDep,
+    db: DbDep,
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> dict[str, Any]:
+    cond = col(Agent.org_id) == principal.org_id
+    async with db.session() as s:
+        total = (await s.execute(select(func.count()).select_from(Agent).where(cond))).scalar_one()
+        rows = (
+            await s.execute(
+                select(Agent)
+                .where(cond)
+                .order_by(col(Agent.created_at).desc(), col(Agent.id))
+                .offset((page - 1) * limit)
+                .limit(limit)
+            )
+        ).scalars()
+        data = [agent_object(a) for a in rows]
+    return {
+        "data": data,
+        "pagination": {
+            "page": page,
+            "limit": limit,
+            "total": total,
+            "totalPages": (total + limit - 1) // limit,
+        },
+    }
+
+
+@router.get("/{agent_id}", summary="An agent")
+async def get_agent(agent_id: str, principal: ReaderDep, db: DbDep) -> dict[str, Any]:
+    return agent_object(await _load(db, principal.org_id, agent_id))
+
+
+@router.patch("/{agent_id}", summary="Change an agent (runs already created keep what they had)")
+async def patch_agent(
+    agent_id: str, body: AgentPatch, principal: WriterDep, db: DbDep
+) -> dict[str, Any]:
+    agent = await _load(db, principal.org_id, agent_id)
+    changes = body.model_dump(exclude_unset=True)
+    for required in ("name", "instructions"):
+        if required in changes and changes[required] is None:
+            raise invalid(required, "cannot be null")
+    await _check(db, principal.org_id, changes.get("model"), changes.get("template"))
+    for k, v in changes.items():
+        setattr(agent, k, v)
+    agent.updated_at = utcnow()
+    async with db.write() as s:
+        await s.merge(agent)
+    return agent_object(agent)
+
+
+@router.delete("/{agent_id}", status_code=204, summary="Delete an agent without open runs")
+async def delete_agent(agent_id: str, principal: WriterDep, db: DbDep) -> Response:
+    agent = await _load(db, principal.org_id, agent_id)
+    async with db.write() as s:
+        busy = (
+            await s.execute(
+                select(func.count())
+                .select_from(Run)
+                .where(col(Run.agent_id) == agent.id, col(Run.status).in_(list(OPEN_STATUSES)))
+            )
+        ).scalar_one()
+        if busy:
+            raise ProblemError(409, "CONFLICT", f"agent {agent_id} has {busy} open run(s)")
+        found = await s.get(Agent, agent.id)
+        if found is not None:
+            await s.delete(found)
+    return Response(status_code=204)

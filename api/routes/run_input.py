@@ -1,0 +1,174 @@
+"""Humans in the loop: ``/input`` answers a waiting run; ``/command`` speaks JSON-RPC 2.0."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import structlog
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import JSONResponse, Response
+
+from api.auth import Principal
+from api.deps import DbDep, TemporalDep, WriterDep
+from api.errors import ProblemError
+from api.orchestrator import TemporalConnector, send_input, signal_close
+from api.routes.run_control import cancel_run
+from api.routes.runs import load_run
+from api.schemas import RunInputBody
+from runyard.db.engine import Database
+from runyard.db.models import Run, RunMessage
+from runyard.ids import new_id
+from runyard.store.events import TERMINAL_STATUSES, NewEvent, append_events, lock_run
+from runyard.store.transcript import note_block
+
+router = APIRouter(prefix="/v1/runs", tags=["runs"])
+log = structlog.get_logger("runyard.api")
+_MAX_CONTENT = 32 * 1024
+
+
+@router.post("/{run_id}/input", summary="Answer a run that waits for input")
+async def submit_input(
+    run_id: str,
+    body: RunInputBody,
+    principal: WriterDep,
+    db: DbDep,
+    temporal: TemporalDep,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> dict[str, bool]:
+    run = await load_run(db, principal.org_id, run_id)
+    if idempotency_key is None and run.status != "waiting_for_input":
+        raise ProblemError(
+            409,
+            "RUN_NOT_WAITING_FOR_INPUT",
+            f"{run_id} is {run.status}, not waiting for input",
+            title="Run not waiting for input",
+        )
+    await send_input(temporal, run, body.content, idempotency_key)
+    log.info("run.input", run_id=run_id, workflow_id=run.workflow_id, org_id=principal.org_id)
+    return {"ok": True}
+
+
+async def queue_message(db: Database, run: Run, content: str) -> None:
+    """Keep a message for the agent's next turn (the run is not waiting for an answer)."""
+    key = new_id("note")
+    async with db.write() as s:
+        locked = await lock_run(s, run.id)
+        assert locked is not None
+        s.add(RunMessage(run_id=run.id, key=key, role="user", content=[note_block(content)]))
+        await append_events(
+            s, locked, [NewEvent(key, "run.input_received", {"content": content, "queued": True})]
+        )
+
+
+# -- JSON-RPC 2.0 --------------------------------------------------------------------
+
+
+class RpcError(Exception):
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.data = code, message, data
+
+
+def _rpc(body: dict[str, Any], status: int = 200) -> JSONResponse:
+    return JSONResponse({"jsonrpc": "2.0", **body}, status_code=status)
+
+
+def _error(rid: Any, err: RpcError) -> JSONResponse:
+    error: dict[str, Any] = {"code": err.code, "message": err.message}
+    if err.data is not None:
+        error["data"] = err.data
+    # Malformed requests are the client's fault at the HTTP level too; method and
+    # application errors travel in a 200, as JSON-RPC over HTTP does.
+    status = 400 if err.code in (-32700, -32600) else 200
+    return _rpc({"error": error, "id": rid}, status)
+
+
+async def _dispatch(
+    method: str,
+    params: dict[str, Any],
+    run: Run,
+    principal: Principal,
+    db: Database,
+    temporal: TemporalConnector,
+) -> dict[str, Any]:
+    if method == "cancel":
+        return await cancel_run(run.id, principal, db, temporal)
+    if run.status in TERMINAL_STATUSES:
+        raise RpcError(-32000, f"the run is {run.status}", {"status": run.status})
+    if method == "close":
+        await signal_close(temporal, run)
+        return {"id": run.id, "status": run.status, "closing": True}
+    content = params.get("content")
+    if not isinstance(content, str) or not 1 <= len(content.encode()) <= _MAX_CONTENT:
+        raise RpcError(-32602, "params.content must be a string of 1 byte to 32 KiB")
+    if run.status == "waiting_for_input":
+        try:
+            await send_input(temporal, run, content, None)
+            return {"delivered": "answer"}
+        except ProblemError as exc:
+            if exc.code != "RUN_NOT_WAITING_FOR_INPUT":
+                raise
+            run = await load_run(db, principal.org_id, run.id)  # answered meanwhile: queue it
+            if run.status in TERMINAL_STATUSES:
+                raise RpcError(-32000, f"the run is {run.status}", {"status": run.status}) from exc
+    await queue_message(db, run, content)
+    return {"delivered": "queued"}
+
+
+@router.post(
+    "/{run_id}/command",
+    summary="JSON-RPC 2.0: user_message, cancel, close",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["jsonrpc", "method"],
+                        "properties": {
+                            "jsonrpc": {"const": "2.0"},
+                            "method": {"enum": ["user_message", "cancel", "close"]},
+                            "params": {"type": "object"},
+                            "id": {"type": ["string", "integer", "null"]},
+                        },
+                    }
+                }
+            },
+        }
+    },
+)
+async def command(
+    run_id: str, request: Request, principal: WriterDep, db: DbDep, temporal: TemporalDep
+) -> Response:
+    run = await load_run(db, principal.org_id, run_id)
+    try:
+        msg = json.loads(await request.body())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return _error(None, RpcError(-32700, "Parse error: the body is not JSON"))
+    rid = msg.get("id") if isinstance(msg, dict) else None
+    if isinstance(rid, bool) or not isinstance(rid, str | int | None):
+        rid = None
+    try:
+        if not isinstance(msg, dict):
+            raise RpcError(-32600, "Invalid Request: send one JSON-RPC request object (no batches)")
+        if msg.get("jsonrpc") != "2.0" or not isinstance(msg.get("method"), str):
+            raise RpcError(-32600, "Invalid Request: needs jsonrpc '2.0' and a method name")
+        if "id" in msg and (
+            isinstance(msg["id"], bool) or not isinstance(msg["id"], str | int | None)
+        ):
+            raise RpcError(-32600, "Invalid Request: id must be a string, an integer or null")
+        params = msg.get("params", {})
+        if not isinstance(params, dict):
+            raise RpcError(-32602, "Invalid params: params must be an object")
+        if msg["method"] not in ("user_message", "cancel", "close"):
+            raise RpcError(-32601, f"Method not found: {msg['method']}")
+        result = await _dispatch(msg["method"], params, run, principal, db, temporal)
+    except RpcError as err:
+        return _error(rid, err)
+    except ProblemError as exc:  # e.g. the workflow engine is unreachable
+        return _error(rid, RpcError(-32603, exc.detail, {"type": exc.code}))
+    if "id" not in msg:
+        return Response(status_code=204)  # a notification gets no response
+    return _rpc({"result": result, "id": rid})

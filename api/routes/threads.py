@@ -1,0 +1,114 @@
+"""``/v1/threads``: conversations that span runs, one open run at a time."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+from sqlmodel import col
+
+from api.deps import DbDep, ReaderDep, SettingsDep, TemporalDep, WriterDep
+from api.errors import ProblemError
+from api.run_factory import create_run, invalid
+from api.schemas import CreateThread, CreateThreadRun
+from runyard.db.engine import Database
+from runyard.db.models import Run, Thread
+from runyard.db.types import utcnow
+from runyard.ids import new_id
+from runyard.models.pricing import resolve_model
+from runyard.store.runs import iso, run_object
+
+router = APIRouter(prefix="/v1/threads", tags=["threads"])
+
+
+def thread_object(t: Thread) -> dict[str, Any]:
+    return {
+        "id": t.id,
+        "object": "thread",
+        "metadata": t.metadata_ or {},
+        "createdAt": iso(t.created_at),
+        "updatedAt": iso(t.updated_at),
+    }
+
+
+async def load_thread(db: Database, org_id: str, thread_id: str) -> Thread:
+    async with db.session() as s:
+        thread = await s.get(Thread, thread_id)
+    if thread is None or thread.org_id != org_id:
+        raise ProblemError(
+            404, "THREAD_NOT_FOUND", f"no thread {thread_id}", title="Thread not found"
+        )
+    return thread
+
+
+@router.post("", status_code=201, summary="Create a thread")
+async def create_thread(body: CreateThread, principal: WriterDep, db: DbDep) -> dict[str, Any]:
+    now = utcnow()
+    thread = Thread(
+        id=new_id("thr"),
+        org_id=principal.org_id,
+        metadata_=body.metadata,
+        created_at=now,
+        updated_at=now,
+    )
+    async with db.write() as s:
+        s.add(thread)
+    return thread_object(thread)
+
+
+@router.get("/{thread_id}", summary="A thread")
+async def get_thread(thread_id: str, principal: ReaderDep, db: DbDep) -> dict[str, Any]:
+    return thread_object(await load_thread(db, principal.org_id, thread_id))
+
+
+@router.post("/{thread_id}/runs", status_code=201, summary="Create and start a run in the thread")
+async def create_thread_run(
+    thread_id: str,
+    body: CreateThreadRun,
+    principal: WriterDep,
+    db: DbDep,
+    settings: SettingsDep,
+    temporal: TemporalDep,
+) -> JSONResponse:
+    await load_thread(db, principal.org_id, thread_id)
+    if body.thread_id is not None and body.thread_id != thread_id:
+        raise invalid("threadId", "must be the thread of the path, or left out")
+    if body.route_id is not None:
+        # A route names the model of the run; it may not contradict an explicit model.
+        if body.model is not None and resolve_model(body.model) != resolve_model(body.route_id):
+            raise invalid("routeId", "names a different model than 'model'")
+        body.model = body.route_id
+    body.thread_id = thread_id
+    run, _ = await create_run(
+        body,
+        principal,
+        db,
+        settings,
+        temporal,
+        idempotency_key=None,
+        route_id=body.route_id,
+        persona_id=body.persona_id,
+    )
+    return JSONResponse({"runId": run.id, "traceId": run.trace_id}, status_code=201)
+
+
+@router.get("/{thread_id}/runs", summary="The thread's runs, newest first")
+async def list_thread_runs(
+    thread_id: str,
+    principal: ReaderDep,
+    db: DbDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> dict[str, Any]:
+    await load_thread(db, principal.org_id, thread_id)
+    async with db.session() as s:
+        rows = (
+            await s.execute(
+                select(Run)
+                .where(col(Run.thread_id) == thread_id)
+                .order_by(col(Run.created_at).desc(), col(Run.id).desc())
+                .limit(limit)
+            )
+        ).scalars()
+        return {"data": [run_object(r) for r in rows]}

@@ -1,0 +1,245 @@
+"""Creating a run: everything ``POST /v1/runs`` and ``POST /v1/threads/{id}/runs`` share.
+
+Checks against the store and settings (template, agent, thread, model key, repo,
+guardrails), the run row with its first events in one transaction, then the workflow.
+A workflow that cannot be started leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col
+
+from api.auth import Principal
+from api.errors import ProblemError
+from api.orchestrator import TemporalConnector, start_run_workflow
+from api.schemas import CreateRun
+from runyard.db.engine import Database
+from runyard.db.models import Agent, Run, RunEvent, Thread
+from runyard.db.types import utcnow
+from runyard.ids import new_id
+from runyard.models.pricing import is_valid_model, needs_anthropic_key
+from runyard.repos import repo_exists, repo_url
+from runyard.settings import Settings
+from runyard.store.events import NewEvent, append_events
+from runyard.store.runs import ACTIVE_STATUSES
+from runyard.store.templates import find_template
+
+log = structlog.get_logger("runyard.api")
+OPEN_STATUSES = frozenset({"queued", *ACTIVE_STATUSES})
+
+
+def invalid(field: str, message: str, code: str = "invalid") -> ProblemError:
+    return ProblemError(
+        400,
+        "VALIDATION_FAILED",
+        f"{field}: {message}",
+        extra={"errors": [{"field": field, "message": message, "code": code}]},
+    )
+
+
+async def check_active_cap(db: Database, org_id: str, settings: Settings) -> None:
+    async with db.session() as s:
+        active = (
+            await s.execute(
+                select(func.count())
+                .select_from(Run)
+                .where(col(Run.org_id) == org_id, col(Run.status).in_(list(ACTIVE_STATUSES)))
+            )
+        ).scalar_one()
+    if active >= settings.max_active_runs:
+        raise ProblemError(
+            429,
+            "CONCURRENT_RUN_LIMIT_EXCEEDED",
+            f"the organization already has {active} active runs (limit {settings.max_active_runs})",
+            headers={"Retry-After": "5"},
+        )
+
+
+async def find_by_idempotency_key(db: Database, org_id: str, key: str) -> Run | None:
+    async with db.session() as s:
+        return (
+            (
+                await s.execute(
+                    select(Run).where(col(Run.org_id) == org_id, col(Run.idempotency_key) == key)
+                )
+            )
+            .scalars()
+            .first()
+        )
+
+
+async def _thread_is_busy(db: Database, thread_id: str) -> Run | None:
+    async with db.session() as s:
+        return (
+            (
+                await s.execute(
+                    select(Run)
+                    .where(
+                        col(Run.thread_id) == thread_id, col(Run.status).in_(list(OPEN_STATUSES))
+                    )
+                    .limit(1)
+                )
+            )
+            .scalars()
+            .first()
+        )
+
+
+async def _resolve(
+    body: CreateRun, org_id: str, db: Database, settings: Settings
+) -> dict[str, Any]:
+    """Everything create checks against the store and settings; the run's resolved fields."""
+    agent: Agent | None = None
+    async with db.session() as s:
+        if body.agent_id is not None:
+            agent = await s.get(Agent, body.agent_id)
+            if agent is None or agent.org_id != org_id:
+                raise ProblemError(404, "AGENT_NOT_FOUND", f"no agent {body.agent_id}")
+        if body.thread_id is not None:
+            thread = await s.get(Thread, body.thread_id)
+            if thread is None or thread.org_id != org_id:
+                raise ProblemError(404, "THREAD_NOT_FOUND", f"no thread {body.thread_id}")
+        slug = body.template
+        if "template" not in body.model_fields_set and agent is not None and agent.template:
+            slug = agent.template
+        template = await find_template(s, org_id, slug)
+    if template is None:
+        raise ProblemError(
+            400, "RUN_TEMPLATE_NOT_FOUND", f"no template '{slug}'", title="Template not found"
+        )
+    defaults = template.defaults or {}
+    model = body.model or (agent.model if agent else None) or defaults.get("model") or "sonnet"
+    if not is_valid_model(model):
+        raise invalid(
+            "model",
+            f"unknown model '{model}': use sonnet, opus, haiku, scripted, "
+            "a claude-… model id or anthropic/<id>",
+            "invalid_model",
+        )
+    if needs_anthropic_key(model) and not settings.anthropic_api_key:
+        raise ProblemError(
+            400,
+            "RUN_API_KEY_REQUIRED",
+            f"model '{model}' needs ANTHROPIC_API_KEY, which this server does not have; "
+            "use model 'scripted' to run without a key",
+        )
+    timeout = (
+        body.timeout_seconds or defaults.get("timeoutSeconds") or settings.default_timeout_seconds
+    )
+    if timeout < settings.min_timeout_seconds:
+        raise invalid(
+            "timeoutSeconds",
+            f"must be at least {settings.min_timeout_seconds}",
+            "greater_than_equal",
+        )
+    if body.repo is not None:
+        try:
+            url = repo_url(body.repo, settings.git_base_url)
+        except ValueError as exc:
+            raise invalid("repo", str(exc), "invalid_repo") from exc
+        if not await repo_exists(url):
+            raise ProblemError(
+                404,
+                "REPOSITORY_NOT_FOUND",
+                f"repository '{body.repo}' was not found or is not readable",
+            )
+    return {
+        "model": model,
+        "template": slug,
+        "instructions": agent.instructions if agent else None,
+        "guardrails": {
+            "maxTurns": body.max_turns or defaults.get("maxTurns") or settings.default_max_turns,
+            "maxCostUsd": body.max_cost_usd
+            or defaults.get("maxCostUsd")
+            or settings.default_max_cost_usd,
+            "timeoutSeconds": timeout,
+        },
+    }
+
+
+async def create_run(
+    body: CreateRun,
+    principal: Principal,
+    db: Database,
+    settings: Settings,
+    temporal: TemporalConnector,
+    *,
+    idempotency_key: str | None,
+    route_id: str | None = None,
+    persona_id: str | None = None,
+) -> tuple[Run, bool]:
+    """Create (and with ``body.start``, start) a run; returns (run, replayed)."""
+    if idempotency_key and (
+        found := await find_by_idempotency_key(db, principal.org_id, idempotency_key)
+    ):
+        return found, True
+    resolved = await _resolve(body, principal.org_id, db, settings)
+    if body.thread_id is not None and (busy := await _thread_is_busy(db, body.thread_id)):
+        raise ProblemError(
+            409, "CONFLICT", f"thread {body.thread_id} already has an open run, {busy.id}"
+        )
+    if body.start:
+        await check_active_cap(db, principal.org_id, settings)
+    now = utcnow()
+    run_id = new_id("run")
+    run = Run(
+        id=run_id,
+        org_id=principal.org_id,
+        status="pending" if body.start else "queued",
+        prompt=body.prompt,
+        guidance=body.guidance,
+        repo=body.repo,
+        template=resolved["template"],
+        agent_id=body.agent_id,
+        thread_id=body.thread_id,
+        model=resolved["model"],
+        guardrails=resolved["guardrails"],
+        env=body.env,
+        callback_url=body.callback_url,
+        metadata_=body.metadata,
+        idempotency_key=idempotency_key,
+        workflow_id=run_id,
+        instructions=resolved["instructions"],
+        trace_id=new_id("trace"),
+        route_id=route_id,
+        persona_id=persona_id,
+        created_at=now,
+        updated_at=now,
+        started_at=now if body.start else None,
+    )
+    events = [NewEvent("created", "run.created", {"status": "queued"})]
+    if body.start:
+        events.append(NewEvent("started", "run.started", {}))
+    try:
+        async with db.write() as s:
+            s.add(run)
+            await s.flush()
+            await append_events(s, run, events, now=now)
+    except IntegrityError:
+        # A concurrent create with the same Idempotency-Key won the race: answer with its run.
+        if idempotency_key and (
+            found := await find_by_idempotency_key(db, principal.org_id, idempotency_key)
+        ):
+            return found, True
+        raise
+    try:
+        await start_run_workflow(await temporal(), run, settings, start=body.start)
+    except Exception as exc:
+        async with db.write() as s:  # nothing half-made stays behind
+            await s.execute(delete(RunEvent).where(col(RunEvent.run_id) == run_id))
+            await s.execute(delete(Run).where(col(Run.id) == run_id))
+        log.warning("run.start_failed", run_id=run_id, org_id=principal.org_id, error=str(exc))
+        if isinstance(exc, ProblemError):
+            raise
+        raise ProblemError(
+            502, "RUN_ORCHESTRATOR_ERROR", f"the workflow engine could not start the run: {exc}"
+        ) from exc
+    log.info(
+        "run.created", run_id=run_id, workflow_id=run_id, org_id=principal.org_id, start=body.start
+    )
+    return run, False
