@@ -13,7 +13,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities._support import heartbeating, logger
+from activities._support import heartbeating, logger, store_answer
 from runyard.db.engine import Database
 from runyard.db.models import Run, RunMessage
 from runyard.db.types import utcnow
@@ -111,6 +111,8 @@ class AgentActivities:
     @activity.defn(name="run_agent_turn")
     async def run_agent_turn(self, inp: TurnInput) -> TurnResult:
         info = activity.info()
+        if inp.answer is not None:
+            await store_answer(self.db, inp.answer)
         key = assistant_key(inp.turn)
         message_id = f"msg_{inp.run_id.removeprefix('run_')}_{inp.turn}"
         async with self.db.session() as s:

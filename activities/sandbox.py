@@ -5,7 +5,7 @@ from __future__ import annotations
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities._support import heartbeating, logger
+from activities._support import heartbeating, logger, store_answer
 from runyard.db.engine import Database
 from runyard.db.models import Run, RunMessage
 from runyard.db.types import utcnow
@@ -106,6 +106,8 @@ class SandboxActivities:
 
     @activity.defn(name="run_tool")
     async def run_tool(self, inp: ToolInput) -> ToolResult:
+        if inp.answer is not None:
+            await store_answer(self.db, inp.answer)
         key = result_key(inp.turn, inp.call_id)
         async with self.db.session() as s:
             done = await get_message(s, inp.run_id, key)

@@ -5,13 +5,12 @@ from __future__ import annotations
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities._support import logger
+from activities._support import logger, store_answer
 from runyard.db.engine import Database
-from runyard.db.models import RunMessage
 from runyard.db.types import utcnow
 from runyard.store.events import NewEvent, append_events, lock_run
 from runyard.store.runs import finish, set_status
-from runyard.store.transcript import assistant_key, final_text, get_message, result_key
+from runyard.store.transcript import assistant_key, final_text, get_message
 from workflows.models import AnswerInput, FinishInput, FinishResult, RunRef, WaitInput
 
 
@@ -70,35 +69,8 @@ class StoreActivities:
 
     @activity.defn(name="record_input")
     async def record_input(self, inp: AnswerInput) -> None:
-        """Store the answer as the ``ask_user`` call's result; the run is running again."""
-        key = result_key(inp.turn, inp.call_id)
-        async with self.db.write() as s:
-            run = await lock_run(s, inp.run_id)
-            if run is None:
-                raise ApplicationError("run vanished", type="RUN_NOT_FOUND", non_retryable=True)
-            if await get_message(s, inp.run_id, key) is not None:
-                return  # a retry after the commit
-            block = {"type": "tool_result", "tool_use_id": inp.call_id, "content": inp.content}
-            s.add(RunMessage(run_id=run.id, key=key, role="tool_result", content=[block]))
-            await set_status(
-                s,
-                run,
-                "running",
-                allowed_from={"waiting_for_input"},
-                now=utcnow(),
-                values={"pending_question": None},
-            )
-            await append_events(
-                s,
-                run,
-                [
-                    NewEvent(
-                        key,
-                        "run.input_received",
-                        {"toolCallId": inp.call_id, "content": inp.content},
-                    )
-                ],
-            )
+        """Store an answer that no later activity carried (the run ended right after it)."""
+        await store_answer(self.db, inp)
 
     @activity.defn(name="finish_run")
     async def finish_run(self, inp: FinishInput) -> FinishResult:

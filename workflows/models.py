@@ -78,10 +78,20 @@ class ProvisionInput(BaseModel):
     run_id: str
 
 
+class AnswerInput(BaseModel):
+    run_id: str
+    turn: int
+    call_id: str
+    content: str
+
+
 class TurnInput(BaseModel):
     run_id: str
     turn: int
     sandbox: SandboxRef
+    # An answer to ask_user not yet stored: the activity records it before its own work,
+    # which saves the answer a round trip of its own.
+    answer: AnswerInput | None = None
 
 
 class ToolCallRef(BaseModel):
@@ -103,6 +113,7 @@ class ToolInput(BaseModel):
     call_id: str
     name: str
     sandbox: SandboxRef
+    answer: AnswerInput | None = None
 
 
 class ToolResult(BaseModel):
@@ -118,13 +129,6 @@ class WaitInput(BaseModel):
     run_id: str
     turn: int
     call_id: str
-
-
-class AnswerInput(BaseModel):
-    run_id: str
-    turn: int
-    call_id: str
-    content: str
 
 
 class DestroyInput(BaseModel):

@@ -86,6 +86,7 @@ class RunWorkflow:
         self._waiting = False
         self._answer: str | None = None
         self._close_requested = False
+        self._unrecorded: AnswerInput | None = None  # handed to the next activity
 
     # -- messages ------------------------------------------------------------------
 
@@ -240,7 +241,9 @@ class RunWorkflow:
             self._set_details(f"turn {turn}: the model is answering")
             res = await workflow.execute_activity_method(
                 AgentActivities.run_agent_turn,
-                TurnInput(run_id=inp.run_id, turn=turn, sandbox=self._sandbox),
+                TurnInput(
+                    run_id=inp.run_id, turn=turn, sandbox=self._sandbox, answer=self._take_answer()
+                ),
                 start_to_close_timeout=timedelta(minutes=15),
                 heartbeat_timeout=_HEARTBEAT,
                 retry_policy=_MODEL_RETRY,
@@ -276,6 +279,7 @@ class RunWorkflow:
                         call_id=call.id,
                         name=call.name,
                         sandbox=self._sandbox,
+                        answer=self._take_answer(),
                     ),
                     start_to_close_timeout=timedelta(seconds=inp.tool_timeout_seconds + 60),
                     heartbeat_timeout=_HEARTBEAT,
@@ -284,6 +288,13 @@ class RunWorkflow:
                 )
             if self._close_requested:
                 break
+        if (answer := self._take_answer()) is not None:  # no activity came after the answer
+            await workflow.execute_activity_method(
+                StoreActivities.record_input,
+                answer,
+                start_to_close_timeout=timedelta(minutes=1),
+                retry_policy=_QUICK,
+            )
         self._set_details("collecting outputs")
         await workflow.execute_activity_method(
             StoreActivities.collect_outputs,
@@ -320,14 +331,17 @@ class RunWorkflow:
             self._waiting = False
         if self._answer is None:  # closed while waiting: the loop ends with what there is
             return None
-        await workflow.execute_activity_method(
-            StoreActivities.record_input,
-            AnswerInput(run_id=inp.run_id, turn=turn, call_id=call_id, content=self._answer),
-            start_to_close_timeout=timedelta(minutes=1),
-            retry_policy=_QUICK,
+        # The next activity stores the answer first (a round trip saved); the status the
+        # API shows turns to running then, and the search attribute now.
+        self._unrecorded = AnswerInput(
+            run_id=inp.run_id, turn=turn, call_id=call_id, content=self._answer
         )
         self._set_status("running", f"turn {turn}: answer received")
         return None
+
+    def _take_answer(self) -> AnswerInput | None:
+        answer, self._unrecorded = self._unrecorded, None
+        return answer
 
     async def _finish(self, inp: RunInput, outcome: Outcome) -> FinishResult:
         result = await workflow.execute_activity_method(
