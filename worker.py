@@ -17,16 +17,18 @@ from temporalio.worker import Worker
 from activities.agent import AgentActivities, ModelRegistry
 from activities.sandbox import SandboxActivities
 from activities.store import StoreActivities
+from activities.webhooks import DeliveryActivities
 from runyard.db.engine import Database, migrate
-from runyard.db.types import utcnow
+from runyard.housekeeping import housekeeping
 from runyard.logging import configure_logging
 from runyard.models.anthropic_client import AnthropicModel
 from runyard.models.scripted import ScriptedModel
 from runyard.sandbox.base import SandboxProvider
 from runyard.sandbox.local import LocalSandboxProvider, bwrap_path
 from runyard.settings import Settings, get_settings
-from runyard.store.events import purge_events
 from runyard.temporal import connect
+from runyard.webhooks.sender import Sender
+from workflows.delivery import DeliveryWorkflow
 from workflows.run import RunWorkflow
 
 log = structlog.get_logger("runyard.worker")
@@ -47,10 +49,11 @@ def build_worker(client: Client, settings: Settings, db: Database) -> Worker:
     sandbox = SandboxActivities(db, settings, providers)
     agent = AgentActivities(db, models)
     store = StoreActivities(db)
+    delivery = DeliveryActivities(db, Sender(allow_private=settings.allow_private_callbacks))
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[RunWorkflow],
+        workflows=[RunWorkflow, DeliveryWorkflow],
         activities=[
             sandbox.provision_sandbox,
             sandbox.run_tool,
@@ -60,6 +63,7 @@ def build_worker(client: Client, settings: Settings, db: Database) -> Worker:
             store.finish_run,
             store.mark_waiting,
             store.record_input,
+            delivery.attempt_delivery,
         ],
         # Heartbeats go out at least every second, so a cancel reaches a busy activity fast.
         max_heartbeat_throttle_interval=timedelta(seconds=1),
@@ -82,25 +86,11 @@ async def run_worker(settings: Settings | None = None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     log.info("worker.started", task_queue=settings.task_queue, temporal=settings.temporal_address)
-    purger = asyncio.create_task(purge_expired_events(db, settings))
+    chores = asyncio.create_task(housekeeping(client, db, settings))
     async with worker:
         await stop.wait()
-    purger.cancel()
+    chores.cancel()
     await db.dispose()
-
-
-async def purge_expired_events(db: Database, settings: Settings, every: float = 3600) -> None:
-    """Delete events past the retention window, hourly (idempotent across workers)."""
-    while True:
-        cutoff = utcnow() - timedelta(days=settings.event_retention_days)
-        try:
-            async with db.write() as s:
-                count = await purge_events(s, cutoff)
-            if count:
-                log.info("events.purged", count=count, older_than=cutoff.isoformat())
-        except Exception as exc:  # a busy store is no reason to stop the worker
-            log.warning("events.purge_failed", error=str(exc))
-        await asyncio.sleep(every)
 
 
 def main() -> None:

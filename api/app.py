@@ -11,7 +11,7 @@ from api.auth import RateLimiter
 from api.errors import install_error_handlers
 from api.middleware import RequestContextMiddleware
 from api.orchestrator import TemporalConnector
-from api.routes import agents, events, health, run_control, run_input, runs, threads
+from api.routes import agents, events, health, run_control, run_input, runs, threads, webhooks
 from runyard import __version__
 from runyard.db.engine import Database, migrate
 from runyard.notifier import EventNotifier
@@ -52,4 +52,5 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.include_router(events.router)
     app.include_router(threads.router)
     app.include_router(agents.router)
+    app.include_router(webhooks.router)
     return app

@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
 from api.auth import Principal
+from api.callbacks import allowed_callback
 from api.errors import ProblemError
 from api.orchestrator import TemporalConnector, start_run_workflow
 from api.schemas import CreateRun
@@ -137,6 +138,8 @@ async def _resolve(
             f"must be at least {settings.min_timeout_seconds}",
             "greater_than_equal",
         )
+    if body.callback_url is not None:
+        await allowed_callback(body.callback_url, settings)
     if body.repo is not None:
         try:
             url = repo_url(body.repo, settings.git_base_url)

@@ -111,3 +111,19 @@ class AgentPatch(Body):
     instructions: str | None = Field(default=None, min_length=1, max_length=100_000)
     model: str | None = Field(default=None, min_length=1, max_length=200)
     template: str | None = Field(default=None, min_length=1, max_length=64, pattern=_SLUG)
+
+
+class WebhookBody(Body):
+    url: str = Field(min_length=1, max_length=2048)
+    events: list[str] | None = Field(default=None, min_length=1, max_length=20)
+    enabled: bool = True
+
+
+class WebhookPatch(Body):
+    url: str | None = Field(default=None, min_length=1, max_length=2048)
+    events: list[str] | None = Field(default=None, min_length=1, max_length=20)
+    enabled: bool | None = None
+
+
+class WatchBody(Body):
+    callback_url: str = Field(min_length=1, max_length=2048)

@@ -87,6 +87,7 @@ async def _serve_all(settings: Settings, host: str, port: int) -> None:
 
     from api.app import create_app
     from runyard.db.engine import Database, migrate
+    from runyard.housekeeping import housekeeping
     from runyard.temporal import connect
     from worker import build_worker
 
@@ -99,8 +100,10 @@ async def _serve_all(settings: Settings, host: str, port: int) -> None:
             create_app(settings, run_migrations=False), host=host, port=port, log_level="warning"
         )
     )
+    chores = asyncio.create_task(housekeeping(client, db, settings))
     async with worker:
         await server.serve()  # returns on Ctrl-C / SIGTERM
+    chores.cancel()
     await db.dispose()
 
 

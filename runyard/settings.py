@@ -61,7 +61,11 @@ class Settings(BaseSettings):
     event_retention_days: float = 30
     sse_ping_seconds: float = 15
 
+    # Callbacks and webhooks may reach loopback and private addresses (runyard dev sets it).
     allow_private_callbacks: bool = False
+    # Seconds before each delivery attempt (the first is usually 0).
+    webhook_retry_schedule: str = "0,5,300,1800,7200,18000,36000,50400,72000,86400"
+    max_webhooks_per_org: int = 25
     log_level: str = "INFO"
     log_json: bool = False
 

@@ -77,6 +77,8 @@ def stack_env(data_dir: Path, temporal: str, anthropic_url: str, **extra: str) -
         "RUNYARD_RATE_LIMIT_PER_MINUTE": "100000",
         "RUNYARD_LOG_LEVEL": "INFO",
         "RUNYARD_SSE_PING_SECONDS": "1",
+        "RUNYARD_ALLOW_PRIVATE_CALLBACKS": "true",
+        "RUNYARD_WEBHOOK_RETRY_SCHEDULE": "0,0.3,0.3,0.3,0.3",
     } | extra
 
 
@@ -169,3 +171,13 @@ def script(*lines: dict[str, Any]) -> str:
     import json
 
     return "#!scripted\n" + "\n".join(json.dumps(line) for line in lines)
+
+
+@pytest.fixture(scope="session")
+def receiver() -> Iterator[Any]:
+    from tests.fakes.receiver import Receiver
+
+    r = Receiver()
+    r.start()
+    yield r
+    r.stop()

@@ -8,13 +8,18 @@ import structlog
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from api.callbacks import allowed_callback
 from api.deps import DbDep, SettingsDep, TemporalDep, WriterDep
+from api.errors import ProblemError
 from api.orchestrator import already_started, send_exec, signal_cancel
 from api.routes.runs import load_run
 from api.run_factory import check_active_cap
+from api.schemas import WatchBody
+from runyard.db.models import RunWatcher
 from runyard.db.types import utcnow
+from runyard.ids import new_id
 from runyard.store.events import TERMINAL_STATUSES, NewEvent, append_events, lock_run
-from runyard.store.runs import finish, set_status
+from runyard.store.runs import finish, iso, set_status
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 log = structlog.get_logger("runyard.api")
@@ -72,3 +77,28 @@ async def cancel_run(
             "run.cancelled", run_id=run_id, workflow_id=run.workflow_id, org_id=principal.org_id
         )
     return {"id": run_id, "status": status}
+
+
+@router.post("/{run_id}/watch", status_code=201, summary="Be told (one POST) when the run ends")
+async def watch_run(
+    run_id: str, body: WatchBody, principal: WriterDep, db: DbDep, settings: SettingsDep
+) -> dict[str, Any]:
+    await load_run(db, principal.org_id, run_id)
+    await allowed_callback(body.callback_url, settings)
+    now = utcnow()
+    watcher = RunWatcher(
+        id=new_id("wch"), run_id=run_id, callback_url=body.callback_url, created_at=now
+    )
+    async with db.write() as s:
+        # Under the run's lock: the terminal event either sees this watcher or came before.
+        locked = await lock_run(s, run_id)
+        assert locked is not None
+        if locked.status in TERMINAL_STATUSES:
+            raise ProblemError(409, "CONFLICT", f"{run_id} has already ended ({locked.status})")
+        s.add(watcher)
+    return {
+        "id": watcher.id,
+        "runId": run_id,
+        "callbackUrl": watcher.callback_url,
+        "createdAt": iso(now),
+    }

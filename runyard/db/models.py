@@ -157,3 +157,53 @@ class Agent(SQLModel, table=True):
     template: str | None = None
     created_at: datetime = _ts(nullable=False)
     updated_at: datetime = _ts(nullable=False)
+
+
+class Webhook(SQLModel, table=True):
+    """An organization's endpoint for run events, signed by the Standard Webhooks spec."""
+
+    __tablename__ = "webhooks"
+    __table_args__ = (UniqueConstraint("org_id", "url", name="uq_webhooks_org_url"),)
+    id: str = Field(primary_key=True)
+    org_id: str = Field(foreign_key="organizations.id", index=True)
+    url: str
+    events: list[str] = _json(default_factory=list)
+    enabled: bool = True
+    disabled_reason: str | None = None
+    # Kept to sign with; the API shows it once. After a rotation the previous secret
+    # also signs until previous_secret_expires_at.
+    secret: str
+    previous_secret: str | None = None
+    previous_secret_expires_at: datetime | None = _ts()
+    created_at: datetime = _ts(nullable=False)
+    updated_at: datetime = _ts(nullable=False)
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """One message to one URL and all its attempts; its Temporal workflow id is its id."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_deliveries_pending", "status", "workflow_started"),)
+    id: str = Field(primary_key=True)
+    org_id: str = Field(foreign_key="organizations.id", index=True)
+    webhook_id: str | None = Field(default=None, index=True)
+    run_id: str | None = Field(default=None, index=True)
+    # "webhook" (signed, org endpoint), "callback" (the run's callbackUrl), "watcher"
+    kind: str
+    url: str
+    event_type: str
+    message_id: str
+    payload: dict[str, Any] = _json(default_factory=dict)
+    status: str = "pending"  # pending | delivered | failed | gone | forbidden | cancelled
+    workflow_started: bool = False
+    attempts: list[dict[str, Any]] = _json(default_factory=list)
+    created_at: datetime = _ts(nullable=False)
+    updated_at: datetime = _ts(nullable=False)
+
+
+class RunWatcher(SQLModel, table=True):
+    __tablename__ = "run_watchers"
+    id: str = Field(primary_key=True)
+    run_id: str = Field(foreign_key="runs.id", index=True)
+    callback_url: str
+    created_at: datetime = _ts(nullable=False)

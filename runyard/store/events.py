@@ -21,6 +21,7 @@ from sqlmodel import col
 
 from runyard.db.models import Run, RunEvent
 from runyard.db.types import utcnow
+from runyard.webhooks.outbox import enqueue
 
 TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 TERMINAL_EVENT_KEY = "terminal"
@@ -91,11 +92,13 @@ async def append_events(
     now = now or utcnow()
     seq = run.last_seq
     written: list[int] = []
+    appended: list[tuple[str, str, int]] = []
     for ev in events:
         if ev.key in existing:
             continue
         existing.add(ev.key)
         seq += 1
+        appended.append((ev.key, ev.type, seq))
         session.add(
             RunEvent(run_id=run.id, seq=seq, key=ev.key, type=ev.type, data=ev.data, created_at=now)
         )
@@ -103,6 +106,7 @@ async def append_events(
     if written:
         await session.execute(update(Run).where(col(Run.id) == run.id).values(last_seq=seq))
         run.last_seq = seq
+        await enqueue(session, run, appended, now)
         if _is_postgres(session):
             # Delivered on commit only, so listeners never see an event that rolled back.
             await session.execute(

@@ -1,0 +1,270 @@
+"""``/v1/webhooks``: an organization's signed event endpoints and their deliveries."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col
+
+from api.callbacks import allowed_callback
+from api.deps import DbDep, ReaderDep, SettingsDep, WriterDep
+from api.errors import ProblemError
+from api.run_factory import invalid
+from api.schemas import WebhookBody, WebhookPatch
+from runyard.db.engine import Database
+from runyard.db.models import Webhook, WebhookDelivery
+from runyard.db.types import utcnow
+from runyard.ids import new_id
+from runyard.store.runs import iso
+from runyard.webhooks.outbox import WEBHOOK_EVENTS
+
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+ROTATION_OVERLAP = timedelta(hours=24)
+
+
+def new_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def webhook_object(h: Webhook) -> dict[str, Any]:
+    return {
+        "id": h.id,
+        "object": "webhook",
+        "url": h.url,
+        "events": h.events or sorted(WEBHOOK_EVENTS),
+        "enabled": h.enabled,
+        "disabledReason": h.disabled_reason,
+        "createdAt": iso(h.created_at),
+        "updatedAt": iso(h.updated_at),
+    }
+
+
+def delivery_object(d: WebhookDelivery) -> dict[str, Any]:
+    return {
+        "id": d.id,
+        "object": "delivery",
+        "webhookId": d.webhook_id,
+        "runId": d.run_id,
+        "eventType": d.event_type,
+        "messageId": d.message_id,
+        "url": d.url,
+        "status": d.status,
+        "attempts": d.attempts,
+        "createdAt": iso(d.created_at),
+        "updatedAt": iso(d.updated_at),
+    }
+
+
+def _events(events: list[str] | None) -> list[str]:
+    if events is None:
+        return sorted(WEBHOOK_EVENTS)
+    unknown = sorted(set(events) - WEBHOOK_EVENTS)
+    if unknown:
+        raise invalid(
+            "events",
+            f"unknown event(s) {', '.join(unknown)}; use {', '.join(sorted(WEBHOOK_EVENTS))}",
+            "enum",
+        )
+    return sorted(set(events))
+
+
+async def _load(db: Database, org_id: str, webhook_id: str) -> Webhook:
+    async with db.session() as s:
+        hook = await s.get(Webhook, webhook_id)
+    if hook is None or hook.org_id != org_id:
+        raise ProblemError(
+            404, "WEBHOOK_NOT_FOUND", f"no webhook {webhook_id}", title="Webhook not found"
+        )
+    return hook
+
+
+def _duplicate(url: str) -> ProblemError:
+    return ProblemError(409, "WEBHOOK_URL_DUPLICATE", f"a webhook for {url} already exists")
+
+
+@router.post("", status_code=201, summary="Register a webhook; the answer holds its secret, once")
+async def create_webhook(
+    body: WebhookBody, principal: WriterDep, db: DbDep, settings: SettingsDep
+) -> dict[str, Any]:
+    events = _events(body.events)
+    await allowed_callback(body.url, settings, "url")
+    now = utcnow()
+    hook = Webhook(
+        id=new_id("whk"),
+        org_id=principal.org_id,
+        url=body.url,
+        events=events,
+        enabled=body.enabled,
+        secret=new_secret(),
+        created_at=now,
+        updated_at=now,
+    )
+    try:
+        async with db.write() as s:
+            count = (
+                await s.execute(
+                    select(func.count())
+                    .select_from(Webhook)
+                    .where(col(Webhook.org_id) == principal.org_id)
+                )
+            ).scalar_one()
+            if count >= settings.max_webhooks_per_org:
+                raise ProblemError(
+                    409,
+                    "WEBHOOK_LIMIT_EXCEEDED",
+                    f"an organization may have at most {settings.max_webhooks_per_org} webhooks",
+                )
+            s.add(hook)
+    except IntegrityError:
+        raise _duplicate(body.url) from None
+    return {**webhook_object(hook), "secret": hook.secret}
+
+
+@router.get("", summary="List webhooks")
+async def list_webhooks(principal: ReaderDep, db: DbDep) -> dict[str, Any]:
+    async with db.session() as s:
+        rows = (
+            await s.execute(
+                select(Webhook)
+                .where(col(Webhook.org_id) == principal.org_id)
+                .order_by(col(Webhook.created_at))
+            )
+        ).scalars()
+        data = [webhook_object(h) for h in rows]
+    return {
+        "data": data,
+        "pagination": {"page": 1, "limit": 100, "total": len(data), "totalPages": 1 if data else 0},
+    }
+
+
+@router.get("/{webhook_id}", summary="A webhook")
+async def get_webhook(webhook_id: str, principal: ReaderDep, db: DbDep) -> dict[str, Any]:
+    return webhook_object(await _load(db, principal.org_id, webhook_id))
+
+
+@router.patch("/{webhook_id}", summary="Change a webhook's URL, events or enabled flag")
+async def patch_webhook(
+    webhook_id: str, body: WebhookPatch, principal: WriterDep, db: DbDep, settings: SettingsDep
+) -> dict[str, Any]:
+    hook = await _load(db, principal.org_id, webhook_id)
+    changes = body.model_dump(exclude_unset=True)
+    if "url" in changes:
+        if changes["url"] is None:
+            raise invalid("url", "cannot be null")
+        hook.url = await allowed_callback(changes["url"], settings, "url")
+    if "events" in changes:
+        hook.events = _events(changes["events"])
+    if "enabled" in changes:
+        if changes["enabled"] is None:
+            raise invalid("enabled", "cannot be null")
+        hook.enabled = changes["enabled"]
+        if hook.enabled:
+            hook.disabled_reason = None
+    hook.updated_at = utcnow()
+    try:
+        async with db.write() as s:
+            await s.merge(hook)
+    except IntegrityError:
+        raise _duplicate(hook.url) from None
+    return webhook_object(hook)
+
+
+@router.delete(
+    "/{webhook_id}", status_code=204, summary="Delete a webhook (pending deliveries stop)"
+)
+async def delete_webhook(webhook_id: str, principal: WriterDep, db: DbDep) -> Response:
+    hook = await _load(db, principal.org_id, webhook_id)
+    async with db.write() as s:
+        found = await s.get(Webhook, hook.id)
+        if found is not None:
+            await s.delete(found)
+    return Response(status_code=204)
+
+
+@router.post("/{webhook_id}/rotate-secret", summary="New secret; the old one still signs for 24 h")
+async def rotate_secret(webhook_id: str, principal: WriterDep, db: DbDep) -> dict[str, Any]:
+    hook = await _load(db, principal.org_id, webhook_id)
+    now = utcnow()
+    hook.previous_secret, hook.secret = hook.secret, new_secret()
+    hook.previous_secret_expires_at = now + ROTATION_OVERLAP
+    hook.updated_at = now
+    async with db.write() as s:
+        await s.merge(hook)
+    return {
+        **webhook_object(hook),
+        "secret": hook.secret,
+        "previousSecretExpiresAt": iso(hook.previous_secret_expires_at),
+    }
+
+
+@router.get("/{webhook_id}/deliveries", summary="Deliveries and their attempts, newest first")
+async def list_deliveries(
+    webhook_id: str,
+    principal: ReaderDep,
+    db: DbDep,
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> dict[str, Any]:
+    hook = await _load(db, principal.org_id, webhook_id)
+    cond = col(WebhookDelivery.webhook_id) == hook.id
+    async with db.session() as s:
+        total = (
+            await s.execute(select(func.count()).select_from(WebhookDelivery).where(cond))
+        ).scalar_one()
+        rows = (
+            await s.execute(
+                select(WebhookDelivery)
+                .where(cond)
+                .order_by(col(WebhookDelivery.created_at).desc(), col(WebhookDelivery.id))
+                .offset((page - 1) * limit)
+                .limit(limit)
+            )
+        ).scalars()
+        data = [delivery_object(d) for d in rows]
+    return {
+        "data": data,
+        "pagination": {
+            "page": page,
+            "limit": limit,
+            "total": total,
+            "totalPages": (total + limit - 1) // limit,
+        },
+    }
+
+
+@router.post(
+    "/{webhook_id}/deliveries/{delivery_id}/redeliver",
+    status_code=202,
+    summary="Send a delivery again (same webhook-id, a new delivery record)",
+)
+async def redeliver(
+    webhook_id: str, delivery_id: str, principal: WriterDep, db: DbDep
+) -> dict[str, Any]:
+    hook = await _load(db, principal.org_id, webhook_id)
+    async with db.session() as s:
+        original = await s.get(WebhookDelivery, delivery_id)
+    if original is None or original.webhook_id != hook.id:
+        raise ProblemError(404, "NOT_FOUND", f"no delivery {delivery_id} for webhook {webhook_id}")
+    now = utcnow()
+    again = WebhookDelivery(
+        id=new_id("dlv"),
+        org_id=hook.org_id,
+        webhook_id=hook.id,
+        run_id=original.run_id,
+        kind="webhook",
+        url=hook.url,
+        event_type=original.event_type,
+        message_id=original.message_id,
+        payload=original.payload,
+        created_at=now,
+        updated_at=now,
+    )
+    async with db.write() as s:
+        s.add(again)
+    return delivery_object(again)

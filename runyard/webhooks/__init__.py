@@ -1,0 +1,1 @@
+"""Outgoing notifications: org webhooks (signed), run callbacks and watchers."""

@@ -1,0 +1,109 @@
+"""The outbox: deliveries are written in the same transaction as the event they announce.
+
+So an event is never committed without its deliveries, nor a delivery without its
+event. The worker's pump then starts one ``DeliveryWorkflow`` per pending delivery
+(workflow id = delivery id, so starting twice is harmless).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from runyard.db.models import Run, RunWatcher, Webhook, WebhookDelivery
+
+WEBHOOK_EVENTS = frozenset(
+    {
+        "run.started",
+        "run.waiting_for_input",
+        "output.detected",
+        "run.completed",
+        "run.failed",
+        "run.cancelled",
+    }
+)
+TERMINAL = frozenset({"run.completed", "run.failed", "run.cancelled"})
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:24]
+
+
+def _iso(dt: datetime) -> str:
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def enqueue(
+    session: AsyncSession, run: Run, events: Sequence[tuple[str, str, int]], now: datetime
+) -> int:
+    """Deliveries for the events just appended: (key, type, seq). Returns how many."""
+    wanted = [(key, typ) for key, typ, _ in events if typ in WEBHOOK_EVENTS]
+    if not wanted:
+        return 0
+    from runyard.store.runs import run_object  # here: runs imports the event store
+
+    body = run_object(run)
+    hooks = list(
+        (
+            await session.execute(
+                select(Webhook).where(
+                    col(Webhook.org_id) == run.org_id, col(Webhook.enabled).is_(True)
+                )
+            )
+        ).scalars()
+    )
+    rows: list[WebhookDelivery] = []
+    for key, typ in wanted:
+        for hook in hooks:
+            if hook.events and typ not in hook.events:
+                continue
+            digest = _digest(hook.id, run.id, key)
+            payload: dict[str, Any] = {"type": typ, "timestamp": _iso(now), "data": body}
+            rows.append(
+                WebhookDelivery(
+                    id=f"dlv_{digest}",
+                    org_id=run.org_id,
+                    webhook_id=hook.id,
+                    run_id=run.id,
+                    kind="webhook",
+                    url=hook.url,
+                    event_type=typ,
+                    message_id=f"msg_{digest}",
+                    payload=payload,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        if typ in TERMINAL:
+            targets = [("callback", run.callback_url)] if run.callback_url else []
+            watchers = (
+                await session.execute(select(RunWatcher).where(col(RunWatcher.run_id) == run.id))
+            ).scalars()
+            targets += [("watcher", w.callback_url) for w in watchers]
+            for kind, url in targets:
+                assert url is not None
+                digest = _digest(kind, url, run.id)
+                rows.append(
+                    WebhookDelivery(
+                        id=f"dlv_{digest}",
+                        org_id=run.org_id,
+                        run_id=run.id,
+                        kind=kind,
+                        url=url,
+                        event_type=typ,
+                        message_id=f"msg_{digest}",
+                        payload=body,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+    for row in rows:
+        if await session.get(WebhookDelivery, row.id) is None:
+            session.add(row)
+    return len(rows)
