@@ -10,7 +10,12 @@ from runyard.db.engine import Database
 from runyard.db.models import Run, RunMessage
 from runyard.db.types import utcnow
 from runyard.repos import repo_url
-from runyard.sandbox.base import SandboxError, SandboxProvider, SandboxSpec
+from runyard.sandbox.base import (
+    ResourceLimitExceeded,
+    SandboxError,
+    SandboxProvider,
+    SandboxSpec,
+)
 from runyard.settings import Settings
 from runyard.store.events import NewEvent, append_events, lock_run
 from runyard.store.runs import set_status
@@ -128,13 +133,18 @@ class SandboxActivities:
             raise ApplicationError(
                 str(exc), type="SANDBOX_UNAVAILABLE", non_retryable=True
             ) from exc
-        async with heartbeating():
-            out = await run_tool(
-                sandbox,
-                inp.name,
-                call.get("input") or {},
-                timeout=self.settings.tool_timeout_seconds,
-            )
+        try:
+            async with heartbeating():
+                out = await run_tool(
+                    sandbox,
+                    inp.name,
+                    call.get("input") or {},
+                    timeout=self.settings.tool_timeout_seconds,
+                )
+        except ResourceLimitExceeded as exc:  # the run ends: retrying would only repeat it
+            raise ApplicationError(
+                str(exc), type="RUN_RESOURCE_LIMIT_EXCEEDED", non_retryable=True
+            ) from exc
         block = {
             "type": "tool_result",
             "tool_use_id": inp.call_id,
@@ -161,4 +171,5 @@ class SandboxActivities:
     @activity.defn(name="destroy_sandbox")
     async def destroy_sandbox(self, inp: DestroyInput) -> None:
         provider = self._provider(inp.sandbox.provider)
-        await provider.destroy(inp.sandbox.sandbox_id)
+        async with heartbeating():  # a large workspace takes a while to delete
+            await provider.destroy(inp.sandbox.sandbox_id)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from runyard.sandbox.base import Sandbox
+from runyard.sandbox.base import ResourceLimitExceeded, Sandbox
 
 MAX_OUTPUT_CHARS = 30_000
 MAX_LIST_ENTRIES = 2_000
@@ -120,6 +120,8 @@ async def _dispatch(
         if not isinstance(limit, int | float) or limit <= 0:
             raise ValueError("'timeout' must be a positive number")
         res = await sandbox.exec(_str_arg(args, "command"), timeout=min(float(limit), timeout))
+        if res.oom_killed:
+            raise ResourceLimitExceeded("the command went over the sandbox's memory limit")
         parts = [f"exit code: {res.exit_code}" + (" (timed out)" if res.timed_out else "")]
         if res.stdout:
             parts.append(f"stdout:\n{res.stdout}")

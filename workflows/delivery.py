@@ -39,7 +39,7 @@ class DeliveryWorkflow:
             outcome = await workflow.execute_activity_method(
                 DeliveryActivities.attempt_delivery,
                 AttemptInput(delivery_id=inp.delivery_id, attempt=n, last=n == len(inp.schedule)),
-                start_to_close_timeout=timedelta(seconds=60),
+                start_to_close_timeout=timedelta(seconds=30),  # the HTTP timeout is 15 s
                 # Retries here only cover the worker's own failures (store unreachable …);
                 # the receiver's answers are handled by the schedule above.
                 retry_policy=RetryPolicy(maximum_attempts=5, initial_interval=timedelta(seconds=1)),

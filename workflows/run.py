@@ -53,6 +53,8 @@ _MODEL_RETRY = RetryPolicy(
 )
 # Workers heartbeat every second; a worker that died is noticed after this long.
 _HEARTBEAT = timedelta(seconds=10)
+# Store-only activities take milliseconds; if their worker dies, retry after this long.
+_STORE_TIMEOUT = timedelta(seconds=15)
 
 
 @dataclass
@@ -162,7 +164,8 @@ class RunWorkflow:
             await workflow.execute_activity_method(
                 SandboxActivities.destroy_sandbox,
                 DestroyInput(run_id=inp.run_id, sandbox=self._sandbox),
-                start_to_close_timeout=timedelta(minutes=2),
+                start_to_close_timeout=timedelta(minutes=5),
+                heartbeat_timeout=_HEARTBEAT,
                 retry_policy=_QUICK,
             )
         return await self._finish(inp, outcome)
@@ -292,14 +295,14 @@ class RunWorkflow:
             await workflow.execute_activity_method(
                 StoreActivities.record_input,
                 answer,
-                start_to_close_timeout=timedelta(minutes=1),
+                start_to_close_timeout=_STORE_TIMEOUT,
                 retry_policy=_QUICK,
             )
         self._set_details("collecting outputs")
         await workflow.execute_activity_method(
             StoreActivities.collect_outputs,
             RunRef(run_id=inp.run_id),
-            start_to_close_timeout=timedelta(minutes=5),
+            start_to_close_timeout=_STORE_TIMEOUT,
             retry_policy=_QUICK,
         )
         return Outcome("completed")
@@ -309,7 +312,7 @@ class RunWorkflow:
         await workflow.execute_activity_method(
             StoreActivities.mark_waiting,
             WaitInput(run_id=inp.run_id, turn=turn, call_id=call_id),
-            start_to_close_timeout=timedelta(minutes=1),
+            start_to_close_timeout=_STORE_TIMEOUT,
             retry_policy=_QUICK,
         )
         self._answer = None
@@ -354,7 +357,7 @@ class RunWorkflow:
                 error_message=outcome.error_message,
                 guardrail=outcome.guardrail,
             ),
-            start_to_close_timeout=timedelta(minutes=1),
+            start_to_close_timeout=_STORE_TIMEOUT,
             retry_policy=_QUICK,
         )
         # The store may already say "cancelled" (the API writes it first): that wins.

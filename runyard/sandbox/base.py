@@ -40,6 +40,11 @@ class ExecResult:
     stdout: str
     stderr: str
     timed_out: bool = False
+    oom_killed: bool = False  # the sandbox's memory limit was hit
+
+
+class ResourceLimitExceeded(SandboxError):
+    """A command went over the sandbox size's memory (RUN_RESOURCE_LIMIT_EXCEEDED)."""
 
 
 class Sandbox(Protocol):

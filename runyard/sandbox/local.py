@@ -24,6 +24,7 @@ from typing import Any
 import structlog
 
 from runyard.sandbox.base import ExecResult, SandboxError, SandboxSpec
+from runyard.sandbox.cgroups import Cgroup, join
 
 log = structlog.get_logger(__name__)
 
@@ -54,14 +55,17 @@ def bwrap_path(mode: str) -> str | None:
     return found
 
 
-def _limits(resources: dict[str, int]) -> Any:
+def _limits(resources: dict[str, int], cgroup_procs: list[str] | None) -> Any:
     mem = resources["memoryMi"] * 1024 * 1024
     disk = resources["diskMi"] * 1024 * 1024
     libc = ctypes.CDLL(None, use_errno=True)
 
     def apply() -> None:  # runs in the child between fork and exec
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+        if cgroup_procs:
+            join(cgroup_procs)  # the cgroup enforces memory and process count
+        else:
+            resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
         resource.setrlimit(resource.RLIMIT_FSIZE, (disk, disk))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
@@ -123,6 +127,9 @@ class LocalSandbox:
 
     async def exec(self, command: str, *, timeout: float) -> ExecResult:
         argv, env, cwd = self._argv(command)
+        if not self.workspace.is_dir():
+            raise SandboxError(f"sandbox {self.id} was destroyed")
+        cgroup = self._provider.cgroup(self.id, self.spec.resources)
         logs = self.root / "logs"
         logs.mkdir(exist_ok=True)
         token = secrets.token_hex(6)
@@ -136,10 +143,11 @@ class LocalSandbox:
                 cwd=cwd,
                 env=env,
                 start_new_session=True,
-                preexec_fn=_limits(self.spec.resources),
+                preexec_fn=_limits(self.spec.resources, cgroup.procs_files if cgroup else None),
             )
         self._provider.track(self.id, proc)
         timed_out = False
+        ooms = cgroup.oom_kills() if cgroup else 0
         try:
             await asyncio.wait_for(proc.wait(), timeout)
         except TimeoutError:
@@ -151,9 +159,13 @@ class LocalSandbox:
             raise
         finally:
             self._provider.untrack(self.id, proc)
+            _kill(proc)  # nothing a command started may outlive it
         code = proc.returncode if proc.returncode is not None else -9
+        oom = cgroup is not None and cgroup.oom_kills() > ooms
         try:
-            return ExecResult(code, _read_capped(out_path), _read_capped(err_path), timed_out)
+            return ExecResult(
+                code, _read_capped(out_path), _read_capped(err_path), timed_out, oom_killed=oom
+            )
         finally:
             out_path.unlink(missing_ok=True)
             err_path.unlink(missing_ok=True)
@@ -210,10 +222,29 @@ def _kill(proc: asyncio.subprocess.Process) -> None:
 class LocalSandboxProvider:
     name = "local"
 
-    def __init__(self, root: Path, *, bwrap: str | None) -> None:
+    def __init__(
+        self, root: Path, *, bwrap: str | None, use_cgroups: bool = True, pids_max: int = 512
+    ) -> None:
         self.root = root
         self.bwrap = bwrap
+        self.pids_max = pids_max
         self._procs: dict[str, set[asyncio.subprocess.Process]] = {}
+        self._cgroups: dict[str, Cgroup | None] = {}
+        probe = (
+            Cgroup.open(f"probe-{os.getpid()}", memory_bytes=64 * 1024 * 1024, pids_max=8)
+            if use_cgroups
+            else None
+        )
+        self.use_cgroups = probe is not None
+        if probe is not None:
+            probe.remove()
+        else:
+            log.warning(
+                "sandbox.no_cgroups",
+                message="cgroups are not writable here: sandbox memory is limited by RLIMIT_AS "
+                "and the process count is not limited; a memory overrun is not reported as "
+                "RUN_RESOURCE_LIMIT_EXCEEDED.",
+            )
         if bwrap is None:
             log.warning(
                 "sandbox.unisolated",
@@ -221,6 +252,15 @@ class LocalSandboxProvider:
                 "plain processes with rlimits only, with the worker's view of the filesystem "
                 "and network. Install the 'bubblewrap' package to isolate them.",
             )
+
+    def cgroup(self, sandbox_id: str, resources: dict[str, int]) -> Cgroup | None:
+        if not self.use_cgroups:
+            return None
+        if sandbox_id not in self._cgroups:
+            self._cgroups[sandbox_id] = Cgroup.open(
+                sandbox_id, memory_bytes=resources["memoryMi"] * 1024 * 1024, pids_max=self.pids_max
+            )
+        return self._cgroups[sandbox_id]
 
     def track(self, sandbox_id: str, proc: asyncio.subprocess.Process) -> None:
         self._procs.setdefault(sandbox_id, set()).add(proc)
@@ -263,6 +303,11 @@ class LocalSandboxProvider:
         for proc in list(self._procs.pop(sandbox_id, set())):
             _kill(proc)
         root = self._dir(sandbox_id)
+        group = self._cgroups.pop(sandbox_id, None)
+        if group is None and self.use_cgroups:  # e.g. created by a worker that died
+            group = Cgroup.open(sandbox_id, memory_bytes=1 << 30, pids_max=self.pids_max)
+        if group is not None:
+            group.remove()
         if root.exists():
             await asyncio.to_thread(shutil.rmtree, root, True)
 

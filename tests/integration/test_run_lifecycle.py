@@ -224,3 +224,19 @@ async def test_cost_and_cache_usage_from_script(api: httpx.AsyncClient) -> None:
     assert (u["inputTokens"], u["outputTokens"], u["cacheReadTokens"]) == (1000, 500, 400)
     assert u["cacheHitRate"] == round(400 / 1400, 4)
     assert u["costUsd"] == round((1000 * 3 + 500 * 15 + 400 * 0.3) / 1e6, 6)
+
+
+async def test_memory_overrun_fails_the_run(api: httpx.AsyncClient, stack: Any) -> None:
+    from pathlib import Path
+
+    if not (
+        Path("/sys/fs/cgroup/memory").is_dir() or Path("/sys/fs/cgroup/cgroup.controllers").exists()
+    ):
+        import pytest
+
+        pytest.skip("no cgroups on this machine")
+    hog = {"tool": "bash", "input": {"command": "python3 -c 'x = bytearray(5 * 1024**3)'"}}
+    run = await create(api, prompt=script(hog, {"text": "unreachable"}), start=True)
+    done = await wait_for(api, run["id"], TERMINAL, timeout=60)
+    assert (done["status"], done["failReason"]) == ("failed", "error"), done
+    assert done["error"]["code"] == "RUN_RESOURCE_LIMIT_EXCEEDED"

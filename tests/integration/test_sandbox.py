@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import subprocess
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from runyard.sandbox.base import SandboxError, SandboxSpec
+from runyard.sandbox.base import ResourceLimitExceeded, SandboxError, SandboxSpec
 from runyard.sandbox.local import LocalSandboxProvider
 from runyard.tools import run_tool
 
@@ -18,9 +20,18 @@ needs_bwrap = pytest.mark.skipif(
 
 
 @pytest.fixture(params=["bwrap", "plain"])
-def provider(request: pytest.FixtureRequest, tmp_path: Path) -> LocalSandboxProvider:
+async def provider(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[LocalSandboxProvider]:
     if request.param == "bwrap" and shutil.which("bwrap") is None:
         pytest.skip("bubblewrap is not installed")
+    p = _provider(request, tmp_path)
+    yield p
+    for d in list(p.root.iterdir()) if p.root.exists() else []:
+        await p.destroy(d.name)
+
+
+def _provider(request: pytest.FixtureRequest, tmp_path: Path) -> LocalSandboxProvider:
     return LocalSandboxProvider(
         tmp_path / "sandboxes", bwrap=shutil.which("bwrap") if request.param == "bwrap" else None
     )
@@ -76,6 +87,7 @@ async def test_bwrap_isolation(tmp_path: Path) -> None:
     )
     assert net.exit_code != 0
     assert (await sb.exec("pwd; touch /usr/x", timeout=10)).stdout.startswith("/workspace")
+    await provider.destroy(sb.id)
 
 
 async def test_destroy_kills_processes_and_removes_the_directory(
@@ -104,3 +116,37 @@ async def test_create_is_idempotent_and_clones(
     assert again.root == sb.root and (sb.workspace / "setup.txt").read_text() == "ready\n"
     with pytest.raises(SandboxError, match="setup script exited 4"):
         await provider.create("sbx_badsetup", SandboxSpec(setup_script="exit 4"))
+
+
+@pytest.mark.skipif(
+    not Path("/sys/fs/cgroup/memory").is_dir()
+    and not Path("/sys/fs/cgroup/cgroup.controllers").exists(),
+    reason="no cgroups on this machine",
+)
+async def test_memory_limit_and_fork_bomb_are_contained(provider: LocalSandboxProvider) -> None:
+    if not provider.use_cgroups:
+        pytest.skip("cgroups are not writable here")
+    sb = await provider.create("sbx_limits", SandboxSpec(size="s"))  # 2048 MiB
+    hog = await sb.exec("python3 -c 'x = bytearray(3 * 1024**3); print(len(x))'", timeout=60)
+    assert hog.oom_killed and hog.exit_code != 0
+    with pytest.raises(ResourceLimitExceeded):
+        await run_tool(
+            sb, "bash", {"command": "python3 -c 'x = bytearray(3 * 1024**3)'"}, timeout=60
+        )
+    small = await sb.exec("python3 -c 'x = bytearray(100 * 1024**2); print(len(x))'", timeout=60)
+    assert not small.oom_killed and small.exit_code == 0
+    t0 = asyncio.get_running_loop().time()
+    bomb = await sb.exec("bomb() { bomb | bomb & }; bomb; sleep 3; echo survived", timeout=20)
+    assert asyncio.get_running_loop().time() - t0 < 20 and not bomb.timed_out
+    after = await sb.exec("echo still-usable", timeout=10)
+    assert after.stdout == "still-usable\n"
+
+
+async def test_commands_leave_no_processes_behind(provider: LocalSandboxProvider) -> None:
+    sb = await provider.create("sbx_orphans", SandboxSpec())
+    marker = f"orphan-{sb.id}"
+    res = await sb.exec(f"(exec -a {marker} sleep 300) > /dev/null 2>&1 & echo started", timeout=10)
+    assert res.stdout == "started\n"
+    await asyncio.sleep(0.3)
+    ps = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True)
+    assert ps.stdout.strip() == "", ps.stdout

@@ -1,0 +1,117 @@
+"""Faults: the worker SIGKILLed three times under 20 runs; every endpoint across tenants."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import subprocess
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import Keys, script, wait_for
+from tests.integration.test_events import assert_gapless, full_log
+from tests.stack import Stack
+
+TERMINAL = {"completed", "failed", "cancelled"}
+
+
+async def test_twenty_runs_survive_three_worker_kills(api: httpx.AsyncClient, stack: Stack) -> None:
+    rng = random.Random(7)
+    ids = []
+    for i in range(20):
+        steps = [
+            {"sleep": 0.1, "tool": "bash", "input": {"command": f"echo run{i}-step{j} >> log"}}
+            for j in range(4)
+        ]
+        steps.append({"tool": "bash", "input": {"command": "sort -u log | wc -l"}})
+        body = {
+            "prompt": script(*steps, {"text": f"run {i} done"}),
+            "model": "scripted",
+            "start": True,
+        }
+        ids.append((await api.post("/v1/runs", json=body)).json()["id"])
+    for _ in range(3):
+        await asyncio.sleep(rng.uniform(0.5, 2.0))
+        stack.kill_worker(stack.workers[0])
+        await asyncio.sleep(rng.uniform(0.1, 1.0))
+        stack.start_worker()
+    sandboxes = Path(stack.env["RUNYARD_DATA_DIR"]) / "sandboxes"
+    for i, run_id in enumerate(ids):
+        done = await wait_for(api, run_id, TERMINAL, timeout=120)
+        assert done["status"] == "completed", done
+        assert done["outputs"] == [{"type": "text", "text": f"run {i} done"}]
+        log = await full_log(api, run_id)
+        assert_gapless(log)
+        last = [e for e in log if e["type"] == "tool.result"][-1]
+        assert (
+            last["data"]["output"].split("stdout:\n")[1].strip() == "4"
+        )  # every step, once in the file
+        assert not (sandboxes / done["sandbox"]["id"]).exists()
+    leftovers = subprocess.run(
+        ["pgrep", "-f", "bwrap --die-with-parent"], capture_output=True, text=True
+    )
+    assert leftovers.stdout.strip() == ""
+
+
+async def test_every_endpoint_hides_other_tenants(
+    api: httpx.AsyncClient, stack: Stack, keys: Keys
+) -> None:
+    run = (
+        await api.post(
+            "/v1/runs", json={"prompt": script({"ask": "?"}), "model": "scripted", "start": True}
+        )
+    ).json()
+    await wait_for(api, run["id"], {"waiting_for_input"})
+    thread = (await api.post("/v1/threads", json={})).json()
+    agent = (await api.post("/v1/agents", json={"name": "a", "instructions": "i"})).json()
+    hook = (await api.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/h"})).json()
+    other = await keys.make("tenant-b")
+    r, t, a, w = run["id"], thread["id"], agent["id"], hook["id"]
+    calls = [
+        ("GET", f"/v1/runs/{r}", None),
+        ("GET", f"/v1/runs/{r}/status", None),
+        ("POST", f"/v1/runs/{r}/exec", None),
+        ("POST", f"/v1/runs/{r}/cancel", None),
+        ("POST", f"/v1/runs/{r}/input", {"content": "x"}),
+        ("POST", f"/v1/runs/{r}/command", {"jsonrpc": "2.0", "method": "cancel", "id": 1}),
+        ("POST", f"/v1/runs/{r}/watch", {"callbackUrl": "http://127.0.0.1:9/w"}),
+        ("GET", f"/v1/runs/{r}/events", None),
+        ("GET", f"/v1/runs/{r}/logs", None),
+        ("GET", f"/v1/runs/{r}/session-logs", None),
+        ("GET", f"/v1/threads/{t}", None),
+        ("GET", f"/v1/threads/{t}/runs", None),
+        ("POST", f"/v1/threads/{t}/runs", {"prompt": "x", "model": "scripted"}),
+        ("GET", f"/v1/agents/{a}", None),
+        ("PATCH", f"/v1/agents/{a}", {"name": "stolen"}),
+        ("DELETE", f"/v1/agents/{a}", None),
+        ("GET", f"/v1/webhooks/{w}", None),
+        ("PATCH", f"/v1/webhooks/{w}", {"enabled": False}),
+        ("POST", f"/v1/webhooks/{w}/rotate-secret", None),
+        ("GET", f"/v1/webhooks/{w}/deliveries", None),
+        ("DELETE", f"/v1/webhooks/{w}", None),
+    ]
+    async with httpx.AsyncClient(
+        base_url=stack.api_url, headers={"Authorization": f"Bearer {other}"}
+    ) as c:
+        for method, url, body in calls:
+            resp = await c.request(method, url, json=body)
+            assert resp.status_code == 404, (method, url, resp.status_code, resp.text)
+            assert resp.headers["content-type"] == "application/problem+json"
+            for secret in (
+                "whsec_",
+                run["orgId"] if "orgId" in run else "org_",
+                "waiting_for_input",
+                '"ask"',
+                "127.0.0.1:9",
+                '"instructions"',
+            ):
+                assert secret not in resp.text, (method, url, secret, resp.text)
+        for url in ("/v1/runs", "/v1/agents", "/v1/webhooks"):
+            listed = (await c.get(url)).json()["data"]
+            assert listed == [], (url, listed)
+    # Nothing the other tenant did reached the owner's resources.
+    assert (await api.get(f"/v1/runs/{r}")).json()["status"] == "waiting_for_input"
+    assert (await api.get(f"/v1/agents/{a}")).json()["name"] == "a"
+    assert (await api.get(f"/v1/webhooks/{w}")).json()["enabled"] is True
+    await api.post(f"/v1/runs/{r}/cancel")
