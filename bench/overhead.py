@@ -1,0 +1,105 @@
+"""What Runyard costs on top of Temporal: a bare workflow vs a Runyard run, same server.
+
+    .venv/bin/python -m bench.overhead [--latency-runs 30] [--concurrency 50 200]
+
+(a) BareWorkflow: started, signalled, then K no-op activities, on its own worker.
+(b) A Runyard scripted run with the same number of activities, over HTTP: create -> exec
+    -> completed (polled). K = the activities of that run: provision, 6 model turns,
+    5 tools, collect_outputs, destroy_sandbox, finish_run = 15.
+Latency: median of N single runs, (a) and (b) alternating. Throughput: N runs at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import time
+import uuid
+
+import httpx
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from bench._harness import report, running_stack, wait_terminal
+from bench.bare_workflow import BareWorkflow, bare_noop
+
+K = 15
+PROMPT = "#!scripted\n" + "\n".join(
+    json.dumps(x)
+    for x in [*({"tool": "bash", "input": {"command": "true"}} for _ in range(5)), {"text": "ok"}]
+)
+
+
+async def bare_once(client: Client) -> float:
+    t0 = time.perf_counter()
+    handle = await client.start_workflow(
+        BareWorkflow.run, K, id=f"bare-{uuid.uuid4()}", task_queue="bare"
+    )
+    await handle.signal(BareWorkflow.go)
+    await handle.result()
+    return (time.perf_counter() - t0) * 1000
+
+
+async def runyard_once(c: httpx.AsyncClient) -> float:
+    t0 = time.perf_counter()
+    run = (await c.post("/v1/runs", json={"prompt": PROMPT, "model": "scripted"})).json()
+    assert (await c.post(f"/v1/runs/{run['id']}/exec")).status_code == 202
+    status = await wait_terminal(c, run["id"], poll=0.01)
+    assert status["status"] == "completed", status
+    return (time.perf_counter() - t0) * 1000
+
+
+async def main(latency_runs: int, concurrency: list[int]) -> None:
+    async with running_stack() as (stack, key, address):
+        client = await Client.connect(address)
+        async with Worker(
+            client, task_queue="bare", workflows=[BareWorkflow], activities=[bare_noop]
+        ):
+            async with httpx.AsyncClient(
+                base_url=stack.api_url,
+                headers={"Authorization": f"Bearer {key}"},
+                timeout=300,
+                limits=httpx.Limits(max_connections=400),
+            ) as c:
+                for _ in range(3):  # warm-up
+                    await bare_once(client)
+                    await runyard_once(c)
+                bare, ry = [], []
+                for _ in range(latency_runs):
+                    bare.append(await bare_once(client))
+                    ry.append(await runyard_once(c))
+                rows: dict[str, object] = {
+                    "activities per run (K)": K,
+                    "latency median bare (ms)": round(statistics.median(bare), 1),
+                    "latency median runyard (ms)": round(statistics.median(ry), 1),
+                    "latency ratio runyard/bare": round(
+                        statistics.median(ry) / statistics.median(bare), 2
+                    ),
+                }
+                for n in concurrency:
+                    t0 = time.perf_counter()
+                    await asyncio.gather(*(bare_once(client) for _ in range(n)))
+                    bare_tp = n / (time.perf_counter() - t0)
+                    t0 = time.perf_counter()
+                    results = await asyncio.gather(
+                        *(runyard_once(c) for _ in range(n)), return_exceptions=True
+                    )
+                    failed = [r for r in results if isinstance(r, BaseException)]
+                    ry_tp = (n - len(failed)) / (time.perf_counter() - t0)
+                    rows[f"runyard runs failed N={n}"] = (
+                        f"{len(failed)} ({type(failed[0]).__name__}: {failed[0]})" if failed else 0
+                    )
+                    rows[f"throughput N={n} bare (runs/s)"] = round(bare_tp, 2)
+                    rows[f"throughput N={n} runyard (runs/s)"] = round(ry_tp, 2)
+                    rows[f"throughput ratio N={n} runyard/bare"] = round(ry_tp / bare_tp, 2)
+    report("overhead", rows)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--latency-runs", type=int, default=30)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[50, 200])
+    args = parser.parse_args()
+    asyncio.run(main(args.latency_runs, args.concurrency))
