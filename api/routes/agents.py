@@ -10,6 +10,7 @@ from sqlmodel import col
 
 from api.deps import DbDep, ReaderDep, WriterDep
 from api.errors import ProblemError
+from api.pagination import paginate
 from api.run_factory import OPEN_STATUSES, invalid
 from api.schemas import AgentBody, AgentPatch
 from runyard.db.engine import Database
@@ -79,28 +80,9 @@ async def list_agents(
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> dict[str, Any]:
-    cond = col(Agent.org_id) == principal.org_id
-    async with db.session() as s:
-        total = (await s.execute(select(func.count()).select_from(Agent).where(cond))).scalar_one()
-        rows = (
-            await s.execute(
-                select(Agent)
-                .where(cond)
-                .order_by(col(Agent.created_at).desc(), col(Agent.id))
-                .offset((page - 1) * limit)
-                .limit(limit)
-            )
-        ).scalars()
-        data = [agent_object(a) for a in rows]
-    return {
-        "data": data,
-        "pagination": {
-            "page": page,
-            "limit": limit,
-            "total": total,
-            "totalPages": (total + limit - 1) // limit,
-        },
-    }
+    conds = [col(Agent.org_id) == principal.org_id]
+    order = [col(Agent.created_at).desc(), col(Agent.id)]
+    return await paginate(db, Agent, conds, order, page, limit, agent_object)
 
 
 @router.get("/{agent_id}", summary="An agent")

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from api.deps import DbDep, ReaderDep, SettingsDep
 from api.errors import ProblemError
 from api.routes.runs import load_run
+from api.run_factory import invalid
 from runyard.db.engine import Database
 from runyard.db.models import Run
 from runyard.notifier import EventNotifier, encode
@@ -30,15 +31,6 @@ _BATCH = 500
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
 
 
-def _bad(field: str, message: str, code: str = "invalid") -> ProblemError:
-    return ProblemError(
-        400,
-        "VALIDATION_FAILED",
-        f"{field}: {message}",
-        extra={"errors": [{"field": field, "message": message, "code": code}]},
-    )
-
-
 def _cursor(after_seq: int | None, last_event_id: str | None) -> int:
     if after_seq is not None:
         return after_seq
@@ -47,9 +39,9 @@ def _cursor(after_seq: int | None, last_event_id: str | None) -> int:
     try:
         value = int(last_event_id.strip())
     except ValueError:
-        raise _bad("Last-Event-ID", "must be an event seq (a whole number)") from None
+        raise invalid("Last-Event-ID", "must be an event seq (a whole number)") from None
     if value < 0:
-        raise _bad("Last-Event-ID", "must not be negative")
+        raise invalid("Last-Event-ID", "must not be negative")
     return value
 
 
@@ -59,7 +51,7 @@ def _types(raw: str | None, field: str) -> list[str] | None:
     wanted = [t.strip() for t in raw.split(",") if t.strip()]
     unknown = sorted(set(wanted) - EVENT_TYPES)
     if unknown:
-        raise _bad(field, f"unknown event type(s) {', '.join(unknown)}", "enum")
+        raise invalid(field, f"unknown event type(s) {', '.join(unknown)}", "enum")
     return wanted
 
 
@@ -178,7 +170,7 @@ async def session_logs(
 ) -> list[dict[str, Any]]:
     await load_run(db, principal.org_id, run_id)
     if after is not None and after.tzinfo is None:
-        raise _bad("after", "needs a time zone (for instance a trailing Z)", "timezone_required")
+        raise invalid("after", "needs a time zone (for instance a trailing Z)", "timezone_required")
     async with db.session() as s:
         events = await list_events(
             s,

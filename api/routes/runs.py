@@ -8,11 +8,11 @@ from typing import Annotated, Any
 import structlog
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
-from sqlalchemy import func, select
 from sqlmodel import col
 
 from api.deps import DbDep, ReaderDep, SettingsDep, TemporalDep, WriterDep
 from api.errors import ProblemError
+from api.pagination import paginate
 from api.run_factory import create_run
 from api.schemas import CreateRun
 from runyard.db.engine import Database
@@ -105,27 +105,8 @@ async def list_runs(
         conds.append(col(Run.created_at) > created_after)
     if created_before:
         conds.append(col(Run.created_at) < created_before)
-    async with db.session() as s:
-        total = (await s.execute(select(func.count()).select_from(Run).where(*conds))).scalar_one()
-        rows = (
-            await s.execute(
-                select(Run)
-                .where(*conds)
-                .order_by(col(Run.created_at).desc(), col(Run.id).desc())
-                .offset((page - 1) * limit)
-                .limit(limit)
-            )
-        ).scalars()
-        data = [run_object(r) for r in rows]
-    return {
-        "data": data,
-        "pagination": {
-            "page": page,
-            "limit": limit,
-            "total": total,
-            "totalPages": (total + limit - 1) // limit,
-        },
-    }
+    order = [col(Run.created_at).desc(), col(Run.id).desc()]
+    return await paginate(db, Run, conds, order, page, limit, run_object)
 
 
 @router.get("/{run_id}", summary="The run object")

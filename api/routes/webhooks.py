@@ -15,6 +15,7 @@ from sqlmodel import col
 from api.callbacks import allowed_callback
 from api.deps import DbDep, ReaderDep, SettingsDep, WriterDep
 from api.errors import ProblemError
+from api.pagination import paginate
 from api.run_factory import invalid
 from api.schemas import WebhookBody, WebhookPatch
 from runyard.db.engine import Database
@@ -212,30 +213,9 @@ async def list_deliveries(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> dict[str, Any]:
     hook = await _load(db, principal.org_id, webhook_id)
-    cond = col(WebhookDelivery.webhook_id) == hook.id
-    async with db.session() as s:
-        total = (
-            await s.execute(select(func.count()).select_from(WebhookDelivery).where(cond))
-        ).scalar_one()
-        rows = (
-            await s.execute(
-                select(WebhookDelivery)
-                .where(cond)
-                .order_by(col(WebhookDelivery.created_at).desc(), col(WebhookDelivery.id))
-                .offset((page - 1) * limit)
-                .limit(limit)
-            )
-        ).scalars()
-        data = [delivery_object(d) for d in rows]
-    return {
-        "data": data,
-        "pagination": {
-            "page": page,
-            "limit": limit,
-            "total": total,
-            "totalPages": (total + limit - 1) // limit,
-        },
-    }
+    conds = [col(WebhookDelivery.webhook_id) == hook.id]
+    order = [col(WebhookDelivery.created_at).desc(), col(WebhookDelivery.id)]
+    return await paginate(db, WebhookDelivery, conds, order, page, limit, delivery_object)
 
 
 @router.post(
