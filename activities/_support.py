@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from typing import Any
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar, cast
 
 import structlog
 from temporalio import activity
@@ -19,6 +20,8 @@ from runyard.store.runs import set_status
 from runyard.store.transcript import get_message, result_key
 from workflows.models import AnswerInput
 
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
 
 def logger(run_id: str, **kw: Any) -> Any:
     info = activity.info()
@@ -29,6 +32,18 @@ def logger(run_id: str, **kw: Any) -> Any:
         attempt=info.attempt,
         **kw,
     )
+
+
+def heartbeats(fn: F) -> F:
+    """Heartbeat for the whole activity, from its first line: waiting for the store under
+    load must not look like a dead worker to Temporal."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        async with heartbeating():
+            return await fn(*args, **kwargs)
+
+    return cast(F, wrapper)
 
 
 @contextlib.asynccontextmanager

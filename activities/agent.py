@@ -13,7 +13,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities._support import heartbeating, logger, store_answer
+from activities._support import heartbeats, logger, store_answer
 from runyard.db.engine import Database
 from runyard.db.models import Run, RunMessage
 from runyard.db.types import utcnow
@@ -109,6 +109,7 @@ class AgentActivities:
         )
 
     @activity.defn(name="run_agent_turn")
+    @heartbeats
     async def run_agent_turn(self, inp: TurnInput) -> TurnResult:
         info = activity.info()
         if inp.answer is not None:
@@ -160,9 +161,8 @@ class AgentActivities:
             interval=0 if resolve_model(run.model) == "scripted" else _FLUSH_SECONDS,
         )
         try:
-            async with heartbeating():
-                response = await client.stream(request, writer.add)
-                await writer.flush()
+            response = await client.stream(request, writer.add)
+            await writer.flush()
         except ModelError as exc:
             log.warning("model.error", error=str(exc), retryable=exc.retryable)
             raise ApplicationError(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities._support import heartbeating, logger, store_answer
+from activities._support import heartbeats, logger, store_answer
 from runyard.db.engine import Database
 from runyard.db.models import Run, RunMessage
 from runyard.db.types import utcnow
@@ -56,6 +56,7 @@ class SandboxActivities:
         return run
 
     @activity.defn(name="provision_sandbox")
+    @heartbeats
     async def provision_sandbox(self, inp: ProvisionInput) -> SandboxRef:
         run = await self._run(inp.run_id)
         async with self.db.session() as s:
@@ -83,8 +84,7 @@ class SandboxActivities:
         provider = self._provider(template.provider)
         log = logger(run.id, sandbox_id=sandbox_id, org_id=run.org_id)
         try:
-            async with heartbeating():
-                await provider.create(sandbox_id, spec)
+            await provider.create(sandbox_id, spec)
         except SandboxError as exc:
             log.warning("sandbox.provision_failed", error=str(exc))
             raise ApplicationError(str(exc), type="SANDBOX_UNAVAILABLE") from exc
@@ -110,6 +110,7 @@ class SandboxActivities:
         return SandboxRef(sandbox_id=sandbox_id, provider=provider.name)
 
     @activity.defn(name="run_tool")
+    @heartbeats
     async def run_tool(self, inp: ToolInput) -> ToolResult:
         if inp.answer is not None:
             await store_answer(self.db, inp.answer)
@@ -134,13 +135,12 @@ class SandboxActivities:
                 str(exc), type="SANDBOX_UNAVAILABLE", non_retryable=True
             ) from exc
         try:
-            async with heartbeating():
-                out = await run_tool(
-                    sandbox,
-                    inp.name,
-                    call.get("input") or {},
-                    timeout=self.settings.tool_timeout_seconds,
-                )
+            out = await run_tool(
+                sandbox,
+                inp.name,
+                call.get("input") or {},
+                timeout=self.settings.tool_timeout_seconds,
+            )
         except ResourceLimitExceeded as exc:  # the run ends: retrying would only repeat it
             raise ApplicationError(
                 str(exc), type="RUN_RESOURCE_LIMIT_EXCEEDED", non_retryable=True
@@ -169,7 +169,7 @@ class SandboxActivities:
         return ToolResult(call_id=inp.call_id, is_error=out.is_error)
 
     @activity.defn(name="destroy_sandbox")
+    @heartbeats
     async def destroy_sandbox(self, inp: DestroyInput) -> None:
         provider = self._provider(inp.sandbox.provider)
-        async with heartbeating():  # a large workspace takes a while to delete
-            await provider.destroy(inp.sandbox.sandbox_id)
+        await provider.destroy(inp.sandbox.sandbox_id)

@@ -14,6 +14,7 @@ import structlog
 from temporalio.client import (
     Client,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError
@@ -41,6 +42,9 @@ from workflows.models import (
 
 log = structlog.get_logger("runyard.api")
 _RPC_TIMEOUT = timedelta(seconds=10)
+# An update needs a worker to run a workflow task; after a worker crash or under load
+# that can take longer than a plain RPC.
+_UPDATE_TIMEOUT = timedelta(seconds=30)
 # An update needs a worker to run a workflow task; after a worker crash that can take a
 # few seconds more than a plain RPC.
 _UPDATE_TIMEOUT = timedelta(seconds=30)
@@ -117,8 +121,10 @@ async def send_exec(
     handle = client.get_workflow_handle(run.workflow_id)
     try:
         await handle.execute_update(
-            "exec", ExecInput(), result_type=ExecResult, rpc_timeout=_RPC_TIMEOUT
+            "exec", ExecInput(), result_type=ExecResult, rpc_timeout=_UPDATE_TIMEOUT
         )
+    except WorkflowUpdateRPCTimeoutOrCancelledError as exc:
+        raise update_timeout("exec") from exc
     except WorkflowUpdateFailedError as exc:
         cause = exc.cause
         if isinstance(cause, ApplicationError) and cause.type == "RUN_ALREADY_STARTED":
@@ -160,8 +166,10 @@ async def send_input(connector: TemporalConnector, run: Run, content: str, key: 
             InputUpdate(content=content),
             id=f"input:{key}" if key else None,
             result_type=InputResult,
-            rpc_timeout=_RPC_TIMEOUT,
+            rpc_timeout=_UPDATE_TIMEOUT,
         )
+    except WorkflowUpdateRPCTimeoutOrCancelledError as exc:
+        raise update_timeout("input") from exc
     except WorkflowUpdateFailedError as exc:
         cause = exc.cause
         if isinstance(cause, ApplicationError) and cause.type == "RUN_NOT_WAITING_FOR_INPUT":

@@ -45,7 +45,8 @@ async def bare_once(client: Client) -> float:
 async def runyard_once(c: httpx.AsyncClient) -> float:
     t0 = time.perf_counter()
     run = (await c.post("/v1/runs", json={"prompt": PROMPT, "model": "scripted"})).json()
-    assert (await c.post(f"/v1/runs/{run['id']}/exec")).status_code == 202
+    resp = await c.post(f"/v1/runs/{run['id']}/exec")
+    assert resp.status_code == 202, resp.text
     status = await wait_terminal(c, run["id"], poll=0.01)
     assert status["status"] == "completed", status
     return (time.perf_counter() - t0) * 1000

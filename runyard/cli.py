@@ -15,6 +15,10 @@ import typer
 
 from runyard.settings import Settings
 
+# Longer than the idle timeout of clients and load balancers (60 s is common), so the
+# server never closes a kept-alive connection the other side is about to reuse.
+KEEP_ALIVE_SECONDS = 75
+
 app = typer.Typer(
     help="Runyard: AI coding agents as durable Temporal workflows.", no_args_is_help=True
 )
@@ -97,7 +101,11 @@ async def _serve_all(settings: Settings, host: str, port: int) -> None:
     worker = build_worker(client, settings, db)
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(settings, run_migrations=False), host=host, port=port, log_level="warning"
+            create_app(settings, run_migrations=False),
+            host=host,
+            port=port,
+            log_level="warning",
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
         )
     )
     chores = asyncio.create_task(housekeeping(client, db, settings))
@@ -127,6 +135,7 @@ def api(
         port=port,
         workers=workers,
         log_level="warning",
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
 
 
