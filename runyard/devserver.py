@@ -3,9 +3,11 @@ and the test suite start it, with the settings of ``temporal-dev.yaml``."""
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +19,7 @@ from typing import Any
 import yaml
 
 _REPO_ROOT = Path(__file__).resolve().parent.parent
+_PR_SET_PDEATHSIG = 1
 
 
 def temporal_binary() -> str:
@@ -97,7 +100,14 @@ def start_dev_server(
         stderr=subprocess.STDOUT,
         start_new_session=True,
         env={**os.environ, "TEMPORAL_ADDRESS": ""},
+        # However its parent ends (uvicorn re-raises SIGTERM, a SIGKILL, a crash), the
+        # dev server is told to stop too: it never outlives `runyard dev` or the tests.
+        preexec_fn=_stop_with_parent,
     )
+
+
+def _stop_with_parent() -> None:
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def wait_for_port(

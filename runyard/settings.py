@@ -53,6 +53,9 @@ class Settings(BaseSettings):
 
     # Sandbox: the local provider's bubblewrap use ("auto" uses it when present).
     sandbox_bwrap: str = "auto"
+    # Where local workspaces live (default: <data dir>/sandboxes). A tmpfs makes clones of
+    # big repositories much faster on disks slow at creating files, at the cost of RAM.
+    sandbox_dir: Path | None = None
     sandbox_network: bool = False
     tool_timeout_seconds: int = 600
     git_base_url: str = "https://github.com"
@@ -83,7 +86,7 @@ class Settings(BaseSettings):
 
     @property
     def sandboxes_dir(self) -> Path:
-        return self.data_dir.resolve() / "sandboxes"
+        return self.sandbox_dir or self.data_dir.resolve() / "sandboxes"
 
 
 @lru_cache

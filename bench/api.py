@@ -1,0 +1,138 @@
+"""API latency and throughput with 50 concurrent clients, beside a FastAPI hello world.
+
+    .venv/bin/python -m bench.api [--clients 50] [--gets 40] [--creates 10]
+
+create-run (POST /v1/runs, queued: a store write and a Temporal workflow start) and
+get-run (GET /v1/runs/{id}) against one API process, and GET /hello of a hello-world
+FastAPI app served by uvicorn with the same options, all driven by the same client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Awaitable, Callable
+
+from bench._harness import percentile, report, running_stack
+from runyard.devserver import free_port, wait_for_port
+
+Call = Callable[[int, int], Awaitable[None]]
+
+
+class RawClient:
+    """One keep-alive HTTP/1.1 connection with almost no client-side cost (httpx's async
+    client saturates at a few hundred requests per second here and would be measured
+    instead of the server)."""
+
+    def __init__(self, port: int, headers: dict[str, str]) -> None:
+        self.port = port
+        self.extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        assert self.reader is not None
+        head = f"{method} {path} HTTP/1.1\r\nHost: bench\r\n{self.extra}"
+        if body:
+            head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        self.writer.write(head.encode() + b"\r\n" + body)
+        status_line = await self.reader.readline()
+        length = 0
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode().partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+        return int(status_line.split()[1]), await self.reader.readexactly(length)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+async def drive(clients: int, per_client: int, call: Call) -> dict[str, float]:
+    latencies: list[float] = []
+
+    async def one(i: int) -> None:
+        for j in range(per_client):
+            t0 = time.perf_counter()
+            await call(i, j)
+            latencies.append((time.perf_counter() - t0) * 1000)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(clients)))
+    rps = clients * per_client / (time.perf_counter() - t0)
+    return {"p50_ms": percentile(latencies, 50), "p99_ms": percentile(latencies, 99), "rps": rps}
+
+
+async def main(clients: int, gets: int, creates: int) -> None:
+    port = free_port()
+    hello = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "bench.hello_app:app",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--timeout-keep-alive",
+        "75",
+    )
+    await asyncio.to_thread(wait_for_port, "127.0.0.1", port, timeout=30)
+    rows: dict[str, object] = {}
+    try:
+        async with running_stack() as (stack, key, _):
+            auth = {"Authorization": f"Bearer {key}"}
+            api = [RawClient(stack.api_port, auth) for _ in range(clients)]
+            plain = [RawClient(port, {}) for _ in range(clients)]
+            ids: list[str] = []
+            create_body = json.dumps({"prompt": "bench", "model": "scripted"}).encode()
+
+            async def create(i: int, j: int) -> None:
+                status, body = await api[i].request("POST", "/v1/runs", create_body)
+                assert status == 201, body
+                ids.append(json.loads(body)["id"])
+
+            async def get(i: int, j: int) -> None:
+                status, _ = await api[i].request(
+                    "GET", f"/v1/runs/{ids[(i * gets + j) % len(ids)]}"
+                )
+                assert status == 200
+
+            async def hi(i: int, j: int) -> None:
+                assert (await plain[i].request("GET", "/hello"))[0] == 200
+
+            await drive(clients, 2, hi)  # warm-up, not counted
+            await drive(5, 2, create)
+            hello_row = await drive(clients, gets, hi)
+            get_row = await drive(clients, gets, get)
+            create_row = await drive(clients, creates, create)
+            rows = {
+                "hello world": hello_row,
+                "get run": get_row,
+                "create run": create_row,
+                "get/hello": {
+                    "p99_ratio": get_row["p99_ms"] / hello_row["p99_ms"],
+                    "rps_ratio": get_row["rps"] / hello_row["rps"],
+                },
+            }
+            for cl in (*api, *plain):
+                cl.close()
+    finally:
+        hello.terminate()
+        await hello.wait()
+    report("api", rows)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--gets", type=int, default=40)
+    parser.add_argument("--creates", type=int, default=10)
+    args = parser.parse_args()
+    asyncio.run(main(args.clients, args.gets, args.creates))
