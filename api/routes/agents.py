@@ -10,6 +10,7 @@ from sqlmodel import col
 
 from api.deps import DbDep, ReaderDep, WriterDep
 from api.errors import ProblemError
+from api.ownership import load_owned
 from api.pagination import paginate
 from api.run_factory import OPEN_STATUSES, invalid
 from api.schemas import AgentBody, AgentPatch
@@ -38,11 +39,7 @@ def agent_object(a: Agent) -> dict[str, Any]:
 
 
 async def _load(db: Database, org_id: str, agent_id: str) -> Agent:
-    async with db.session() as s:
-        agent = await s.get(Agent, agent_id)
-    if agent is None or agent.org_id != org_id:
-        raise ProblemError(404, "AGENT_NOT_FOUND", f"no agent {agent_id}", title="Agent not found")
-    return agent
+    return await load_owned(db, Agent, org_id, agent_id, "agent")
 
 
 async def _check(db: Database, org_id: str, model: str | None, template: str | None) -> None:

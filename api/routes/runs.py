@@ -12,6 +12,7 @@ from sqlmodel import col
 
 from api.deps import DbDep, ReaderDep, SettingsDep, TemporalDep, WriterDep
 from api.errors import ProblemError
+from api.ownership import load_owned
 from api.pagination import paginate
 from api.run_factory import create_run
 from api.schemas import CreateRun
@@ -27,11 +28,7 @@ STATUSES = ("queued", "pending", "running", "waiting_for_input", "completed", "f
 
 async def load_run(db: Database, org_id: str, run_id: str) -> Run:
     """The run, or 404 ``RUN_NOT_FOUND`` (also for another organization's run)."""
-    async with db.session() as s:
-        run = await s.get(Run, run_id)
-    if run is None or run.org_id != org_id:
-        raise ProblemError(404, "RUN_NOT_FOUND", f"no run {run_id}", title="Run not found")
-    return run
+    return await load_owned(db, Run, org_id, run_id, "run")
 
 
 @router.post("", status_code=201, summary="Create a run (queued, or pending with start)")

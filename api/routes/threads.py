@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlmodel import col
 
 from api.deps import DbDep, ReaderDep, SettingsDep, TemporalDep, WriterDep
-from api.errors import ProblemError
+from api.ownership import load_owned
 from api.run_factory import create_run, invalid
 from api.schemas import CreateThread, CreateThreadRun
 from runyard.db.engine import Database
@@ -34,13 +34,7 @@ def thread_object(t: Thread) -> dict[str, Any]:
 
 
 async def load_thread(db: Database, org_id: str, thread_id: str) -> Thread:
-    async with db.session() as s:
-        thread = await s.get(Thread, thread_id)
-    if thread is None or thread.org_id != org_id:
-        raise ProblemError(
-            404, "THREAD_NOT_FOUND", f"no thread {thread_id}", title="Thread not found"
-        )
-    return thread
+    return await load_owned(db, Thread, org_id, thread_id, "thread")
 
 
 @router.post("", status_code=201, summary="Create a thread")

@@ -15,6 +15,7 @@ from sqlmodel import col
 from api.callbacks import allowed_callback
 from api.deps import DbDep, ReaderDep, SettingsDep, WriterDep
 from api.errors import ProblemError
+from api.ownership import load_owned
 from api.pagination import paginate
 from api.run_factory import invalid
 from api.schemas import WebhookBody, WebhookPatch
@@ -76,13 +77,7 @@ def _events(events: list[str] | None) -> list[str]:
 
 
 async def _load(db: Database, org_id: str, webhook_id: str) -> Webhook:
-    async with db.session() as s:
-        hook = await s.get(Webhook, webhook_id)
-    if hook is None or hook.org_id != org_id:
-        raise ProblemError(
-            404, "WEBHOOK_NOT_FOUND", f"no webhook {webhook_id}", title="Webhook not found"
-        )
-    return hook
+    return await load_owned(db, Webhook, org_id, webhook_id, "webhook")
 
 
 def _duplicate(url: str) -> ProblemError:
