@@ -110,10 +110,6 @@ class EventNotifier:
                 del self._subs[sub.run_id]
                 self._tails.pop(sub.run_id, None)
 
-    @property
-    def subscribers(self) -> int:
-        return sum(len(s) for s in self._subs.values())
-
     async def changed(self, run_id: str) -> None:
         """Bring the run's tail up to date (one query), then wake its streams."""
         tail = self._tails.get(run_id)

@@ -79,8 +79,6 @@ TOOLS: list[dict[str, Any]] = [
     },
 ]
 
-TOOL_NAMES = frozenset(t["name"] for t in TOOLS)
-
 
 @dataclass(frozen=True)
 class ToolOutput:
