@@ -45,9 +45,6 @@ _RPC_TIMEOUT = timedelta(seconds=10)
 # An update needs a worker to run a workflow task; after a worker crash or under load
 # that can take longer than a plain RPC.
 _UPDATE_TIMEOUT = timedelta(seconds=30)
-# An update needs a worker to run a workflow task; after a worker crash that can take a
-# few seconds more than a plain RPC.
-_UPDATE_TIMEOUT = timedelta(seconds=30)
 
 
 class TemporalConnector:
