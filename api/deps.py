@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.auth import Principal, RateLimiter, authenticate
 from api.orchestrator import TemporalConnector
@@ -35,8 +36,17 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 TemporalDep = Annotated[TemporalConnector, Depends(get_temporal)]
 
 
-def scoped(scope: str) -> Callable[[Request], Coroutine[Any, Any, Principal]]:
-    async def dep(request: Request) -> Principal:
+# Declares the scheme in the OpenAPI document (for clients, the docs page and the fuzz
+# test); authenticate() reads the header itself so every failure is a problem document.
+_bearer = HTTPBearer(
+    auto_error=False, bearerFormat="API key", description="An API key: `Authorization: Bearer …`"
+)
+
+
+def scoped(scope: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
+    async def dep(
+        request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    ) -> Principal:
         limiter: RateLimiter = request.app.state.rate_limiter
         principal = await authenticate(request, request.app.state.db, limiter)
         principal.require(scope)
@@ -48,3 +58,14 @@ def scoped(scope: str) -> Callable[[Request], Coroutine[Any, Any, Principal]]:
 ReaderDep = Annotated[Principal, Depends(scoped("runs:read"))]
 WriterDep = Annotated[Principal, Depends(scoped("runs:write"))]
 AdminDep = Annotated[Principal, Depends(scoped("admin"))]
+
+# Idempotency-Key (create, input): 1 to 255 characters; an empty key is a 400, not a key.
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description="Retries with the same key get the first answer instead of a new effect.",
+    ),
+]

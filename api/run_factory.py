@@ -223,13 +223,13 @@ async def create_run(
             s.add(run)
             await s.flush()
             await append_events(s, run, events, now=now)
-    except IntegrityError:
+    except IntegrityError as exc:
         # A concurrent create with the same Idempotency-Key won the race: answer with its run.
         if idempotency_key and (
             found := await find_by_idempotency_key(db, principal.org_id, idempotency_key)
         ):
             return found, True
-        raise
+        raise ProblemError(409, "CONFLICT", "the run conflicts with one created meanwhile") from exc
     try:
         await start_run_workflow(await temporal(), run, settings, start=body.start)
     except Exception as exc:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
@@ -14,6 +13,7 @@ from api.deps import DbDep, ReaderDep, SettingsDep
 from api.errors import ProblemError
 from api.routes.runs import load_run
 from api.run_factory import invalid
+from api.schemas import Timestamp
 from runyard.db.engine import Database
 from runyard.db.models import Run
 from runyard.notifier import EventNotifier, encode
@@ -163,7 +163,7 @@ async def session_logs(
     run_id: str,
     principal: ReaderDep,
     db: DbDep,
-    after: Annotated[datetime | None, Query(description="only events after this time")] = None,
+    after: Annotated[Timestamp | None, Query(description="only events after this time")] = None,
     event_types: Annotated[str | None, Query(alias="eventTypes", max_length=2000)] = None,
     exclude_types: Annotated[str | None, Query(alias="excludeTypes", max_length=2000)] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Any
 
 import structlog
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from api.auth import Principal
-from api.deps import DbDep, TemporalDep, WriterDep
+from api.deps import DbDep, IdempotencyKey, TemporalDep, WriterDep
 from api.errors import ProblemError
 from api.orchestrator import TemporalConnector, send_input, signal_close
 from api.routes.run_control import cancel_run
@@ -34,7 +34,7 @@ async def submit_input(
     principal: WriterDep,
     db: DbDep,
     temporal: TemporalDep,
-    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> dict[str, bool]:
     run = await load_run(db, principal.org_id, run_id)
     if idempotency_key is None and run.status != "waiting_for_input":

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 import structlog
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from sqlmodel import col
 
-from api.deps import DbDep, ReaderDep, SettingsDep, TemporalDep, WriterDep
+from api.deps import DbDep, IdempotencyKey, ReaderDep, SettingsDep, TemporalDep, WriterDep
 from api.errors import ProblemError
 from api.ownership import load_owned
 from api.pagination import paginate
 from api.run_factory import create_run
-from api.schemas import CreateRun
+from api.schemas import CreateRun, Timestamp
 from runyard.db.engine import Database
 from runyard.db.models import Run
 from runyard.store.runs import run_object, status_object
@@ -38,7 +37,7 @@ async def create(
     db: DbDep,
     settings: SettingsDep,
     temporal: TemporalDep,
-    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     run, replayed = await create_run(
         body, principal, db, settings, temporal, idempotency_key=idempotency_key
@@ -57,8 +56,8 @@ async def list_runs(
     thread_id: Annotated[str | None, Query(alias="threadId", max_length=64)] = None,
     agent_id: Annotated[str | None, Query(alias="agentId", max_length=64)] = None,
     template: Annotated[str | None, Query(max_length=64)] = None,
-    created_after: Annotated[datetime | None, Query(alias="createdAfter")] = None,
-    created_before: Annotated[datetime | None, Query(alias="createdBefore")] = None,
+    created_after: Annotated[Timestamp | None, Query(alias="createdAfter")] = None,
+    created_before: Annotated[Timestamp | None, Query(alias="createdBefore")] = None,
 ) -> dict[str, Any]:
     conds: list[Any] = [col(Run.org_id) == principal.org_id]
     if status:

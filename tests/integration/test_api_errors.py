@@ -108,6 +108,17 @@ async def test_malformed_requests(api: httpx.AsyncClient) -> None:
     assert_problem(await api.get("/v1/runs?page=0"), 400, "VALIDATION_FAILED")
     assert_problem(await api.get("/v1/runs?status=bogus"), 400, "VALIDATION_FAILED")
     assert_problem(await api.get("/v1/runs?createdAfter=yesterday"), 400, "VALIDATION_FAILED")
+    # A bare number is not read as seconds since 1970 (found by the fuzz test).
+    assert_problem(await api.get("/v1/runs?createdBefore=0.5"), 400, "VALIDATION_FAILED")
+    # An empty Idempotency-Key is refused, twice over: it used to be stored as a key,
+    # and the second such create hit the unique index as a bare 500 (the fuzz test).
+    for _ in range(2):
+        resp = await api.post(
+            "/v1/runs",
+            json={"prompt": "x", "model": "scripted"},
+            headers={"Idempotency-Key": ""},
+        )
+        assert_problem(resp, 400, "VALIDATION_FAILED")
     assert_problem(await api.get("/v1/runs/run_doesnotexist"), 404, "RUN_NOT_FOUND")
     assert_problem(await api.get("/v1/nowhere"), 404, "NOT_FOUND")
     assert_problem(await api.delete("/v1/runs"), 405, "BAD_REQUEST")
