@@ -309,14 +309,21 @@ class RunWorkflow:
 
     async def _ask(self, inp: RunInput, turn: int, call_id: str) -> Outcome | None:
         """Wait for the answer to an ``ask_user`` call; an Outcome if the run ends instead."""
+        # Answers are accepted from the moment the run decides to wait. The store shows
+        # waiting_for_input once mark_waiting commits, and an answer sent right then can
+        # reach this workflow in the same task as that activity's result; the SDK hands
+        # over updates before results, so the validator used to see "running" (a 409).
+        early = workflow.patched("input-accepted-while-marking-waiting")
+        if early:
+            self._answer, self._waiting = None, True
         await workflow.execute_activity_method(
             StoreActivities.mark_waiting,
             WaitInput(run_id=inp.run_id, turn=turn, call_id=call_id),
             start_to_close_timeout=_STORE_TIMEOUT,
             retry_policy=_QUICK,
         )
-        self._answer = None
-        self._waiting = True
+        if not early:
+            self._answer, self._waiting = None, True
         self._set_status("waiting_for_input", f"turn {turn}: waiting for an answer")
         try:
             await workflow.wait_condition(
