@@ -59,8 +59,7 @@ class SandboxActivities:
     @heartbeats
     async def provision_sandbox(self, inp: ProvisionInput) -> SandboxRef:
         run = await self._run(inp.run_id)
-        async with self.db.session() as s:
-            template = await find_template(s, run.org_id, run.template)
+        template = await self.db.read(lambda s: find_template(s, run.org_id, run.template))
         if template is None:
             raise ApplicationError(
                 f"template {run.template!r} is gone",

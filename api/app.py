@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api.auth import RateLimiter
+from api.auth import KeyCache, RateLimiter
 from api.errors import install_error_handlers
 from api.middleware import RequestContextMiddleware
 from api.orchestrator import TemporalConnector
@@ -43,6 +43,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.state.settings = settings
     app.state.temporal = TemporalConnector(settings)
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
+    app.state.key_cache = KeyCache(settings.api_key_cache_seconds)
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health.router)

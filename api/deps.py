@@ -14,17 +14,20 @@ from runyard.db.engine import Database
 from runyard.settings import Settings
 
 
-def get_db(request: Request) -> Database:
+# Dependencies are coroutines even where they only read app.state: FastAPI runs a plain
+# ``def`` dependency in a worker thread, a hop per dependency per request (the profile of
+# bench/api.py showed it).
+async def get_db(request: Request) -> Database:
     db: Database = request.app.state.db
     return db
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_temporal(request: Request) -> TemporalConnector:
+async def get_temporal(request: Request) -> TemporalConnector:
     # The connector, not a client: routes connect only once the request is known to be
     # valid, so a bad body is a 400 even while Temporal is down.
     connector: TemporalConnector = request.app.state.temporal
@@ -48,7 +51,9 @@ def scoped(scope: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
         request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
     ) -> Principal:
         limiter: RateLimiter = request.app.state.rate_limiter
-        principal = await authenticate(request, request.app.state.db, limiter)
+        principal = await authenticate(
+            request, request.app.state.db, limiter, request.app.state.key_cache
+        )
         principal.require(scope)
         return principal
 

@@ -17,8 +17,7 @@ T = TypeVar("T", bound=Owned)
 
 async def load_owned(db: Database, model: type[T], org_id: str, obj_id: str, noun: str) -> T:
     """The row, or 404 ``<NOUN>_NOT_FOUND`` (also when it belongs to another organization)."""
-    async with db.session() as s:
-        row = await s.get(model, obj_id)
+    row = await db.read(lambda s: s.get(model, obj_id))
     if row is None or row.org_id != org_id:
         raise ProblemError(
             404,

@@ -12,6 +12,7 @@ from typing import Any
 import structlog
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from api.auth import Principal
@@ -20,7 +21,7 @@ from api.errors import ProblemError
 from api.orchestrator import TemporalConnector, start_run_workflow
 from api.schemas import CreateRun
 from runyard.db.engine import Database
-from runyard.db.models import Agent, Run, RunEvent, Thread
+from runyard.db.models import Agent, Run, RunEvent, Template, Thread
 from runyard.db.types import utcnow
 from runyard.ids import new_id
 from runyard.models.pricing import is_valid_model, needs_anthropic_key
@@ -44,14 +45,12 @@ def invalid(field: str, message: str, code: str = "invalid") -> ProblemError:
 
 
 async def check_active_cap(db: Database, org_id: str, settings: Settings) -> None:
-    async with db.session() as s:
-        active = (
-            await s.execute(
-                select(func.count())
-                .select_from(Run)
-                .where(col(Run.org_id) == org_id, col(Run.status).in_(list(ACTIVE_STATUSES)))
-            )
-        ).scalar_one()
+    count = (
+        select(func.count())
+        .select_from(Run)
+        .where(col(Run.org_id) == org_id, col(Run.status).in_(list(ACTIVE_STATUSES)))
+    )
+    active = await db.read(lambda s: s.execute(count).scalar_one())
     if active >= settings.max_active_runs:
         raise ProblemError(
             429,
@@ -62,53 +61,40 @@ async def check_active_cap(db: Database, org_id: str, settings: Settings) -> Non
 
 
 async def find_by_idempotency_key(db: Database, org_id: str, key: str) -> Run | None:
-    async with db.session() as s:
-        return (
-            (
-                await s.execute(
-                    select(Run).where(col(Run.org_id) == org_id, col(Run.idempotency_key) == key)
-                )
-            )
-            .scalars()
-            .first()
-        )
+    query = select(Run).where(col(Run.org_id) == org_id, col(Run.idempotency_key) == key)
+    return await db.read(lambda s: s.execute(query).scalars().first())
 
 
 async def _thread_is_busy(db: Database, thread_id: str) -> Run | None:
-    async with db.session() as s:
-        return (
-            (
-                await s.execute(
-                    select(Run)
-                    .where(
-                        col(Run.thread_id) == thread_id, col(Run.status).in_(list(OPEN_STATUSES))
-                    )
-                    .limit(1)
-                )
-            )
-            .scalars()
-            .first()
-        )
+    query = (
+        select(Run)
+        .where(col(Run.thread_id) == thread_id, col(Run.status).in_(list(OPEN_STATUSES)))
+        .limit(1)
+    )
+    return await db.read(lambda s: s.execute(query).scalars().first())
 
 
 async def _resolve(
     body: CreateRun, org_id: str, db: Database, settings: Settings
 ) -> dict[str, Any]:
     """Everything create checks against the store and settings; the run's resolved fields."""
-    agent: Agent | None = None
-    async with db.session() as s:
+
+    def lookups(s: Session) -> tuple[Agent | None, str, Template | None]:
+        agent: Agent | None = None
         if body.agent_id is not None:
-            agent = await s.get(Agent, body.agent_id)
+            agent = s.get(Agent, body.agent_id)
             if agent is None or agent.org_id != org_id:
                 raise ProblemError(404, "AGENT_NOT_FOUND", f"no agent {body.agent_id}")
         if body.thread_id is not None:
-            thread = await s.get(Thread, body.thread_id)
+            thread = s.get(Thread, body.thread_id)
             if thread is None or thread.org_id != org_id:
                 raise ProblemError(404, "THREAD_NOT_FOUND", f"no thread {body.thread_id}")
         slug = body.template
         if "template" not in body.model_fields_set and agent is not None and agent.template:
             slug = agent.template
-        template = await find_template(s, org_id, slug)
+        return agent, slug, find_template(s, org_id, slug)
+
+    agent, slug, template = await db.read(lookups)
     if template is None:
         raise ProblemError(
             400, "RUN_TEMPLATE_NOT_FOUND", f"no template '{slug}'", title="Template not found"

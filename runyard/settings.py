@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     input_wait_seconds: int = 24 * 3600
 
     rate_limit_per_minute: int = 200
+    # How long an API process trusts a key it has checked; a revoked key works this long.
+    api_key_cache_seconds: float = Field(default=10.0, ge=0)
     max_active_runs: int = 10
 
     # Sandbox: the local provider's bubblewrap use ("auto" uses it when present).

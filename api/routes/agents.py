@@ -46,9 +46,8 @@ async def _check(db: Database, org_id: str, model: str | None, template: str | N
     if model is not None and not is_valid_model(model):
         raise invalid("model", f"unknown model '{model}'", "invalid_model")
     if template is not None:
-        async with db.session() as s:
-            if await find_template(s, org_id, template) is None:
-                raise ProblemError(400, "RUN_TEMPLATE_NOT_FOUND", f"no template '{template}'")
+        if await db.read(lambda s: find_template(s, org_id, template)) is None:
+            raise ProblemError(400, "RUN_TEMPLATE_NOT_FOUND", f"no template '{template}'")
 
 
 @router.post("", status_code=201, summary="Create an agent")

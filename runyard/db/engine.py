@@ -2,20 +2,24 @@
 
 SQLite runs in WAL mode with two engines: one for reads (deferred transactions, readers
 never block) and one for writes, whose transactions start with ``BEGIN IMMEDIATE`` so
-that two processes (API and worker) never deadlock upgrading a read lock to a write lock.
+that two processes (API and worker) never deadlock upgrading a read lock to a write lock;
+a process queues its own writers on a lock. ``read(fn)`` runs a short synchronous read
+on plain sqlite3 in two reader threads, for the hot paths of the API.
 Postgres uses one engine for both; writers that allocate event numbers lock the run row.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -23,14 +27,26 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session, sessionmaker
 
+T = TypeVar("T")
+# Two reader threads measured best on 2 cores (bench/api.py: 1 → 504, 2 → 566, 8 → 460
+# get-run/s); more threads mostly contend for the GIL.
+_READ_THREADS = 2
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
 def _sqlite_engine(url: str, *, immediate: bool) -> AsyncEngine:
-    engine = create_async_engine(url, connect_args={"timeout": 30})
+    # Ten kept connections (SQLAlchemy's default keeps five): under fifty concurrent
+    # creates the overflow ones were opened and closed per request, a thread and the
+    # PRAGMAs each time (seen in py-spy as threads numbered past a hundred).
+    engine = create_async_engine(url, connect_args={"timeout": 30}, pool_size=10, max_overflow=10)
+    _sqlite_setup(engine.sync_engine, immediate=immediate)
+    return engine
 
-    @event.listens_for(engine.sync_engine, "connect")
+
+def _sqlite_setup(engine: Engine, *, immediate: bool) -> None:
+    @event.listens_for(engine, "connect")
     def _connect(dbapi_conn: Any, _record: Any) -> None:
         # Take transaction control away from the driver so BEGIN is ours to issue.
         dbapi_conn.isolation_level = None
@@ -41,11 +57,9 @@ def _sqlite_engine(url: str, *, immediate: bool) -> AsyncEngine:
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-    return engine
 
 
 class Database:
@@ -60,11 +74,28 @@ class Database:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             self.engine = _sqlite_engine(url, immediate=False)
             self.write_engine = _sqlite_engine(url, immediate=True)
+            # read() runs on plain sqlite3 in a small thread pool: one thread hop per
+            # read instead of one per statement, cursor and transaction step.
+            self._sync_engine: Engine | None = create_engine(
+                sync_url(url),
+                connect_args={"timeout": 30, "check_same_thread": False},
+                pool_size=_READ_THREADS,
+                max_overflow=0,
+            )
+            _sqlite_setup(self._sync_engine, immediate=False)
+            self._sync_read: sessionmaker[Session] | None = sessionmaker(
+                self._sync_engine, expire_on_commit=False
+            )
+            self._threads: ThreadPoolExecutor | None = ThreadPoolExecutor(
+                _READ_THREADS, thread_name_prefix="runyard-read"
+            )
         else:
             self.engine = create_async_engine(
                 url, pool_size=10, max_overflow=20, pool_pre_ping=True
             )
             self.write_engine = self.engine
+            self._sync_engine, self._sync_read, self._threads = None, None, None
+        self._write_lock = asyncio.Lock() if self.is_sqlite else None
         self._read = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
         self._write = async_sessionmaker(
             self.write_engine, class_=AsyncSession, expire_on_commit=False
@@ -74,13 +105,41 @@ class Database:
         """A session for reads (and for writes that need no row lock ordering)."""
         return self._read()
 
+    async def read(self, fn: Callable[[Session], T]) -> T:
+        """``fn`` on a synchronous session inside one read transaction; its result.
+
+        The hot read paths (authentication, a run by id) use this: on SQLite it costs one
+        hop to a reader thread, where an async session costs one per driver call. On
+        Postgres it runs on the async engine through ``run_sync``.
+        """
+        if self._threads is not None and self._sync_read is not None:
+            factory = self._sync_read
+
+            def call() -> T:
+                with factory() as session:
+                    return fn(session)
+
+            return await asyncio.get_running_loop().run_in_executor(self._threads, call)
+        async with self._read() as session:
+            return await session.run_sync(fn)
+
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
         """A session inside one write transaction, committed on success."""
-        async with self._write() as session, session.begin():
+        if self._write_lock is None:
+            async with self._write() as session, session.begin():
+                yield session
+            return
+        # SQLite has one writer at a time. Queueing this process's writers here, rather
+        # than letting each connection sleep in SQLite's busy handler (1, 2, 5 … 100 ms
+        # naps, unfair), cut the create-run p99 of bench/api.py from ~5 s to ~1 s.
+        async with self._write_lock, self._write() as session, session.begin():
             yield session
 
     async def dispose(self) -> None:
+        if self._threads is not None and self._sync_engine is not None:
+            self._threads.shutdown(wait=True)
+            self._sync_engine.dispose()
         await self.engine.dispose()
         if self.write_engine is not self.engine:
             await self.write_engine.dispose()

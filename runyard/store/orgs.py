@@ -7,6 +7,7 @@ import secrets
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from runyard.db.models import ApiKey, Organization
@@ -50,9 +51,10 @@ async def create_key(session: AsyncSession, org_id: str, scopes: list[str]) -> t
     return raw, row
 
 
-async def find_key(session: AsyncSession, raw: str) -> ApiKey | None:
+def find_key(session: Session, raw: str) -> ApiKey | None:
+    """The key row for a raw key (synchronous: it runs inside ``Database.read``)."""
     return (
-        (await session.execute(select(ApiKey).where(col(ApiKey.key_hash) == hash_key(raw))))
+        session.execute(select(ApiKey).where(col(ApiKey.key_hash) == hash_key(raw)))
         .scalars()
         .first()
     )

@@ -111,10 +111,9 @@ async def test_keys_and_filters(db: Database) -> None:
         again = await ensure_org(s, "keys-org")
         raw, row = await create_key(s, org.id, ["runs:read"])
     assert again.id == org.id and raw.startswith("ry_live_") and row.key_hash != raw
-    async with db.session() as s:
-        found = await find_key(s, raw)
-        assert found is not None and found.org_id == org.id
-        assert await find_key(s, raw + "x") is None
+    found = await db.read(lambda s: find_key(s, raw))
+    assert found is not None and found.org_id == org.id
+    assert await db.read(lambda s: find_key(s, raw + "x")) is None
     run = await new_run(db)
     await append(
         db,
