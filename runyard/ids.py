@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import random
 import secrets
 
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 _FAST = random.Random(secrets.randbits(128))
+# A forked child (a process manager's workers) must not repeat its parent's sequence.
+os.register_at_fork(after_in_child=lambda: _FAST.seed(secrets.randbits(128)))
 
 
 def new_id(prefix: str, length: int = 20) -> str:
