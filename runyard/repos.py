@@ -33,9 +33,16 @@ async def repo_exists(url: str, *, timeout: float = 20.0) -> bool:
         "--heads",
         "--",
         url,
+        stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
-        env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "/bin/false"},
+        env={
+            **os.environ,
+            "GIT_TERMINAL_PROMPT": "0",
+            "GIT_ASKPASS": "/bin/false",
+            # ssh:// and user@host: URLs: never wait on a host-key or password prompt.
+            "GIT_SSH_COMMAND": "ssh -o BatchMode=yes -o ConnectTimeout=10",
+        },
     )
     try:
         return await asyncio.wait_for(proc.wait(), timeout) == 0
