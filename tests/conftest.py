@@ -8,20 +8,26 @@ import secrets
 import signal
 import subprocess
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
+from fastapi import FastAPI
 
+from api.app import create_app
 from runyard.db.engine import Database, migrate
 from runyard.devserver import DevServerConfig, free_port, start_dev_server, wait_for_port
+from runyard.settings import Settings
 from runyard.store.orgs import create_key, ensure_org
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.stack import Stack
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+# The statuses a run ends in.
+TERMINAL = {"completed", "failed", "cancelled"}
 
 
 @pytest.fixture(scope="session")
@@ -87,11 +93,7 @@ def stack(
     tmp_path_factory: pytest.TempPathFactory, temporal_server: str, fake_anthropic: FakeAnthropic
 ) -> Iterator[Stack]:
     data = tmp_path_factory.mktemp("runyard")
-    env = stack_env(data, temporal_server, fake_anthropic.base_url)
-    migrate(async_db_url(env))
-    s = Stack(env, data / "logs")
-    s.start_worker()
-    s.start_api()
+    s = launch_stack(data, stack_env(data, temporal_server, fake_anthropic.base_url))
     yield s
     s.stop()
 
@@ -108,12 +110,18 @@ def pg_stack(
     env = stack_env(
         data, temporal_server, fake_anthropic.base_url, RUNYARD_DATABASE_URL=postgres_url
     )
-    migrate(postgres_url)
+    s = launch_stack(data, env)
+    yield s
+    s.stop()
+
+
+def launch_stack(data: Path, env: dict[str, str]) -> Stack:
+    """Migrate the stack's store, then start its worker and its API."""
+    migrate(async_db_url(env))
     s = Stack(env, data / "logs")
     s.start_worker()
     s.start_api()
-    yield s
-    s.stop()
+    return s
 
 
 def async_db_url(env: dict[str, str]) -> str:
@@ -165,6 +173,25 @@ async def wait_for(
             return body
         await asyncio.sleep(0.1)
     raise AssertionError(f"{run_id} never reached {statuses}; last: {body}")
+
+
+@asynccontextmanager
+async def in_process_api(
+    tmp_path: Path, org: str, **settings: Any
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The API app in this process (httpx's ASGI transport) with no Temporal listening,
+    and a client holding a key of organization ``org``."""
+    app: FastAPI = create_app(
+        Settings(data_dir=tmp_path, temporal_address=f"127.0.0.1:{free_port()}", **settings)
+    )
+    async with app.router.lifespan_context(app):
+        key = await Keys(app.state.db).make(org)
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://api",
+            headers={"Authorization": f"Bearer {key}"},
+        ) as client:
+            yield client
 
 
 def script(*lines: dict[str, Any]) -> str:

@@ -7,34 +7,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
-from api.app import create_app
-from runyard.db.engine import Database
-from runyard.devserver import free_port
-from runyard.settings import Settings
-from runyard.store.orgs import create_key, ensure_org
-from tests.conftest import script
+from tests.conftest import in_process_api, script
 
 
 @pytest.fixture
 async def lonely_api(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    settings = Settings(
-        data_dir=tmp_path,
-        temporal_address=f"127.0.0.1:{free_port()}",  # nothing listens there
-        anthropic_api_key=None,
-    )
-    app: FastAPI = create_app(settings)
-    async with app.router.lifespan_context(app):
-        db: Database = app.state.db
-        async with db.write() as s:
-            org = await ensure_org(s, "lonely")
-            key, _ = await create_key(s, org.id, ["runs:read", "runs:write"])
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://api", headers={"Authorization": f"Bearer {key}"}
-        ) as client:
-            yield client
+    async with in_process_api(tmp_path, "lonely", anthropic_api_key=None) as client:
+        yield client
 
 
 async def test_anthropic_model_without_key(lonely_api: httpx.AsyncClient) -> None:

@@ -5,49 +5,23 @@ from __future__ import annotations
 import asyncio
 import random
 import subprocess
-from pathlib import Path
 
 import httpx
 
 from tests.conftest import Keys, script, wait_for
-from tests.integration.test_events import assert_gapless, full_log
+from tests.integration.counting_runs import assert_each_step_ran_once, start_counting_runs
 from tests.stack import Stack
-
-TERMINAL = {"completed", "failed", "cancelled"}
 
 
 async def test_twenty_runs_survive_three_worker_kills(api: httpx.AsyncClient, stack: Stack) -> None:
     rng = random.Random(7)
-    ids = []
-    for i in range(20):
-        steps = [
-            {"sleep": 0.1, "tool": "bash", "input": {"command": f"echo run{i}-step{j} >> log"}}
-            for j in range(4)
-        ]
-        steps.append({"tool": "bash", "input": {"command": "sort -u log | wc -l"}})
-        body = {
-            "prompt": script(*steps, {"text": f"run {i} done"}),
-            "model": "scripted",
-            "start": True,
-        }
-        ids.append((await api.post("/v1/runs", json=body)).json()["id"])
+    ids = await start_counting_runs(api, runs=20, steps=4, sleep=0.1)
     for _ in range(3):
         await asyncio.sleep(rng.uniform(0.5, 2.0))
         stack.kill_worker(stack.workers[0])
         await asyncio.sleep(rng.uniform(0.1, 1.0))
         stack.start_worker()
-    sandboxes = Path(stack.env["RUNYARD_DATA_DIR"]) / "sandboxes"
-    for i, run_id in enumerate(ids):
-        done = await wait_for(api, run_id, TERMINAL, timeout=120)
-        assert done["status"] == "completed", done
-        assert done["outputs"] == [{"type": "text", "text": f"run {i} done"}]
-        log = await full_log(api, run_id)
-        assert_gapless(log)
-        last = [e for e in log if e["type"] == "tool.result"][-1]
-        assert (
-            last["data"]["output"].split("stdout:\n")[1].strip() == "4"
-        )  # every step, once in the file
-        assert not (sandboxes / done["sandbox"]["id"]).exists()
+    await assert_each_step_ran_once(api, stack, ids, steps=4)
     leftovers = subprocess.run(
         ["pgrep", "-f", "bwrap --die-with-parent"], capture_output=True, text=True
     )

@@ -7,12 +7,10 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import script, wait_for
+from tests.conftest import TERMINAL, script, wait_for
 from tests.fakes.anthropic_server import FakeAnthropic, Reply
 from tests.integration.test_events import assert_gapless, full_log
 from tests.stack import Stack
-
-TERMINAL = {"completed", "failed", "cancelled"}
 
 
 async def start(api: httpx.AsyncClient, *lines: dict[str, Any], **body: Any) -> str:

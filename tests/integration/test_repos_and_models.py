@@ -8,10 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import script, wait_for
+from tests.conftest import TERMINAL, script, wait_for
 from tests.fakes.anthropic_server import FakeAnthropic, Reply
-
-TERMINAL = {"completed", "failed", "cancelled"}
 
 
 @pytest.fixture

@@ -11,9 +11,7 @@ from sqlmodel import col
 
 from runyard.db.engine import Database
 from runyard.db.models import RunEvent
-from tests.conftest import script, wait_for
-
-TERMINAL = {"completed", "failed", "cancelled"}
+from tests.conftest import TERMINAL, script, wait_for
 
 
 async def events_of(db: Database, run_id: str) -> list[RunEvent]:

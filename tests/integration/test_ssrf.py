@@ -7,15 +7,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
-from api.app import create_app
-from runyard.db.engine import Database
-from runyard.devserver import free_port
-from runyard.settings import Settings
-from runyard.store.orgs import create_key, ensure_org
 from runyard.webhooks.sender import Sender
 from runyard.webhooks.ssrf import ForbiddenURL, check_url
+from tests.conftest import in_process_api
 from tests.fakes.receiver import Receiver
 
 FORBIDDEN = [
@@ -34,35 +29,15 @@ FORBIDDEN = [
 ]
 
 
-async def app_client(tmp_path: Path, *, allow_private: bool) -> AsyncIterator[httpx.AsyncClient]:
-    settings = Settings(
-        data_dir=tmp_path,
-        temporal_address=f"127.0.0.1:{free_port()}",
-        allow_private_callbacks=allow_private,
-    )
-    app: FastAPI = create_app(settings)
-    async with app.router.lifespan_context(app):
-        db: Database = app.state.db
-        async with db.write() as s:
-            org = await ensure_org(s, "ssrf")
-            key, _ = await create_key(s, org.id, ["runs:read", "runs:write"])
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app),
-            base_url="http://api",
-            headers={"Authorization": f"Bearer {key}"},
-        ) as client:
-            yield client
-
-
 @pytest.fixture
 async def strict(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    async for c in app_client(tmp_path, allow_private=False):
+    async with in_process_api(tmp_path, "ssrf", allow_private_callbacks=False) as c:
         yield c
 
 
 @pytest.fixture
 async def relaxed(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    async for c in app_client(tmp_path, allow_private=True):
+    async with in_process_api(tmp_path, "ssrf", allow_private_callbacks=True) as c:
         yield c
 
 

@@ -18,15 +18,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from runyard.db.engine import Database, migrate
+from runyard.db.engine import Database
 from runyard.devserver import DevServerConfig, free_port, start_dev_server, wait_for_port
-from runyard.store.orgs import create_key, ensure_org
-from tests.conftest import async_db_url, script, stack_env, wait_for
+from tests.conftest import TERMINAL, Keys, async_db_url, launch_stack, script, stack_env, wait_for
 from tests.fakes.anthropic_server import FakeAnthropic
-from tests.integration.test_events import assert_gapless, full_log
+from tests.integration.counting_runs import assert_each_step_ran_once, start_counting_runs
+from tests.integration.test_events import full_log
 from tests.stack import Stack
-
-TERMINAL = {"completed", "failed", "cancelled"}
 
 
 class RestartableServer:
@@ -65,16 +63,12 @@ def own_server(tmp_path: Path) -> Iterator[RestartableServer]:
 async def own_stack(
     tmp_path: Path, own_server: RestartableServer, fake_anthropic: FakeAnthropic
 ) -> AsyncIterator[tuple[Stack, httpx.AsyncClient]]:
-    env = stack_env(tmp_path / "runyard", own_server.cfg.address, fake_anthropic.base_url)
-    (tmp_path / "runyard").mkdir()
-    migrate(async_db_url(env))
-    stack = Stack(env, tmp_path / "logs")
-    stack.start_worker()
-    stack.start_api()
+    data = tmp_path / "runyard"
+    data.mkdir()
+    env = stack_env(data, own_server.cfg.address, fake_anthropic.base_url)
+    stack = launch_stack(data, env)
     db = Database(async_db_url(env))
-    async with db.write() as s:
-        org = await ensure_org(s, "org-" + secrets.token_hex(4))
-        key, _ = await create_key(s, org.id, ["runs:read", "runs:write"])
+    key = await Keys(db).make("org-" + secrets.token_hex(4))
     await db.dispose()
     async with httpx.AsyncClient(
         base_url=stack.api_url, headers={"Authorization": f"Bearer {key}"}, timeout=30
@@ -87,21 +81,7 @@ async def test_runs_complete_across_a_temporal_restart(
     own_server: RestartableServer, own_stack: tuple[Stack, httpx.AsyncClient]
 ) -> None:
     stack, api = own_stack
-    ids = []
-    for i in range(3):
-        steps = [
-            {"sleep": 0.2, "tool": "bash", "input": {"command": f"echo run{i}-step{j} >> log"}}
-            for j in range(6)
-        ]
-        steps.append({"tool": "bash", "input": {"command": "sort -u log | wc -l"}})
-        body = {
-            "prompt": script(*steps, {"text": f"run {i} done"}),
-            "model": "scripted",
-            "start": True,
-        }
-        resp = await api.post("/v1/runs", json=body)
-        assert resp.status_code == 201, resp.text
-        ids.append(resp.json()["id"])
+    ids = await start_counting_runs(api, runs=3, steps=6, sleep=0.2)
 
     # Stop the server once every run is under way, and keep it down a while.
     for _ in range(200):
@@ -123,16 +103,7 @@ async def test_runs_complete_across_a_temporal_restart(
     await asyncio.sleep(1)
     own_server.start()
 
-    sandboxes = Path(stack.env["RUNYARD_DATA_DIR"]) / "sandboxes"
-    for i, run_id in enumerate(ids):
-        done = await wait_for(api, run_id, TERMINAL, timeout=120)
-        assert done["status"] == "completed", done
-        assert done["outputs"] == [{"type": "text", "text": f"run {i} done"}]
-        log = await full_log(api, run_id)
-        assert_gapless(log)
-        last = [e for e in log if e["type"] == "tool.result"][-1]
-        assert last["data"]["output"].split("stdout:\n")[1].strip() == "6"
-        assert not (sandboxes / done["sandbox"]["id"]).exists()
+    await assert_each_step_ran_once(api, stack, ids, steps=6)
     # A new run after the restart goes through as usual.
     resp = await api.post(
         "/v1/runs", json={"prompt": script({"text": "after"}), "model": "scripted", "start": True}

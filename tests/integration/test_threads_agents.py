@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import httpx
 
-from tests.conftest import Keys, script, wait_for
+from tests.conftest import TERMINAL, Keys, script, wait_for
 from tests.fakes.anthropic_server import FakeAnthropic, Reply
 from tests.stack import Stack
-
-TERMINAL = {"completed", "failed", "cancelled"}
 
 
 async def test_thread_carries_the_conversation(

@@ -11,11 +11,9 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook as Verifier
 
-from tests.conftest import script, wait_for
+from tests.conftest import TERMINAL, script, wait_for
 from tests.fakes.receiver import Receiver
 from tests.stack import Stack
-
-TERMINAL = {"completed", "failed", "cancelled"}
 
 
 def path() -> str:
