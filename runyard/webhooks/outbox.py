@@ -39,6 +39,33 @@ def _iso(dt: datetime) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _delivery(
+    run: Run,
+    digest: str,
+    kind: str,
+    url: str,
+    event_type: str,
+    payload: dict[str, Any],
+    now: datetime,
+    webhook_id: str | None = None,
+) -> WebhookDelivery:
+    """A pending delivery whose id and message id both derive from ``digest``, so the
+    same event for the same target is always the same row and the same webhook-id."""
+    return WebhookDelivery(
+        id=f"dlv_{digest}",
+        org_id=run.org_id,
+        webhook_id=webhook_id,
+        run_id=run.id,
+        kind=kind,
+        url=url,
+        event_type=event_type,
+        message_id=f"msg_{digest}",
+        payload=payload,
+        created_at=now,
+        updated_at=now,
+    )
+
+
 async def enqueue(
     session: AsyncSession, run: Run, events: Sequence[tuple[str, str, int]], now: datetime
 ) -> int:
@@ -63,23 +90,9 @@ async def enqueue(
         for hook in hooks:
             if hook.events and typ not in hook.events:
                 continue
-            digest = _digest(hook.id, run.id, key)
             payload: dict[str, Any] = {"type": typ, "timestamp": _iso(now), "data": body}
-            rows.append(
-                WebhookDelivery(
-                    id=f"dlv_{digest}",
-                    org_id=run.org_id,
-                    webhook_id=hook.id,
-                    run_id=run.id,
-                    kind="webhook",
-                    url=hook.url,
-                    event_type=typ,
-                    message_id=f"msg_{digest}",
-                    payload=payload,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
+            digest = _digest(hook.id, run.id, key)
+            rows.append(_delivery(run, digest, "webhook", hook.url, typ, payload, now, hook.id))
         if typ in TERMINAL:
             targets = [("callback", run.callback_url)] if run.callback_url else []
             watchers = (
@@ -88,21 +101,7 @@ async def enqueue(
             targets += [("watcher", w.callback_url) for w in watchers]
             for kind, url in targets:
                 assert url is not None
-                digest = _digest(kind, url, run.id)
-                rows.append(
-                    WebhookDelivery(
-                        id=f"dlv_{digest}",
-                        org_id=run.org_id,
-                        run_id=run.id,
-                        kind=kind,
-                        url=url,
-                        event_type=typ,
-                        message_id=f"msg_{digest}",
-                        payload=body,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
+                rows.append(_delivery(run, _digest(kind, url, run.id), kind, url, typ, body, now))
     for row in rows:
         if await session.get(WebhookDelivery, row.id) is None:
             session.add(row)
