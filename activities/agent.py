@@ -11,18 +11,19 @@ import time
 from typing import Any
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
-from activities._support import heartbeats, logger, store_answer
+from activities._support import heartbeats, logger, typed_failures
 from runyard.db.engine import Database
 from runyard.db.models import Run, RunMessage
 from runyard.db.types import utcnow
-from runyard.models.base import ModelClient, ModelError, ModelRequest
+from runyard.domain import TERMINAL_STATUSES, EventType
+from runyard.errors import ModelError, ProviderKeyMissing, RunNotActive, RunNotFound
+from runyard.models.base import ModelClient, ModelRequest
 from runyard.models.pricing import add_turn_usage, resolve_model
-from runyard.store.events import TERMINAL_STATUSES, NewEvent, append_events, lock_run
+from runyard.store.events import NewEvent, append_events, locked_run
 from runyard.store.transcript import assistant_key, conversation, get_message
 from runyard.tools import TOOLS
-from workflows.models import ToolCallRef, TurnInput, TurnResult
+from workflows.payloads import ToolCallRef, TurnInput, TurnResult
 
 SYSTEM_PROMPT = (
     "You are a coding agent working in a sandbox. The repository is checked out in "
@@ -44,11 +45,7 @@ class ModelRegistry:
         if resolve_model(model) == "scripted":
             return self.scripted
         if self.anthropic is None:
-            raise ApplicationError(
-                "ANTHROPIC_API_KEY is not configured on the worker",
-                type="RUN_API_KEY_REQUIRED",
-                non_retryable=True,
-            )
+            raise ProviderKeyMissing("ANTHROPIC_API_KEY is not configured on the worker")
         return self.anthropic
 
 
@@ -79,14 +76,12 @@ class _DeltaWriter:
         text, self.buffer = "".join(self.buffer), []
         event = NewEvent(
             f"{self.prefix}.d{self.count}",
-            "message.delta",
+            EventType.MESSAGE_DELTA,
             {"messageId": self.message_id, "text": text},
         )
         self.count += 1
         async with self.db.write() as s:
-            run = await lock_run(s, self.run_id)
-            assert run is not None
-            await append_events(s, run, [event])
+            await append_events(s, await locked_run(s, self.run_id), [event])
 
 
 class AgentActivities:
@@ -109,21 +104,18 @@ class AgentActivities:
         )
 
     @activity.defn(name="run_agent_turn")
+    @typed_failures
     @heartbeats
     async def run_agent_turn(self, inp: TurnInput) -> TurnResult:
         info = activity.info()
-        if inp.answer is not None:
-            await store_answer(self.db, inp.answer)
         key = assistant_key(inp.turn)
         message_id = f"msg_{inp.run_id.removeprefix('run_')}_{inp.turn}"
         async with self.db.session() as s:
             run = await s.get(Run, inp.run_id)
             if run is None:
-                raise ApplicationError("run not found", type="RUN_NOT_FOUND", non_retryable=True)
+                raise RunNotFound(f"{inp.run_id} is not in the store")
             if run.status in TERMINAL_STATUSES:
-                raise ApplicationError(
-                    f"run is {run.status}", type="RUN_NOT_ACTIVE", non_retryable=True
-                )
+                raise RunNotActive(f"{run.id} is {run.status}")
             done = await get_message(s, inp.run_id, key)
             if done is not None:
                 return self._result(inp.turn, done.content, run)
@@ -131,20 +123,13 @@ class AgentActivities:
         log = logger(run.id, org_id=run.org_id, turn=inp.turn)
         client = self.models.client_for(run.model)
         if info.attempt > 1:
+            retried = NewEvent(
+                f"turn{inp.turn}.retried.{info.attempt}",
+                EventType.TURN_RETRIED,
+                {"messageId": message_id, "attempt": info.attempt},
+            )
             async with self.db.write() as s:
-                locked = await lock_run(s, run.id)
-                assert locked is not None
-                await append_events(
-                    s,
-                    locked,
-                    [
-                        NewEvent(
-                            f"turn{inp.turn}.retried.{info.attempt}",
-                            "turn.retried",
-                            {"messageId": message_id, "attempt": info.attempt},
-                        )
-                    ],
-                )
+                await append_events(s, await locked_run(s, run.id), [retried])
         system = run.instructions or SYSTEM_PROMPT  # an agent's instructions replace the default
         if run.guidance:
             system += f"\n\nAdditional guidance for this run:\n{run.guidance}"
@@ -164,14 +149,11 @@ class AgentActivities:
             response = await client.stream(request, writer.add)
             await writer.flush()
         except ModelError as exc:
-            log.warning("model.error", error=str(exc), retryable=exc.retryable)
-            raise ApplicationError(
-                str(exc), type="MODEL_ERROR", non_retryable=not exc.retryable
-            ) from exc
+            log.warning("model.error", error=str(exc), retryable=exc.should_retry)
+            raise
         u = response.usage
         async with self.db.write() as s:
-            locked = await lock_run(s, run.id)
-            assert locked is not None
+            locked = await locked_run(s, run.id)
             usage = add_turn_usage(
                 locked.usage or {},
                 run.model,
@@ -187,7 +169,7 @@ class AgentActivities:
             events = [
                 NewEvent(
                     f"turn{inp.turn}.completed",
-                    "message.completed",
+                    EventType.MESSAGE_COMPLETED,
                     {
                         "messageId": message_id,
                         "text": response.text,
@@ -198,12 +180,12 @@ class AgentActivities:
             events += [
                 NewEvent(
                     f"turn{inp.turn}.call.{b['id']}",
-                    "tool.call",
+                    EventType.TOOL_CALL,
                     {"toolCallId": b["id"], "name": b["name"], "input": b.get("input", {})},
                 )
                 for b in response.tool_uses
             ]
-            events.append(NewEvent(f"turn{inp.turn}.usage", "usage.updated", usage))
+            events.append(NewEvent(f"turn{inp.turn}.usage", EventType.USAGE_UPDATED, usage))
             await append_events(s, locked, events)
         log.info("turn.done", tool_calls=len(response.tool_uses), cost_usd=usage["costUsd"])
         return self._result(inp.turn, response.content, locked)

@@ -1,28 +1,31 @@
-"""Sandbox activities: provision it, run one tool call in it, destroy it."""
+"""Sandbox activities: provision it, run one tool call in it, collect what the agent left
+in it, destroy it. They change no run status: the workflow does that with what they return.
+"""
 
 from __future__ import annotations
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
-from activities._support import heartbeats, logger, store_answer
+from activities._support import heartbeats, logger, typed_failures
 from runyard.db.engine import Database
 from runyard.db.models import Run, RunMessage
-from runyard.db.types import utcnow
+from runyard.domain import EventType
+from runyard.errors import InternalError, RunNotFound, SandboxError, TemplateNotFound
 from runyard.repos import repo_url
-from runyard.sandbox.base import (
-    ResourceLimitExceeded,
-    SandboxError,
-    SandboxProvider,
-    SandboxSpec,
-)
+from runyard.sandbox.base import SandboxProvider, SandboxSpec
 from runyard.settings import Settings
-from runyard.store.events import NewEvent, append_events, lock_run
-from runyard.store.runs import set_status
+from runyard.store.events import NewEvent, append_events, locked_run
 from runyard.store.templates import find_template
-from runyard.store.transcript import assistant_key, get_message, result_key
+from runyard.store.transcript import assistant_key, final_text, get_message, result_key
 from runyard.tools import run_tool
-from workflows.models import DestroyInput, ProvisionInput, SandboxRef, ToolInput, ToolResult
+from workflows.payloads import (
+    CollectInput,
+    DestroyInput,
+    RunRef,
+    SandboxInfo,
+    SandboxRef,
+    ToolInput,
+)
 
 
 def sandbox_id_for(run_id: str) -> str:
@@ -41,37 +44,24 @@ class SandboxActivities:
     def _provider(self, name: str) -> SandboxProvider:
         provider = self.providers.get(name)
         if provider is None:
-            raise ApplicationError(
-                f"sandbox provider {name!r} is not configured on this worker",
-                type="SANDBOX_UNAVAILABLE",
-                non_retryable=True,
-            )
+            raise SandboxError(f"sandbox provider {name!r} is not configured on this worker")
         return provider
 
     async def _run(self, run_id: str) -> Run:
         async with self.db.session() as s:
             run = await s.get(Run, run_id)
         if run is None:
-            raise ApplicationError(f"{run_id} not found", type="RUN_NOT_FOUND", non_retryable=True)
+            raise RunNotFound(f"{run_id} is not in the store")
         return run
 
     @activity.defn(name="provision_sandbox")
+    @typed_failures
     @heartbeats
-    async def provision_sandbox(self, inp: ProvisionInput) -> SandboxRef:
+    async def provision_sandbox(self, inp: RunRef) -> SandboxInfo:
         run = await self._run(inp.run_id)
         template = await self.db.read(lambda s: find_template(s, run.org_id, run.template))
         if template is None:
-            raise ApplicationError(
-                f"template {run.template!r} is gone",
-                type="RUN_TEMPLATE_NOT_FOUND",
-                non_retryable=True,
-            )
-        now = utcnow()
-        async with self.db.write() as s:
-            locked = await lock_run(s, run.id)
-            assert locked is not None
-            if await set_status(s, locked, "pending", allowed_from={"queued"}, now=now):
-                await append_events(s, locked, [NewEvent("started", "run.started", {})])
+            raise TemplateNotFound(f"template {run.template!r} is gone")
         sandbox_id = sandbox_id_for(run.id)
         spec = SandboxSpec(
             size=template.size,
@@ -86,89 +76,65 @@ class SandboxActivities:
             await provider.create(sandbox_id, spec)
         except SandboxError as exc:
             log.warning("sandbox.provision_failed", error=str(exc))
-            raise ApplicationError(str(exc), type="SANDBOX_UNAVAILABLE") from exc
-        info = {
-            "id": sandbox_id,
-            "provider": provider.name,
-            "size": template.size,
-            "resources": spec.resources,
-        }
-        async with self.db.write() as s:
-            locked = await lock_run(s, run.id)
-            assert locked is not None
-            if await set_status(
-                s,
-                locked,
-                "running",
-                allowed_from={"pending"},
-                now=utcnow(),
-                values={"sandbox": info},
-            ):
-                await append_events(s, locked, [NewEvent("sandbox.ready", "sandbox.ready", info)])
+            raise
         log.info("sandbox.ready")
-        return SandboxRef(sandbox_id=sandbox_id, provider=provider.name)
+        return SandboxInfo(
+            ref=SandboxRef(sandbox_id=sandbox_id, provider=provider.name),
+            size=template.size,
+            resources=spec.resources,
+        )
 
     @activity.defn(name="run_tool")
+    @typed_failures
     @heartbeats
-    async def run_tool(self, inp: ToolInput) -> ToolResult:
-        if inp.answer is not None:
-            await store_answer(self.db, inp.answer)
+    async def run_tool(self, inp: ToolInput) -> None:
+        """Run one tool call; its result is stored (and announced) exactly once."""
         key = result_key(inp.turn, inp.call_id)
         async with self.db.session() as s:
-            done = await get_message(s, inp.run_id, key)
-            if done is not None:  # a retry after the result was stored
-                return ToolResult(
-                    call_id=inp.call_id, is_error=bool(done.content[0].get("is_error"))
-                )
+            if await get_message(s, inp.run_id, key) is not None:
+                return  # a retry after the result was stored
             turn = await get_message(s, inp.run_id, assistant_key(inp.turn))
         call = next((b for b in (turn.content if turn else []) if b.get("id") == inp.call_id), None)
         if call is None:
-            raise ApplicationError(
-                f"no tool call {inp.call_id}", type="INTERNAL_ERROR", non_retryable=True
-            )
-        provider = self._provider(inp.sandbox.provider)
-        try:
-            sandbox = await provider.get(inp.sandbox.sandbox_id)
-        except SandboxError as exc:
-            raise ApplicationError(
-                str(exc), type="SANDBOX_UNAVAILABLE", non_retryable=True
-            ) from exc
-        try:
-            out = await run_tool(
-                sandbox,
-                inp.name,
-                call.get("input") or {},
-                timeout=self.settings.tool_timeout_seconds,
-            )
-        except ResourceLimitExceeded as exc:  # the run ends: retrying would only repeat it
-            raise ApplicationError(
-                str(exc), type="RUN_RESOURCE_LIMIT_EXCEEDED", non_retryable=True
-            ) from exc
+            raise InternalError(f"turn {inp.turn} has no tool call {inp.call_id}")
+        sandbox = await self._provider(inp.sandbox.provider).get(inp.sandbox.sandbox_id)
+        out = await run_tool(
+            sandbox,
+            inp.name,
+            call.get("input") or {},
+            timeout=self.settings.tool_timeout_seconds,
+        )
         block = {
             "type": "tool_result",
             "tool_use_id": inp.call_id,
             "content": out.text,
             "is_error": out.is_error,
         }
+        data = {"toolCallId": inp.call_id, "output": out.text, "isError": out.is_error}
         async with self.db.write() as s:
-            run = await lock_run(s, inp.run_id)
-            assert run is not None
+            run = await locked_run(s, inp.run_id)
             s.add(RunMessage(run_id=inp.run_id, key=key, role="tool_result", content=[block]))
-            await append_events(
-                s,
-                run,
-                [
-                    NewEvent(
-                        key,
-                        "tool.result",
-                        {"toolCallId": inp.call_id, "output": out.text, "isError": out.is_error},
-                    )
-                ],
-            )
-        return ToolResult(call_id=inp.call_id, is_error=out.is_error)
+            await append_events(s, run, [NewEvent(key, EventType.TOOL_RESULT, data)])
+
+    @activity.defn(name="collect_outputs")
+    @typed_failures
+    @heartbeats
+    async def collect_outputs(self, inp: CollectInput) -> None:
+        """Record what the agent produced as the run's outputs, each announced once."""
+        async with self.db.session() as s:
+            text = await final_text(s, inp.run_id)
+        outputs = [{"type": "text", "text": text}] if text else []
+        async with self.db.write() as s:
+            run = await locked_run(s, inp.run_id)
+            run.outputs = outputs
+            s.add(run)
+            events = [
+                NewEvent(f"output.{i}", EventType.OUTPUT_DETECTED, o) for i, o in enumerate(outputs)
+            ]
+            await append_events(s, run, events)
 
     @activity.defn(name="destroy_sandbox")
+    @typed_failures
     @heartbeats
     async def destroy_sandbox(self, inp: DestroyInput) -> None:
-        provider = self._provider(inp.sandbox.provider)
-        await provider.destroy(inp.sandbox.sandbox_id)
+        await self._provider(inp.sandbox.provider).destroy(inp.sandbox.sandbox_id)

@@ -10,6 +10,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from runyard.domain import ErrorCode
+from runyard.errors import RunyardError
+
 PROBLEM_JSON = "application/problem+json"
 
 _TITLES = {
@@ -45,6 +48,24 @@ _CODES = {
 }
 
 
+# The HTTP status of each Runyard error that reaches a request (see runyard/errors.py).
+_STATUS_BY_CODE: dict[str, int] = {
+    ErrorCode.RUN_NOT_FOUND: 404,
+    ErrorCode.RUN_ALREADY_STARTED: 409,
+    ErrorCode.RUN_NOT_WAITING_FOR_INPUT: 409,
+    ErrorCode.RUN_NOT_ACTIVE: 409,
+    ErrorCode.CONCURRENT_RUN_LIMIT_EXCEEDED: 429,
+    ErrorCode.USAGE_INSUFFICIENT_CREDITS: 402,
+    ErrorCode.RUN_TEMPLATE_NOT_FOUND: 400,
+    ErrorCode.RUN_API_KEY_REQUIRED: 400,
+    ErrorCode.RUN_ORCHESTRATOR_ERROR: 502,
+    ErrorCode.SANDBOX_UNAVAILABLE: 503,
+}
+_HEADERS_BY_CODE: dict[str, dict[str, str]] = {
+    ErrorCode.CONCURRENT_RUN_LIMIT_EXCEEDED: {"Retry-After": "5"},
+}
+
+
 class ProblemError(Exception):
     """Raise from anywhere in a request to answer with a problem+json."""
 
@@ -63,6 +84,17 @@ class ProblemError(Exception):
         self.title = title or re.sub(r"_", " ", code).capitalize()
         self.headers = headers or {}
         self.extra = extra or {}
+
+    @classmethod
+    def of(cls, exc: RunyardError, detail: str | None = None) -> ProblemError:
+        """The problem document of a Runyard error (an update the workflow refused …)."""
+        status = _STATUS_BY_CODE.get(exc.code, 500)
+        return cls(
+            status,
+            exc.code,
+            detail or str(exc) or exc.code,
+            headers=_HEADERS_BY_CODE.get(exc.code),
+        )
 
 
 def problem_response(
@@ -108,6 +140,11 @@ def install_error_handlers(app: FastAPI) -> None:
             headers=exc.headers,
             extra=exc.extra,
         )
+
+    @app.exception_handler(RunyardError)
+    async def _runyard(request: Request, exc: RunyardError) -> JSONResponse:
+        p = ProblemError.of(exc)
+        return problem_response(request, p.status, p.code, p.detail, headers=p.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -1,8 +1,10 @@
 """Creating a run: everything ``POST /v1/runs`` and ``POST /v1/threads/{id}/runs`` share.
 
 Checks against the store and settings (template, agent, thread, model key, repo,
-guardrails), the run row with its first events in one transaction, then the workflow.
-A workflow that cannot be started leaves nothing behind.
+guardrails), the run row (``queued``, with ``run.created``) in one transaction, then the
+workflow. From then on the workflow owns the run's status: create-with-start asks it to
+exec in the same round trip (update-with-start), within the active-run cap. A run whose
+workflow cannot be started, or whose start is refused, leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import structlog
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlmodel import col
@@ -18,46 +20,30 @@ from sqlmodel import col
 from api.auth import Principal
 from api.callbacks import allowed_callback
 from api.errors import ProblemError
-from api.orchestrator import TemporalConnector, start_run_workflow
+from api.orchestrator import TemporalConnector, run_input
 from api.schemas import CreateRun
 from runyard.db.engine import Database
 from runyard.db.models import Agent, Run, RunEvent, Template, Thread
 from runyard.db.types import utcnow
+from runyard.domain import OPEN_STATUSES, ErrorCode, EventType, RunStatus
+from runyard.errors import OrchestratorUnavailable, RunyardError
 from runyard.ids import new_id
 from runyard.models.pricing import is_valid_model, needs_anthropic_key
 from runyard.repos import repo_exists, repo_url
 from runyard.settings import Settings
 from runyard.store.events import NewEvent, append_events
-from runyard.store.runs import ACTIVE_STATUSES
 from runyard.store.templates import find_template
 
 log = structlog.get_logger("runyard.api")
-OPEN_STATUSES = frozenset({"queued", *ACTIVE_STATUSES})
 
 
 def invalid(field: str, message: str, code: str = "invalid") -> ProblemError:
     return ProblemError(
         400,
-        "VALIDATION_FAILED",
+        ErrorCode.VALIDATION_FAILED,
         f"{field}: {message}",
         extra={"errors": [{"field": field, "message": message, "code": code}]},
     )
-
-
-async def check_active_cap(db: Database, org_id: str, settings: Settings) -> None:
-    count = (
-        select(func.count())
-        .select_from(Run)
-        .where(col(Run.org_id) == org_id, col(Run.status).in_(list(ACTIVE_STATUSES)))
-    )
-    active = await db.read(lambda s: s.execute(count).scalar_one())
-    if active >= settings.max_active_runs:
-        raise ProblemError(
-            429,
-            "CONCURRENT_RUN_LIMIT_EXCEEDED",
-            f"the organization already has {active} active runs (limit {settings.max_active_runs})",
-            headers={"Retry-After": "5"},
-        )
 
 
 async def find_by_idempotency_key(db: Database, org_id: str, key: str) -> Run | None:
@@ -172,14 +158,12 @@ async def create_run(
         raise ProblemError(
             409, "CONFLICT", f"thread {body.thread_id} already has an open run, {busy.id}"
         )
-    if body.start:
-        await check_active_cap(db, principal.org_id, settings)
     now = utcnow()
     run_id = new_id("run")
     run = Run(
         id=run_id,
         org_id=principal.org_id,
-        status="pending" if body.start else "queued",
+        status=RunStatus.QUEUED,
         prompt=body.prompt,
         guidance=body.guidance,
         repo=body.repo,
@@ -199,11 +183,8 @@ async def create_run(
         persona_id=persona_id,
         created_at=now,
         updated_at=now,
-        started_at=now if body.start else None,
     )
-    events = [NewEvent("created", "run.created", {"status": "queued"})]
-    if body.start:
-        events.append(NewEvent("started", "run.started", {}))
+    events = [NewEvent("created", EventType.RUN_CREATED, {"status": RunStatus.QUEUED})]
     try:
         async with db.write() as s:
             s.add(run)
@@ -215,20 +196,40 @@ async def create_run(
             found := await find_by_idempotency_key(db, principal.org_id, idempotency_key)
         ):
             return found, True
-        raise ProblemError(409, "CONFLICT", "the run conflicts with one created meanwhile") from exc
+        raise ProblemError(
+            409, ErrorCode.CONFLICT, "the run conflicts with one created meanwhile"
+        ) from exc
     try:
-        await start_run_workflow(await temporal(), run, settings, start=body.start)
-    except Exception as exc:
-        async with db.write() as s:  # nothing half-made stays behind
-            await s.execute(delete(RunEvent).where(col(RunEvent.run_id) == run_id))
-            await s.execute(delete(Run).where(col(Run.id) == run_id))
+        runs = await temporal()
+        await runs.start(run_input(run, settings), summary=run.prompt, execute=body.start)
+    except (RunyardError, ProblemError) as exc:
+        await _discard(db, run_id, temporal, started=not isinstance(exc, OrchestratorUnavailable))
         log.warning("run.start_failed", run_id=run_id, org_id=principal.org_id, error=str(exc))
         if isinstance(exc, ProblemError):
             raise
-        raise ProblemError(
-            502, "RUN_ORCHESTRATOR_ERROR", f"the workflow engine could not start the run: {exc}"
-        ) from exc
+        if exc.code == ErrorCode.RUN_ORCHESTRATOR_ERROR:
+            raise ProblemError(
+                502, exc.code, f"the workflow engine could not start the run: {exc}"
+            ) from exc
+        raise ProblemError.of(exc) from exc
+    if body.start:  # the workflow has made it pending: answer with the row as it is now
+        fresh: Run | None = await db.read(lambda s: s.get(Run, run_id))
+        run = fresh or run
     log.info(
         "run.created", run_id=run_id, workflow_id=run_id, org_id=principal.org_id, start=body.start
     )
     return run, False
+
+
+async def _discard(
+    db: Database, run_id: str, temporal: TemporalConnector, *, started: bool
+) -> None:
+    """Remove what a refused create made: the row, its events, and its workflow."""
+    if started:
+        try:
+            await (await temporal()).discard(run_id, "the run's creation was refused")
+        except (RunyardError, ProblemError) as exc:
+            log.warning("run.discard_failed", run_id=run_id, error=str(exc))
+    async with db.write() as s:
+        await s.execute(delete(RunEvent).where(col(RunEvent.run_id) == run_id))
+        await s.execute(delete(Run).where(col(Run.id) == run_id))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -40,18 +40,18 @@ class Settings(BaseSettings):
     )
 
     # Guardrail defaults and bounds.
-    default_max_turns: int = 100
-    default_max_cost_usd: float = 5.0
-    default_timeout_seconds: int = 1800
+    default_max_turns: int = Field(default=100, ge=1, le=1000)
+    default_max_cost_usd: float = Field(default=5.0, gt=0)
+    default_timeout_seconds: int = Field(default=1800, ge=1)
     # The contract's lower bound for timeoutSeconds is 30; tests lower it to exercise timeouts.
-    min_timeout_seconds: int = 30
-    queued_ttl_seconds: int = 24 * 3600
-    input_wait_seconds: int = 24 * 3600
+    min_timeout_seconds: int = Field(default=30, ge=1)
+    queued_ttl_seconds: int = Field(default=24 * 3600, ge=1)
+    input_wait_seconds: int = Field(default=24 * 3600, ge=1)
 
-    rate_limit_per_minute: int = 200
+    rate_limit_per_minute: int = Field(default=200, ge=1)
     # How long an API process trusts a key it has checked; a revoked key works this long.
     api_key_cache_seconds: float = Field(default=10.0, ge=0)
-    max_active_runs: int = 10
+    max_active_runs: int = Field(default=10, ge=1)
 
     # Sandbox: the local provider's bubblewrap use ("auto" uses it when present).
     sandbox_bwrap: str = "auto"
@@ -59,12 +59,15 @@ class Settings(BaseSettings):
     # big repositories much faster on disks slow at creating files, at the cost of RAM.
     sandbox_dir: Path | None = None
     sandbox_network: bool = False
-    tool_timeout_seconds: int = 600
+    tool_timeout_seconds: int = Field(default=600, ge=1)
+    # A run continues as new once its workflow history holds this many events (Temporal
+    # refuses a history past 51,200); tests lower it to force it after a few turns.
+    continue_as_new_events: int = Field(default=10_000, ge=20, le=40_000)
     git_base_url: str = "https://github.com"
 
     # Events older than this are purged by the worker; a cursor into them gets 410.
-    event_retention_days: float = 30
-    sse_ping_seconds: float = 15
+    event_retention_days: float = Field(default=30, gt=0)
+    sse_ping_seconds: float = Field(default=15, gt=0)
 
     # Callbacks and webhooks may reach loopback and private addresses (runyard dev sets it).
     allow_private_callbacks: bool = False
@@ -73,6 +76,32 @@ class Settings(BaseSettings):
     max_webhooks_per_org: int = 25
     log_level: str = "INFO"
     log_json: bool = False
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        try:
+            delays = [float(x) for x in value.split(",") if x.strip()]
+        except ValueError:
+            delays = []
+        if not delays or any(d < 0 for d in delays):
+            raise ValueError(
+                "RUNYARD_WEBHOOK_RETRY_SCHEDULE needs non-negative seconds, comma-separated "
+                f"(got {value!r})"
+            )
+        return value
+
+    @field_validator("sandbox_bwrap")
+    @classmethod
+    def _bwrap(cls, value: str) -> str:
+        if value not in ("auto", "on", "off"):
+            raise ValueError(f"RUNYARD_SANDBOX_BWRAP must be auto, on or off (got {value!r})")
+        return value
+
+    @property
+    def webhook_retry_delays(self) -> list[float]:
+        """Seconds before each delivery attempt."""
+        return [float(x) for x in self.webhook_retry_schedule.split(",") if x.strip()]
 
     @property
     def db_url(self) -> str:

@@ -7,7 +7,7 @@ import os
 import secrets
 import signal
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -159,6 +159,18 @@ async def api(stack: Stack, keys: Keys) -> AsyncIterator[httpx.AsyncClient]:
         base_url=stack.api_url, headers={"Authorization": f"Bearer {key}"}, timeout=30
     ) as client:
         yield client
+
+
+async def poll_until(
+    check: Callable[[], Awaitable[bool]], what: str, timeout: float = 15, every: float = 0.05
+) -> None:
+    """Poll ``check`` until it holds; fail, saying ``what`` never happened, if it does not."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await check():
+        if loop.time() > deadline:
+            raise AssertionError(f"{what} never happened within {timeout} s")
+        await asyncio.sleep(every)
 
 
 async def wait_for(

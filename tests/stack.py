@@ -44,7 +44,7 @@ class Stack:
         )
 
     def start_worker(self) -> subprocess.Popen[bytes]:
-        proc = self._spawn([sys.executable, "-m", "runyard.cli", "worker"], "worker")
+        proc = self._spawn([sys.executable, "-m", "cli", "worker"], "worker")
         self.workers.append(proc)
         return proc
 
@@ -56,7 +56,7 @@ class Stack:
 
     def start_api(self) -> None:
         self.api = self._spawn(
-            [sys.executable, "-m", "runyard.cli", "api", "--port", str(self.api_port)], "api"
+            [sys.executable, "-m", "cli", "api", "--port", str(self.api_port)], "api"
         )
         wait_for_port("127.0.0.1", self.api_port, timeout=60, proc=self.api)
         deadline = time.monotonic() + 30

@@ -1,385 +1,311 @@
 """RunWorkflow: one agent run, from queued to a terminal status.
 
-queued ──exec──▶ pending ──▶ running ──▶ completed | failed, and cancel from any of them.
+::
+
+    queued ──exec──▶ pending ──▶ running ◀──▶ waiting_for_input
+       │                │           │
+       └──cancel──▶ cancelled ◀─────┴──▶ completed | failed
+
+**This workflow owns the run's status and its lifecycle events.** Nothing else writes
+``runs.status``: every change (``run.started``, ``sandbox.ready``, waiting, answered,
+the terminal event) is a store write of ``activities/lifecycle.py`` that only this
+workflow calls. The API creates the row (``queued``, ``run.created``) and from then on
+only asks: exec, cancel, answer and message are updates, whose answer the workflow
+gives once the store says so; close is a signal.
+
 The workflow only decides; every side effect (sandbox, model, store) is an activity.
+Its Temporal status matches the run's: a completed run's workflow completes, a failed
+run's fails with the ``error.code`` (or the ``failReason``) as failure type, and a
+cancelled run's is cancelled.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.agent import AgentActivities
+    from activities.lifecycle import LifecycleActivities
     from activities.sandbox import SandboxActivities
-    from activities.store import StoreActivities
-    from workflows.models import (
+    from runyard.domain import ErrorCode, RunStatus
+    from workflows import options
+    from workflows.agent_loop import AgentLoop, ContinueAsNew, Outcome, cause_of
+    from workflows.payloads import (
         SA_STATUS,
-        WORKFLOW_NAME,
         AnswerInput,
-        CancelInput,
-        CloseInput,
+        AnswerRequest,
+        AnswerResult,
+        CancelRequest,
+        CancelResult,
+        CloseRequest,
         DestroyInput,
-        ExecInput,
+        ExecRequest,
         ExecResult,
         FinishInput,
         FinishResult,
-        InputResult,
-        InputUpdate,
-        ProvisionInput,
+        MessageRequest,
+        MessageResult,
+        NoteInput,
         RunInput,
         RunRef,
-        RunState,
-        SandboxRef,
-        ToolInput,
-        TurnInput,
+        RunResult,
+        StartInput,
         WaitInput,
     )
 
 
-# Errors that retrying cannot fix; activities raise them as non-retryable ApplicationErrors.
-_QUICK = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_attempts=5)
-_MODEL_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-    maximum_attempts=4,
-)
-# Workers heartbeat every second; a worker that died is noticed after this long.
-_HEARTBEAT = timedelta(seconds=10)
-# Store-only activities take milliseconds; if their worker dies, retry after this long.
-_STORE_TIMEOUT = timedelta(seconds=15)
-
-
-@dataclass
-class Outcome:
-    status: str
-    fail_reason: str | None = None
-    error_code: str | None = None
-    error_message: str | None = None
-    guardrail: dict[str, Any] | None = None
-
-
-def _error_outcome(err: BaseException) -> Outcome:
-    cause: BaseException | None = err
-    while isinstance(cause, ActivityError) and cause.cause is not None:
-        cause = cause.cause
-    if isinstance(cause, ApplicationError) and cause.type:
-        return Outcome("failed", "error", cause.type, cause.message)
-    return Outcome("failed", "error", "INTERNAL_ERROR", str(cause or err))
-
-
-@workflow.defn(name=WORKFLOW_NAME)
+@workflow.defn(name="RunWorkflow")
 class RunWorkflow:
-    def __init__(self) -> None:
-        self._exec_requested = False
+    @workflow.init
+    def __init__(self, inp: RunInput) -> None:
+        self._inp = inp
+        carried = inp.carried
+        self._status = RunStatus.RUNNING if carried else RunStatus.QUEUED
+        self._exec_claimed = carried is not None  # an exec was admitted (or is being)
+        self._started = carried is not None  # the store says pending: provisioning may begin
         self._cancel_requested = False
-        self._closing = False
-        self._status = "queued"
-        self._turns = 0
-        self._cost = 0.0
-        self._sandbox: SandboxRef | None = None
-        self._waiting = False
-        self._answer: str | None = None
-        self._close_requested = False
-        self._unrecorded: AnswerInput | None = None  # handed to the next activity
+        self._temporal_cancelled = False
+        self._question: WaitInput | None = None  # the ask_user call that waits for its answer
+        self._answered = False
+        self._ended: FinishResult | None = None
+        # Store writes of waiting and answering happen in the order the workflow decided them.
+        self._lifecycle = asyncio.Lock()
+        self._loop = AgentLoop(self, inp)
 
-    # -- messages ------------------------------------------------------------------
+    # -- what the API asks -------------------------------------------------------------
 
-    @workflow.update(name="exec")
-    def exec(self, _: ExecInput) -> ExecResult:
-        # The validator already refused a second exec; this guards two execs admitted
-        # in the same workflow task (the first handler flips the flag before the second runs).
-        if self._exec_requested or self._closing or self._cancel_requested:
-            raise ApplicationError("run already started", type="RUN_ALREADY_STARTED")
-        self._exec_requested = True
-        return ExecResult(status="pending")
+    @workflow.update
+    async def exec(self, _: ExecRequest) -> ExecResult:
+        """Start a queued run: admitted once, within the organization's active-run cap."""
+        self._exec_claimed = True
+        try:
+            await workflow.execute_local_activity_method(
+                LifecycleActivities.start_run,
+                StartInput(run_id=self._inp.run_id, max_active_runs=self._inp.max_active_runs),
+                **options.LIFECYCLE.local(),
+            )
+        except (ActivityError, ApplicationError) as err:
+            self._exec_claimed = False  # refused (cap, credits): a later exec may succeed
+            raise cause_of(err) from None
+        self._started = True
+        self._set_status(RunStatus.PENDING, "provisioning the sandbox")
+        return ExecResult()
 
     @exec.validator
-    def _validate_exec(self, _: ExecInput) -> None:
-        if self._exec_requested or self._closing or self._cancel_requested:
-            raise ApplicationError(f"run is {self._status}", type="RUN_ALREADY_STARTED")
+    def _validate_exec(self, _: ExecRequest) -> None:
+        if self._exec_claimed or self._cancel_requested or self._ended is not None:
+            raise ApplicationError(f"run is {self._status}", type=ErrorCode.RUN_ALREADY_STARTED)
 
-    @workflow.signal(name="cancel")
-    def cancel(self, _: CancelInput) -> None:
+    @workflow.update
+    async def cancel(self, _: CancelRequest) -> CancelResult:
+        """Cancel the run. The answer is final: ``cancelled``, or how it had already ended.
+        The activity in flight, the sandbox and the model calls stop right after."""
         self._cancel_requested = True
+        ended = await self._end(Outcome(RunStatus.CANCELLED))
+        return CancelResult(status=ended.status)
 
-    @workflow.update(name="input")
-    def input(self, update: InputUpdate) -> InputResult:
-        # As with exec: of two answers admitted together, the first handler wins.
-        if not self._waiting or self._answer is not None:
-            raise ApplicationError("run is not waiting for input", type="RUN_NOT_WAITING_FOR_INPUT")
-        self._answer = update.content
-        return InputResult()
+    @workflow.update
+    async def answer(self, req: AnswerRequest) -> AnswerResult:
+        """Answer the question the agent asked with ``ask_user``."""
+        await self._answer(req.content)
+        return AnswerResult()
 
-    @input.validator
-    def _validate_input(self, update: InputUpdate) -> None:
-        if not self._waiting or self._answer is not None:
+    @answer.validator
+    def _validate_answer(self, req: AnswerRequest) -> None:
+        if self._question is None:
             raise ApplicationError(
-                f"run is {self._status}, not waiting for input", type="RUN_NOT_WAITING_FOR_INPUT"
+                f"run is {self._status}, not waiting for input",
+                type=ErrorCode.RUN_NOT_WAITING_FOR_INPUT,
             )
 
-    @workflow.signal(name="close")
-    def close(self, _: CloseInput) -> None:
-        self._close_requested = True
+    async def _answer(self, content: str) -> None:
+        question, self._question = self._question, None  # a second answer is refused now
+        if question is None:  # answered by an update admitted in the same workflow task
+            raise ApplicationError("already answered", type=ErrorCode.RUN_NOT_WAITING_FOR_INPUT)
+        try:
+            async with self._lifecycle:
+                await workflow.execute_local_activity_method(
+                    LifecycleActivities.record_answer,
+                    AnswerInput(
+                        run_id=question.run_id,
+                        turn=question.turn,
+                        call_id=question.call_id,
+                        content=content,
+                    ),
+                    **options.LIFECYCLE.local(),
+                )
+        except (ActivityError, ApplicationError) as err:
+            self._question = question
+            raise cause_of(err) from None
+        self._answered = True
+        self._set_status(RunStatus.RUNNING, f"turn {question.turn}: answer received")
 
-    @workflow.query(name="state")
-    def state(self) -> RunState:
-        return RunState(status=self._status, turns=self._turns, cost_usd=self._cost)
+    @workflow.update
+    async def message(self, req: MessageRequest) -> MessageResult:
+        """A user message: the answer to a waiting question, or read at the next turn."""
+        if self._question is not None:
+            await self._answer(req.content)
+            return MessageResult(delivered="answer")
+        update = workflow.current_update_info()
+        key = update.id if update is not None else str(workflow.uuid4())
+        await workflow.execute_local_activity_method(
+            LifecycleActivities.queue_message,
+            NoteInput(run_id=self._inp.run_id, content=req.content, key=key),
+            **options.LIFECYCLE.local(),
+        )
+        return MessageResult(delivered="queued")
 
-    # -- the run -------------------------------------------------------------------
+    @message.validator
+    def _validate_message(self, req: MessageRequest) -> None:
+        if self._ended is not None or self._cancel_requested:
+            raise ApplicationError(f"run is {self._status}", type=ErrorCode.RUN_NOT_ACTIVE)
+
+    @workflow.signal
+    def close(self, _: CloseRequest) -> None:
+        """End the run ``completed`` after the current turn."""
+        self._loop.close_requested = True
+
+    # -- the run -------------------------------------------------------------------------
 
     @workflow.run
-    async def run(self, inp: RunInput) -> FinishResult:
-        # An exec update can arrive in the very first activation, before run() starts.
-        self._exec_requested = self._exec_requested or inp.start
-        self._set_status("pending" if inp.start else "queued", "waiting for exec")
+    async def run(self, inp: RunInput) -> RunResult:
         try:
-            await workflow.wait_condition(
-                lambda: self._exec_requested or self._cancel_requested,
-                timeout=timedelta(seconds=inp.queued_ttl_seconds),
+            outcome = await self._run(inp)
+        except asyncio.CancelledError:  # cancelled through Temporal itself (the UI, the CLI)
+            self._cancel_requested = self._temporal_cancelled = True
+            outcome = Outcome(RunStatus.CANCELLED)
+            await self._destroy_sandbox()
+        except ContinueAsNew as more:
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            workflow.continue_as_new(inp.model_copy(update={"carried": more.carried}))
+        except Exception as err:
+            # A bug in this workflow: end the run visibly instead of failing the workflow
+            # task, which Temporal would retry forever while the run hangs.
+            workflow.logger.exception("run workflow failed")
+            await self._destroy_sandbox()
+            outcome = Outcome(
+                RunStatus.FAILED,
+                "error",
+                ErrorCode.INTERNAL_ERROR,
+                f"{type(err).__name__}: {err}",
             )
-        except TimeoutError:
-            self._closing = True
-            return await self._finish(
-                inp, Outcome("cancelled", error_code="RUN_EXPIRED", error_message="never executed")
-            )
-        except asyncio.CancelledError:
-            self._cancel_requested = True
-        if self._cancel_requested:
-            self._closing = True
-            return await self._finish(inp, Outcome("cancelled"))
+        ended = await self._end(outcome)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return await self._conclude(ended)
 
-        self._set_status("pending", "provisioning the sandbox")
-        outcome = await self._supervise(inp)
-        self._closing = True
-        if self._sandbox is not None:
-            self._set_details("destroying the sandbox")
-            await workflow.execute_activity_method(
-                SandboxActivities.destroy_sandbox,
-                DestroyInput(run_id=inp.run_id, sandbox=self._sandbox),
-                start_to_close_timeout=timedelta(minutes=5),
-                heartbeat_timeout=_HEARTBEAT,
-                retry_policy=_QUICK,
-            )
-        return await self._finish(inp, outcome)
-
-    async def _supervise(self, inp: RunInput) -> Outcome:
-        """Run the agent until it ends, the deadline passes or a cancel arrives.
-
-        ``timeoutSeconds`` is a budget of working time: it is paused while the run waits
-        for input (that wait has its own limit, enforced by the agent loop).
-        """
-        agent = asyncio.create_task(self._agent(inp))
-        budget = timedelta(seconds=inp.guardrails.timeout_seconds)
-        timed_out = False
-        try:
-            while True:
-                started = workflow.now()
-                try:
-                    await workflow.wait_condition(
-                        lambda: agent.done() or self._cancel_requested or self._waiting,
-                        timeout=budget,
-                    )
-                except TimeoutError:
-                    timed_out = True
-                    break
-                budget -= workflow.now() - started
-                if agent.done() or self._cancel_requested:
-                    break
-                await workflow.wait_condition(
-                    lambda: agent.done() or self._cancel_requested or not self._waiting
-                )
-                if budget <= timedelta(0):
-                    timed_out = True
-                    break
-        except asyncio.CancelledError:  # cancelled through Temporal itself
-            self._cancel_requested = True
-        if agent.done():
+    async def _run(self, inp: RunInput) -> Outcome:
+        if inp.carried is None:
+            self._set_status(RunStatus.QUEUED, "waiting for exec")
             try:
-                return agent.result()
-            except (ActivityError, ApplicationError) as err:
-                return _error_outcome(err)
-        agent.cancel()
+                await workflow.wait_condition(
+                    lambda: self._started or self._cancel_requested,
+                    timeout=timedelta(seconds=inp.queued_ttl_seconds),
+                )
+            except TimeoutError:
+                if not self._exec_claimed:
+                    return Outcome(RunStatus.CANCELLED, error_code=ErrorCode.RUN_EXPIRED)
+                await workflow.wait_condition(lambda: self._started or not self._exec_claimed)
+            if self._cancel_requested or not self._started:
+                return Outcome(RunStatus.CANCELLED)
         try:
-            await agent
-        except BaseException:
-            pass
-        if self._cancel_requested:
-            return Outcome("cancelled")
-        assert timed_out
-        limit = inp.guardrails.timeout_seconds
-        return Outcome(
-            "failed",
-            "timeout",
-            guardrail={"guardrail": "timeoutSeconds", "limit": limit, "value": limit},
+            return await self._loop.supervise(lambda: self._cancel_requested)
+        finally:
+            if not self._loop.continuing:
+                await self._destroy_sandbox()
+
+    async def _destroy_sandbox(self) -> None:
+        sandbox = self._loop.sandbox
+        if sandbox is None:
+            return
+        self._loop.sandbox = None
+        self.set_details("destroying the sandbox")
+        await workflow.execute_activity_method(
+            SandboxActivities.destroy_sandbox,
+            DestroyInput(run_id=self._inp.run_id, sandbox=sandbox),
+            **options.DESTROY.remote(summary="destroy sandbox"),
         )
 
-    async def _agent(self, inp: RunInput) -> Outcome:
-        g = inp.guardrails
-        self._sandbox = await workflow.execute_activity_method(
-            SandboxActivities.provision_sandbox,
-            ProvisionInput(run_id=inp.run_id),
-            start_to_close_timeout=timedelta(minutes=15),
-            heartbeat_timeout=_HEARTBEAT,
-            retry_policy=RetryPolicy(maximum_attempts=3),
-            summary="provision sandbox",
-        )
-        self._set_status("running", "sandbox ready")
-        turn = 0
-        while True:
-            if turn >= g.max_turns:
-                return Outcome(
-                    "failed",
-                    "max_turns",
-                    guardrail={"guardrail": "maxTurns", "limit": g.max_turns, "value": turn},
-                )
-            turn += 1
-            self._set_details(f"turn {turn}: the model is answering")
-            res = await workflow.execute_activity_method(
-                AgentActivities.run_agent_turn,
-                TurnInput(
-                    run_id=inp.run_id, turn=turn, sandbox=self._sandbox, answer=self._take_answer()
+    async def _end(self, outcome: Outcome) -> FinishResult:
+        """Write the terminal status once; the first terminal write wins."""
+        if self._ended is None:
+            result = await workflow.execute_local_activity_method(
+                LifecycleActivities.finish_run,
+                FinishInput(
+                    run_id=self._inp.run_id,
+                    status=outcome.status,
+                    fail_reason=outcome.fail_reason,
+                    error_code=outcome.error_code,
+                    error_message=outcome.error_message,
+                    guardrail=outcome.guardrail,
                 ),
-                start_to_close_timeout=timedelta(minutes=15),
-                heartbeat_timeout=_HEARTBEAT,
-                retry_policy=_MODEL_RETRY,
-                summary=f"model turn {turn}",
+                **options.LIFECYCLE.local(),
             )
-            self._turns, self._cost = res.turns, res.cost_usd
-            if res.cost_usd > g.max_cost_usd:
-                return Outcome(
-                    "failed",
-                    "max_cost",
-                    guardrail={
-                        "guardrail": "maxCostUsd",
-                        "limit": g.max_cost_usd,
-                        "value": res.cost_usd,
-                    },
-                )
-            if not res.tool_calls or self._close_requested:
-                break
-            for call in res.tool_calls:
-                if self._close_requested:
-                    break
-                if call.name == "ask_user":
-                    ended = await self._ask(inp, turn, call.id)
-                    if ended is not None:
-                        return ended
-                    continue
-                self._set_details(f"turn {turn}: running {call.name}")
-                await workflow.execute_activity_method(
-                    SandboxActivities.run_tool,
-                    ToolInput(
-                        run_id=inp.run_id,
-                        turn=turn,
-                        call_id=call.id,
-                        name=call.name,
-                        sandbox=self._sandbox,
-                        answer=self._take_answer(),
-                    ),
-                    start_to_close_timeout=timedelta(seconds=inp.tool_timeout_seconds + 60),
-                    heartbeat_timeout=_HEARTBEAT,
-                    retry_policy=RetryPolicy(maximum_attempts=3),
-                    summary=call.name,
-                )
-            if self._close_requested:
-                break
-        if (answer := self._take_answer()) is not None:  # no activity came after the answer
-            await workflow.execute_activity_method(
-                StoreActivities.record_input,
-                answer,
-                start_to_close_timeout=_STORE_TIMEOUT,
-                retry_policy=_QUICK,
-            )
-        self._set_details("collecting outputs")
-        await workflow.execute_activity_method(
-            StoreActivities.collect_outputs,
-            RunRef(run_id=inp.run_id),
-            start_to_close_timeout=_STORE_TIMEOUT,
-            retry_policy=_QUICK,
-        )
-        return Outcome("completed")
+            self._ended = self._ended or result
+            self._set_status(RunStatus(self._ended.status), f"ended: {self._ended.status}")
+        return self._ended
 
-    async def _ask(self, inp: RunInput, turn: int, call_id: str) -> Outcome | None:
-        """Wait for the answer to an ``ask_user`` call; an Outcome if the run ends instead."""
-        # Answers are accepted from the moment the run decides to wait. The store shows
-        # waiting_for_input once mark_waiting commits, and an answer sent right then can
-        # reach this workflow in the same task as that activity's result; the SDK hands
-        # over updates before results, so the validator used to see "running" (a 409).
-        early = workflow.patched("input-accepted-while-marking-waiting")
-        if early:
-            self._answer, self._waiting = None, True
-        await workflow.execute_activity_method(
-            StoreActivities.mark_waiting,
-            WaitInput(run_id=inp.run_id, turn=turn, call_id=call_id),
-            start_to_close_timeout=_STORE_TIMEOUT,
-            retry_policy=_QUICK,
-        )
-        if not early:
-            self._answer, self._waiting = None, True
-        self._set_status("waiting_for_input", f"turn {turn}: waiting for an answer")
+    async def _conclude(self, ended: FinishResult) -> RunResult:
+        """End the workflow the way the run ended."""
+        if ended.status == RunStatus.FAILED:
+            code = ended.error_code or ended.fail_reason or ErrorCode.INTERNAL_ERROR
+            raise ApplicationError(
+                ended.error_message or f"the run failed: {ended.fail_reason}",
+                type=code,
+                non_retryable=True,
+            )
+        if ended.status == RunStatus.CANCELLED:
+            if self._temporal_cancelled:
+                raise asyncio.CancelledError()
+            # Only a cancellation requested through Temporal ends a workflow as cancelled:
+            # the run asks for its own, then waits for it to arrive.
+            await workflow.execute_local_activity_method(
+                LifecycleActivities.cancel_workflow,
+                RunRef(run_id=self._inp.run_id),
+                **options.LIFECYCLE.local(),
+            )
+            await workflow.wait_condition(lambda: False)
+        return RunResult(status=ended.status)
+
+    # -- what the agent loop needs from the run --------------------------------------------
+
+    async def ask(self, question: WaitInput, wait_seconds: int) -> bool:
+        """Wait for the answer to an ``ask_user`` call; False if it never came."""
+        self._answered = False
+        self._question = question  # answers are accepted from now on
+        async with self._lifecycle:
+            await workflow.execute_local_activity_method(
+                LifecycleActivities.mark_waiting, question, **options.LIFECYCLE.local()
+            )
+        self._set_status(RunStatus.WAITING_FOR_INPUT, f"turn {question.turn}: waiting")
         try:
             await workflow.wait_condition(
-                lambda: self._answer is not None or self._close_requested,
-                timeout=timedelta(seconds=inp.input_wait_seconds),
+                lambda: self._answered or self._loop.close_requested,
+                timeout=timedelta(seconds=wait_seconds),
             )
         except TimeoutError:
-            limit = inp.input_wait_seconds
-            return Outcome(
-                "failed",
-                "timeout",
-                guardrail={"guardrail": "inputWaitSeconds", "limit": limit, "value": limit},
-            )
+            return False
         finally:
-            self._waiting = False
-        if self._answer is None:  # closed while waiting: the loop ends with what there is
-            return None
-        # The next activity stores the answer first (a round trip saved); the status the
-        # API shows turns to running then, and the search attribute now.
-        self._unrecorded = AnswerInput(
-            run_id=inp.run_id, turn=turn, call_id=call_id, content=self._answer
+            self._question = None
+        return True
+
+    @property
+    def waiting(self) -> bool:
+        return self._question is not None
+
+    def set_running(self, details: str) -> None:
+        self._set_status(RunStatus.RUNNING, details)
+
+    def set_details(self, details: str) -> None:
+        loop = self._loop
+        workflow.set_current_details(
+            f"{self._status} · {details} · turns {loop.turns} · ${loop.cost:.4f}"
         )
-        self._set_status("running", f"turn {turn}: answer received")
-        return None
 
-    def _take_answer(self) -> AnswerInput | None:
-        answer, self._unrecorded = self._unrecorded, None
-        return answer
-
-    async def _finish(self, inp: RunInput, outcome: Outcome) -> FinishResult:
-        result = await workflow.execute_activity_method(
-            StoreActivities.finish_run,
-            FinishInput(
-                run_id=inp.run_id,
-                status=outcome.status,
-                fail_reason=outcome.fail_reason,
-                error_code=outcome.error_code,
-                error_message=outcome.error_message,
-                guardrail=outcome.guardrail,
-            ),
-            start_to_close_timeout=_STORE_TIMEOUT,
-            retry_policy=_QUICK,
-        )
-        # The store may already say "cancelled" (the API writes it first): that wins.
-        self._set_status(result.status, f"ended: {result.status}")
-        return result
-
-    # -- Temporal UI ---------------------------------------------------------------
-
-    def _set_status(self, status: str, details: str) -> None:
+    def _set_status(self, status: RunStatus, details: str) -> None:
         if status != self._status:
             workflow.upsert_search_attributes([SA_STATUS.value_set(status)])
         self._status = status
-        self._set_details(details)
-
-    def _set_details(self, details: str) -> None:
-        workflow.set_current_details(
-            f"{self._status} · {details} · turns {self._turns} · ${self._cost:.4f}"
-        )
+        self.set_details(details)

@@ -12,14 +12,15 @@ from api.deps import DbDep, ReaderDep, WriterDep
 from api.errors import ProblemError
 from api.ownership import load_owned
 from api.pagination import paginate
-from api.run_factory import OPEN_STATUSES, invalid
+from api.run_factory import invalid
 from api.schemas import AgentBody, AgentPatch
 from runyard.db.engine import Database
 from runyard.db.models import Agent, Run
 from runyard.db.types import utcnow
+from runyard.domain import OPEN_STATUSES, ErrorCode
 from runyard.ids import new_id
 from runyard.models.pricing import is_valid_model
-from runyard.store.runs import iso
+from runyard.store.run_view import iso
 from runyard.store.templates import find_template
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"])
@@ -116,7 +117,7 @@ async def delete_agent(agent_id: str, principal: WriterDep, db: DbDep) -> Respon
             )
         ).scalar_one()
         if busy:
-            raise ProblemError(409, "CONFLICT", f"agent {agent_id} has {busy} open run(s)")
+            raise ProblemError(409, ErrorCode.CONFLICT, f"agent {agent_id} has {busy} open run(s)")
         found = await s.get(Agent, agent.id)
         if found is not None:
             await s.delete(found)

@@ -16,15 +16,9 @@ from api.run_factory import invalid
 from api.schemas import Timestamp
 from runyard.db.engine import Database
 from runyard.db.models import Run
+from runyard.domain import TERMINAL_EVENT_TYPES, TERMINAL_STATUSES, EventType
 from runyard.notifier import EventNotifier, encode
-from runyard.store.events import (
-    EVENT_TYPES,
-    TERMINAL_EVENT_TYPES,
-    TERMINAL_STATUSES,
-    event_json,
-    first_seq,
-    list_events,
-)
+from runyard.store.events import event_json, first_seq, list_events
 
 router = APIRouter(prefix="/v1/runs", tags=["events"])
 _BATCH = 500
@@ -49,7 +43,7 @@ def _types(raw: str | None, field: str) -> list[str] | None:
     if raw is None:
         return None
     wanted = [t.strip() for t in raw.split(",") if t.strip()]
-    unknown = sorted(set(wanted) - EVENT_TYPES)
+    unknown = sorted(set(wanted) - set(EventType))
     if unknown:
         raise invalid(field, f"unknown event type(s) {', '.join(unknown)}", "enum")
     return wanted

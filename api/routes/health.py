@@ -20,8 +20,8 @@ async def healthz(request: Request) -> JSONResponse:
     except Exception as exc:
         body["database"] = f"error: {type(exc).__name__}"
     try:
-        client = await request.app.state.temporal()
-        await asyncio.wait_for(client.service_client.check_health(), 3)
+        runs = await request.app.state.temporal()
+        await asyncio.wait_for(runs.temporal.service_client.check_health(), 3)
     except Exception as exc:
         body["temporal"] = f"error: {getattr(exc, 'detail', None) or type(exc).__name__}"
     ok = body["database"] == "ok" and body["temporal"] == "ok"

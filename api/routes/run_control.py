@@ -1,4 +1,5 @@
-"""``/v1/runs/{id}/exec`` and ``/cancel``: the run's state changes through its workflow."""
+"""``/v1/runs/{id}/exec``, ``/cancel`` and ``/watch``: exec and cancel are asked of the
+run's workflow, which owns the run's status (``workflows/run.py``)."""
 
 from __future__ import annotations
 
@@ -11,15 +12,16 @@ from fastapi.responses import JSONResponse
 from api.callbacks import allowed_callback
 from api.deps import DbDep, SettingsDep, TemporalDep, WriterDep
 from api.errors import ProblemError
-from api.orchestrator import already_started, send_exec, signal_cancel
+from api.orchestrator import already_started
 from api.routes.runs import load_run
-from api.run_factory import check_active_cap
 from api.schemas import WatchBody
 from runyard.db.models import RunWatcher
 from runyard.db.types import utcnow
+from runyard.domain import TERMINAL_STATUSES, ErrorCode, RunStatus
+from runyard.errors import RunAlreadyStarted, RunNotActive
 from runyard.ids import new_id
-from runyard.store.events import TERMINAL_STATUSES, NewEvent, append_events, lock_run
-from runyard.store.runs import finish, iso, set_status
+from runyard.store.events import locked_run
+from runyard.store.run_view import iso
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 log = structlog.get_logger("runyard.api")
@@ -27,29 +29,22 @@ log = structlog.get_logger("runyard.api")
 
 @router.post("/{run_id}/exec", status_code=202, summary="Start a queued run (one-shot)")
 async def exec_run(
-    run_id: str, principal: WriterDep, db: DbDep, settings: SettingsDep, temporal: TemporalDep
+    run_id: str, principal: WriterDep, db: DbDep, temporal: TemporalDep
 ) -> JSONResponse:
     run = await load_run(db, principal.org_id, run_id)
-    if run.status != "queued":
+    if run.status != RunStatus.QUEUED:
         raise already_started(run)
-    await check_active_cap(db, principal.org_id, settings)
-
-    async def still_queued() -> bool:
-        return (await load_run(db, principal.org_id, run_id)).status == "queued"
-
-    # The workflow's update validator is the single arbiter: of two concurrent execs,
-    # exactly one is admitted, whatever API replica each reached.
-    await send_exec(await temporal(), run, is_still_queued=still_queued)
-    async with db.write() as s:
-        locked = await lock_run(s, run_id)
-        assert locked is not None
-        if await set_status(s, locked, "pending", allowed_from={"queued"}, now=utcnow()):
-            await append_events(s, locked, [NewEvent("started", "run.started", {})])
+    # The workflow admits one exec, whatever API replica each reached, and only within
+    # the organization's active-run cap; it has written `pending` when this returns.
+    try:
+        await (await temporal()).exec(run_id)
+    except (RunAlreadyStarted, RunNotActive) as exc:
+        raise already_started(await load_run(db, principal.org_id, run_id)) from exc
     log.info("run.exec", run_id=run_id, workflow_id=run.workflow_id, org_id=principal.org_id)
     return JSONResponse(
         {
             "id": run_id,
-            "status": "pending",
+            "status": RunStatus.PENDING,
             "workflowId": run.workflow_id,
             "message": "run accepted; the sandbox is being provisioned",
         },
@@ -64,18 +59,19 @@ async def cancel_run(
     run = await load_run(db, principal.org_id, run_id)
     if run.status in TERMINAL_STATUSES:
         return {"id": run_id, "status": run.status}
-    async with db.write() as s:
-        locked = await lock_run(s, run_id)
-        assert locked is not None
-        await finish(s, locked, "cancelled", now=utcnow())
-        status = locked.status
-    if status == "cancelled":
-        # The store says cancelled first (so the answer is final); the workflow then stops
-        # the activity in flight, destroys the sandbox and records the final usage.
-        await signal_cancel(temporal, run, reason="cancelled through the API")
-        log.info(
-            "run.cancelled", run_id=run_id, workflow_id=run.workflow_id, org_id=principal.org_id
-        )
+    try:
+        # Answered once the store says how the run ended, so the answer is final; the
+        # workflow then stops the activity in flight and destroys the sandbox.
+        status: str = (await (await temporal()).cancel(run_id)).status
+    except RunNotActive:  # the workflow had already ended: the store says how
+        status = (await load_run(db, principal.org_id, run_id)).status
+    log.info(
+        "run.cancel",
+        run_id=run_id,
+        workflow_id=run.workflow_id,
+        org_id=principal.org_id,
+        status=status,
+    )
     return {"id": run_id, "status": status}
 
 
@@ -91,10 +87,11 @@ async def watch_run(
     )
     async with db.write() as s:
         # Under the run's lock: the terminal event either sees this watcher or came before.
-        locked = await lock_run(s, run_id)
-        assert locked is not None
+        locked = await locked_run(s, run_id)
         if locked.status in TERMINAL_STATUSES:
-            raise ProblemError(409, "CONFLICT", f"{run_id} has already ended ({locked.status})")
+            raise ProblemError(
+                409, ErrorCode.CONFLICT, f"{run_id} has already ended ({locked.status})"
+            )
         s.add(watcher)
     return {
         "id": watcher.id,

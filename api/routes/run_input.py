@@ -12,15 +12,14 @@ from fastapi.responses import JSONResponse, Response
 from api.auth import Principal
 from api.deps import DbDep, IdempotencyKey, TemporalDep, WriterDep
 from api.errors import ProblemError
-from api.orchestrator import TemporalConnector, send_input, signal_close
+from api.orchestrator import TemporalConnector, not_waiting
 from api.routes.run_control import cancel_run
 from api.routes.runs import load_run
 from api.schemas import RunInputBody
 from runyard.db.engine import Database
-from runyard.db.models import Run, RunMessage
-from runyard.ids import new_id
-from runyard.store.events import TERMINAL_STATUSES, NewEvent, append_events, lock_run
-from runyard.store.transcript import note_block
+from runyard.db.models import Run
+from runyard.domain import TERMINAL_STATUSES, RunStatus
+from runyard.errors import NotWaitingForInput, RunNotActive, RunyardError
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 log = structlog.get_logger("runyard.api")
@@ -37,28 +36,16 @@ async def submit_input(
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, bool]:
     run = await load_run(db, principal.org_id, run_id)
-    if idempotency_key is None and run.status != "waiting_for_input":
-        raise ProblemError(
-            409,
-            "RUN_NOT_WAITING_FOR_INPUT",
-            f"{run_id} is {run.status}, not waiting for input",
-            title="Run not waiting for input",
-        )
-    await send_input(temporal, run, body.content, idempotency_key)
+    if idempotency_key is None and run.status != RunStatus.WAITING_FOR_INPUT:
+        raise not_waiting(run, f"it is {run.status}")
+    try:
+        await (await temporal()).answer(run_id, body.content, key=idempotency_key)
+    except NotWaitingForInput as exc:
+        raise not_waiting(run, str(exc)) from exc
+    except RunNotActive as exc:
+        raise not_waiting(run, "the run has ended") from exc
     log.info("run.input", run_id=run_id, workflow_id=run.workflow_id, org_id=principal.org_id)
     return {"ok": True}
-
-
-async def queue_message(db: Database, run: Run, content: str) -> None:
-    """Keep a message for the agent's next turn (the run is not waiting for an answer)."""
-    key = new_id("note")
-    async with db.write() as s:
-        locked = await lock_run(s, run.id)
-        assert locked is not None
-        s.add(RunMessage(run_id=run.id, key=key, role="user", content=[note_block(content)]))
-        await append_events(
-            s, locked, [NewEvent(key, "run.input_received", {"content": content, "queued": True})]
-        )
 
 
 # -- JSON-RPC 2.0 --------------------------------------------------------------------
@@ -96,24 +83,21 @@ async def _dispatch(
         return await cancel_run(run.id, principal, db, temporal)
     if run.status in TERMINAL_STATUSES:
         raise RpcError(-32000, f"the run is {run.status}", {"status": run.status})
-    if method == "close":
-        await signal_close(temporal, run)
-        return {"id": run.id, "status": run.status, "closing": True}
-    content = params.get("content")
-    if not isinstance(content, str) or not 1 <= len(content.encode()) <= _MAX_CONTENT:
-        raise RpcError(-32602, "params.content must be a string of 1 byte to 32 KiB")
-    if run.status == "waiting_for_input":
-        try:
-            await send_input(temporal, run, content, None)
-            return {"delivered": "answer"}
-        except ProblemError as exc:
-            if exc.code != "RUN_NOT_WAITING_FOR_INPUT":
-                raise
-            run = await load_run(db, principal.org_id, run.id)  # answered meanwhile: queue it
-            if run.status in TERMINAL_STATUSES:
-                raise RpcError(-32000, f"the run is {run.status}", {"status": run.status}) from exc
-    await queue_message(db, run, content)
-    return {"delivered": "queued"}
+    runs = await temporal()
+    try:
+        if method == "close":
+            await runs.close(run.id)
+            return {"id": run.id, "status": run.status, "closing": True}
+        content = params.get("content")
+        if not isinstance(content, str) or not 1 <= len(content.encode()) <= _MAX_CONTENT:
+            raise RpcError(-32602, "params.content must be a string of 1 byte to 32 KiB")
+        # The workflow decides: the answer to its waiting question, or a note for the
+        # agent's next turn.
+        delivered = await runs.message(run.id, content)
+    except RunNotActive as exc:
+        run = await load_run(db, principal.org_id, run.id)
+        raise RpcError(-32000, f"the run is {run.status}", {"status": run.status}) from exc
+    return {"delivered": delivered.delivered}
 
 
 @router.post(
@@ -169,6 +153,8 @@ async def command(
         return _error(rid, err)
     except ProblemError as exc:  # e.g. the workflow engine is unreachable
         return _error(rid, RpcError(-32603, exc.detail, {"type": exc.code}))
+    except RunyardError as exc:
+        return _error(rid, RpcError(-32603, str(exc), {"type": exc.code}))
     if "id" not in msg:
         return Response(status_code=204)  # a notification gets no response
     return _rpc({"result": result, "id": rid})

@@ -17,12 +17,13 @@ from api.run_factory import create_run
 from api.schemas import CreateRun, Timestamp
 from runyard.db.engine import Database
 from runyard.db.models import Run
-from runyard.store.runs import run_object, status_object
+from runyard.domain import ErrorCode, RunStatus
+from runyard.store.run_view import run_object, status_object
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 log = structlog.get_logger("runyard.api")
 
-STATUSES = ("queued", "pending", "running", "waiting_for_input", "completed", "failed", "cancelled")
+STATUSES = tuple(RunStatus)
 
 
 async def load_run(db: Database, org_id: str, run_id: str) -> Run:
@@ -66,7 +67,7 @@ async def list_runs(
         if bad:
             raise ProblemError(
                 400,
-                "VALIDATION_FAILED",
+                ErrorCode.VALIDATION_FAILED,
                 f"unknown status {', '.join(bad)}",
                 extra={
                     "errors": [
@@ -89,7 +90,7 @@ async def list_runs(
         if value is not None and value.tzinfo is None:
             raise ProblemError(
                 400,
-                "VALIDATION_FAILED",
+                ErrorCode.VALIDATION_FAILED,
                 f"{name} needs a time zone (for instance a trailing Z)",
                 extra={
                     "errors": [

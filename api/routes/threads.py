@@ -18,7 +18,7 @@ from runyard.db.models import Run, Thread
 from runyard.db.types import utcnow
 from runyard.ids import new_id
 from runyard.models.pricing import resolve_model
-from runyard.store.runs import iso, run_object
+from runyard.store.run_view import iso, run_object
 
 router = APIRouter(prefix="/v1/threads", tags=["threads"])
 

@@ -19,12 +19,12 @@ from api.ownership import load_owned
 from api.pagination import paginate
 from api.run_factory import invalid
 from api.schemas import WebhookBody, WebhookPatch
+from notifications.outbox import WEBHOOK_EVENTS
 from runyard.db.engine import Database
 from runyard.db.models import Webhook, WebhookDelivery
 from runyard.db.types import utcnow
 from runyard.ids import new_id
-from runyard.store.runs import iso
-from runyard.webhooks.outbox import WEBHOOK_EVENTS
+from runyard.store.run_view import iso
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 ROTATION_OVERLAP = timedelta(hours=24)

@@ -1,5 +1,8 @@
 """The ``anthropic`` model client: the official SDK, streaming, with prompt caching.
 
+The SDK's own retries are off: Temporal retries the model-turn activity, the one retry
+layer, and every attempt after the first is visible in the event log as ``turn.retried``.
+
 The system prompt and the tool list carry ``cache_control`` so every turn after the first
 reads them from the cache. ``ANTHROPIC_BASE_URL`` is honoured (tests point it at a local
 server that speaks the Messages API stream format).
@@ -16,7 +19,7 @@ from runyard.models.base import ModelError, ModelRequest, ModelResponse, TextSin
 
 class AnthropicModel:
     def __init__(self, *, api_key: str | None, base_url: str | None) -> None:
-        self._client = anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url, max_retries=2)
+        self._client = anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url, max_retries=0)
 
     async def stream(self, request: ModelRequest, on_text: TextSink) -> ModelResponse:
         tools = [dict(t) for t in request.tools]

@@ -6,15 +6,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from runyard.errors import ModelError
+
+__all__ = ["ModelError"]
+
 TextSink = Callable[[str], Awaitable[None]]
-
-
-class ModelError(Exception):
-    """The model call failed. ``retryable`` errors are retried by Temporal."""
-
-    def __init__(self, message: str, *, retryable: bool) -> None:
-        super().__init__(message)
-        self.retryable = retryable
 
 
 @dataclass(frozen=True)

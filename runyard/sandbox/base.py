@@ -5,20 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from runyard.errors import ResourceLimitExceeded, SandboxError
+
+__all__ = ["ResourceLimitExceeded", "SandboxError"]
+
 SIZES: dict[str, dict[str, int]] = {
     "s": {"cpuMillis": 1000, "memoryMi": 2048, "diskMi": 5120},
     "m": {"cpuMillis": 2000, "memoryMi": 4096, "diskMi": 10240},
     "l": {"cpuMillis": 4000, "memoryMi": 8192, "diskMi": 20480},
     "xl": {"cpuMillis": 8000, "memoryMi": 16384, "diskMi": 40960},
 }
-
-
-class SandboxError(Exception):
-    """A sandbox could not be created or reached (maps to ``SANDBOX_UNAVAILABLE``)."""
-
-
-class RepositoryNotFound(SandboxError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -41,10 +37,6 @@ class ExecResult:
     stderr: str
     timed_out: bool = False
     oom_killed: bool = False  # the sandbox's memory limit was hit
-
-
-class ResourceLimitExceeded(SandboxError):
-    """A command went over the sandbox size's memory (RUN_RESOURCE_LIMIT_EXCEEDED)."""
 
 
 class Sandbox(Protocol):

@@ -19,32 +19,14 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from notifications.outbox import enqueue
 from runyard.db.models import Run, RunEvent
 from runyard.db.types import utcnow
-from runyard.webhooks.outbox import enqueue
+from runyard.domain import TERMINAL_STATUSES
+from runyard.errors import RunNotFound
 
-TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 TERMINAL_EVENT_KEY = "terminal"
-TERMINAL_EVENT_TYPES = frozenset({"run.completed", "run.failed", "run.cancelled"})
 NOTIFY_CHANNEL = "runyard_events"
-EVENT_TYPES = frozenset(
-    {
-        "run.created",
-        "run.started",
-        "sandbox.ready",
-        "message.delta",
-        "message.completed",
-        "tool.call",
-        "tool.result",
-        "turn.retried",
-        "usage.updated",
-        "run.waiting_for_input",
-        "run.input_received",
-        "output.detected",
-        "guardrail.triggered",
-        *TERMINAL_EVENT_TYPES,
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -65,6 +47,14 @@ async def lock_run(session: AsyncSession, run_id: str) -> Run | None:
         stmt = stmt.with_for_update()
     result = await session.execute(stmt)
     return result.scalars().first()
+
+
+async def locked_run(session: AsyncSession, run_id: str) -> Run:
+    """:func:`lock_run`, for a run that must exist."""
+    run = await lock_run(session, run_id)
+    if run is None:
+        raise RunNotFound(f"{run_id} is not in the store")
+    return run
 
 
 async def append_events(

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from runyard.db.models import Run, RunMessage
+from runyard.domain import RunStatus
 
 
 def assistant_key(turn: int) -> str:
@@ -82,7 +83,7 @@ async def conversation(session: AsyncSession, run: Run) -> list[dict[str, Any]]:
                 select(Run)
                 .where(
                     col(Run.thread_id) == run.thread_id,
-                    col(Run.status) == "completed",
+                    col(Run.status) == RunStatus.COMPLETED,
                     col(Run.created_at) < run.created_at,
                     col(Run.id) != run.id,
                 )

@@ -15,7 +15,7 @@ def runyard(stack: Stack, *args: str, key: str | None = None) -> subprocess.Comp
     if key:
         env["RUNYARD_API_KEY"] = key
     return subprocess.run(
-        [sys.executable, "-m", "runyard.cli", *args],
+        [sys.executable, "-m", "cli", *args],
         env=env,
         cwd=ROOT,
         capture_output=True,

@@ -7,7 +7,7 @@ import asyncio
 import httpx
 
 from runyard.db.engine import Database
-from tests.conftest import script, wait_for
+from tests.conftest import poll_until, script, wait_for
 from tests.integration.test_run_lifecycle import assert_dense_log, events_of
 from tests.stack import Stack
 
@@ -30,10 +30,12 @@ async def test_worker_sigkill_mid_run(
             },
         )
     ).json()
-    for _ in range(300):
-        if sum(e.type == "tool.result" for e in await events_of(stack_db, run["id"])) >= 2:
-            break
-        await asyncio.sleep(0.05)
+
+    async def two_results() -> bool:
+        events = await events_of(stack_db, run["id"])
+        return sum(e.type == "tool.result" for e in events) >= 2
+
+    await poll_until(two_results, "two tool results before the kill")
     stack.kill_worker(stack.workers[0])
     assert (await api.get(f"/v1/runs/{run['id']}")).json()["status"] == "running"
     await asyncio.sleep(1)

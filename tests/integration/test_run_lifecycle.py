@@ -8,10 +8,13 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 from sqlmodel import col
+from temporalio.client import WorkflowExecutionStatus
 
 from runyard.db.engine import Database
 from runyard.db.models import RunEvent
-from tests.conftest import TERMINAL, script, wait_for
+from runyard.settings import Settings
+from runyard.temporal import connect
+from tests.conftest import TERMINAL, poll_until, script, wait_for
 
 
 async def events_of(db: Database, run_id: str) -> list[RunEvent]:
@@ -115,12 +118,12 @@ async def test_cancel_running_sleep(api: httpx.AsyncClient, stack_db: Database, 
         prompt=script({"tool": "bash", "input": {"command": "sleep 60"}}, {"text": "never"}),
         start=True,
     )
-    for _ in range(100):  # wait until the sleep is really running in the sandbox
-        events = await events_of(stack_db, run["id"])
-        if any(e.type == "tool.call" for e in events):
-            break
-        await asyncio.sleep(0.1)
-    await asyncio.sleep(0.5)
+
+    async def calling() -> bool:
+        return any(e.type == "tool.call" for e in await events_of(stack_db, run["id"]))
+
+    await poll_until(calling, "the sleep's tool call")
+    await asyncio.sleep(0.5)  # the sleep is really running in the sandbox
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     resp = await api.post(f"/v1/runs/{run['id']}/cancel")
@@ -133,9 +136,19 @@ async def test_cancel_running_sleep(api: httpx.AsyncClient, stack_db: Database, 
         / "sandboxes"
         / done["sandbox"]["id"]
     )
-    while sandbox_dir.exists() and loop.time() - t0 < 5:
-        await asyncio.sleep(0.1)
-    assert not sandbox_dir.exists()
+
+    async def gone() -> bool:
+        return not sandbox_dir.exists()
+
+    await poll_until(gone, "the sandbox's removal", timeout=max(0.1, 5 - (loop.time() - t0)))
+    # The workflow itself ends cancelled in Temporal, as the run did.
+    temporal = await connect(Settings(temporal_address=stack.env["TEMPORAL_ADDRESS"]))
+
+    async def workflow_cancelled() -> bool:
+        status = (await temporal.get_workflow_handle(run["id"]).describe()).status
+        return status == WorkflowExecutionStatus.CANCELED
+
+    await poll_until(workflow_cancelled, "the workflow's cancellation in Temporal")
     assert_dense_log(await events_of(stack_db, run["id"]))
     # Cancel is idempotent on a terminal run.
     again = await api.post(f"/v1/runs/{run['id']}/cancel")

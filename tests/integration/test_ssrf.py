@@ -8,8 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from runyard.webhooks.sender import Sender
-from runyard.webhooks.ssrf import ForbiddenURL, check_url
+from notifications.sender import Sender
+from notifications.ssrf import ForbiddenURL, check_url
 from tests.conftest import in_process_api
 from tests.fakes.receiver import Receiver
 

@@ -12,6 +12,7 @@ import pytest
 from runyard.db.engine import Database, migrate
 from runyard.db.models import Run
 from runyard.db.types import utcnow
+from runyard.domain import RunStatus
 from runyard.ids import new_id
 from runyard.store.events import NewEvent, append_events, list_events, lock_run
 from runyard.store.orgs import create_key, ensure_org, find_key
@@ -90,12 +91,16 @@ async def test_terminal_event_is_last_and_single(db: Database) -> None:
     async with db.write() as s:
         locked = await lock_run(s, run.id)
         assert locked is not None
-        assert await finish(s, locked, "cancelled", now=utcnow())
+        assert await finish(s, locked, RunStatus.CANCELLED, now=utcnow())
     async with db.write() as s:
         locked = await lock_run(s, run.id)
         assert locked is not None
-        assert not await finish(s, locked, "completed", now=utcnow())  # the first terminal wins
-        assert not await set_status(s, locked, "running", allowed_from={"running"}, now=utcnow())
+        assert not await finish(
+            s, locked, RunStatus.COMPLETED, now=utcnow()
+        )  # the first terminal wins
+        assert not await set_status(
+            s, locked, RunStatus.RUNNING, allowed_from={RunStatus.RUNNING}, now=utcnow()
+        )
     assert await append(db, run.id, NewEvent("late", "tool.result")) == []
     async with db.session() as s:
         events = await list_events(s, run.id)

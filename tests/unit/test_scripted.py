@@ -78,7 +78,7 @@ async def test_fail_and_sleep() -> None:
 
     with pytest.raises(ModelError) as err:
         await m.stream(req([{"role": "user", "content": prompt({"fail": "boom"})}]), sink)
-    assert not err.value.retryable and "boom" in str(err.value)
+    assert not err.value.should_retry and "boom" in str(err.value)
     r = await m.stream(
         req([{"role": "user", "content": prompt({"sleep": 0.01}, {"text": "after"})}]), sink
     )

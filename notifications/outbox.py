@@ -1,8 +1,8 @@
 """The outbox: deliveries are written in the same transaction as the event they announce.
 
 So an event is never committed without its deliveries, nor a delivery without its
-event. The worker's pump then starts one ``DeliveryWorkflow`` per pending delivery
-(workflow id = delivery id, so starting twice is harmless).
+event. The pump (``notifications/pump.py``) then starts one ``DeliveryWorkflow`` per
+pending delivery (workflow id = delivery id, so starting twice is harmless).
 """
 
 from __future__ import annotations
@@ -17,18 +17,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from runyard.db.models import Run, RunWatcher, Webhook, WebhookDelivery
+from runyard.domain import TERMINAL_EVENT_TYPES, EventType
+from runyard.store.run_view import run_object
 
 WEBHOOK_EVENTS = frozenset(
     {
-        "run.started",
-        "run.waiting_for_input",
-        "output.detected",
-        "run.completed",
-        "run.failed",
-        "run.cancelled",
+        EventType.RUN_STARTED,
+        EventType.RUN_WAITING_FOR_INPUT,
+        EventType.OUTPUT_DETECTED,
+        *TERMINAL_EVENT_TYPES,
     }
 )
-TERMINAL = frozenset({"run.completed", "run.failed", "run.cancelled"})
 
 
 def _digest(*parts: str) -> str:
@@ -73,8 +72,6 @@ async def enqueue(
     wanted = [(key, typ) for key, typ, _ in events if typ in WEBHOOK_EVENTS]
     if not wanted:
         return 0
-    from runyard.store.runs import run_object  # here: runs imports the event store
-
     body = run_object(run)
     hooks = list(
         (
@@ -93,14 +90,15 @@ async def enqueue(
             payload: dict[str, Any] = {"type": typ, "timestamp": _iso(now), "data": body}
             digest = _digest(hook.id, run.id, key)
             rows.append(_delivery(run, digest, "webhook", hook.url, typ, payload, now, hook.id))
-        if typ in TERMINAL:
-            targets = [("callback", run.callback_url)] if run.callback_url else []
+        if typ in TERMINAL_EVENT_TYPES:
+            targets: list[tuple[str, str]] = []
+            if run.callback_url:
+                targets.append(("callback", run.callback_url))
             watchers = (
                 await session.execute(select(RunWatcher).where(col(RunWatcher.run_id) == run.id))
             ).scalars()
             targets += [("watcher", w.callback_url) for w in watchers]
             for kind, url in targets:
-                assert url is not None
                 rows.append(_delivery(run, _digest(kind, url, run.id), kind, url, typ, body, now))
     for row in rows:
         if await session.get(WebhookDelivery, row.id) is None:

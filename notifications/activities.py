@@ -1,15 +1,23 @@
-"""Webhook and callback delivery attempts, recorded on the delivery row."""
+"""The notification activities: one delivery attempt, recorded on the delivery row; and
+the outbox sweep that starts a ``DeliveryWorkflow`` for each new delivery."""
 
 from __future__ import annotations
 
+import asyncio
+
 import structlog
 from pydantic import BaseModel
+from sqlalchemy import select, update
+from sqlmodel import col
 from temporalio import activity
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from notifications.sender import Attempt, Sender
 from runyard.db.engine import Database
 from runyard.db.models import Webhook, WebhookDelivery
 from runyard.db.types import utcnow
-from runyard.webhooks.sender import Attempt, Sender
+from runyard.settings import Settings
 
 log = structlog.get_logger("runyard.webhooks")
 _FINAL = frozenset({"delivered", "failed", "gone", "forbidden", "cancelled"})
@@ -101,11 +109,65 @@ class DeliveryActivities:
                     hook.updated_at = now
 
 
-def schedule_from(setting: str) -> list[float]:
-    """Seconds between attempts, from RUNYARD_WEBHOOK_RETRY_SCHEDULE."""
-    values = [float(x) for x in setting.split(",") if x.strip()]
-    if not values or any(v < 0 for v in values):
-        raise ValueError(
-            "RUNYARD_WEBHOOK_RETRY_SCHEDULE needs non-negative seconds, comma-separated"
-        )
-    return values
+class PumpInput(BaseModel):
+    # How long one activity sweeps before it hands back to its workflow.
+    seconds: float = 600.0
+    every: float = 0.2
+
+
+class OutboxActivities:
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+
+    @activity.defn(name="pump_outbox")
+    async def pump_outbox(self, inp: PumpInput) -> None:
+        """Sweep the outbox every ``inp.every`` seconds for ``inp.seconds``: start one
+        ``DeliveryWorkflow`` per pending delivery (workflow id = delivery id, so a second
+        start is refused and harmless), then mark it started."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + inp.seconds
+        while loop.time() < deadline:
+            activity.heartbeat()
+            try:
+                await self._sweep()
+            except Exception as exc:  # the store or Temporal away for a moment: go on
+                log.warning("outbox.sweep_failed", error=str(exc))
+            await asyncio.sleep(inp.every)
+
+    async def _sweep(self) -> None:
+        from notifications.delivery import DeliveryInput, DeliveryWorkflow
+
+        async with self.db.session() as s:
+            ids = list(
+                (
+                    await s.execute(
+                        select(col(WebhookDelivery.id))
+                        .where(
+                            col(WebhookDelivery.status) == "pending",
+                            col(WebhookDelivery.workflow_started).is_(False),
+                        )
+                        .limit(200)
+                    )
+                ).scalars()
+            )
+        client = activity.client()
+        for delivery_id in ids:
+            try:
+                await client.start_workflow(
+                    DeliveryWorkflow.run,
+                    DeliveryInput(
+                        delivery_id=delivery_id, schedule=self.settings.webhook_retry_delays
+                    ),
+                    id=delivery_id,
+                    task_queue=self.settings.task_queue,
+                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                )
+            except WorkflowAlreadyStartedError:
+                pass
+            async with self.db.write() as s:
+                await s.execute(
+                    update(WebhookDelivery)
+                    .where(col(WebhookDelivery.id) == delivery_id)
+                    .values(workflow_started=True)
+                )

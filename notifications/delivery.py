@@ -14,9 +14,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.webhooks import AttemptInput, AttemptOutcome, DeliveryActivities
+    from notifications.activities import AttemptInput, AttemptOutcome, DeliveryActivities
 
-DELIVERY_WORKFLOW = "DeliveryWorkflow"
 _MAX_WAIT = 24 * 3600.0
 
 
@@ -25,7 +24,7 @@ class DeliveryInput(BaseModel):
     schedule: list[float]
 
 
-@workflow.defn(name=DELIVERY_WORKFLOW)
+@workflow.defn(name="DeliveryWorkflow")
 class DeliveryWorkflow:
     @workflow.run
     async def run(self, inp: DeliveryInput) -> str:

@@ -1,23 +1,21 @@
-"""The ``runyard`` command line: dev, api, worker, keys create, run."""
+"""The ``runyard`` command line: dev, api, worker, keys create, run.
+
+A launcher: it builds the ``Settings`` of each command from the environment and its
+flags, and hands them to what it starts. It never writes ``os.environ``.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import signal
 import sys
 import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 from runyard.settings import Settings
-
-# Longer than the idle timeout of clients and load balancers (60 s is common), so the
-# server never closes a kept-alive connection the other side is about to reuse.
-KEEP_ALIVE_SECONDS = 75
 
 app = typer.Typer(
     help="Runyard: AI coding agents as durable Temporal workflows.", no_args_is_help=True
@@ -26,13 +24,16 @@ keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 
 
-def _settings(data_dir: Path | None = None) -> Settings:
-    if data_dir is not None:
-        os.environ["RUNYARD_DATA_DIR"] = str(data_dir)
-    from runyard.settings import get_settings
-
-    get_settings.cache_clear()
-    return get_settings()
+def _settings(**overrides: object) -> Settings:
+    """The environment's settings, with the flags that were given (``None`` = not given)."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**given)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        for err in exc.errors():
+            name = ".".join(str(p) for p in err["loc"]) or "settings"
+            typer.echo(f"invalid setting {name}: {err['msg']}", err=True)
+        raise typer.Exit(2) from exc
 
 
 @app.command()
@@ -44,75 +45,16 @@ def dev(
     host: Annotated[str, typer.Option(help="API bind address.")] = "127.0.0.1",
 ) -> None:
     """Run the Temporal dev server, the worker and the API in the foreground (Ctrl-C stops all)."""
-    from runyard.devserver import DevServerConfig, start_dev_server, wait_for_port
+    from cli.dev import serve_dev
 
-    os.environ.setdefault("RUNYARD_ALLOW_PRIVATE_CALLBACKS", "true")
-    external = os.environ.get("TEMPORAL_ADDRESS")
-    proc = None
-    if not external:
-        cfg = DevServerConfig.load()
-        cfg.port, cfg.ui_port = temporal_port, ui_port
-        os.environ["TEMPORAL_ADDRESS"] = cfg.address
-        data_dir.mkdir(parents=True, exist_ok=True)
-        proc = start_dev_server(cfg, data_dir)
-        try:
-            wait_for_port(cfg.ip, cfg.port, timeout=60, proc=proc)
-        except (RuntimeError, TimeoutError) as exc:
-            typer.echo(
-                f"Temporal dev server did not start: {exc}; see {data_dir / 'temporal.log'}",
-                err=True,
-            )
-            raise typer.Exit(1) from exc
-    settings = _settings(data_dir)
-    from runyard.logging import configure_logging
-
-    configure_logging(settings.log_level, json=settings.log_json)
-    typer.echo(f"Runyard API:   http://{host}:{port}  (docs: http://{host}:{port}/docs)")
-    if proc is not None:
-        typer.echo(f"Temporal UI:   http://127.0.0.1:{ui_port}")
-    typer.echo(f"Temporal:      {settings.temporal_address}   data: {settings.data_dir.resolve()}")
-    typer.echo("Create a key:  runyard keys create --org demo   (Ctrl-C stops everything)")
-    try:
-        asyncio.run(_serve_all(settings, host, port))
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if proc is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except Exception:
-                os.killpg(proc.pid, signal.SIGKILL)
-
-
-async def _serve_all(settings: Settings, host: str, port: int) -> None:
-    import uvicorn
-
-    from api.app import create_app
-    from runyard.db.engine import Database, migrate
-    from runyard.housekeeping import housekeeping
-    from runyard.temporal import connect
-    from worker import build_worker
-
-    migrate(settings.db_url)
-    db = Database(settings.db_url)
-    client = await connect(settings)
-    worker = build_worker(client, settings, db)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings, run_migrations=False),
-            host=host,
-            port=port,
-            log_level="warning",
-            timeout_keep_alive=KEEP_ALIVE_SECONDS,
-        )
+    serve_dev(
+        port=port,
+        temporal_port=temporal_port,
+        ui_port=ui_port,
+        data_dir=data_dir,
+        host=host,
+        settings=lambda **kw: _settings(data_dir=data_dir, **kw),
     )
-    chores = asyncio.create_task(housekeeping(client, db, settings))
-    async with worker:
-        await server.serve()  # returns on Ctrl-C / SIGTERM
-    chores.cancel()
-    await db.dispose()
 
 
 @app.command()
@@ -124,6 +66,7 @@ def api(
     """Run the HTTP API only."""
     import uvicorn
 
+    from cli.dev import KEEP_ALIVE_SECONDS
     from runyard.logging import configure_logging
 
     settings = _settings()
@@ -144,7 +87,7 @@ def worker() -> None:
     """Run the Temporal worker only."""
     from worker import main
 
-    main()
+    main(_settings())
 
 
 @keys_app.command("create")
@@ -197,7 +140,7 @@ def run(
     """Create and execute a run; with --follow, show it until it ends."""
     import httpx
 
-    from runyard.follow import follow_run
+    from cli.follow import follow_run
 
     if not api_key:
         typer.echo(

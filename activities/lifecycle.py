@@ -1,0 +1,206 @@
+"""The run's lifecycle in the store: every status change and lifecycle event.
+
+Only ``RunWorkflow`` calls these (as local activities: store writes of milliseconds, run
+by the worker that runs the workflow task), so the run's status has one owner. Each is
+idempotent: a retried write finds its work done (the transition already made, the
+event already stored under its key) and does nothing twice.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+from temporalio import activity
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities._support import logger, typed_failures
+from runyard.db.engine import Database
+from runyard.db.models import Organization, Run, RunMessage
+from runyard.db.types import utcnow
+from runyard.domain import ACTIVE_STATUSES, EventType, RunStatus
+from runyard.errors import ConcurrentRunLimitExceeded, RunAlreadyStarted
+from runyard.store.events import NewEvent, append_events, locked_run
+from runyard.store.runs import finish, set_status
+from runyard.store.transcript import assistant_key, get_message, note_block, result_key
+from workflows.payloads import (
+    AnswerInput,
+    FinishInput,
+    FinishResult,
+    NoteInput,
+    ReadyInput,
+    RunRef,
+    StartInput,
+    WaitInput,
+)
+
+
+async def _lock_org(session: AsyncSession, org_id: str) -> None:
+    """Serialize the starts of one organization's runs (Postgres; SQLite's writers are
+    serialized already by ``BEGIN IMMEDIATE``)."""
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        await session.execute(
+            select(col(Organization.id)).where(col(Organization.id) == org_id).with_for_update()
+        )
+
+
+class LifecycleActivities:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @activity.defn(name="start_run")
+    @typed_failures
+    async def start_run(self, inp: StartInput) -> None:
+        """queued → pending with ``run.started``, within the organization's active-run
+        cap: the count and the change are one transaction, so of any number of concurrent
+        starts exactly as many as the cap allows succeed."""
+        async with self.db.write() as s:
+            run = await locked_run(s, inp.run_id)
+            if run.status == RunStatus.PENDING:
+                return  # a retry after the commit
+            if run.status != RunStatus.QUEUED:
+                raise RunAlreadyStarted(f"{run.id} is {run.status}")
+            await _lock_org(s, run.org_id)
+            active = (
+                await s.execute(
+                    select(func.count())
+                    .select_from(Run)
+                    .where(
+                        col(Run.org_id) == run.org_id,
+                        col(Run.status).in_(list(ACTIVE_STATUSES)),
+                    )
+                )
+            ).scalar_one()
+            if active >= inp.max_active_runs:
+                raise ConcurrentRunLimitExceeded(
+                    f"the organization already has {active} active runs "
+                    f"(limit {inp.max_active_runs})"
+                )
+            await set_status(
+                s, run, RunStatus.PENDING, allowed_from={RunStatus.QUEUED}, now=utcnow()
+            )
+            await append_events(s, run, [NewEvent("started", EventType.RUN_STARTED, {})])
+
+    @activity.defn(name="mark_running")
+    @typed_failures
+    async def mark_running(self, inp: ReadyInput) -> None:
+        """pending → running once the sandbox is ready, with ``sandbox.ready``."""
+        info = {
+            "id": inp.sandbox.ref.sandbox_id,
+            "provider": inp.sandbox.ref.provider,
+            "size": inp.sandbox.size,
+            "resources": inp.sandbox.resources,
+        }
+        async with self.db.write() as s:
+            run = await locked_run(s, inp.run_id)
+            if await set_status(
+                s,
+                run,
+                RunStatus.RUNNING,
+                allowed_from={RunStatus.PENDING},
+                now=utcnow(),
+                values={"sandbox": info},
+            ):
+                event = NewEvent("sandbox.ready", EventType.SANDBOX_READY, info)
+                await append_events(s, run, [event])
+
+    @activity.defn(name="mark_waiting")
+    @typed_failures
+    async def mark_waiting(self, inp: WaitInput) -> None:
+        """running → waiting_for_input, with the question the agent asked."""
+        async with self.db.session() as s:
+            turn = await get_message(s, inp.run_id, assistant_key(inp.turn))
+        call = next((b for b in (turn.content if turn else []) if b.get("id") == inp.call_id), {})
+        question = str((call.get("input") or {}).get("question", ""))
+        async with self.db.write() as s:
+            run = await locked_run(s, inp.run_id)
+            if await set_status(
+                s,
+                run,
+                RunStatus.WAITING_FOR_INPUT,
+                allowed_from={RunStatus.RUNNING},
+                now=utcnow(),
+                values={"pending_question": question},
+            ):
+                data = {"question": question, "toolCallId": inp.call_id}
+                key = f"turn{inp.turn}.ask.{inp.call_id}"
+                await append_events(s, run, [NewEvent(key, EventType.RUN_WAITING_FOR_INPUT, data)])
+
+    @activity.defn(name="record_answer")
+    @typed_failures
+    async def record_answer(self, inp: AnswerInput) -> None:
+        """The answer becomes the ``ask_user`` call's result; waiting_for_input → running."""
+        key = result_key(inp.turn, inp.call_id)
+        async with self.db.write() as s:
+            run = await locked_run(s, inp.run_id)
+            if await get_message(s, inp.run_id, key) is not None:
+                return
+            block = {"type": "tool_result", "tool_use_id": inp.call_id, "content": inp.content}
+            s.add(RunMessage(run_id=run.id, key=key, role="tool_result", content=[block]))
+            await set_status(
+                s,
+                run,
+                RunStatus.RUNNING,
+                allowed_from={RunStatus.WAITING_FOR_INPUT},
+                now=utcnow(),
+                values={"pending_question": None},
+            )
+            data = {"toolCallId": inp.call_id, "content": inp.content}
+            await append_events(s, run, [NewEvent(key, EventType.RUN_INPUT_RECEIVED, data)])
+
+    @activity.defn(name="queue_message")
+    @typed_failures
+    async def queue_message(self, inp: NoteInput) -> None:
+        """A user message the agent reads at its next turn."""
+        key = f"note.{inp.key}"
+        async with self.db.write() as s:
+            run = await locked_run(s, inp.run_id)
+            if await get_message(s, inp.run_id, key) is not None:
+                return
+            s.add(
+                RunMessage(run_id=run.id, key=key, role="user", content=[note_block(inp.content)])
+            )
+            data = {"content": inp.content, "queued": True}
+            await append_events(s, run, [NewEvent(key, EventType.RUN_INPUT_RECEIVED, data)])
+
+    @activity.defn(name="finish_run")
+    @typed_failures
+    async def finish_run(self, inp: FinishInput) -> FinishResult:
+        """Write the terminal status and event; the first terminal write wins, and every
+        call answers with the status the run really ended with."""
+        error = None
+        if inp.error_code:
+            error = {"code": inp.error_code, "message": inp.error_message or inp.error_code}
+        async with self.db.write() as s:
+            run = await locked_run(s, inp.run_id)
+            if inp.guardrail is not None and not RunStatus(run.status).is_terminal:
+                event = NewEvent("guardrail", EventType.GUARDRAIL_TRIGGERED, dict(inp.guardrail))
+                await append_events(s, run, [event])
+            applied = await finish(
+                s,
+                run,
+                RunStatus(inp.status),
+                now=utcnow(),
+                fail_reason=inp.fail_reason,
+                error=error,
+            )
+        logger(inp.run_id, org_id=run.org_id).info(
+            "run.finished", status=run.status, applied=applied
+        )
+        err = run.error or {}
+        return FinishResult(
+            status=run.status,
+            fail_reason=run.fail_reason,
+            error_code=err.get("code"),
+            error_message=err.get("message"),
+        )
+
+    @activity.defn(name="cancel_workflow")
+    async def cancel_workflow(self, inp: RunRef) -> None:
+        """Ask Temporal to cancel the run's own workflow, so that a cancelled run's
+        workflow ends cancelled (only a requested cancellation does)."""
+        try:
+            await activity.client().get_workflow_handle(inp.run_id).cancel()
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise

@@ -1,0 +1,5 @@
+"""``python -m cli``: the ``runyard`` command line."""
+
+from cli import app
+
+app()

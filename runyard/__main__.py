@@ -1,3 +1,0 @@
-from runyard.cli import app
-
-app()

@@ -1,0 +1,137 @@
+"""One exception hierarchy for what can go wrong in a run, drawn once, here.
+
+::
+
+    RunyardError                         code                           Temporal retries
+    ├── RunNotFound                      RUN_NOT_FOUND                  no
+    ├── RunNotActive                     RUN_NOT_ACTIVE                 no  (it ended meanwhile)
+    ├── RunAlreadyStarted                RUN_ALREADY_STARTED            no
+    ├── ConcurrentRunLimitExceeded       CONCURRENT_RUN_LIMIT_EXCEEDED  no
+    ├── InsufficientCredits              USAGE_INSUFFICIENT_CREDITS     no
+    ├── TemplateNotFound                 RUN_TEMPLATE_NOT_FOUND         no
+    ├── ProviderKeyMissing               RUN_API_KEY_REQUIRED           no
+    ├── NotWaitingForInput               RUN_NOT_WAITING_FOR_INPUT      no
+    ├── OrchestratorUnavailable          RUN_ORCHESTRATOR_ERROR         (the API's: Temporal
+    │                                                                   could not be reached)
+    ├── ModelError                       MODEL_ERROR                    when the provider's
+    │                                                                   answer says so (429,
+    │                                                                   5xx, a cut stream)
+    ├── SandboxError                     SANDBOX_UNAVAILABLE            yes (bounded by the
+    │   │                                                               activity's policy)
+    │   ├── SandboxSetupFailed           SANDBOX_SETUP_FAILED           no
+    │   └── ResourceLimitExceeded        RUN_RESOURCE_LIMIT_EXCEEDED    no
+    └── InternalError                    INTERNAL_ERROR                 no
+
+Activities raise these; one boundary (``activities/_support.py``, ``typed_failures``)
+turns each into the ``ApplicationError`` Temporal sees, ``type`` = its code and
+``non_retryable`` from the class (or, for ``ModelError``, the instance). The workflow
+reads the code back and ends the run ``failed``/``error`` with it as ``error.code``.
+The API has its own errors, ``api.errors.ProblemError``: a problem document per code.
+
+A tool's failure (a command that exits 1, a file that does not exist) is none of these:
+it is a tool result the model reads, and the run goes on.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from runyard.domain import ErrorCode
+
+
+class RunyardError(Exception):
+    code: ClassVar[ErrorCode] = ErrorCode.INTERNAL_ERROR
+    retryable: ClassVar[bool] = False
+
+    @property
+    def should_retry(self) -> bool:
+        return self.retryable
+
+
+class RunNotFound(RunyardError):
+    code = ErrorCode.RUN_NOT_FOUND
+
+
+class RunNotActive(RunyardError):
+    code = ErrorCode.RUN_NOT_ACTIVE
+
+
+class RunAlreadyStarted(RunyardError):
+    code = ErrorCode.RUN_ALREADY_STARTED
+
+
+class ConcurrentRunLimitExceeded(RunyardError):
+    code = ErrorCode.CONCURRENT_RUN_LIMIT_EXCEEDED
+
+
+class InsufficientCredits(RunyardError):
+    code = ErrorCode.USAGE_INSUFFICIENT_CREDITS
+
+
+class TemplateNotFound(RunyardError):
+    code = ErrorCode.RUN_TEMPLATE_NOT_FOUND
+
+
+class ProviderKeyMissing(RunyardError):
+    code = ErrorCode.RUN_API_KEY_REQUIRED
+
+
+class NotWaitingForInput(RunyardError):
+    code = ErrorCode.RUN_NOT_WAITING_FOR_INPUT
+
+
+class OrchestratorUnavailable(RunyardError):
+    code = ErrorCode.RUN_ORCHESTRATOR_ERROR
+
+
+class ModelError(RunyardError):
+    """The model call failed; ``retryable`` comes from the provider's answer."""
+
+    code = ErrorCode.MODEL_ERROR
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.transient = retryable
+
+    @property
+    def should_retry(self) -> bool:
+        return self.transient
+
+
+class SandboxError(RunyardError):
+    """A sandbox could not be created or reached."""
+
+    code = ErrorCode.SANDBOX_UNAVAILABLE
+    retryable = True
+
+
+class SandboxSetupFailed(SandboxError):
+    code = ErrorCode.SANDBOX_SETUP_FAILED
+    retryable = False
+
+
+class ResourceLimitExceeded(SandboxError):
+    """The sandbox went over its size's memory or disk."""
+
+    code = ErrorCode.RUN_RESOURCE_LIMIT_EXCEEDED
+    retryable = False
+
+
+class InternalError(RunyardError):
+    code = ErrorCode.INTERNAL_ERROR
+
+
+def error_for(code: str, message: str) -> RunyardError:
+    """The error of ``code``, as raised again on the far side of Temporal (an update's
+    failure reaches the API as its ``ApplicationError`` type and message)."""
+    for cls in _all_classes(RunyardError):
+        if cls.code == code and cls is not ModelError:
+            return cls(message)
+    return InternalError(f"{code}: {message}")
+
+
+def _all_classes(base: type[RunyardError]) -> list[type[RunyardError]]:
+    found: list[type[RunyardError]] = []
+    for sub in base.__subclasses__():
+        found += [sub, *_all_classes(sub)]
+    return found

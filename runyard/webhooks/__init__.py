@@ -1,1 +1,0 @@
-"""Outgoing notifications: org webhooks (signed), run callbacks and watchers."""

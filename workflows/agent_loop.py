@@ -1,0 +1,239 @@
+"""The agent loop of a run: provision, then model turns and their tool calls, under the
+guardrails (turns, cost, working time), until the agent is done.
+
+``RunWorkflow`` (``workflows/run.py``) drives it and owns everything the API can touch
+(status, answers, cancel); this module owns the turn counter, the cost and the time
+budget, and hands them on when the run continues as new.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Protocol
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.agent import AgentActivities
+    from activities.lifecycle import LifecycleActivities
+    from activities.sandbox import SandboxActivities
+    from runyard.domain import ErrorCode, FailReason, RunStatus
+    from workflows import options
+    from workflows.payloads import (
+        Carried,
+        CollectInput,
+        ReadyInput,
+        RunInput,
+        RunRef,
+        SandboxRef,
+        ToolInput,
+        TurnInput,
+        WaitInput,
+    )
+
+
+@dataclass
+class Outcome:
+    status: RunStatus
+    fail_reason: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    guardrail: dict[str, Any] | None = None
+
+
+def _guardrail(reason: FailReason, name: str, limit: float, value: float) -> Outcome:
+    return Outcome(
+        RunStatus.FAILED,
+        reason,
+        guardrail={"guardrail": name, "limit": limit, "value": value},
+    )
+
+
+class ContinueAsNew(Exception):
+    """Raised between two turns when the history has grown enough; ``RunWorkflow.run``
+    continues the run as new with ``carried``."""
+
+    def __init__(self, carried: Carried | None = None) -> None:
+        super().__init__("continue as new")
+        self.carried = carried
+
+
+def cause_of(err: ActivityError | ApplicationError) -> ApplicationError:
+    """The typed failure an activity raised (see ``runyard/errors.py``); a failed local
+    activity raises it as it is, a remote one wraps it in an ``ActivityError``."""
+    cause: BaseException | None = err
+    while isinstance(cause, ActivityError) and cause.cause is not None:
+        cause = cause.cause
+    if isinstance(cause, ApplicationError) and cause.type:
+        return ApplicationError(cause.message, type=cause.type, non_retryable=True)
+    return ApplicationError(str(cause or err), type=ErrorCode.INTERNAL_ERROR, non_retryable=True)
+
+
+class RunControl(Protocol):
+    """What the loop needs of ``RunWorkflow``."""
+
+    @property
+    def waiting(self) -> bool: ...
+
+    async def ask(self, question: WaitInput, wait_seconds: int) -> bool: ...
+
+    def set_running(self, details: str) -> None: ...
+
+    def set_details(self, details: str) -> None: ...
+
+
+class AgentLoop:
+    def __init__(self, run: RunControl, inp: RunInput) -> None:
+        self.run, self.inp = run, inp
+        c = inp.carried
+        self.turn = c.turn if c else 0
+        self.turns = c.turns if c else 0
+        self.cost = c.cost_usd if c else 0.0
+        self.budget = timedelta(seconds=c.budget_seconds if c else inp.guardrails.timeout_seconds)
+        self.sandbox: SandboxRef | None = c.sandbox if c else None
+        self.close_requested = c.close_requested if c else False
+        self.continuing = False
+        self._first_turn = self.turn + 1
+
+    async def supervise(self, cancelled: Callable[[], bool]) -> Outcome:
+        """Run the agent until it ends, the time budget runs out or a cancel arrives.
+
+        ``timeoutSeconds`` is a budget of working time: it is paused while the run waits
+        for input (that wait has its own limit, ``input_wait_seconds``).
+        """
+        agent = asyncio.create_task(self._agent())
+        try:
+            while True:
+                started = workflow.now()
+                try:
+                    await workflow.wait_condition(
+                        lambda: agent.done() or cancelled() or self.run.waiting,
+                        timeout=max(self.budget, timedelta(0)),
+                    )
+                except TimeoutError:
+                    self.budget = timedelta(0)
+                    limit = self.inp.guardrails.timeout_seconds
+                    timeout = _guardrail(FailReason.TIMEOUT, "timeoutSeconds", limit, limit)
+                    return await self._stop(agent, timeout)
+                self.budget -= workflow.now() - started
+                if agent.done():
+                    return self._result(agent)
+                if cancelled():
+                    return await self._stop(agent, Outcome(RunStatus.CANCELLED))
+                await workflow.wait_condition(
+                    lambda: agent.done() or cancelled() or not self.run.waiting
+                )
+        except asyncio.CancelledError:  # cancelled through Temporal: the caller cleans up
+            await self._stop(agent, Outcome(RunStatus.CANCELLED))
+            raise
+
+    def _result(self, agent: asyncio.Task[Outcome]) -> Outcome:
+        try:
+            return agent.result()
+        except ContinueAsNew:
+            self.continuing = True
+            raise ContinueAsNew(
+                Carried(
+                    turn=self.turn,
+                    turns=self.turns,
+                    cost_usd=self.cost,
+                    budget_seconds=self.budget.total_seconds(),
+                    sandbox=self._sandbox(),
+                    close_requested=self.close_requested,
+                )
+            ) from None
+        except (ActivityError, ApplicationError) as err:
+            cause = cause_of(err)
+            return Outcome(RunStatus.FAILED, FailReason.ERROR, cause.type, cause.message)
+
+    @staticmethod
+    async def _stop(agent: asyncio.Task[Outcome], outcome: Outcome) -> Outcome:
+        agent.cancel()
+        try:
+            await agent
+        except BaseException:
+            pass
+        return outcome
+
+    async def _agent(self) -> Outcome:
+        if self.sandbox is None:
+            await self._provision()
+        g = self.inp.guardrails
+        while True:
+            if self.turn >= g.max_turns:
+                return _guardrail(FailReason.MAX_TURNS, "maxTurns", g.max_turns, self.turn)
+            if self.turn >= self._first_turn and self._history_is_long():
+                raise ContinueAsNew()
+            self.turn += 1
+            turn = self.turn
+            self.run.set_details(f"turn {turn}: the model is answering")
+            res = await workflow.execute_activity_method(
+                AgentActivities.run_agent_turn,
+                TurnInput(run_id=self.inp.run_id, turn=turn),
+                **options.MODEL_TURN.remote(summary=f"model turn {turn}"),
+            )
+            self.turns, self.cost = res.turns, res.cost_usd
+            if res.cost_usd > g.max_cost_usd:
+                return _guardrail(FailReason.MAX_COST, "maxCostUsd", g.max_cost_usd, res.cost_usd)
+            if not res.tool_calls or self.close_requested:
+                break
+            for call in res.tool_calls:
+                if self.close_requested:
+                    break
+                if call.name == "ask_user":
+                    question = WaitInput(run_id=self.inp.run_id, turn=turn, call_id=call.id)
+                    wait = self.inp.input_wait_seconds
+                    if not await self.run.ask(question, wait) and not self.close_requested:
+                        return _guardrail(FailReason.TIMEOUT, "inputWaitSeconds", wait, wait)
+                    continue
+                self.run.set_details(f"turn {turn}: running {call.name}")
+                await workflow.execute_activity_method(
+                    SandboxActivities.run_tool,
+                    ToolInput(
+                        run_id=self.inp.run_id,
+                        turn=turn,
+                        call_id=call.id,
+                        name=call.name,
+                        sandbox=self._sandbox(),
+                    ),
+                    **options.tool(self.inp.tool_timeout_seconds).remote(summary=call.name),
+                )
+            if self.close_requested:
+                break
+        self.run.set_details("collecting outputs")
+        await workflow.execute_activity_method(
+            SandboxActivities.collect_outputs,
+            CollectInput(run_id=self.inp.run_id, sandbox=self._sandbox()),
+            **options.COLLECT.remote(summary="collect outputs"),
+        )
+        return Outcome(RunStatus.COMPLETED)
+
+    async def _provision(self) -> None:
+        info = await workflow.execute_activity_method(
+            SandboxActivities.provision_sandbox,
+            RunRef(run_id=self.inp.run_id),
+            **options.PROVISION.remote(summary="provision sandbox"),
+        )
+        self.sandbox = info.ref
+        await workflow.execute_local_activity_method(
+            LifecycleActivities.mark_running,
+            ReadyInput(run_id=self.inp.run_id, sandbox=info),
+            **options.LIFECYCLE.local(),
+        )
+        self.run.set_running("sandbox ready")
+
+    def _sandbox(self) -> SandboxRef:
+        if self.sandbox is None:
+            raise ApplicationError("no sandbox", type=ErrorCode.INTERNAL_ERROR)
+        return self.sandbox
+
+    def _history_is_long(self) -> bool:
+        info = workflow.info()
+        return (
+            info.get_current_history_length() >= self.inp.continue_as_new_events
+            or info.is_continue_as_new_suggested()
+        )

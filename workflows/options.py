@@ -1,0 +1,75 @@
+"""How the run workflow calls each kind of activity: timeouts and retries, given once.
+
+Which errors are not retried is not said here: the activity's failure carries it
+(``runyard/errors.py`` draws the hierarchy). These policies only bound the retries of
+errors that may pass: a dead worker, a store away for a moment, a transient model error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from temporalio.common import RetryPolicy
+
+
+@dataclass(frozen=True)
+class ActivityOptions:
+    start_to_close: timedelta
+    retry: RetryPolicy
+    # Set for activities that heartbeat: a worker that died is noticed after this long.
+    heartbeat: timedelta | None = None
+
+    def remote(self, **extra: Any) -> dict[str, Any]:
+        """Keyword arguments for ``workflow.execute_activity_method``."""
+        kw: dict[str, Any] = {"start_to_close_timeout": self.start_to_close}
+        kw["retry_policy"] = self.retry
+        if self.heartbeat is not None:
+            kw["heartbeat_timeout"] = self.heartbeat
+        return kw | extra
+
+    def local(self, **extra: Any) -> dict[str, Any]:
+        """Keyword arguments for ``workflow.execute_local_activity_method``."""
+        return {"start_to_close_timeout": self.start_to_close, "retry_policy": self.retry} | extra
+
+
+_QUICK = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_attempts=5)
+_HEARTBEAT = timedelta(seconds=10)
+
+# Store writes of the run's lifecycle (status, events, outputs): milliseconds each. They
+# run as local activities, in the worker that runs the workflow task, with no task-queue
+# round trip; if that worker dies mid-write the next workflow task runs them again.
+LIFECYCLE = ActivityOptions(start_to_close=timedelta(seconds=15), retry=_QUICK)
+
+PROVISION = ActivityOptions(
+    start_to_close=timedelta(minutes=15),
+    heartbeat=_HEARTBEAT,
+    retry=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3),
+)
+
+# One model call. This is the only retry layer of a model call (the SDK's own retries are
+# off), so every attempt after the first is visible as a ``turn.retried`` event.
+MODEL_TURN = ActivityOptions(
+    start_to_close=timedelta(minutes=15),
+    heartbeat=_HEARTBEAT,
+    retry=RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(seconds=30),
+        maximum_attempts=4,
+    ),
+)
+
+
+def tool(tool_timeout_seconds: int) -> ActivityOptions:
+    """One tool call: the command's own limit, and a minute for the rest."""
+    return ActivityOptions(
+        start_to_close=timedelta(seconds=tool_timeout_seconds + 60),
+        heartbeat=_HEARTBEAT,
+        retry=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3),
+    )
+
+
+COLLECT = ActivityOptions(start_to_close=timedelta(minutes=5), heartbeat=_HEARTBEAT, retry=_QUICK)
+DESTROY = ActivityOptions(start_to_close=timedelta(minutes=5), heartbeat=_HEARTBEAT, retry=_QUICK)

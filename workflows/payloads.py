@@ -1,0 +1,207 @@
+"""What crosses Temporal: the single argument and result of the run workflow, its updates
+and signals, and its activities.
+
+Every field added later gets a default, so histories recorded before it still decode.
+Only ids and small summaries travel through Temporal: the transcript stays in the store.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+from temporalio.common import SearchAttributeKey
+
+from runyard.domain import RunStatus
+
+# Keyword search attributes kept current, so the Temporal UI lists runs like the API does.
+SA_STATUS = SearchAttributeKey.for_keyword("RunyardStatus")
+SA_ORG = SearchAttributeKey.for_keyword("RunyardOrgId")
+SA_MODEL = SearchAttributeKey.for_keyword("RunyardModel")
+SA_TEMPLATE = SearchAttributeKey.for_keyword("RunyardTemplate")
+
+
+# -- the workflow ------------------------------------------------------------------------
+
+
+class Guardrails(BaseModel):
+    max_turns: int = 100
+    max_cost_usd: float = 5.0
+    timeout_seconds: int = 1800
+
+
+class SandboxRef(BaseModel):
+    sandbox_id: str
+    provider: str = "local"
+
+
+class Carried(BaseModel):
+    """What a run hands to its next Temporal run when it continues as new (between two
+    turns, nothing in flight): the run id, its events and its status do not change."""
+
+    turn: int
+    turns: int = 0
+    cost_usd: float = 0.0
+    budget_seconds: float
+    sandbox: SandboxRef
+    close_requested: bool = False
+
+
+class RunInput(BaseModel):
+    run_id: str
+    org_id: str
+    model: str
+    template: str = "default"
+    guardrails: Guardrails = Field(default_factory=Guardrails)
+    queued_ttl_seconds: int = 24 * 3600
+    tool_timeout_seconds: int = 600
+    # How long a run may wait for an answer; waiting does not use timeoutSeconds.
+    input_wait_seconds: int = 24 * 3600
+    # The organization's active-run cap, checked atomically when the run starts.
+    max_active_runs: int = 10
+    # Continue as new once the history holds this many events (Temporal's limit is 51,200).
+    continue_as_new_events: int = 10_000
+    carried: Carried | None = None
+
+
+class RunResult(BaseModel):
+    status: str
+
+
+class ExecRequest(BaseModel):
+    pass
+
+
+class ExecResult(BaseModel):
+    status: str = RunStatus.PENDING
+
+
+class CancelRequest(BaseModel):
+    pass
+
+
+class CancelResult(BaseModel):
+    """The run's status after the cancel: ``cancelled``, or the status it had already
+    ended with. It is final either way."""
+
+    status: str
+
+
+class AnswerRequest(BaseModel):
+    content: str
+
+
+class AnswerResult(BaseModel):
+    ok: bool = True
+
+
+class MessageRequest(BaseModel):
+    content: str
+
+
+class MessageResult(BaseModel):
+    delivered: str  # "answer": it answered the waiting question; "queued": read next turn
+
+
+class CloseRequest(BaseModel):
+    pass
+
+
+# -- activities ------------------------------------------------------------------------
+
+
+class RunRef(BaseModel):
+    run_id: str
+
+
+class StartInput(BaseModel):
+    run_id: str
+    max_active_runs: int
+
+
+class SandboxInfo(BaseModel):
+    """The run object's ``sandbox`` field, as provisioning found it."""
+
+    ref: SandboxRef
+    size: str
+    resources: dict[str, int]
+
+
+class ReadyInput(BaseModel):
+    run_id: str
+    sandbox: SandboxInfo
+
+
+class TurnInput(BaseModel):
+    run_id: str
+    turn: int
+
+
+class ToolCallRef(BaseModel):
+    id: str
+    name: str
+
+
+class TurnResult(BaseModel):
+    turn: int
+    tool_calls: list[ToolCallRef] = Field(default_factory=list)
+    # Totals over the run so far, for the guardrail checks.
+    turns: int = 0
+    cost_usd: float = 0.0
+
+
+class ToolInput(BaseModel):
+    run_id: str
+    turn: int
+    call_id: str
+    name: str
+    sandbox: SandboxRef
+
+
+class CollectInput(BaseModel):
+    run_id: str
+    sandbox: SandboxRef
+
+
+class WaitInput(BaseModel):
+    run_id: str
+    turn: int
+    call_id: str
+
+
+class AnswerInput(BaseModel):
+    run_id: str
+    turn: int
+    call_id: str
+    content: str
+
+
+class NoteInput(BaseModel):
+    run_id: str
+    content: str
+    # The update's id: a retried local activity stores the note once.
+    key: str
+
+
+class DestroyInput(BaseModel):
+    run_id: str
+    sandbox: SandboxRef
+
+
+class FinishInput(BaseModel):
+    run_id: str
+    status: str
+    fail_reason: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    # For a guardrail failure: which limit, its value and what the run reached.
+    guardrail: dict[str, Any] | None = None
+
+
+class FinishResult(BaseModel):
+    """The run's final status (the first terminal write wins) and how it ended."""
+
+    status: str
+    fail_reason: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
