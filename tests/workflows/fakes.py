@@ -1,0 +1,201 @@
+"""Fake activities under the real activity names, for in-process workflow tests.
+
+``World`` stands in for the store, the sandbox and the model: it keeps each run's status
+and events as the lifecycle activities would write them, and plays a script of model
+turns. Payload types are the real ones, so a changed signature breaks these tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from runyard.domain import ACTIVE_STATUSES, TERMINAL_STATUSES, RunStatus
+from workflows.payloads import (
+    AnswerInput,
+    CollectInput,
+    DestroyInput,
+    FinishInput,
+    FinishResult,
+    NoteInput,
+    ReadyInput,
+    RunRef,
+    SandboxInfo,
+    SandboxRef,
+    StartInput,
+    ToolCallRef,
+    ToolInput,
+    TurnInput,
+    TurnResult,
+    WaitInput,
+)
+
+
+@dataclass
+class Turn:
+    """One scripted model turn: its tool calls (``ask_user`` asks), cost and duration."""
+
+    tools: list[str] = field(default_factory=list)
+    cost: float = 0.001
+    seconds: float = 0.0
+
+
+@dataclass
+class FakeRun:
+    script: list[Turn]
+    status: str = RunStatus.QUEUED
+    events: list[str] = field(default_factory=list)
+    turns: int = 0
+    cost: float = 0.0
+    fail_reason: str | None = None
+    error: dict[str, str] | None = None
+    answers: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    tools_run: list[str] = field(default_factory=list)
+    sandbox_destroyed: bool = False
+    outputs_collected: bool = False
+
+
+class World:
+    def __init__(self) -> None:
+        self.runs: dict[str, FakeRun] = {}
+        self.org_active_cap_hits = 0
+        # Set to make run_tool block until cancelled (a command that never ends).
+        self.block_tools = False
+        self.provision_seconds = 0.0
+        # Set to make provisioning fail with this error code.
+        self.provision_error: str | None = None
+
+    def add(self, run_id: str, script: list[Turn]) -> FakeRun:
+        self.runs[run_id] = FakeRun(script=script)
+        return self.runs[run_id]
+
+    def _set(self, run: FakeRun, to: str, allowed: set[str], event: str | None) -> bool:
+        if run.status not in allowed:
+            return False
+        run.status = to
+        if event:
+            run.events.append(event)
+        return True
+
+    # -- lifecycle (local activities) ------------------------------------------------
+
+    @activity.defn(name="start_run")
+    async def start_run(self, inp: StartInput) -> None:
+        run = self.runs[inp.run_id]
+        active = sum(1 for r in self.runs.values() if r.status in ACTIVE_STATUSES)
+        if run.status == RunStatus.PENDING:
+            return
+        if run.status != RunStatus.QUEUED:
+            raise ApplicationError("started", type="RUN_ALREADY_STARTED", non_retryable=True)
+        if active >= inp.max_active_runs:
+            self.org_active_cap_hits += 1
+            raise ApplicationError("cap", type="CONCURRENT_RUN_LIMIT_EXCEEDED", non_retryable=True)
+        self._set(run, RunStatus.PENDING, {RunStatus.QUEUED}, "run.started")
+
+    @activity.defn(name="mark_running")
+    async def mark_running(self, inp: ReadyInput) -> None:
+        self._set(self.runs[inp.run_id], RunStatus.RUNNING, {RunStatus.PENDING}, "sandbox.ready")
+
+    @activity.defn(name="mark_waiting")
+    async def mark_waiting(self, inp: WaitInput) -> None:
+        run = self.runs[inp.run_id]
+        self._set(run, RunStatus.WAITING_FOR_INPUT, {RunStatus.RUNNING}, "run.waiting_for_input")
+
+    @activity.defn(name="record_answer")
+    async def record_answer(self, inp: AnswerInput) -> None:
+        run = self.runs[inp.run_id]
+        run.answers.append(inp.content)
+        run.events.append("run.input_received")
+        self._set(run, RunStatus.RUNNING, {RunStatus.WAITING_FOR_INPUT}, None)
+
+    @activity.defn(name="queue_message")
+    async def queue_message(self, inp: NoteInput) -> None:
+        self.runs[inp.run_id].notes.append(inp.content)
+
+    @activity.defn(name="finish_run")
+    async def finish_run(self, inp: FinishInput) -> FinishResult:
+        run = self.runs[inp.run_id]
+        if run.status not in TERMINAL_STATUSES:
+            if inp.guardrail:
+                run.events.append("guardrail.triggered")
+            run.status = inp.status
+            run.fail_reason = inp.fail_reason
+            if inp.error_code:
+                run.error = {"code": inp.error_code, "message": inp.error_message or ""}
+            run.events.append(f"run.{inp.status}")
+        err = run.error or {}
+        return FinishResult(
+            status=run.status,
+            fail_reason=run.fail_reason,
+            error_code=err.get("code"),
+            error_message=err.get("message"),
+        )
+
+    @activity.defn(name="cancel_workflow")
+    async def cancel_workflow(self, inp: RunRef) -> None:
+        await activity.client().get_workflow_handle(inp.run_id).cancel()
+
+    # -- sandbox, model ----------------------------------------------------------------
+
+    @activity.defn(name="provision_sandbox")
+    async def provision_sandbox(self, inp: RunRef) -> SandboxInfo:
+        await _work(self.provision_seconds)
+        if self.provision_error:
+            raise ApplicationError("failed", type=self.provision_error, non_retryable=True)
+        return SandboxInfo(
+            ref=SandboxRef(sandbox_id="sbx_" + inp.run_id), size="m", resources={"cpuMillis": 1}
+        )
+
+    @activity.defn(name="run_agent_turn")
+    async def run_agent_turn(self, inp: TurnInput) -> TurnResult:
+        run = self.runs[inp.run_id]
+        step = run.script[min(inp.turn, len(run.script)) - 1]
+        await _work(step.seconds)
+        if run.turns < inp.turn:  # a retried turn is not counted twice
+            run.turns, run.cost = inp.turn, run.cost + step.cost
+        calls = [ToolCallRef(id=f"t{inp.turn}.{i}", name=n) for i, n in enumerate(step.tools)]
+        return TurnResult(turn=inp.turn, tool_calls=calls, turns=run.turns, cost_usd=run.cost)
+
+    @activity.defn(name="run_tool")
+    async def run_tool(self, inp: ToolInput) -> None:
+        if self.block_tools:
+            await _work(3600)
+        self.runs[inp.run_id].tools_run.append(inp.name)
+
+    @activity.defn(name="collect_outputs")
+    async def collect_outputs(self, inp: CollectInput) -> None:
+        self.runs[inp.run_id].outputs_collected = True
+
+    @activity.defn(name="destroy_sandbox")
+    async def destroy_sandbox(self, inp: DestroyInput) -> None:
+        self.runs[inp.run_id].sandbox_destroyed = True
+
+    def activities(self) -> list[Any]:
+        return [
+            self.start_run,
+            self.mark_running,
+            self.mark_waiting,
+            self.record_answer,
+            self.queue_message,
+            self.finish_run,
+            self.cancel_workflow,
+            self.provision_sandbox,
+            self.run_agent_turn,
+            self.run_tool,
+            self.collect_outputs,
+            self.destroy_sandbox,
+        ]
+
+
+async def _work(seconds: float) -> None:
+    """Take ``seconds`` of real time, heartbeating, so a cancel reaches the activity."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    while loop.time() < end:
+        activity.heartbeat()
+        await asyncio.sleep(min(0.05, max(0.0, end - loop.time())))

@@ -1,0 +1,42 @@
+"""Runs in flight stay safe from workflow changes: the recorded histories of
+representative runs replay against the current ``RunWorkflow`` without a
+nondeterminism error.
+
+The histories under ``histories/`` were recorded by the workflow tests
+(``RUNYARD_RECORD_HISTORIES=1 pytest tests/workflows``): a completed run, a question
+asked and answered, a run cancelled while a tool ran, a run failed by a guardrail, and a
+run that continued as new (each of its Temporal runs). A change that would break a run
+in flight fails here: guard it with ``workflow.patched()`` and record a new history
+beside the old ones, never in place of them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from workflows.run import RunWorkflow
+
+HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+
+
+def test_the_representative_runs_are_recorded() -> None:
+    names = {path.name.split(".")[0] for path in HISTORIES}
+    assert names >= {
+        "completed",
+        "asked-and-answered",
+        "cancelled-while-running",
+        "failed-max-turns",
+        "continued-as-new",
+    }
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
+async def test_history_replays(path: Path) -> None:
+    replayer = Replayer(workflows=[RunWorkflow], data_converter=pydantic_data_converter)
+    history = WorkflowHistory.from_json("run_replayed", path.read_text())
+    await replayer.replay_workflow(history)
