@@ -11,7 +11,7 @@ from typing import Any, TypeVar, cast
 
 import structlog
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from runyard.errors import RunyardError
 
@@ -31,15 +31,32 @@ def logger(run_id: str, **kw: Any) -> Any:
 
 def typed_failures(fn: F) -> F:
     """Raise a ``RunyardError`` as the ``ApplicationError`` of its code, retryable or not
-    as its class declares (``runyard/errors.py``). Anything else stays retryable."""
+    as its class declares (``runyard/errors.py``). Anything else stays retryable.
+
+    These are the expected ways a run ends (a model error, a sandbox over its memory …):
+    they log one line here and are marked benign, so the SDK does not log a traceback."""
 
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return await fn(*args, **kwargs)
         except RunyardError as exc:
+            info = activity.info()
+            structlog.get_logger("runyard.activity").warning(
+                "activity.failed",
+                run_id=info.workflow_id,
+                workflow_id=info.workflow_id,
+                activity=info.activity_type,
+                attempt=info.attempt,
+                code=exc.code,
+                retryable=exc.should_retry,
+                error=str(exc),
+            )
             raise ApplicationError(
-                str(exc) or type(exc).__name__, type=exc.code, non_retryable=not exc.should_retry
+                str(exc) or type(exc).__name__,
+                type=exc.code,
+                non_retryable=not exc.should_retry,
+                category=ApplicationErrorCategory.BENIGN,
             ) from exc
 
     return cast(F, wrapper)

@@ -17,7 +17,7 @@ from runyard.db.engine import Database
 from runyard.db.models import Run, RunMessage
 from runyard.db.types import utcnow
 from runyard.domain import TERMINAL_STATUSES, EventType
-from runyard.errors import ModelError, ProviderKeyMissing, RunNotActive, RunNotFound
+from runyard.errors import ProviderKeyMissing, RunNotActive, RunNotFound
 from runyard.models.base import ModelClient, ModelRequest
 from runyard.models.pricing import add_turn_usage, resolve_model
 from runyard.store.events import NewEvent, append_events, locked_run
@@ -145,12 +145,8 @@ class AgentActivities:
             f"turn{inp.turn}.a{info.attempt}",
             interval=0 if resolve_model(run.model) == "scripted" else _FLUSH_SECONDS,
         )
-        try:
-            response = await client.stream(request, writer.add)
-            await writer.flush()
-        except ModelError as exc:
-            log.warning("model.error", error=str(exc), retryable=exc.should_retry)
-            raise
+        response = await client.stream(request, writer.add)  # a ModelError is logged once
+        await writer.flush()
         u = response.usage
         async with self.db.write() as s:
             locked = await locked_run(s, run.id)
