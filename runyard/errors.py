@@ -18,6 +18,8 @@
     │                                                                   5xx, a cut stream)
     ├── SandboxError                     SANDBOX_UNAVAILABLE            yes (bounded by the
     │   │                                                               activity's policy)
+    │   ├── SandboxUnavailable           SANDBOX_UNAVAILABLE            no  (this worker cannot
+    │   │                                                               run sandboxes at all)
     │   ├── SandboxSetupFailed           SANDBOX_SETUP_FAILED           no
     │   └── ResourceLimitExceeded        RUN_RESOURCE_LIMIT_EXCEEDED    no
     └── InternalError                    INTERNAL_ERROR                 no
@@ -99,22 +101,32 @@ class ModelError(RunyardError):
 
 
 class SandboxError(RunyardError):
-    """A sandbox could not be created or reached."""
+    """A sandbox could not be created or reached. ``permanent``: retrying cannot help."""
 
     code = ErrorCode.SANDBOX_UNAVAILABLE
-    retryable = True
+    permanent: ClassVar[bool] = False
+
+    @property
+    def should_retry(self) -> bool:
+        return not self.permanent
+
+
+class SandboxUnavailable(SandboxError):
+    """This worker cannot run sandboxes at all (isolation required but missing …)."""
+
+    permanent = True
 
 
 class SandboxSetupFailed(SandboxError):
     code = ErrorCode.SANDBOX_SETUP_FAILED
-    retryable = False
+    permanent = True
 
 
 class ResourceLimitExceeded(SandboxError):
     """The sandbox went over its size's memory or disk."""
 
     code = ErrorCode.RUN_RESOURCE_LIMIT_EXCEEDED
-    retryable = False
+    permanent = True
 
 
 class InternalError(RunyardError):
