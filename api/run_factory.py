@@ -17,6 +17,7 @@ from sqlmodel import col
 
 from api.auth import Principal
 from api.callbacks import allowed_callback
+from api.credits import check_credits
 from api.errors import ProblemError
 from api.orchestrator import TemporalConnector, start_run_workflow
 from api.schemas import CreateRun
@@ -173,6 +174,7 @@ async def create_run(
             409, "CONFLICT", f"thread {body.thread_id} already has an open run, {busy.id}"
         )
     if body.start:
+        await check_credits(db, principal.org_id)
         await check_active_cap(db, principal.org_id, settings)
     now = utcnow()
     run_id = new_id("run")
