@@ -19,6 +19,7 @@ from runyard.db.models import Run, RunMessage
 from runyard.db.types import utcnow
 from runyard.models.base import ModelClient, ModelError, ModelRequest
 from runyard.models.pricing import add_turn_usage, resolve_model
+from runyard.store.credits import charge_turn, out_of_credits
 from runyard.store.events import TERMINAL_STATUSES, NewEvent, append_events, lock_run
 from runyard.store.transcript import assistant_key, conversation, get_message
 from runyard.tools import TOOLS
@@ -128,6 +129,12 @@ class AgentActivities:
             if done is not None:
                 return self._result(inp.turn, done.content, run)
             messages = await conversation(s, run)
+            if await out_of_credits(s, run.org_id):
+                raise ApplicationError(
+                    "the organization has no credits left",
+                    type="USAGE_INSUFFICIENT_CREDITS",
+                    non_retryable=True,
+                )
         log = logger(run.id, org_id=run.org_id, turn=inp.turn)
         client = self.models.client_for(run.model)
         if info.attempt > 1:
@@ -180,6 +187,8 @@ class AgentActivities:
                 cache_read=u.cache_read_tokens,
                 cache_write=u.cache_write_tokens,
             )
+            spent = usage["creditsUsed"] - int((locked.usage or {}).get("creditsUsed", 0))
+            await charge_turn(s, run.org_id, run.id, inp.turn, spent)
             locked.usage = usage
             locked.updated_at = utcnow()
             s.add(locked)
