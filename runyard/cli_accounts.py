@@ -111,7 +111,11 @@ def keys_create(
     ] = "runs:read,runs:write",
     name: Annotated[str | None, typer.Option(help="A name to recognise the key by.")] = None,
     expires_at: Annotated[
-        datetime | None, typer.Option(help="When the key stops working (UTC if no zone).")
+        datetime | None,
+        typer.Option(
+            help="When the key stops working, e.g. 2027-01-01T00:00:00Z (UTC if no zone).",
+            formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"],
+        ),
     ] = None,
     data_dir: DataDir = None,
     init: Annotated[bool, typer.Option("--init", help="Create the store if there is none.")] = (

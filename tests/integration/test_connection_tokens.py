@@ -31,6 +31,9 @@ async def test_token_opens_its_run_only(stack: Stack, keys: Keys) -> None:
         await wait_for(api, run["id"], {"waiting_for_input"})
 
     rid = run["id"]
+    async with client(stack, await keys.make("tokens-intruder-" + secrets.token_hex(4))) as c:
+        # Another organization's run is as missing as ever.
+        assert_problem(await c.get(f"/v1/runs/{rid}/connection-token"), 404, "RUN_NOT_FOUND")
     async with client(stack, token) as tok:
         # Its own run's paths, with the header.
         assert (await tok.get(f"/v1/runs/{rid}")).json()["id"] == rid
