@@ -110,13 +110,15 @@ class RateLimiter:
         db: Database, counts: dict[str, int], minute: int, touch: set[str], prune: bool, now: float
     ) -> dict[str, int]:
         def count(s: Session) -> dict[str, int]:
+            # Rows in sorted order: two replicas' batches lock them in the same order, so
+            # they never deadlock on Postgres.
             totals = {
                 bucket: int(
                     s.execute(_HIT, {"bucket": bucket, "minute": minute, "n": n}).scalar_one()
                 )
-                for bucket, n in counts.items()
+                for bucket, n in sorted(counts.items())
             }
-            for key_id in touch:
+            for key_id in sorted(touch):
                 touch_key(s, key_id, datetime.fromtimestamp(now, UTC))
             if prune:
                 s.execute(delete(RateLimitCounter).where(col(RateLimitCounter.minute) < minute - 1))
