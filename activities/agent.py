@@ -17,9 +17,10 @@ from runyard.db.engine import Database
 from runyard.db.models import Run, RunMessage
 from runyard.db.types import utcnow
 from runyard.domain import TERMINAL_STATUSES, EventType
-from runyard.errors import ProviderKeyMissing, RunNotActive, RunNotFound
+from runyard.errors import InsufficientCredits, ProviderKeyMissing, RunNotActive, RunNotFound
 from runyard.models.base import ModelClient, ModelRequest
 from runyard.models.pricing import add_turn_usage, resolve_model
+from runyard.store.credits import charge_turn, out_of_credits
 from runyard.store.events import NewEvent, append_events, locked_run
 from runyard.store.transcript import assistant_key, conversation, get_message
 from runyard.tools import TOOLS
@@ -120,6 +121,8 @@ class AgentActivities:
             if done is not None:
                 return self._result(inp.turn, done.content, run)
             messages = await conversation(s, run)
+            if await out_of_credits(s, run.org_id):
+                raise InsufficientCredits("the organization has no credits left")
         log = logger(run.id, org_id=run.org_id, turn=inp.turn)
         client = self.models.client_for(run.model)
         if info.attempt > 1:
@@ -158,6 +161,8 @@ class AgentActivities:
                 cache_read=u.cache_read_tokens,
                 cache_write=u.cache_write_tokens,
             )
+            spent = usage["creditsUsed"] - int((locked.usage or {}).get("creditsUsed", 0))
+            await charge_turn(s, run.org_id, run.id, inp.turn, spent)
             locked.usage = usage
             locked.updated_at = utcnow()
             s.add(locked)

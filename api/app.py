@@ -7,14 +7,28 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api.auth import KeyCache, RateLimiter
+from api.auth import KeyCache
 from api.errors import install_error_handlers
 from api.middleware import RequestContextMiddleware
 from api.orchestrator import TemporalConnector
-from api.routes import agents, events, health, run_control, run_input, runs, threads, webhooks
+from api.ratelimit import RateLimiter
+from api.routes import (
+    agents,
+    api_keys,
+    connection,
+    events,
+    health,
+    run_control,
+    run_input,
+    runs,
+    threads,
+    usage,
+    webhooks,
+)
 from runyard import __version__
 from runyard.db.engine import Database, migrate
 from runyard.notifier import EventNotifier
+from runyard.secrets import load_secret_key
 from runyard.settings import Settings, get_settings
 
 
@@ -25,6 +39,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if run_migrations:
             migrate(settings.db_url)
+        app.state.secret_key = load_secret_key(settings)
         app.state.db = Database(settings.db_url)
         app.state.notifier = EventNotifier(app.state.db)
         await app.state.notifier.start()
@@ -54,4 +69,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.include_router(threads.router)
     app.include_router(agents.router)
     app.include_router(webhooks.router)
+    app.include_router(connection.router)
+    app.include_router(api_keys.router)
+    app.include_router(usage.router)
     return app

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from api.auth import Principal, RateLimiter, authenticate
+from api.auth import Principal, authenticate
 from api.orchestrator import TemporalConnector
 from runyard.db.engine import Database
 from runyard.settings import Settings
@@ -41,8 +41,12 @@ TemporalDep = Annotated[TemporalConnector, Depends(get_temporal)]
 
 # Declares the scheme in the OpenAPI document (for clients, the docs page and the fuzz
 # test); authenticate() reads the header itself so every failure is a problem document.
+# A run's connection token (a JWT) is accepted the same way on that run's paths, or as
+# ``?token=`` (see docs/accounts.md).
 _bearer = HTTPBearer(
-    auto_error=False, bearerFormat="API key", description="An API key: `Authorization: Bearer …`"
+    auto_error=False,
+    bearerFormat="API key",
+    description="An API key: `Authorization: Bearer …` (or a run's connection token)",
 )
 
 
@@ -50,9 +54,9 @@ def scoped(scope: str) -> Callable[..., Coroutine[Any, Any, Principal]]:
     async def dep(
         request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
     ) -> Principal:
-        limiter: RateLimiter = request.app.state.rate_limiter
+        state = request.app.state
         principal = await authenticate(
-            request, request.app.state.db, limiter, request.app.state.key_cache
+            request, state.db, state.rate_limiter, state.key_cache, state.secret_key
         )
         principal.require(scope)
         return principal

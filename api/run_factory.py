@@ -19,6 +19,7 @@ from sqlmodel import col
 
 from api.auth import Principal
 from api.callbacks import allowed_callback
+from api.credits import check_credits
 from api.errors import ProblemError
 from api.orchestrator import TemporalConnector, run_input
 from api.schemas import CreateRun
@@ -158,6 +159,8 @@ async def create_run(
         raise ProblemError(
             409, "CONFLICT", f"thread {body.thread_id} already has an open run, {busy.id}"
         )
+    if body.start:
+        await check_credits(db, principal.org_id)
     now = utcnow()
     run_id = new_id("run")
     run = Run(

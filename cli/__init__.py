@@ -1,4 +1,4 @@
-"""The ``runyard`` command line: dev, api, worker, keys create, run.
+"""The ``runyard`` command line: dev, api, worker, run; keys and credits in ``accounts``.
 
 A launcher: it builds the ``Settings`` of each command from the environment and its
 flags, and hands them to what it starts. It never writes ``os.environ``.
@@ -6,7 +6,6 @@ flags, and hands them to what it starts. It never writes ``os.environ``.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
 from pathlib import Path
@@ -15,13 +14,14 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
+from cli.accounts import credits_app, keys_app
 from runyard.settings import Settings
 
 app = typer.Typer(
     help="Runyard: AI coding agents as durable Temporal workflows.", no_args_is_help=True
 )
-keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+app.add_typer(credits_app, name="credits", no_args_is_help=True)
 
 
 def _settings(**overrides: object) -> Settings:
@@ -88,42 +88,6 @@ def worker() -> None:
     from worker import main
 
     main(_settings())
-
-
-@keys_app.command("create")
-def keys_create(
-    org: Annotated[str, typer.Option(help="Organization name (created if needed).")],
-    scopes: Annotated[
-        str, typer.Option(help="Comma-separated: runs:read,runs:write,admin.")
-    ] = "runs:read,runs:write",
-) -> None:
-    """Create an API key; prints the key alone on stdout."""
-    from runyard.store.orgs import ALL_SCOPES
-
-    wanted = [s.strip() for s in scopes.split(",") if s.strip()]
-    bad = [s for s in wanted if s not in ALL_SCOPES]
-    if bad or not wanted:
-        typer.echo(
-            f"unknown scope(s) {', '.join(bad) or '(none)'}; use {', '.join(ALL_SCOPES)}", err=True
-        )
-        raise typer.Exit(2)
-    settings = _settings()
-
-    async def create() -> str:
-        from runyard.db.engine import Database, migrate
-        from runyard.store.orgs import create_key, ensure_org
-
-        migrate(settings.db_url)
-        db = Database(settings.db_url)
-        try:
-            async with db.write() as s:
-                o = await ensure_org(s, org)
-                raw, _ = await create_key(s, o.id, wanted)
-            return raw
-        finally:
-            await db.dispose()
-
-    typer.echo(asyncio.run(create()))
 
 
 @app.command()

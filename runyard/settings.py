@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     input_wait_seconds: int = Field(default=24 * 3600, ge=1)
 
     rate_limit_per_minute: int = Field(default=200, ge=1)
+    # Signs connection tokens (and signed URLs); generated into the data dir when unset.
+    secret_key: SecretStr | None = None
     # How long an API process trusts a key it has checked; a revoked key works this long.
     api_key_cache_seconds: float = Field(default=10.0, ge=0)
     max_active_runs: int = Field(default=10, ge=1)

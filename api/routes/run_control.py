@@ -10,6 +10,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from api.callbacks import allowed_callback
+from api.credits import check_credits
 from api.deps import DbDep, SettingsDep, TemporalDep, WriterDep
 from api.errors import ProblemError
 from api.orchestrator import already_started
@@ -34,6 +35,7 @@ async def exec_run(
     run = await load_run(db, principal.org_id, run_id)
     if run.status != RunStatus.QUEUED:
         raise already_started(run)
+    await check_credits(db, principal.org_id)
     # The workflow admits one exec, whatever API replica each reached, and only within
     # the organization's active-run cap; it has written `pending` when this returns.
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from runyard.db.types import UTCDateTime, utcnow
@@ -25,7 +25,8 @@ class Organization(SQLModel, table=True):
     __tablename__ = "organizations"
     id: str = Field(primary_key=True)
     name: str = Field(index=True, unique=True)
-    credits_balance: float = 1000.0
+    # In credits (one credit = $0.001). NULL: credits are off, usage is metered only.
+    credits_balance: int | None = Field(default=None, sa_column=Column(BigInteger(), nullable=True))
     created_at: datetime = _ts(nullable=False)
 
 
@@ -34,10 +35,38 @@ class ApiKey(SQLModel, table=True):
     id: str = Field(primary_key=True)
     org_id: str = Field(foreign_key="organizations.id", index=True)
     key_hash: str = Field(unique=True, index=True)
+    name: str | None = None
     prefix: str
     scopes: list[str] = _json(default_factory=list)
     created_at: datetime = _ts(nullable=False)
+    expires_at: datetime | None = _ts()
+    # Kept current to within a minute by each API process, not written per request.
+    last_used_at: datetime | None = _ts()
     revoked_at: datetime | None = _ts()
+
+
+class CreditEntry(SQLModel, table=True):
+    """The credit ledger: a grant (+) or one model turn's charge (-), with the balance after."""
+
+    __tablename__ = "credit_ledger"
+    __table_args__ = (Index("ix_credit_ledger_org_created", "org_id", "created_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    org_id: str = Field(foreign_key="organizations.id")
+    # "grant.<random>" or "charge.<run id>.turn<n>": a retried turn is never charged twice.
+    key: str = Field(unique=True)
+    amount: int = Field(sa_column=Column(BigInteger(), nullable=False))
+    balance_after: int = Field(sa_column=Column(BigInteger(), nullable=False))
+    run_id: str | None = None
+    created_at: datetime = _ts(nullable=False)
+
+
+class RateLimitCounter(SQLModel, table=True):
+    """Requests per key per one-minute window, shared by every API replica."""
+
+    __tablename__ = "rate_limit_counters"
+    bucket: str = Field(primary_key=True)  # "key_…" (an API key) or "run_…" (a token)
+    minute: int = Field(primary_key=True)  # int(unix time // 60)
+    hits: int = 0
 
 
 class Template(SQLModel, table=True):

@@ -1,0 +1,105 @@
+"""``/v1/api-keys``: create (the key is shown once), list, revoke. Scope ``admin``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import structlog
+from fastapi import APIRouter, Query, Request
+from pydantic import Field, field_validator
+from sqlmodel import col
+
+from api.auth import KeyCache
+from api.deps import AdminDep, DbDep
+from api.errors import ProblemError
+from api.pagination import paginate
+from api.run_factory import invalid
+from api.schemas import Body, Timestamp
+from runyard.db.models import ApiKey
+from runyard.db.types import utcnow
+from runyard.store.orgs import ALL_SCOPES, create_key, revoke_key
+
+router = APIRouter(prefix="/v1/api-keys", tags=["api keys"])
+log = structlog.get_logger("runyard.api")
+DEFAULT_SCOPES = ["runs:read", "runs:write"]
+
+
+class CreateKey(Body):
+    name: str = Field(min_length=1, max_length=200)
+    scopes: list[str] | None = Field(default=None, min_length=1, max_length=len(ALL_SCOPES))
+    expires_at: Timestamp | None = None
+
+    @field_validator("scopes")
+    @classmethod
+    def _scopes(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return v
+        bad = [s for s in v if s not in ALL_SCOPES]
+        if bad:
+            raise ValueError(f"unknown scope(s) {', '.join(bad)}; use {', '.join(ALL_SCOPES)}")
+        return sorted(set(v), key=ALL_SCOPES.index)
+
+
+def key_object(key: ApiKey) -> dict[str, Any]:
+    def ts(value: datetime | None) -> str | None:
+        return value.isoformat().replace("+00:00", "Z") if value else None
+
+    return {
+        "id": key.id,
+        "object": "api_key",
+        "name": key.name,
+        "scopes": key.scopes,
+        "prefix": key.prefix,
+        "createdAt": ts(key.created_at),
+        "expiresAt": ts(key.expires_at),
+        "lastUsedAt": ts(key.last_used_at),
+        "revokedAt": ts(key.revoked_at),
+    }
+
+
+@router.post("", status_code=201, summary="Create an API key; the answer holds the key, once")
+async def create_api_key(body: CreateKey, principal: AdminDep, db: DbDep) -> dict[str, Any]:
+    if body.expires_at is not None:
+        if body.expires_at.tzinfo is None:
+            raise invalid("expiresAt", "needs a time zone (for instance a trailing Z)", "timezone")
+        if body.expires_at <= utcnow():
+            raise invalid("expiresAt", "must be in the future", "greater_than")
+    async with db.write() as s:
+        raw, key = await create_key(
+            s,
+            principal.org_id,
+            body.scopes or DEFAULT_SCOPES,
+            name=body.name,
+            expires_at=body.expires_at,
+        )
+    log.info("api_key.created", org_id=principal.org_id, key_id=key.id, scopes=key.scopes)
+    out = key_object(key)
+    del out["lastUsedAt"], out["revokedAt"]
+    return out | {"key": raw}
+
+
+@router.get("", summary="List the organization's live API keys (never the keys themselves)")
+async def list_api_keys(
+    principal: AdminDep,
+    db: DbDep,
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> dict[str, Any]:
+    conds = [col(ApiKey.org_id) == principal.org_id, col(ApiKey.revoked_at).is_(None)]
+    order = [col(ApiKey.created_at).desc(), col(ApiKey.id).desc()]
+    return await paginate(db, ApiKey, conds, order, page, limit, key_object)
+
+
+@router.delete("/{key_id}", summary="Revoke an API key (every replica refuses it within 10 s)")
+async def revoke_api_key(
+    key_id: str, request: Request, principal: AdminDep, db: DbDep
+) -> dict[str, Any]:
+    async with db.write() as s:
+        key = await revoke_key(s, key_id, principal.org_id)
+    if key is None:
+        raise ProblemError(404, "NOT_FOUND", f"no API key {key_id}", title="API key not found")
+    cache: KeyCache = request.app.state.key_cache
+    cache.forget_key(key_id)
+    log.info("api_key.revoked", org_id=principal.org_id, key_id=key_id)
+    return key_object(key)

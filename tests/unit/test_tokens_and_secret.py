@@ -1,0 +1,90 @@
+"""Connection tokens' claims and paths, and the generated secret's file."""
+
+from __future__ import annotations
+
+import stat
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import jwt
+import pytest
+
+from api.errors import ProblemError
+from api.tokens import AUDIENCE, issue_token, token_opens, verify_token
+from runyard.secrets import load_secret_key
+from runyard.settings import Settings
+
+SECRET = b"s" * 48
+
+
+def test_token_opens_only_its_runs_listed_paths() -> None:
+    run = "run_abc"
+    for method, path in [
+        ("GET", "/v1/runs/run_abc"),
+        ("GET", "/v1/runs/run_abc/status"),
+        ("GET", "/v1/runs/run_abc/events"),
+        ("GET", "/v1/runs/run_abc/logs"),
+        ("GET", "/v1/runs/run_abc/session-logs"),
+        ("GET", "/v1/runs/run_abc/artifacts"),
+        ("POST", "/v1/runs/run_abc/input"),
+        ("POST", "/v1/runs/run_abc/command"),
+    ]:
+        assert token_opens(method, path, run), (method, path)
+    for method, path in [
+        ("GET", "/v1/runs/run_abd"),
+        ("GET", "/v1/runs/run_abcd/status"),
+        ("GET", "/v1/runs"),
+        ("POST", "/v1/runs/run_abc"),
+        ("DELETE", "/v1/runs/run_abc"),
+        ("POST", "/v1/runs/run_abc/exec"),
+        ("POST", "/v1/runs/run_abc/cancel"),
+        ("POST", "/v1/runs/run_abc/watch"),
+        ("GET", "/v1/runs/run_abc/input"),
+        ("GET", "/v1/runs/run_abc/connection-token"),
+        ("POST", "/v1/runs/run_abc/artifacts/presign"),
+        ("GET", "/v1/runs/run_abc/artifacts/art_1"),
+        ("GET", "/v1/runs/run_abc/events/x"),
+        ("GET", "/v1/usage"),
+        ("GET", "/v1/threads/run_abc"),
+    ]:
+        assert not token_opens(method, path, run), (method, path)
+
+
+def test_tokens_verify_strictly() -> None:
+    scopes = frozenset({"runs:read", "runs:write", "admin"})
+    token, expires = issue_token(
+        SECRET, run_id="run_a", org_id="org_a", key_id="key_a", scopes=scopes
+    )
+    claims = verify_token(SECRET, token)
+    assert (claims.run_id, claims.org_id, claims.key_id) == ("run_a", "org_a", "key_a")
+    assert claims.scopes == {"runs:read", "runs:write"}  # never admin
+    assert timedelta(hours=23, minutes=59) < expires - datetime.now(UTC) <= timedelta(hours=24)
+    now = datetime.now(UTC)
+    good = {"sub": "run_a", "run": "run_a", "org": "o", "key": "k", "aud": AUDIENCE, "iat": now}
+    bad = [
+        jwt.encode(good | {"exp": now - timedelta(seconds=1)}, SECRET, algorithm="HS256"),
+        jwt.encode(good | {"exp": now + timedelta(hours=1)}, b"x" * 48, algorithm="HS256"),
+        jwt.encode(good | {"exp": now + timedelta(hours=1), "aud": "other"}, SECRET),
+        jwt.encode(good | {"exp": now + timedelta(hours=1), "sub": "run_b"}, SECRET),
+        jwt.encode(good, SECRET),  # no exp
+        jwt.encode(good | {"exp": now + timedelta(hours=1)}, None, algorithm="none"),
+        token[:-2] + ("AA" if not token.endswith("AA") else "BB"),
+        "a.b.c",
+    ]
+    for forged in bad:
+        with pytest.raises(ProblemError) as err:
+            verify_token(SECRET, forged)
+        assert err.value.status == 401 and err.value.code == "API_KEY_INVALID"
+
+
+def test_secret_is_generated_once_private(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "d")
+    first = load_secret_key(settings)
+    path = tmp_path / "d" / "secret_key"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and len(first) >= 32
+    assert load_secret_key(Settings(data_dir=tmp_path / "d")) == first
+    assert list((tmp_path / "d").iterdir()) == [path]  # no temporary file left behind
+    given = Settings(data_dir=tmp_path / "e", secret_key="k" * 40)
+    assert load_secret_key(given) == b"k" * 40 and not (tmp_path / "e").exists()
+    with pytest.raises(ValueError, match="at least 32"):
+        load_secret_key(Settings(data_dir=tmp_path, secret_key="short"))
