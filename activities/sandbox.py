@@ -9,7 +9,7 @@ from activities._support import heartbeats, logger, store_answer
 from runyard.db.engine import Database
 from runyard.db.models import Run, RunMessage
 from runyard.db.types import utcnow
-from runyard.repos import repo_url
+from runyard.git.intake import clone_url
 from runyard.sandbox.base import (
     ResourceLimitExceeded,
     SandboxError,
@@ -75,7 +75,7 @@ class SandboxActivities:
         sandbox_id = sandbox_id_for(run.id)
         spec = SandboxSpec(
             size=template.size,
-            repo_url=repo_url(run.repo, self.settings.git_base_url) if run.repo else None,
+            repo_url=clone_url(run.repo, self.settings) if run.repo else None,
             env={**(template.env or {}), **(run.env or {})},
             setup_script=template.setup_script,
             network=self.settings.sandbox_network,
@@ -86,7 +86,10 @@ class SandboxActivities:
             await provider.create(sandbox_id, spec)
         except SandboxError as exc:
             log.warning("sandbox.provision_failed", error=str(exc))
-            raise ApplicationError(str(exc), type="SANDBOX_UNAVAILABLE") from exc
+            code = getattr(exc, "code", "SANDBOX_UNAVAILABLE")  # e.g. REPOSITORY_NOT_FOUND
+            raise ApplicationError(
+                str(exc), type=code, non_retryable=code != "SANDBOX_UNAVAILABLE"
+            ) from exc
         info = {
             "id": sandbox_id,
             "provider": provider.name,

@@ -47,6 +47,7 @@ def dev(
     from runyard.devserver import DevServerConfig, start_dev_server, wait_for_port
 
     os.environ.setdefault("RUNYARD_ALLOW_PRIVATE_CALLBACKS", "true")
+    os.environ.setdefault("RUNYARD_ALLOW_LOCAL_REPOS", "true")
     external = os.environ.get("TEMPORAL_ADDRESS")
     proc = None
     if not external:

@@ -61,6 +61,21 @@ class Settings(BaseSettings):
     sandbox_network: bool = False
     tool_timeout_seconds: int = 600
     git_base_url: str = "https://github.com"
+    # Repositories on the worker's disk (a path or file://) are refused unless this is on
+    # (runyard dev turns it on). The clone copies them, never hardlinks.
+    allow_local_repos: bool = False
+    # Authenticates clone and push over https; never enters a sandbox.
+    git_token: str | None = None
+    github_api_url: str = "https://api.github.com"
+    github_token: str | None = None  # default: git_token
+    git_timeout_seconds: float = 600
+    # The most a relayed push may carry (the bundle read out of the sandbox).
+    git_push_max_bytes: int = 500 * 1024 * 1024
+    # Artifacts: a local directory in the data dir, or s3://bucket/prefix.
+    artifacts_url: str | None = None
+    artifact_max_bytes: int = 100 * 1024 * 1024
+    # Signs artifact download URLs (and tokens); generated into the data dir when unset.
+    secret_key: str | None = None
 
     # Events older than this are purged by the worker; a cursor into them gets 410.
     event_retention_days: float = 30
@@ -85,6 +100,10 @@ class Settings(BaseSettings):
         if url.startswith("sqlite://") and not url.startswith("sqlite+"):
             url = "sqlite+aiosqlite://" + url.removeprefix("sqlite://")
         return url
+
+    @property
+    def pr_token(self) -> str | None:
+        return self.github_token or self.git_token
 
     @property
     def sandboxes_dir(self) -> Path:
