@@ -48,7 +48,7 @@ def build_worker(client: Client, settings: Settings, db: Database) -> Worker:
     models = ModelRegistry(scripted=ScriptedModel(), anthropic=anthropic)
     sandbox = SandboxActivities(db, settings, providers)
     agent = AgentActivities(db, models)
-    store = StoreActivities(db)
+    store = StoreActivities(db, settings, providers)
     delivery = DeliveryActivities(db, Sender(allow_private=settings.allow_private_callbacks))
     return Worker(
         client,

@@ -10,6 +10,8 @@ from runyard.db.engine import Database
 from runyard.db.models import Run, RunMessage
 from runyard.db.types import utcnow
 from runyard.git.intake import clone_url
+from runyard.output_tools import ToolContext, after_bash, needs_context
+from runyard.outputs import known_branches, record_outputs
 from runyard.sandbox.base import (
     ResourceLimitExceeded,
     SandboxError,
@@ -136,13 +138,14 @@ class SandboxActivities:
             raise ApplicationError(
                 str(exc), type="SANDBOX_UNAVAILABLE", non_retryable=True
             ) from exc
+        args = call.get("input") or {}
+        ctx = await self._tool_context(inp) if needs_context(inp.name, args) else None
         try:
             out = await run_tool(
-                sandbox,
-                inp.name,
-                call.get("input") or {},
-                timeout=self.settings.tool_timeout_seconds,
+                sandbox, inp.name, args, timeout=self.settings.tool_timeout_seconds, ctx=ctx
             )
+            if ctx is not None and inp.name == "bash":
+                out = await after_bash(sandbox, ctx, args, out)  # forwards pushed branches
         except ResourceLimitExceeded as exc:  # the run ends: retrying would only repeat it
             raise ApplicationError(
                 str(exc), type="RUN_RESOURCE_LIMIT_EXCEEDED", non_retryable=True
@@ -157,6 +160,7 @@ class SandboxActivities:
             run = await lock_run(s, inp.run_id)
             assert run is not None
             s.add(RunMessage(run_id=inp.run_id, key=key, role="tool_result", content=[block]))
+            await record_outputs(s, run, out.outputs, key, out.artifacts)
             await append_events(
                 s,
                 run,
@@ -169,6 +173,17 @@ class SandboxActivities:
                 ],
             )
         return ToolResult(call_id=inp.call_id, is_error=out.is_error)
+
+    async def _tool_context(self, inp: ToolInput) -> ToolContext:
+        run = await self._run(inp.run_id)
+        return ToolContext.build(
+            self.settings,
+            run.id,
+            run.org_id,
+            run.repo,
+            inp.sandbox.sandbox_id,
+            known_branches(run),
+        )
 
     @activity.defn(name="destroy_sandbox")
     @heartbeats

@@ -7,7 +7,12 @@ from temporalio.exceptions import ApplicationError
 
 from activities._support import logger, store_answer
 from runyard.db.engine import Database
+from runyard.db.models import Run
 from runyard.db.types import utcnow
+from runyard.final_outputs import repo_outputs
+from runyard.outputs import record_outputs
+from runyard.sandbox.base import SandboxProvider
+from runyard.settings import Settings, get_settings
 from runyard.store.events import NewEvent, append_events, lock_run
 from runyard.store.runs import finish, set_status
 from runyard.store.transcript import assistant_key, final_text, get_message
@@ -15,26 +20,39 @@ from workflows.models import AnswerInput, FinishInput, FinishResult, RunRef, Wai
 
 
 class StoreActivities:
-    def __init__(self, db: Database) -> None:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings | None = None,
+        providers: dict[str, SandboxProvider] | None = None,
+    ) -> None:
         self.db = db
+        self.settings = settings or get_settings()
+        self.providers = providers or {}
 
     @activity.defn(name="collect_outputs")
     async def collect_outputs(self, inp: RunRef) -> None:
-        """Record what the agent produced (the final text) as the run's outputs."""
+        """Record what the agent produced: the final text, branches pushed but not yet
+        forwarded, and ``changes.patch`` for unpushed work."""
         async with self.db.session() as s:
             text = await final_text(s, inp.run_id)
+            current = await s.get(Run, inp.run_id)
         outputs = [{"type": "text", "text": text}] if text else []
+        extra, artifacts = (
+            await repo_outputs(current, self.settings, self.providers) if current else ([], [])
+        )
         async with self.db.write() as s:
             run = await lock_run(s, inp.run_id)
             if run is None:
                 raise ApplicationError("run vanished", type="RUN_NOT_FOUND", non_retryable=True)
-            run.outputs = outputs
+            run.outputs = outputs + [o for o in run.outputs or [] if o.get("type") != "text"]
             s.add(run)
             await append_events(
                 s,
                 run,
                 [NewEvent(f"output.{i}", "output.detected", o) for i, o in enumerate(outputs)],
             )
+            await record_outputs(s, run, extra, "collect", artifacts)
 
     @activity.defn(name="mark_waiting")
     async def mark_waiting(self, inp: WaitInput) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from runyard.db.models import Artifact
+from runyard.output_tools import NAMES, OUTPUT_TOOLS, ToolContext, run_output_tool
 from runyard.sandbox.base import ResourceLimitExceeded, Sandbox
 
 MAX_OUTPUT_CHARS = 30_000
@@ -80,10 +82,15 @@ TOOLS: list[dict[str, Any]] = [
 ]
 
 
+TOOLS += OUTPUT_TOOLS
+
+
 @dataclass(frozen=True)
 class ToolOutput:
     text: str
     is_error: bool = False
+    outputs: tuple[dict[str, Any], ...] = ()  # branch, pr, issue … recorded with the result
+    artifacts: tuple[Artifact, ...] = ()
 
 
 def _clip(text: str) -> str:
@@ -101,10 +108,19 @@ def _str_arg(args: dict[str, Any], name: str, default: str | None = None) -> str
 
 
 async def run_tool(
-    sandbox: Sandbox, name: str, args: dict[str, Any], *, timeout: float
+    sandbox: Sandbox,
+    name: str,
+    args: dict[str, Any],
+    *,
+    timeout: float,
+    ctx: ToolContext | None = None,
 ) -> ToolOutput:
     """Run one tool call; any error becomes an ``is_error`` result for the model."""
     try:
+        if name in NAMES:
+            if ctx is None:
+                return ToolOutput(f"{name} is not available here", is_error=True)
+            return await run_output_tool(sandbox, name, args, ctx)
         return await _dispatch(sandbox, name, args, timeout)
     except (ValueError, OSError, UnicodeDecodeError) as exc:
         return ToolOutput(f"{type(exc).__name__}: {exc}", is_error=True)

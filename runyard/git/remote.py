@@ -8,7 +8,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from runyard.git.gitcmd import GitError, auth_header, run_git
-from runyard.git.intake import RepoSource, check_address, protocols
+from runyard.git.intake import RepoSource, check_address, parse_repo, protocols
 from runyard.settings import Settings
 
 
@@ -55,3 +55,11 @@ async def repo_exists(source: RepoSource, settings: Settings, *, timeout: float 
     except GitError:
         return False
     return True
+
+
+async def upstream_access(url: str, settings: Settings) -> tuple[str, dict[str, str]]:
+    """(GIT_ALLOW_PROTOCOL, env-scoped config) for one call to the run's real remote.
+    InvalidRepo or ForbiddenURL when it may not be reached (checked again every call)."""
+    if url.startswith(("/", "file://")):  # local: allowed by the provision activity
+        return "file", {}
+    return protocols(settings), await pinned_config(parse_repo(url, settings), settings)
