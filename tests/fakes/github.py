@@ -56,7 +56,8 @@ class FakeGitHub:
         body = json.loads(raw) if raw else {}
         self.calls.append(Call(h.command, h.path, dict(h.headers.items()), body))
         parts = h.path.strip("/").split("/")
-        status, answer = 404, {"message": "Not Found"}
+        status: int = 404
+        answer: dict[str, Any] = {"message": "Not Found"}
         if len(parts) >= 3 and parts[0] == "repos":
             html = f"https://github.example/{parts[1]}/{parts[2]}"
             if h.command == "GET" and len(parts) == 3:

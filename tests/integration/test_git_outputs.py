@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -62,7 +63,7 @@ async def gs(
         yield s
 
 
-async def _run(gs: GitStack, repo: str, *lines: dict[str, object]) -> dict[str, object]:
+async def _run(gs: GitStack, repo: str, *lines: dict[str, object]) -> dict[str, Any]:
     resp = await gs.api.post(
         "/v1/runs",
         json={"prompt": script(*lines), "model": "scripted", "repo": repo, "start": True},
@@ -94,7 +95,7 @@ async def test_push_is_forwarded_and_refusals_say_why(gs: GitStack) -> None:
     assert git("--git-dir", str(bare), "show", f"{sha}:calc.py") == (CALC + ADD).strip()
     assert git("--git-dir", str(bare), "log", "-1", "--format=%s", sha) == "add add()"
 
-    branch = [o for o in done["outputs"] if o["type"] == "branch"]  # type: ignore[union-attr,index]
+    branch = [o for o in done["outputs"] if o["type"] == "branch"]
     assert branch == [
         {"type": "branch", "name": "feat", "sha": sha, "url": f"{bare.as_uri()}#feat"}
     ]
@@ -107,7 +108,7 @@ async def test_push_is_forwarded_and_refusals_say_why(gs: GitStack) -> None:
     assert "deleting feat" in results[2] or "deletion" in results[2]
     assert "non-fast-forward" in results[3] or "force" in results[3]
     # The amended commit has the same tree as the pushed one: nothing unpushed, no patch.
-    assert not [o for o in done["outputs"] if o["type"] == "patch"]  # type: ignore[union-attr,index]
+    assert not [o for o in done["outputs"] if o["type"] == "patch"]
 
 
 async def test_no_token_reaches_the_sandbox(gs: GitStack) -> None:
@@ -182,7 +183,7 @@ async def test_artifacts_patch_and_signed_downloads(gs: GitStack, tmp_path: Path
     results = tool_results(await events(gs.api, run_id))
     assert "saved report.txt as artifact" in results[2]
     assert "outside the workspace" in results[3] and "no such regular file" in results[4]
-    patch = next(o for o in done["outputs"] if o["type"] == "patch")  # type: ignore[union-attr]
+    patch = next(o for o in done["outputs"] if o["type"] == "patch")
     assert patch["files"] == 3 and patch["insertions"] == 3 and patch["deletions"] == 0
 
     listed = (await gs.api.get(f"/v1/runs/{run_id}/artifacts")).json()
