@@ -44,9 +44,13 @@ async def repo_outputs(
     for p in pushes:
         if not p.forwarded:
             log.info("push.refused", run_id=run.id, org_id=run.org_id, reason=p.message)
-    patch = await unpushed_changes(
-        sandbox, mirror, state, list(known.values()), settings.artifact_max_bytes
-    )
+    try:
+        patch = await unpushed_changes(
+            sandbox, mirror, state, list(known.values()), settings.artifact_max_bytes
+        )
+    except (RuntimeError, OSError, ValueError) as exc:  # a broken repository, too large
+        log.warning("patch.failed", run_id=run.id, org_id=run.org_id, error=str(exc))
+        return outputs, []
     if patch is None:
         return outputs, []
     art = await store_artifact(

@@ -59,9 +59,15 @@ class GitStack:
 
 @asynccontextmanager
 async def git_stack(
-    data: Path, temporal: str, anthropic_url: str, base_url: str, remotes: Path, **extra: str
+    data: Path,
+    temporal: str,
+    anthropic_url: str,
+    base_url: str,
+    remotes: Path,
+    token: str | None = None,
+    **extra: str,
 ) -> AsyncIterator[GitStack]:
-    token = "ghs_" + secrets.token_hex(16)
+    token = token or "ghs_" + secrets.token_hex(16)
     key = secrets.token_hex(32)
     env = stack_env(
         data,
