@@ -85,7 +85,9 @@ async def presign(
     if art is None:
         raise ProblemError(404, "NOT_FOUND", f"run {run_id} has no such artifact")
     expires = int(time.time()) + body.expires_in
-    url = await artifact_store(settings).presign(art.storage_path, expires, str(request.base_url))
+    url = await artifact_store(settings).presign(
+        art.storage_path, expires, body.expires_in, str(request.base_url)
+    )
     return {"url": url, "expiresAt": iso(datetime.fromtimestamp(expires, UTC))}
 
 

@@ -19,8 +19,11 @@ from runyard.settings import Settings
 class ArtifactStore(Protocol):
     async def put(self, storage_path: str, data: bytes, content_type: str) -> None: ...
 
-    async def presign(self, storage_path: str, expires_at: int, api_base_url: str) -> str:
-        """A URL that downloads the bytes without an API key until ``expires_at``."""
+    async def presign(
+        self, storage_path: str, expires_at: int, expires_in: int, api_base_url: str
+    ) -> str:
+        """A URL that downloads the bytes without an API key for ``expires_in`` seconds
+        (until ``expires_at``, unix seconds)."""
         ...
 
 
@@ -50,7 +53,9 @@ class LocalArtifactStore:
 
         await asyncio.to_thread(write)
 
-    async def presign(self, storage_path: str, expires_at: int, api_base_url: str) -> str:
+    async def presign(
+        self, storage_path: str, expires_at: int, expires_in: int, api_base_url: str
+    ) -> str:
         return api_base_url.rstrip("/") + signed_path(self._key, _safe(storage_path), expires_at)
 
 
@@ -59,10 +64,12 @@ class S3ArtifactStore:
 
     def __init__(self, bucket: str, prefix: str, client: Any = None) -> None:
         import boto3
+        from botocore.config import Config
 
         self.bucket = bucket
         self.prefix = prefix.strip("/")
-        self._client = client or boto3.client("s3")
+        # SigV4 presigned URLs (X-Amz-Signature, up to 7 days), as every region accepts.
+        self._client = client or boto3.client("s3", config=Config(signature_version="s3v4"))
 
     def key(self, storage_path: str) -> str:
         path = _safe(storage_path)
@@ -77,14 +84,13 @@ class S3ArtifactStore:
             ContentType=content_type,
         )
 
-    async def presign(self, storage_path: str, expires_at: int, api_base_url: str) -> str:
-        import time
-
-        seconds = max(1, expires_at - int(time.time()))
+    async def presign(
+        self, storage_path: str, expires_at: int, expires_in: int, api_base_url: str
+    ) -> str:
         url: str = self._client.generate_presigned_url(
             "get_object",
             Params={"Bucket": self.bucket, "Key": self.key(storage_path)},
-            ExpiresIn=seconds,
+            ExpiresIn=expires_in,
         )
         return url
 

@@ -11,9 +11,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import httpx
 import pytest
+from moto.server import ThreadedMotoServer
 
+from runyard.devserver import free_port
 from tests.conftest import TERMINAL, script, wait_for
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.git_http import GitHttpServer
@@ -27,6 +30,8 @@ from tests.integration.git_support import (
     refs,
     tool_results,
 )
+
+BUCKET = "runyard-test"
 
 
 @pytest.fixture(scope="module")
@@ -47,13 +52,36 @@ async def hs(
     token = "ghs_" + secrets.token_hex(16)
     server = GitHttpServer(remotes, token)
     server.start()
+    s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
+    s3.start()
+    aws = {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{s3._port}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    boto3.client(
+        "s3",
+        endpoint_url=aws["AWS_ENDPOINT_URL"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    ).create_bucket(Bucket=BUCKET)
     try:
         async with git_stack(
-            data, temporal_server, fake_anthropic.base_url, server.url, remotes, token=token
+            data,
+            temporal_server,
+            fake_anthropic.base_url,
+            server.url,
+            remotes,
+            token=token,
+            RUNYARD_ARTIFACTS_URL=f"s3://{BUCKET}/runs",
+            **aws,
         ) as s:
             yield s, server
     finally:
         server.stop()
+        s3.stop()
 
 
 async def test_clone_and_push_over_smart_http(hs: tuple[GitStack, GitHttpServer]) -> None:
@@ -68,6 +96,7 @@ async def test_clone_and_push_over_smart_http(hs: tuple[GitStack, GitHttpServer]
                 "git commit -qam more && git push origin web-feat"
             },
         },
+        {"tool": "bash", "input": {"command": "echo draft > notes.txt"}},
         {"text": "pushed"},
     )
     resp = await gs.api.post(
@@ -86,7 +115,24 @@ async def test_clone_and_push_over_smart_http(hs: tuple[GitStack, GitHttpServer]
     assert "runyard: forwarded web-feat" in out
     assert gs.token not in out and "x-access-token" not in out and "Authorization" not in out
     assert f"127.0.0.1:{server.port}" not in out  # the sandbox's origin is not the real one
-    assert done["outputs"][-1]["name"] == "web-feat"
+    by_type = {o["type"]: o for o in done["outputs"]}
+    assert by_type["branch"]["name"] == "web-feat"
+
+    # notes.txt was left unpushed: changes.patch went to the S3 bucket, and its presigned
+    # URL (a real one, signed by boto3) downloads it without credentials.
+    assert by_type["patch"]["files"] == 2 and by_type["patch"]["insertions"] == 2
+    presigned = await gs.api.post(
+        f"/v1/runs/{done['id']}/artifacts/presign",
+        json={"artifactId": by_type["patch"]["artifactId"], "expiresIn": 120},
+    )
+    assert presigned.status_code == 200, presigned.text
+    url = presigned.json()["url"]
+    assert url.startswith("http://127.0.0.1:") and f"/{BUCKET}/runs/" in url
+    assert "X-Amz-Signature=" in url and "X-Amz-Expires=120" in url
+    async with httpx.AsyncClient() as anonymous:
+        got = await anonymous.get(url)
+    assert got.status_code == 200
+    assert b"+draft" in got.content and b"+# more" in got.content
 
 
 def _objects(repo: Path) -> dict[str, str]:
