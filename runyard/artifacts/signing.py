@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 from urllib.parse import quote, urlencode
 
 DOWNLOAD_PREFIX = "/v1/artifact-downloads/"
+_DIGITS = re.compile(r"[0-9]{1,12}")
+_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 def _mac(key: bytes, storage_path: str, expires: int) -> str:
@@ -23,7 +26,7 @@ def signed_path(key: bytes, storage_path: str, expires: int) -> str:
 
 def verify(key: bytes, storage_path: str, expires: str, signature: str) -> bool:
     """True when the signature is ours for this path and time, and the time is not past."""
-    if not expires.isdigit() or len(expires) > 12:
+    if not _DIGITS.fullmatch(expires) or not _HEX.fullmatch(signature):
         return False
     ok = hmac.compare_digest(_mac(key, storage_path, int(expires)), signature)
     return ok and int(expires) >= int(time.time())

@@ -4,6 +4,7 @@ model driving the tools in bubblewrap, and a local server speaking GitHub's REST
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -252,3 +253,17 @@ async def test_repository_intake_refusals(gs: GitStack) -> None:
         )
         assert resp.status_code == status, (repo, resp.text)
         assert resp.json()["type"] == code
+
+
+async def test_a_repository_gone_before_the_clone_fails_the_run_clearly(gs: GitStack) -> None:
+    bare = make_remote(gs.remotes, "acme/gone")
+    resp = await gs.api.post(
+        "/v1/runs",
+        json={"prompt": script({"text": "x"}), "model": "scripted", "repo": "acme/gone"},
+    )
+    assert resp.status_code == 201, resp.text
+    shutil.rmtree(bare)
+    assert (await gs.api.post(f"/v1/runs/{resp.json()['id']}/exec")).status_code == 202
+    done = await wait_for(gs.api, resp.json()["id"], TERMINAL, timeout=60)
+    assert done["status"] == "failed" and done["failReason"] == "error"
+    assert done["error"]["code"] == "REPOSITORY_NOT_FOUND", done["error"]
