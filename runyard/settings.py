@@ -70,7 +70,7 @@ class Settings(BaseSettings):
     github_token: str | None = None  # default: git_token
     git_timeout_seconds: float = 600
     # The most a relayed push may carry (the bundle read out of the sandbox).
-    git_push_max_bytes: int = 500 * 1024 * 1024
+    git_push_max_bytes: int = 256 * 1024 * 1024
     # Artifacts: a local directory in the data dir, or s3://bucket/prefix.
     artifacts_url: str | None = None
     artifact_max_bytes: int = 100 * 1024 * 1024

@@ -67,10 +67,11 @@ def git_env(protocols: str, config: dict[str, str] | None = None) -> dict[str, s
         "GIT_ASKPASS": "/bin/false",
         "SSH_ASKPASS": "/bin/false",
         "GIT_ALLOW_PROTOCOL": protocols,
-        "GIT_SSH_COMMAND": "ssh -o BatchMode=yes -o ConnectTimeout=15",
         "LC_ALL": "C",
     }
-    items = list((_HARDENING | (config or {})).items())
+    merged = _HARDENING | (config or {})
+    env["GIT_SSH_COMMAND"] = merged["core.sshCommand"]  # the variable wins over the config
+    items = list(merged.items())
     env["GIT_CONFIG_COUNT"] = str(len(items))
     for i, (key, value) in enumerate(items):
         env[f"GIT_CONFIG_KEY_{i}"] = key

@@ -28,6 +28,13 @@ def remote_config(source: RepoSource, settings: Settings, addresses: list[str]) 
     if addresses and url[0] == "https" and source.host and ":" not in source.host:
         # DNS rebinding: connect to the address the policy checked, not a second lookup.
         config["http.curloptResolve"] = f"{source.host}:{source.port}:{addresses[0]}"
+    if not source.trusted and source.host:
+        # A client's ssh host gets none of the operator's keys, and the checked address.
+        pin = f" -o HostName={addresses[0]} -o HostKeyAlias={source.host}" if addresses else ""
+        config["core.sshCommand"] = (
+            "ssh -F /dev/null -o BatchMode=yes -o ConnectTimeout=15 -o IdentitiesOnly=yes "
+            "-o IdentityAgent=none -o IdentityFile=/dev/null" + pin
+        )
     return config
 
 

@@ -84,3 +84,22 @@ async def test_public_hosts_and_the_operator_host_pass() -> None:
     assert await check_address(src, private, _resolver) == ["127.0.0.1"]
     with pytest.raises(ForbiddenURL):  # link-local stays refused
         await check_address(parse_repo("https://169.254.169.254/x", private), private, _resolver)
+
+
+def test_credentials_and_pins_per_remote() -> None:
+    from runyard.git.gitcmd import git_env
+    from runyard.git.remote import remote_config
+
+    s = Settings(git_base_url="https://git.example", git_token="tok")
+    own = remote_config(parse_repo("acme/w", s), s, [])
+    assert own["http.extraHeader"].startswith("Authorization: Basic ")
+    theirs = remote_config(parse_repo("https://h.example/o/r.git", s), s, ["93.184.215.14"])
+    assert "http.extraHeader" not in theirs  # the token never goes to a client's host
+    assert theirs["http.curloptResolve"] == "h.example:443:93.184.215.14"
+    ssh = remote_config(parse_repo("git@h.example:o/r.git", s), s, ["93.184.215.14"])
+    assert "IdentityAgent=none" in ssh["core.sshCommand"]
+    assert "HostName=93.184.215.14" in ssh["core.sshCommand"]
+    env = git_env("https:ssh", ssh)
+    assert env["GIT_SSH_COMMAND"] == ssh["core.sshCommand"]
+    assert env["GIT_CONFIG_GLOBAL"] == "/dev/null" and env["GIT_CONFIG_NOSYSTEM"] == "1"
+    assert "tok" not in " ".join(env.values())
