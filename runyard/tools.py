@@ -19,8 +19,12 @@ MAX_LIST_ENTRIES = 2_000
 TOOLS: list[dict[str, Any]] = [
     {
         "name": "bash",
-        "description": "Run a bash command in the workspace (/workspace) and return its "
-        "exit code, stdout and stderr. No network unless the template allows it.",
+        "description": "Run a bash command in the workspace (/workspace, a git clone of "
+        "the run's repository) and return its exit code, stdout and stderr. No network "
+        "unless the template allows it. To publish work, commit it and run "
+        "`git push origin <branch>` (origin needs no network or credentials: Runyard "
+        "forwards the branch upstream and the result says so; the default branch, "
+        "deletions and force pushes are refused). Work left unpushed is kept as a patch.",
         "input_schema": {
             "type": "object",
             "properties": {
