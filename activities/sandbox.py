@@ -11,7 +11,10 @@ from runyard.db.engine import Database
 from runyard.db.models import Run, RunMessage
 from runyard.domain import EventType
 from runyard.errors import InternalError, RunNotFound, SandboxError, TemplateNotFound
-from runyard.repos import repo_url
+from runyard.final_outputs import repo_outputs
+from runyard.git.intake import clone_url
+from runyard.output_tools import ToolContext, after_bash, needs_context
+from runyard.outputs import known_branches, record_outputs
 from runyard.sandbox.base import SandboxProvider, SandboxSpec
 from runyard.settings import Settings
 from runyard.store.events import NewEvent, append_events, locked_run
@@ -65,7 +68,7 @@ class SandboxActivities:
         sandbox_id = sandbox_id_for(run.id)
         spec = SandboxSpec(
             size=template.size,
-            repo_url=repo_url(run.repo, self.settings.git_base_url) if run.repo else None,
+            repo_url=clone_url(run.repo, self.settings) if run.repo else None,
             env={**(template.env or {}), **(run.env or {})},
             setup_script=template.setup_script,
             network=self.settings.sandbox_network,
@@ -98,12 +101,13 @@ class SandboxActivities:
         if call is None:
             raise InternalError(f"turn {inp.turn} has no tool call {inp.call_id}")
         sandbox = await self._provider(inp.sandbox.provider).get(inp.sandbox.sandbox_id)
+        args = call.get("input") or {}
+        ctx = await self._tool_context(inp) if needs_context(inp.name, args) else None
         out = await run_tool(
-            sandbox,
-            inp.name,
-            call.get("input") or {},
-            timeout=self.settings.tool_timeout_seconds,
+            sandbox, inp.name, args, timeout=self.settings.tool_timeout_seconds, ctx=ctx
         )
+        if ctx is not None and inp.name == "bash":
+            out = await after_bash(sandbox, ctx, args, out)  # forwards pushed branches
         block = {
             "type": "tool_result",
             "tool_use_id": inp.call_id,
@@ -114,24 +118,42 @@ class SandboxActivities:
         async with self.db.write() as s:
             run = await locked_run(s, inp.run_id)
             s.add(RunMessage(run_id=inp.run_id, key=key, role="tool_result", content=[block]))
+            await record_outputs(s, run, out.outputs, key, out.artifacts)
             await append_events(s, run, [NewEvent(key, EventType.TOOL_RESULT, data)])
+
+    async def _tool_context(self, inp: ToolInput) -> ToolContext:
+        run = await self._run(inp.run_id)
+        return ToolContext.build(
+            self.settings,
+            run.id,
+            run.org_id,
+            run.repo,
+            inp.sandbox.sandbox_id,
+            known_branches(run),
+        )
 
     @activity.defn(name="collect_outputs")
     @typed_failures
     @heartbeats
     async def collect_outputs(self, inp: CollectInput) -> None:
-        """Record what the agent produced as the run's outputs, each announced once."""
+        """Record what the agent produced, each output announced once: the final text,
+        branches pushed but not yet forwarded, and ``changes.patch`` for unpushed work."""
         async with self.db.session() as s:
             text = await final_text(s, inp.run_id)
+            current = await s.get(Run, inp.run_id)
+        if current is None:
+            raise RunNotFound(f"{inp.run_id} is not in the store")
         outputs = [{"type": "text", "text": text}] if text else []
+        extra, artifacts = await repo_outputs(current, self.settings, self.providers)
         async with self.db.write() as s:
             run = await locked_run(s, inp.run_id)
-            run.outputs = outputs
+            run.outputs = outputs + [o for o in run.outputs or [] if o.get("type") != "text"]
             s.add(run)
             events = [
                 NewEvent(f"output.{i}", EventType.OUTPUT_DETECTED, o) for i, o in enumerate(outputs)
             ]
             await append_events(s, run, events)
+            await record_outputs(s, run, extra, "collect", artifacts)
 
     @activity.defn(name="destroy_sandbox")
     @typed_failures

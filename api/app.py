@@ -15,6 +15,7 @@ from api.ratelimit import RateLimiter
 from api.routes import (
     agents,
     api_keys,
+    artifacts,
     connection,
     events,
     health,
@@ -72,4 +73,5 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.include_router(connection.router)
     app.include_router(api_keys.router)
     app.include_router(usage.router)
+    app.include_router(artifacts.router)
     return app

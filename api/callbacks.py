@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from api.errors import ProblemError
-from notifications.ssrf import ForbiddenURL, check_url
 from runyard.settings import Settings
+from runyard.ssrf import ForbiddenURL, check_url
 
 
 async def allowed_callback(url: str, settings: Settings, field: str = "callbackUrl") -> str:

@@ -22,6 +22,7 @@ from api.callbacks import allowed_callback
 from api.credits import check_credits
 from api.errors import ProblemError
 from api.orchestrator import TemporalConnector, run_input
+from api.repo_intake import check_repo
 from api.schemas import CreateRun
 from runyard.db.engine import Database
 from runyard.db.models import Agent, Run, RunEvent, Template, Thread
@@ -30,7 +31,6 @@ from runyard.domain import OPEN_STATUSES, ErrorCode, EventType, RunStatus
 from runyard.errors import OrchestratorUnavailable, RunyardError
 from runyard.ids import new_id
 from runyard.models.pricing import is_valid_model, needs_anthropic_key
-from runyard.repos import repo_exists, repo_url
 from runyard.settings import Settings
 from runyard.store.events import NewEvent, append_events
 from runyard.store.templates import find_template
@@ -114,16 +114,7 @@ async def _resolve(
     if body.callback_url is not None:
         await allowed_callback(body.callback_url, settings)
     if body.repo is not None:
-        try:
-            url = repo_url(body.repo, settings.git_base_url)
-        except ValueError as exc:
-            raise invalid("repo", str(exc), "invalid_repo") from exc
-        if not await repo_exists(url):
-            raise ProblemError(
-                404,
-                "REPOSITORY_NOT_FOUND",
-                f"repository '{body.repo}' was not found or is not readable",
-            )
+        await check_repo(body.repo, settings)
     return {
         "model": model,
         "template": slug,

@@ -32,8 +32,10 @@ def serve_dev(
     from runyard.devserver import DevServerConfig, start_dev_server, wait_for_port
     from runyard.logging import configure_logging
 
-    # Local development reaches callbacks on this machine, unless the operator said no.
+    # Local development reaches callbacks and repositories on this machine, unless the
+    # operator said no.
     private = None if "RUNYARD_ALLOW_PRIVATE_CALLBACKS" in os.environ else True
+    local_repos = None if "RUNYARD_ALLOW_LOCAL_REPOS" in os.environ else True
     external = os.environ.get("TEMPORAL_ADDRESS")
     proc: subprocess.Popen[bytes] | None = None
     address = None
@@ -52,7 +54,9 @@ def serve_dev(
             )
             _stop(proc)
             raise typer.Exit(1) from exc
-    s = settings(temporal_address=address, allow_private_callbacks=private)
+    s = settings(
+        temporal_address=address, allow_private_callbacks=private, allow_local_repos=local_repos
+    )
     configure_logging(s.log_level, json=s.log_json)
     typer.echo(f"Runyard API:   http://{host}:{port}  (docs: http://{host}:{port}/docs)")
     if proc is not None:

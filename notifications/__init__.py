@@ -8,8 +8,8 @@ callbacks and watchers.
 - ``delivery``: ``DeliveryWorkflow``, one message to one URL on the retry schedule.
 - ``activities``: the delivery attempt and the pump's sweep.
 - ``sender``: the HTTP POST, signed, pinned to the address that was checked.
-- ``ssrf``: which addresses a callback or webhook may reach.
 
-``outbox``, ``sender`` and ``ssrf`` know no workflow; the API uses ``ssrf`` to refuse a
-URL at registration, the event store uses ``outbox``.
+Which addresses a callback or webhook may reach is ``runyard/ssrf.py``: the same policy
+guards client-given repository URLs, so it lives in the shared core. ``outbox`` and
+``sender`` know no workflow; the event store uses ``outbox``.
 """

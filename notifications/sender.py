@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 from standardwebhooks.webhooks import Webhook as Signer
 
-from notifications.ssrf import ForbiddenURL, Resolver, check_url, system_resolver
+from runyard.ssrf import ForbiddenURL, Resolver, check_url, system_resolver
 
 TIMEOUT = 15.0
 USER_AGENT = "Runyard-Webhooks/1"

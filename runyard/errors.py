@@ -20,6 +20,8 @@
     │   │                                                               activity's policy)
     │   ├── SandboxUnavailable           SANDBOX_UNAVAILABLE            no  (this worker cannot
     │   │                                                               run sandboxes at all)
+    │   ├── RepositoryNotFound           REPOSITORY_NOT_FOUND           no  (the clone found none)
+    │   ├── RepositoryRefused            CALLBACK_URL_FORBIDDEN         no  (a forbidden address)
     │   ├── SandboxSetupFailed           SANDBOX_SETUP_FAILED           no
     │   └── ResourceLimitExceeded        RUN_RESOURCE_LIMIT_EXCEEDED    no
     └── InternalError                    INTERNAL_ERROR                 no
@@ -114,6 +116,16 @@ class SandboxError(RunyardError):
 class SandboxUnavailable(SandboxError):
     """This worker cannot run sandboxes at all (isolation required but missing …)."""
 
+    permanent = True
+
+
+class RepositoryNotFound(SandboxError):
+    code = ErrorCode.REPOSITORY_NOT_FOUND
+    permanent = True
+
+
+class RepositoryRefused(SandboxError):
+    code = ErrorCode.CALLBACK_URL_FORBIDDEN
     permanent = True
 
 

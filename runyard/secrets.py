@@ -47,3 +47,8 @@ def _create(path: Path) -> None:
             os.link(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def secret_key(settings: Settings) -> bytes:
+    """The same secret, under the name the artifact signer uses."""
+    return load_secret_key(settings)

@@ -66,6 +66,19 @@ class Settings(BaseSettings):
     # refuses a history past 51,200); tests lower it to force it after a few turns.
     continue_as_new_events: int = Field(default=10_000, ge=20, le=40_000)
     git_base_url: str = "https://github.com"
+    # Repositories on the worker's disk (a path or file://) are refused unless this is on
+    # (runyard dev turns it on). The clone copies them, never hardlinks.
+    allow_local_repos: bool = False
+    # Authenticates clone and push over https; never enters a sandbox.
+    git_token: str | None = None
+    github_api_url: str = "https://api.github.com"
+    github_token: str | None = None  # default: git_token
+    git_timeout_seconds: float = 600
+    # The most a relayed push may carry (the bundle read out of the sandbox).
+    git_push_max_bytes: int = 256 * 1024 * 1024
+    # Artifacts: a local directory in the data dir, or s3://bucket/prefix.
+    artifacts_url: str | None = None
+    artifact_max_bytes: int = 100 * 1024 * 1024
 
     # Events older than this are purged by the worker; a cursor into them gets 410.
     event_retention_days: float = Field(default=30, gt=0)
@@ -116,6 +129,10 @@ class Settings(BaseSettings):
         if url.startswith("sqlite://") and not url.startswith("sqlite+"):
             url = "sqlite+aiosqlite://" + url.removeprefix("sqlite://")
         return url
+
+    @property
+    def pr_token(self) -> str | None:
+        return self.github_token or self.git_token
 
     @property
     def sandboxes_dir(self) -> Path:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from runyard.db.models import Artifact
+from runyard.output_tools import NAMES, OUTPUT_TOOLS, ToolContext, run_output_tool
 from runyard.sandbox.base import ResourceLimitExceeded, Sandbox
 
 MAX_OUTPUT_CHARS = 30_000
@@ -17,8 +19,12 @@ MAX_LIST_ENTRIES = 2_000
 TOOLS: list[dict[str, Any]] = [
     {
         "name": "bash",
-        "description": "Run a bash command in the workspace (/workspace) and return its "
-        "exit code, stdout and stderr. No network unless the template allows it.",
+        "description": "Run a bash command in the workspace (/workspace, a git clone of "
+        "the run's repository) and return its exit code, stdout and stderr. No network "
+        "unless the template allows it. To publish work, commit it and run "
+        "`git push origin <branch>` (origin needs no network or credentials: Runyard "
+        "forwards the branch upstream and the result says so; the default branch, "
+        "deletions and force pushes are refused). Work left unpushed is kept as a patch.",
         "input_schema": {
             "type": "object",
             "properties": {
@@ -80,10 +86,15 @@ TOOLS: list[dict[str, Any]] = [
 ]
 
 
+TOOLS += OUTPUT_TOOLS
+
+
 @dataclass(frozen=True)
 class ToolOutput:
     text: str
     is_error: bool = False
+    outputs: tuple[dict[str, Any], ...] = ()  # branch, pr, issue … recorded with the result
+    artifacts: tuple[Artifact, ...] = ()
 
 
 def _clip(text: str) -> str:
@@ -101,10 +112,19 @@ def _str_arg(args: dict[str, Any], name: str, default: str | None = None) -> str
 
 
 async def run_tool(
-    sandbox: Sandbox, name: str, args: dict[str, Any], *, timeout: float
+    sandbox: Sandbox,
+    name: str,
+    args: dict[str, Any],
+    *,
+    timeout: float,
+    ctx: ToolContext | None = None,
 ) -> ToolOutput:
     """Run one tool call; any error becomes an ``is_error`` result for the model."""
     try:
+        if name in NAMES:
+            if ctx is None:
+                return ToolOutput(f"{name} is not available here", is_error=True)
+            return await run_output_tool(sandbox, name, args, ctx)
         return await _dispatch(sandbox, name, args, timeout)
     except (ValueError, OSError, UnicodeDecodeError) as exc:
         return ToolOutput(f"{type(exc).__name__}: {exc}", is_error=True)

@@ -84,6 +84,7 @@ def stack_env(data_dir: Path, temporal: str, anthropic_url: str, **extra: str) -
         "RUNYARD_LOG_LEVEL": "INFO",
         "RUNYARD_SSE_PING_SECONDS": "1",
         "RUNYARD_ALLOW_PRIVATE_CALLBACKS": "true",
+        "RUNYARD_ALLOW_LOCAL_REPOS": "true",
         "RUNYARD_WEBHOOK_RETRY_SCHEDULE": "0,0.3,0.3,0.3,0.3",
     } | extra
 

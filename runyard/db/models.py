@@ -236,3 +236,22 @@ class RunWatcher(SQLModel, table=True):
     run_id: str = Field(foreign_key="runs.id", index=True)
     callback_url: str
     created_at: datetime = _ts(nullable=False)
+
+
+class Artifact(SQLModel, table=True):
+    """A file the agent saved (or ``changes.patch``); the bytes live in the ArtifactStore."""
+
+    __tablename__ = "artifacts"
+    __table_args__ = (
+        Index("ix_artifacts_run_created", "run_id", "created_at"),
+        UniqueConstraint("run_id", "storage_path", name="uq_artifacts_run_path"),
+    )
+    id: str = Field(primary_key=True)
+    org_id: str = Field(foreign_key="organizations.id")
+    run_id: str = Field(foreign_key="runs.id")
+    name: str
+    storage_path: str
+    size: int = Field(sa_column=Column(BigInteger, nullable=False))
+    content_type: str
+    sha256: str
+    created_at: datetime = _ts(nullable=False)

@@ -23,6 +23,7 @@ from typing import Any
 
 import structlog
 
+from runyard.git.clone import clone_for_sandbox
 from runyard.sandbox.base import ExecResult, SandboxError, SandboxSpec
 from runyard.sandbox.cgroups import Cgroup, join
 
@@ -119,6 +120,11 @@ class LocalSandbox:
             argv += ["--ro-bind-try", p, p]
         argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
         argv += ["--bind", str(self.workspace), "/workspace", "--chdir", "/workspace"]
+        remote = self.root / "remote"  # the credential-free origin (runyard.git.clone)
+        if remote.is_dir():
+            argv += ["--bind", str(remote), "/runyard/remote"]
+            for part in ("hooks", "config"):
+                argv += ["--ro-bind-try", *[str(remote / "origin.git" / part)] * 2]
         argv += ["--clearenv"]
         for k, v in {**env, "HOME": "/tmp", "PWD": "/workspace"}.items():
             argv += ["--setenv", k, v]
@@ -283,7 +289,7 @@ class LocalSandboxProvider:
         meta = {"size": spec.size, "env": spec.env, "network": spec.network}
         (root / "meta.json").write_text(json.dumps(meta))
         if spec.repo_url:
-            await _git_clone(spec.repo_url, root / "workspace")
+            await clone_for_sandbox(spec.repo_url, root, isolated=self.bwrap is not None)
         sandbox = LocalSandbox(self, sandbox_id, root)
         if spec.setup_script:
             res = await sandbox.exec(spec.setup_script, timeout=900)
@@ -310,24 +316,3 @@ class LocalSandboxProvider:
             group.remove()
         if root.exists():
             await asyncio.to_thread(shutil.rmtree, root, True)
-
-
-async def _git_clone(url: str, dest: Path) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        "git",
-        "clone",
-        "--quiet",
-        "--",
-        url,
-        str(dest),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
-    )
-    try:
-        _, err = await asyncio.wait_for(proc.communicate(), 600)
-    except TimeoutError as exc:
-        proc.kill()
-        raise SandboxError(f"git clone of {url} timed out") from exc
-    if proc.returncode != 0:
-        raise SandboxError(f"git clone of {url} failed: {err.decode(errors='replace')[-2000:]}")

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from notifications.sender import Sender
-from notifications.ssrf import ForbiddenURL, check_url
+from runyard.ssrf import ForbiddenURL, check_url
 from tests.conftest import in_process_api
 from tests.fakes.receiver import Receiver
 

@@ -1,14 +1,11 @@
 from __future__ import annotations
 
-import pytest
-
 from runyard.models.pricing import (
     add_turn_usage,
     is_valid_model,
     needs_anthropic_key,
     resolve_model,
 )
-from runyard.repos import repo_url
 
 
 def test_model_names() -> None:
@@ -26,13 +23,3 @@ def test_usage_accumulates_and_prices() -> None:
     assert u["costUsd"] == 3.3 and u["cacheHitRate"] == 0.5 and u["turns"] == 2
     haiku = add_turn_usage({}, "haiku", inp=1_000_000, out=1_000_000, cache_read=0, cache_write=0)
     assert haiku["costUsd"] == 6.0
-
-
-def test_repo_urls() -> None:
-    assert repo_url("acme/widgets", "https://git.example") == "https://git.example/acme/widgets.git"
-    assert repo_url("https://h/x.git", "b") == "https://h/x.git"
-    assert repo_url("file:///srv/r", "b") == "file:///srv/r"
-    assert repo_url("/srv/r", "b") == "/srv/r"
-    for bad in ("a b", "x", "../../etc passwd"):
-        with pytest.raises(ValueError):
-            repo_url(bad, "b")

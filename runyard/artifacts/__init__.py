@@ -1,0 +1,1 @@
+"""Artifacts: files a run produced, stored in an ``ArtifactStore`` with signed downloads."""

@@ -1,0 +1,72 @@
+"""What ``collect_outputs`` adds when a run completes: branches pushed by commands the
+relay did not watch, and ``changes.patch`` for work left in the workspace unpushed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+
+from runyard.artifacts.save import store_artifact
+from runyard.artifacts.store import artifact_store
+from runyard.db.models import Artifact, Run
+from runyard.git.clone import GitState, mirror_path
+from runyard.git.patch import unpushed_changes
+from runyard.git.relay import Relay
+from runyard.outputs import known_branches
+from runyard.sandbox.base import SandboxError, SandboxProvider
+from runyard.settings import Settings
+
+log = structlog.get_logger("runyard.outputs")
+
+
+async def repo_outputs(
+    run: Run, settings: Settings, providers: dict[str, SandboxProvider]
+) -> tuple[list[dict[str, Any]], list[Artifact]]:
+    """(outputs, artifact rows) from the run's repository; nothing without a repository."""
+    info = run.sandbox or {}
+    provider = providers.get(str(info.get("provider", "")))
+    if not run.repo or provider is None or not info.get("id"):
+        return [], []
+    if any(o.get("type") == "patch" for o in run.outputs or []):
+        return [], []  # a retried activity: already collected
+    mirror = mirror_path(settings, str(info["id"]))
+    state = GitState.load(mirror)
+    if state is None:
+        return [], []
+    try:
+        sandbox = await provider.get(str(info["id"]))
+    except SandboxError:
+        return [], []
+    known = known_branches(run)
+    pushes = await Relay(sandbox, mirror, settings, known).forward()
+    outputs: list[dict[str, Any]] = [p.output for p in pushes if p.output is not None]
+    for p in pushes:
+        if not p.forwarded:
+            log.info("push.refused", run_id=run.id, org_id=run.org_id, reason=p.message)
+    try:
+        patch = await unpushed_changes(
+            sandbox, mirror, state, list(known.values()), settings.artifact_max_bytes
+        )
+    except (RuntimeError, OSError, ValueError) as exc:  # a broken repository, too large
+        log.warning("patch.failed", run_id=run.id, org_id=run.org_id, error=str(exc))
+        return outputs, []
+    if patch is None:
+        return outputs, []
+    art = await store_artifact(
+        artifact_store(settings),
+        org_id=run.org_id,
+        run_id=run.id,
+        name="changes.patch",
+        data=patch.data,
+    )
+    outputs.append(
+        {
+            "type": "patch",
+            "artifactId": art.id,
+            "files": patch.files,
+            "insertions": patch.insertions,
+            "deletions": patch.deletions,
+        }
+    )
+    return outputs, [art]

@@ -1,0 +1,201 @@
+"""Forwarding the branches an agent pushed to its sandbox's ``origin`` to the real remote.
+
+Nothing on the host reads the sandbox's repository: inside the sandbox, git writes a
+bundle of the pushed branches, which is read out through the ``Sandbox`` protocol with a
+byte cap, fetched into Runyard's mirror with ``transfer.fsckObjects``, checked against
+the policy (a branch, not the default one, no deletion, fast-forward only) and pushed
+upstream from the mirror with Runyard's credentials. Works for any sandbox provider.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runyard.git.clone import GitState, valid_branch
+from runyard.git.gitcmd import GitError, run_git
+from runyard.git.intake import InvalidRepo
+from runyard.git.remote import upstream_access
+from runyard.sandbox.base import Sandbox
+from runyard.sandbox.capped import TooLarge, read_capped
+from runyard.settings import Settings
+from runyard.ssrf import ForbiddenURL
+
+_REF_LINE = re.compile(r"^([0-9a-f]{40}) refs/heads/(\S+)$")
+_BUNDLE = ".git/runyard-push.bundle"
+
+
+@dataclass(frozen=True)
+class Push:
+    branch: str
+    sha: str
+    forwarded: bool
+    message: str
+    output: dict[str, Any] | None = None
+
+
+@dataclass
+class Relay:
+    sandbox: Sandbox
+    mirror: Path
+    settings: Settings
+    known: dict[str, str] = field(default_factory=dict)  # already forwarded: name → sha
+
+    @property
+    def state(self) -> GitState | None:
+        return GitState.load(self.mirror)
+
+    async def pushed_refs(self, state: GitState) -> dict[str, str]:
+        """The branches of the sandbox's origin, as git inside the sandbox lists them."""
+        res = await self.sandbox.exec(
+            f"git --git-dir={shlex.quote(state.remote)} for-each-ref "
+            "--format='%(objectname) %(refname)' refs/heads/",
+            timeout=30,
+        )
+        refs: dict[str, str] = {}
+        for line in res.stdout.splitlines()[:1000]:
+            if m := _REF_LINE.match(line.strip()):
+                refs[m[2]] = m[1]
+        return refs
+
+    async def forward(self) -> list[Push]:
+        """Forward every branch whose tip changed since it was last forwarded."""
+        state = self.state
+        if state is None:
+            return []
+        refs = await self.pushed_refs(state)
+        changed = {
+            b: sha
+            for b, sha in refs.items()
+            if self.known.get(b) != sha
+            and not (b == state.default_branch and sha == state.base_sha)
+        }
+        results: list[Push] = []
+        wanted: dict[str, str] = {}
+        for branch, sha in sorted(changed.items()):
+            if not valid_branch(branch):
+                results.append(Push(branch, sha, False, f"refused {branch}: not a valid name"))
+            elif branch == state.default_branch:
+                results.append(
+                    Push(
+                        branch,
+                        sha,
+                        False,
+                        f"refused pushing to {branch}: it is the repository's default branch; "
+                        "push to a new branch and open a pull request",
+                    )
+                )
+            else:
+                wanted[branch] = sha
+        if not wanted:
+            return results
+        try:
+            fetched = await self._fetch(state, wanted)
+        except (GitError, TooLarge, FileNotFoundError) as exc:
+            return results + [Push(b, s, False, f"not forwarded: {exc}") for b, s in wanted.items()]
+        for branch, sha in fetched.items():
+            results.append(await self._push(state, branch, sha))
+        return results
+
+    async def _fetch(self, state: GitState, wanted: dict[str, str]) -> dict[str, str]:
+        """Bring the pushed commits into the mirror; the shas as the bundle had them."""
+        ws = shlex.quote(state.workspace)
+        refs = " ".join(shlex.quote(f"refs/heads/{b}") for b in wanted)
+        exclude = f" --not {state.base_sha}" if state.base_sha else ""
+        bundle = _BUNDLE  # relative to the workspace, where sandbox commands start
+        res = await self.sandbox.exec(
+            f"git --git-dir={shlex.quote(state.remote)} bundle create -q "
+            f"{shlex.quote(bundle)} {refs}{exclude} 2>&1",
+            timeout=self.settings.git_timeout_seconds,
+        )
+        if res.exit_code != 0 and "empty bundle" not in res.stdout:
+            raise GitError(f"could not bundle the pushed commits: {res.stdout.strip()[-500:]}")
+        local = self.mirror / "runyard-incoming.bundle"
+        try:
+            if res.exit_code == 0:
+                data = await read_capped(self.sandbox, bundle, self.settings.git_push_max_bytes)
+                local.write_bytes(data)
+                specs = [f"+refs/heads/{b}:refs/runyard/incoming/{b}" for b in wanted]
+                await run_git(
+                    "-C",
+                    str(self.mirror),
+                    "fetch",
+                    "--quiet",
+                    "--no-tags",
+                    "--no-write-fetch-head",
+                    str(local),
+                    *specs,
+                    protocols="file",
+                    config={"transfer.fsckObjects": "true", "fetch.fsckObjects": "true"},
+                    timeout=self.settings.git_timeout_seconds,
+                )
+        finally:
+            local.unlink(missing_ok=True)
+            with contextlib.suppress(Exception):
+                await self.sandbox.exec(f"rm -f {ws}/{bundle}", timeout=30)
+        out: dict[str, str] = {}
+        for branch, sha in wanted.items():
+            ref = f"refs/runyard/incoming/{branch}" if res.exit_code == 0 else sha
+            got = await run_git(
+                "-C",
+                str(self.mirror),
+                "rev-parse",
+                "-q",
+                "--verify",
+                f"{ref}^{{commit}}",
+                check=False,
+            )
+            if got.code == 0:
+                out[branch] = got.stdout.strip()
+        return out
+
+    async def _push(self, state: GitState, branch: str, sha: str) -> Push:
+        old = self.known.get(branch)
+        if old is not None:
+            ff = await run_git(
+                "-C", str(self.mirror), "merge-base", "--is-ancestor", old, sha, check=False
+            )
+            if ff.code != 0:
+                return Push(
+                    branch,
+                    sha,
+                    False,
+                    f"refused non-fast-forward push to {branch}: force pushes are not allowed",
+                )
+        try:
+            protos, config = await upstream_access(state.upstream, self.settings)
+            await run_git(
+                "-C",
+                str(self.mirror),
+                "push",
+                "--quiet",
+                "--no-verify",
+                "--",
+                state.upstream,
+                f"{sha}:refs/heads/{branch}",
+                protocols=protos,
+                config=config,
+                timeout=self.settings.git_timeout_seconds,
+            )
+        except (GitError, InvalidRepo, ForbiddenURL) as exc:
+            return Push(branch, sha, False, f"forwarding {branch} upstream failed: {exc}")
+        await run_git("-C", str(self.mirror), "update-ref", f"refs/heads/{branch}", sha)
+        self.known[branch] = sha
+        output = {"type": "branch", "name": branch, "sha": sha, "url": branch_url(state, branch)}
+        return Push(branch, sha, True, f"forwarded {branch} ({sha[:12]}) upstream", output)
+
+
+def branch_url(state: GitState, branch: str) -> str:
+    up = state.upstream
+    if up.startswith("https://"):
+        return f"{up.removesuffix('.git')}/tree/{branch}"
+    return f"{up}#{branch}"
+
+
+def describe(pushes: list[Push]) -> str:
+    """The lines appended to the tool result of the command that pushed."""
+    return "\n".join(f"runyard: {p.message}" for p in pushes)
