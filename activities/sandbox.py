@@ -86,7 +86,9 @@ class SandboxActivities:
             await provider.create(sandbox_id, spec)
         except SandboxError as exc:
             log.warning("sandbox.provision_failed", error=str(exc))
-            raise ApplicationError(str(exc), type="SANDBOX_UNAVAILABLE") from exc
+            raise ApplicationError(
+                str(exc), type="SANDBOX_UNAVAILABLE", non_retryable=exc.permanent
+            ) from exc
         info = {
             "id": sandbox_id,
             "provider": provider.name,
@@ -143,6 +145,10 @@ class SandboxActivities:
         except ResourceLimitExceeded as exc:  # the run ends: retrying would only repeat it
             raise ApplicationError(
                 str(exc), type="RUN_RESOURCE_LIMIT_EXCEEDED", non_retryable=True
+            ) from exc
+        except SandboxError as exc:  # e.g. its process could not be started again
+            raise ApplicationError(
+                str(exc), type="SANDBOX_UNAVAILABLE", non_retryable=exc.permanent
             ) from exc
         block = {
             "type": "tool_result",
