@@ -16,12 +16,17 @@ import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from runyard.sandbox.runner import HEADER, encode
+from runyard.sandbox.runner import BOOT, HEADER, READY_FRAME, encode
 
 MAX_FRAME = 4 * 1024 * 1024  # an exec result: two 100 kB streams, JSON-escaped at worst
 START_TIMEOUT = 20.0
 
 OutputCallback = Callable[[str, str], Awaitable[None] | None]
+
+
+def boot(runner_dir: str | os.PathLike[str]) -> str:
+    """The ``python -c`` program that starts ``runner.py`` found in ``runner_dir``."""
+    return BOOT.format(frame=READY_FRAME, dir=str(runner_dir))
 
 
 class RunnerGone(Exception):

@@ -38,7 +38,7 @@ from runyard.sandbox.base import (
     ToolError,
 )
 from runyard.sandbox.cgroups import Cgroup, join
-from runyard.sandbox.client import RunnerClient, RunnerFailed, RunnerGone
+from runyard.sandbox.client import RunnerClient, RunnerFailed, RunnerGone, boot
 from runyard.sandbox.disk import (
     DiskError,
     LoopDisks,
@@ -293,7 +293,7 @@ class LocalSandboxProvider:
             env = sandbox_env(
                 sandbox.spec.env, home=str(sandbox.workspace), workspace=str(sandbox.workspace)
             )
-            argv = [system_python(), "-I", "-S", str(RUNNER), json.dumps(config)]
+            argv = [system_python(), "-I", "-S", "-c", boot(RUNNER.parent), json.dumps(config)]
             return await RunnerClient.start(
                 argv, env=env, cwd=str(sandbox.workspace), preexec_fn=preexec
             )
@@ -306,7 +306,7 @@ class LocalSandboxProvider:
             network=sandbox.spec.network,
         )
         config = {"workspace": "/workspace"}
-        argv += [system_python(), "-I", "-S", "/runyard/runner.py", json.dumps(config)]
+        argv += [system_python(), "-I", "-S", "-c", boot("/runyard"), json.dumps(config)]
         return await RunnerClient.start(
             argv, env={"PATH": env["PATH"]}, cwd="/", preexec_fn=preexec
         )

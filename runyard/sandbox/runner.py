@@ -1,7 +1,7 @@
 """The sandbox runner: one long-lived process per sandbox that executes every tool.
 
 The local provider starts it inside bubblewrap (or, with ``RUNYARD_SANDBOX_BWRAP=off``,
-as a plain process) with the system Python: ``python3 -I -S runner.py CONFIG``. It must
+as a plain process) with the system Python: ``python3 -I -S -c BOOT CONFIG``. It must
 stay standard-library only. It talks to the worker over its stdin/stdout with frames of
 a 4-byte big-endian length and a JSON object:
 
@@ -23,7 +23,7 @@ it and killed. Output and file reads are capped here; the worker checks again.
 
 from __future__ import annotations
 
-import base64
+import binascii
 import ctypes
 import json
 import os
@@ -39,6 +39,14 @@ import time
 from typing import IO, Any
 
 HEADER = struct.Struct(">I")
+_READY = b'{"id": 0, "ready": true}'
+READY_FRAME = HEADER.pack(len(_READY)) + _READY
+# How the provider starts it: the ready frame goes out before the imports above, which
+# then load while the worker goes on (the first call waits for them, provision does not).
+BOOT = (
+    "import os, sys; os.write(1, {frame!r}); sys.path.insert(0, {dir!r}); "
+    "import runner; runner.main()"
+)
 MAX_REQUEST = 64 * 1024 * 1024  # write_file content is the biggest request
 MAX_EDIT_BYTES = 8 * 1024 * 1024
 CALL_TAG = "SANDBOX_CALL_ID"  # set in every command's environment: which call made a process
@@ -46,7 +54,8 @@ _PR_SET_PDEATHSIG, _PR_SET_DUMPABLE, _PR_SET_CHILD_SUBREAPER = 1, 4, 36
 
 
 def encode(obj: dict[str, Any]) -> bytes:
-    body = json.dumps(obj, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    # A file name that is not UTF-8 (a lone surrogate here) becomes U+FFFD, never bad bytes.
+    body = json.dumps(obj, ensure_ascii=False).encode("utf-8", "replace")
     return HEADER.pack(len(body)) + body
 
 
@@ -68,7 +77,7 @@ class Runner:
             self.out.flush()
 
     def serve(self, inp: IO[bytes]) -> None:
-        self.send({"id": 0, "ready": True, "pid": os.getpid()})
+        """Answer requests until the worker goes away (the ready frame is already out)."""
         while True:
             head = inp.read(HEADER.size)
             if len(head) < HEADER.size:
@@ -94,7 +103,7 @@ class Runner:
             elif op == "read":
                 result = self.read(req["path"], int(req["max_bytes"]))
             elif op == "write":
-                result = self.write(req["path"], base64.b64decode(req["data"]))
+                result = self.write(req["path"], binascii.a2b_base64(req["data"]))
             elif op == "edit":
                 result = self.edit(req["path"], req["old"], req["new"])
             elif op == "list":
@@ -253,7 +262,7 @@ class Runner:
             data = _read_upto(fd, max_bytes)
         finally:
             os.close(fd)
-        return {"data": base64.b64encode(data).decode(), "size": st.st_size}
+        return {"data": binascii.b2a_base64(data, newline=False).decode(), "size": st.st_size}
 
     def write(self, path: str, data: bytes) -> dict[str, Any]:
         full = self.resolve(path)
@@ -403,7 +412,7 @@ def _prctl(option: int, value: int) -> None:
 
 
 def main() -> None:
-    config = json.loads(sys.argv[1])
+    config = json.loads(sys.argv[-1])
     _prctl(_PR_SET_CHILD_SUBREAPER, 1)  # orphans of commands come back here to be killed
     _prctl(_PR_SET_DUMPABLE, 0)  # commands cannot open /proc/<runner>/fd/* nor ptrace it
     _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -422,4 +431,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    os.write(1, READY_FRAME)
     main()
