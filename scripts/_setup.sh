@@ -4,6 +4,12 @@
 ensure_bwrap() {
   # Bubblewrap isolates local sandboxes and is required: without it every run fails
   # SANDBOX_UNAVAILABLE (unless RUNYARD_SANDBOX_BWRAP=off, which runs agent code unisolated).
+  # slirp4netns gives sandboxes with network access their own network (best effort).
+  if ! command -v slirp4netns >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slirp4netns \
+      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slirp4netns; }; } >/dev/null 2>&1 \
+      || echo "warning: could not install slirp4netns; sandboxes with network access will fail" >&2
+  fi
   command -v bwrap >/dev/null 2>&1 && return 0
   if [ "${RUNYARD_SANDBOX_BWRAP:-auto}" = off ]; then
     echo "warning: RUNYARD_SANDBOX_BWRAP=off and bubblewrap is missing: sandboxes are NOT isolated" >&2

@@ -50,9 +50,18 @@ class RunnerClient:
         self._reader: asyncio.Task[None] | None = None
         self._ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.closed = False
+        self._on_kill: list[Callable[[], None]] = []
 
     @classmethod
-    async def start(cls, argv: list[str], **kwargs: Any) -> RunnerClient:
+    async def start(
+        cls,
+        argv: list[str],
+        *,
+        after_spawn: Callable[[], Awaitable[Callable[[], None]]] | None = None,
+        **kwargs: Any,
+    ) -> RunnerClient:
+        """Start the runner; ``after_spawn`` runs before it is used (e.g. to give it a
+        network) and returns what to call when the runner is killed."""
         proc = await asyncio.create_subprocess_exec(
             *argv,
             stdin=asyncio.subprocess.PIPE,
@@ -64,8 +73,10 @@ class RunnerClient:
         client = cls(proc)
         client._reader = asyncio.create_task(client._read_loop())
         try:
+            if after_spawn is not None:
+                client._on_kill.append(await after_spawn())
             await asyncio.wait_for(asyncio.shield(client._ready), START_TIMEOUT)
-        except (TimeoutError, RunnerGone) as exc:
+        except Exception as exc:
             client.kill()
             raise RunnerGone(f"the sandbox process did not start: {exc or 'timed out'}") from exc
         return client
@@ -173,6 +184,8 @@ class RunnerClient:
     def kill(self) -> None:
         """Kill the runner and everything in its session (bubblewrap and the sandbox)."""
         self.closed = True
+        while self._on_kill:
+            self._on_kill.pop()()
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
         with contextlib.suppress(ProcessLookupError, PermissionError):

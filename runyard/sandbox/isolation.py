@@ -73,19 +73,28 @@ def bwrap_argv(
     workspace: Path,
     sandbox_root: Path,
     env: dict[str, str],
-    network: bool,
+    info_fd: int | None = None,
+    resolv_conf: Path | None = None,
 ) -> list[str]:
-    """bubblewrap's arguments up to the ``--`` (the command follows)."""
+    """bubblewrap's arguments up to the ``--`` (the command follows).
+
+    The sandbox always gets its own network namespace; ``info_fd`` makes bubblewrap
+    report the sandbox's pid there (for slirp4netns, see ``network.py``) and
+    ``resolv_conf`` replaces the host's /etc/resolv.conf.
+    """
     argv = [bwrap, "--die-with-parent", "--new-session", "--unshare-all"]
-    if network:
-        argv.append("--share-net")
+    if info_fd is not None:
+        argv += ["--info-fd", str(info_fd)]
     for d in ("/bin", "/lib", "/lib64", "/sbin"):
         if os.path.islink(d):
             argv += ["--symlink", os.readlink(d), d]
         elif os.path.isdir(d):
             argv += ["--ro-bind", d, d]
     for p in (*_RO_DIRS, *_RO_FILES):
-        argv += ["--ro-bind-try", p, p]
+        if p == "/etc/resolv.conf" and resolv_conf is not None:
+            argv += ["--ro-bind", str(resolv_conf), p]
+        else:
+            argv += ["--ro-bind-try", p, p]
     argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     argv += ["--bind", str(workspace), "/workspace", "--chdir", "/workspace"]
     argv += ["--ro-bind", str(RUNNER), "/runyard/runner.py"]

@@ -22,6 +22,7 @@ import os
 import resource
 import shutil
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,7 @@ from runyard.sandbox.isolation import (
     sandbox_env,
     system_python,
 )
+from runyard.sandbox.network import RESOLV_CONF, NetworkError, Slirp, slirp_path
 from runyard.settings import Settings
 
 __all__ = ["LocalSandbox", "LocalSandboxProvider", "bwrap_path", "local_provider"]
@@ -298,18 +300,47 @@ class LocalSandboxProvider:
                 argv, env=env, cwd=str(sandbox.workspace), preexec_fn=preexec
             )
         env = sandbox_env(sandbox.spec.env, home="/tmp", workspace="/workspace")
+        info_r, info_w, resolv = -1, -1, None
+        if sandbox.spec.network:
+            info_r, info_w = os.pipe()
+            resolv = sandbox.root / "resolv.conf"
+            resolv.write_text(RESOLV_CONF)
         argv = bwrap_argv(
             self.bwrap,
             workspace=sandbox.workspace,
             sandbox_root=sandbox.root,
             env=env,
-            network=sandbox.spec.network,
+            info_fd=info_w if sandbox.spec.network else None,
+            resolv_conf=resolv,
         )
         config = {"workspace": "/workspace"}
         argv += [system_python(), "-I", "-S", "-c", boot("/runyard"), json.dumps(config)]
-        return await RunnerClient.start(
-            argv, env={"PATH": env["PATH"]}, cwd="/", preexec_fn=preexec
-        )
+        if not sandbox.spec.network:
+            return await RunnerClient.start(
+                argv, env={"PATH": env["PATH"]}, cwd="/", preexec_fn=preexec
+            )
+
+        fds = {"info_r": info_r, "info_w": info_w}
+
+        async def give_network() -> Callable[[], None]:
+            os.close(fds.pop("info_w"))  # bubblewrap holds the only writer now: EOF comes
+            try:
+                return (await Slirp.attach(fds.pop("info_r"))).stop
+            except NetworkError as exc:
+                raise SandboxError(str(exc)) from exc
+
+        try:
+            return await RunnerClient.start(
+                argv,
+                after_spawn=give_network,
+                env={"PATH": env["PATH"]},
+                cwd="/",
+                preexec_fn=preexec,
+                pass_fds=(info_w,),
+            )
+        finally:
+            for fd in fds.values():  # the start failed before give_network took them
+                os.close(fd)
 
     async def stop_runner(self, sandbox_id: str, runner: RunnerClient | None = None) -> None:
         """Kill the sandbox's runner (all of it); the next call starts a new one."""
@@ -338,6 +369,10 @@ class LocalSandboxProvider:
     async def create(self, sandbox_id: str, spec: SandboxSpec) -> LocalSandbox:
         if self.unavailable is not None:
             raise SandboxUnavailable(self.unavailable)
+        if spec.network and self.bwrap is not None and slirp_path() is None:
+            raise SandboxUnavailable(
+                "network access needs slirp4netns on the worker (Debian: slirp4netns)"
+            )
         root = self._dir(sandbox_id)
         if (root / "ready").exists():
             sandbox = LocalSandbox(self, sandbox_id, root)

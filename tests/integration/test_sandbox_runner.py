@@ -250,3 +250,31 @@ async def test_tool_errors_are_results(provider: LocalSandboxProvider) -> None:
     with pytest.raises(ToolError, match="occurs 0 times"):
         await sb.write_file("a", b"abc")
         await sb.edit_file("a", "zz", "y")
+
+
+@pytest.mark.skipif(
+    BWRAP is None or shutil.which("slirp4netns") is None, reason="needs bwrap and slirp4netns"
+)
+async def test_network_is_the_sandboxes_own_never_the_hosts_loopback(
+    tmp_path: Path, made: list[LocalSandboxProvider]
+) -> None:
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    p = LocalSandboxProvider(tmp_path / "sbx", bwrap=BWRAP)
+    made.append(p)
+    probe = (
+        "ip -4 -o addr show | awk '{print $2, $4}'; ip route | head -1; "
+        f"for h in 127.0.0.1 10.0.2.2; do (exec 3<>/dev/tcp/$h/{port}) 2>/dev/null "
+        "&& echo reached-$h || echo refused-$h; done"
+    )
+    closed = await p.create("sbx_nonet", SandboxSpec())
+    out = (await closed.exec(probe, timeout=20)).stdout
+    assert "tap0" not in out and "reached" not in out, out
+    sb = await p.create("sbx_net", SandboxSpec(network=True))
+    out = (await sb.exec(probe + "; cat /etc/resolv.conf", timeout=20)).stdout
+    assert "tap0 10.0.2.100/24" in out and "default via 10.0.2.2" in out, out
+    assert "reached" not in out and "nameserver 10.0.2.3" in out, out
+    slirp = subprocess.run(["pgrep", "-x", "slirp4netns"], capture_output=True, text=True)
+    assert slirp.stdout.strip(), "slirp4netns runs beside the sandbox"
+    await p.destroy(sb.id)
+    server.close()
