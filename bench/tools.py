@@ -60,7 +60,35 @@ async def main(runs: int, sandbox_dir: str | None) -> None:
     except TimeoutError:
         fifo_result = "blocked (gave up after 10 s; the worker thread stays blocked)"
     fifo_ms = (time.perf_counter() - t0) * 1000
-    await provider.destroy(sid)
+    # Six other sandboxes read FIFOs (and a 1 GiB file) in a loop meanwhile: 'true' here
+    # must not notice.
+    others = [f"sbx_fifo{i}" for i in range(6)]
+    for other in others:
+        sb = await provider.create(other, SandboxSpec(size="s"))
+        await sb.exec("mkfifo f && truncate -s 1G big", timeout=30)
+    stop = asyncio.Event()
+
+    async def hammer(other: str) -> int:
+        n = 0
+        while not stop.is_set():
+            sb = await provider.get(other)
+            for path in ("f", "big"):
+                await run_tool(sb, "read_file", {"path": path}, timeout=30)
+                n += 1
+        return n
+
+    tasks = [asyncio.create_task(hammer(o)) for o in others]
+    loaded = []
+    for _ in range(min(runs, 100)):
+        t0 = time.perf_counter()
+        sandbox = await provider.get(sid)
+        out = await run_tool(sandbox, "bash", {"command": "true"}, timeout=30)
+        loaded.append((time.perf_counter() - t0) * 1000)
+    stop.set()
+    fifo_reads = sum(await asyncio.gather(*tasks))
+    rss_after = _rss_mb()
+    for other in [sid, *others]:
+        await provider.destroy(other)
     shutil.rmtree(where.parent, ignore_errors=True)
     report(
         "tools",
@@ -73,6 +101,9 @@ async def main(runs: int, sandbox_dir: str | None) -> None:
             "read_file 1 GiB sparse: output chars": len(big.text),
             "read_file FIFO": fifo_result,
             "read_file FIFO (ms)": round(fifo_ms, 1),
+            "run_tool 'true' while 6 sandboxes read FIFOs (ms)": summary(loaded),
+            "FIFO/1 GiB reads done by the 6 meanwhile": fifo_reads,
+            "worker RSS at the end (MB)": round(rss_after, 1),
         },
     )
 

@@ -11,8 +11,12 @@ per-file limit (``RLIMIT_FSIZE``).
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import errno
+import fcntl
 import os
 import shutil
+import struct
 from pathlib import Path
 
 _MKFS = ("mkfs.ext4", "-q", "-F", "-m", "0", "-i", "32768", "-E")
@@ -53,6 +57,59 @@ async def _run(*argv: str) -> None:
         raise DiskError(f"{argv[0]} timed out") from exc
     if proc.returncode != 0:
         raise DiskError(f"{' '.join(argv[:2])}… failed: {err.decode(errors='replace')[-500:]}")
+
+
+_LOOP_CTL_GET_FREE, _LOOP_CONFIGURE, _LO_FLAGS_AUTOCLEAR = 0x4C82, 0x4C0A, 4
+_MS_NOSUID, _MS_NODEV, _MS_NOATIME = 2, 4, 1024
+_MNT_DETACH = 2
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _loop_config(fd: int) -> bytes:
+    """struct loop_config: the backing fd, block size 0, a loop_info64 with autoclear."""
+    info = struct.pack("=5Q4I64s64s32s2Q", 0, 0, 0, 0, 0, 0, 0, 0, _LO_FLAGS_AUTOCLEAR,
+                       b"", b"", b"", 0, 0)  # fmt: skip
+    return struct.pack("=II", fd, 0) + info + bytes(64)
+
+
+def _mount_image(image: Path, mountpoint: Path) -> None:
+    """What ``mount -o loop,…`` does, without a process: a free loop device bound to the
+    image (autoclear: it goes away with the mount), then mount(2)."""
+    backing = os.open(image, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        for _ in range(20):  # another process may take the free device first
+            ctl = os.open("/dev/loop-control", os.O_RDWR | os.O_CLOEXEC)
+            try:
+                n = fcntl.ioctl(ctl, _LOOP_CTL_GET_FREE)
+            finally:
+                os.close(ctl)
+            dev = f"/dev/loop{n}"
+            loop = os.open(dev, os.O_RDWR | os.O_CLOEXEC)
+            try:
+                try:
+                    fcntl.ioctl(loop, _LOOP_CONFIGURE, _loop_config(backing))
+                except OSError as exc:
+                    if exc.errno == errno.EBUSY:
+                        continue
+                    raise
+                flags = _MS_NOSUID | _MS_NODEV | _MS_NOATIME
+                if _libc.mount(dev.encode(), bytes(mountpoint), b"ext4", flags,
+                               b"noinit_itable") != 0:  # fmt: skip
+                    err = ctypes.get_errno()
+                    raise OSError(err, f"mount {dev} on {mountpoint}: {os.strerror(err)}")
+                return
+            finally:
+                os.close(loop)  # autoclear: the mount holds the device from now on
+        raise OSError(errno.EBUSY, "no free loop device")
+    finally:
+        os.close(backing)
+
+
+def _unmount(mountpoint: Path) -> None:
+    if _libc.umount2(bytes(mountpoint), 0) != 0:
+        if _libc.umount2(bytes(mountpoint), _MNT_DETACH) != 0:  # busy: detach, free later
+            err = ctypes.get_errno()
+            raise OSError(err, f"umount {mountpoint}: {os.strerror(err)}")
 
 
 def _sparse_copy(src: Path, dst: Path) -> None:
@@ -108,15 +165,18 @@ class LoopDisks:
         if is_mount(mountpoint):
             return
         _mkdir(mountpoint)
-        await _run("mount", "-t", "ext4", "-o", _MOUNT_OPTS, str(image), str(mountpoint))
+        try:  # our own image and directory: bounded, a few ms
+            await asyncio.to_thread(_mount_image, image, mountpoint)
+        except OSError:  # e.g. a kernel before LOOP_CONFIGURE (5.8): the mount tool
+            await _run("mount", "-t", "ext4", "-o", _MOUNT_OPTS, str(image), str(mountpoint))
 
     async def unmount(self, mountpoint: Path) -> None:
         if not is_mount(mountpoint):
             return
         try:
-            await _run("umount", str(mountpoint))
-        except DiskError:
-            await _run("umount", "-l", str(mountpoint))  # busy: detach now, free when idle
+            await asyncio.to_thread(_unmount, mountpoint)
+        except OSError as exc:
+            raise DiskError(str(exc)) from exc
 
 
 # Metadata of the sandbox's own directories (not agent-made files): quick, never blocks.
