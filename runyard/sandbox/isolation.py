@@ -32,6 +32,7 @@ _RO_FILES = (
     "/etc/gitconfig",
     "/etc/mime.types",
 )
+_PROC_COVERED = ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs")
 # Never passed from the worker's environment; listed so the docs and tests name them.
 SECRET_PREFIXES = ("RUNYARD_", "TEMPORAL_", "ANTHROPIC_", "E2B_", "AWS_", "GIT_", "GITHUB_")
 
@@ -82,7 +83,9 @@ def bwrap_argv(
     report the sandbox's pid there (for slirp4netns, see ``network.py``) and
     ``resolv_conf`` replaces the host's /etc/resolv.conf.
     """
-    argv = [bwrap, "--die-with-parent", "--new-session", "--unshare-all"]
+    # Run as root, bubblewrap keeps every capability unless told: the sandbox would
+    # mount, load modules, ptrace the runner. All are dropped.
+    argv = [bwrap, "--die-with-parent", "--new-session", "--unshare-all", "--cap-drop", "ALL"]
     if info_fd is not None:
         argv += ["--info-fd", str(info_fd)]
     for d in ("/bin", "/lib", "/lib64", "/sbin"):
@@ -96,6 +99,10 @@ def bwrap_argv(
         else:
             argv += ["--ro-bind-try", p, p]
     argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    # The host's sysctls (and sysrq) are files that uid 0 may write even without
+    # capabilities: read-only over themselves.
+    for p in _PROC_COVERED:
+        argv += ["--ro-bind-try", p, p]
     argv += ["--bind", str(workspace), "/workspace", "--chdir", "/workspace"]
     argv += ["--ro-bind", str(RUNNER), "/runyard/runner.py"]
     # A local bare "origin" the agent may push to, whose hooks and config it cannot change.

@@ -275,6 +275,11 @@ class LocalSandboxProvider:
                 return current
             if current is not None:
                 await current.close()
+            group = self.cgroup(sandbox)
+            if self.bwrap is None and group is not None:
+                # Unisolated, a dead runner's commands outlive it (no pid namespace to
+                # take them along): whatever is left in the sandbox's cgroup goes first.
+                await asyncio.to_thread(group.kill_all)
             if not sandbox.workspace.is_dir():
                 if sandbox.loop_disk and self.disks is not None:
                     await self._mount(sandbox.root)  # e.g. after the machine restarted

@@ -87,6 +87,12 @@ async def test_bwrap_isolation(tmp_path: Path) -> None:
     )
     assert net.exit_code != 0
     assert (await sb.exec("pwd; touch /usr/x", timeout=10)).stdout.startswith("/workspace")
+    # No capability, and the host's sysctls are read-only (root may write them otherwise).
+    res = await sb.exec(
+        "grep CapEff /proc/self/status; cat /proc/sys/vm/swappiness > /proc/sys/vm/swappiness",
+        timeout=10,
+    )
+    assert "CapEff:\t0000000000000000" in res.stdout and "Read-only" in res.stderr, res
     await provider.destroy(sb.id)
 
 

@@ -146,9 +146,20 @@ async def test_a_stopped_or_killed_runner_fails_one_call_and_is_restarted(
     await sb.write_file("kept.txt", b"kept")
     out = await run_tool(sb, "bash", {"command": "kill -STOP $PPID; sleep 1"}, timeout=1)
     assert out.is_error and "did not answer" in out.text and "restarted" in out.text, out
-    out = await run_tool(sb, "bash", {"command": "kill -9 $PPID; sleep 5"}, timeout=10)
+    marker = f"left{id(sb)}"
+    out = await run_tool(
+        sb,
+        "bash",
+        {"command": f"(exec -a {marker} sleep 300) & kill -9 $PPID; sleep 5"},
+        timeout=10,
+    )
     assert out.is_error and "exited" in out.text and "restarted" in out.text, out
     assert (await run_tool(sb, "read_file", {"path": "kept.txt"}, timeout=10)).text == "kept"
+    if provider.use_cgroups or provider.bwrap:  # what the dead runner's command left is gone
+        assert _pgrep(marker) == ""
+    if provider.bwrap:  # the runner's protocol pipes are out of the commands' reach
+        res = await sb.exec("ls /proc/$PPID/fd; echo x > /proc/$PPID/fd/1", timeout=10)
+        assert res.exit_code != 0 and "Permission denied" in res.stderr, res
 
 
 async def test_a_restarted_worker_gets_a_new_runner_on_the_same_workspace(
