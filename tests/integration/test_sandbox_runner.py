@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from runyard.sandbox import local
 from runyard.sandbox.base import (
@@ -126,6 +127,13 @@ async def test_the_sandbox_environment_holds_no_secret(
     names = {line.split("=", 1)[0] for line in res.stdout.splitlines() if "=" in line}
     assert "MINE" in names and "s3cret-value" not in res.stdout
     assert not [n for n in names if n.startswith(SECRET_PREFIXES)], names
+
+
+async def test_unisolated_is_announced_loudly(tmp_path: Path) -> None:
+    with capture_logs() as logs:
+        LocalSandboxProvider(tmp_path / "sbx", bwrap=None)
+    loud = [e for e in logs if e["event"] == "sandbox.UNISOLATED"]
+    assert loud and loud[0]["log_level"] == "warning" and "NOT isolated" in loud[0]["message"]
 
 
 async def test_bwrap_missing_means_unavailable(tmp_path: Path) -> None:

@@ -5,6 +5,8 @@ Postgres)."""
 from __future__ import annotations
 
 import secrets
+import shutil
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,7 +14,16 @@ import pytest
 
 from runyard.db.engine import Database
 from runyard.sandbox.disk import loop_mounts_possible
-from tests.conftest import TERMINAL, Keys, script, wait_for
+from tests.conftest import (
+    TERMINAL,
+    Keys,
+    async_db_url,
+    launch_stack,
+    script,
+    stack_env,
+    wait_for,
+)
+from tests.fakes.anthropic_server import FakeAnthropic
 from tests.integration.test_events import full_log
 from tests.stack import Stack
 
@@ -111,3 +122,33 @@ async def test_nul_characters_are_refused_on_postgres(pg_stack: Stack, postgres_
         base_url=pg_stack.api_url, headers={"Authorization": f"Bearer {key}"}, timeout=30
     ) as c:
         await _assert_nul_refused(c)
+
+
+async def test_without_bubblewrap_a_run_fails_sandbox_unavailable(
+    tmp_path: Path, temporal_server: str, fake_anthropic: FakeAnthropic
+) -> None:
+    # The worker's PATH has what it needs but bwrap; RUNYARD_SANDBOX_BWRAP stays "auto".
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("git", "python3", "mkfs.ext4", "mount", "umount", "slirp4netns"):
+        if found := shutil.which(tool):
+            (bin_dir / tool).symlink_to(found)
+    data = tmp_path / "data"
+    env = stack_env(data, temporal_server, fake_anthropic.base_url, PATH=str(bin_dir))
+    stack = launch_stack(data, env)
+    try:
+        db = Database(async_db_url(env))
+        key = await Keys(db).make("nobwrap")
+        await db.dispose()
+        async with httpx.AsyncClient(
+            base_url=stack.api_url, headers={"Authorization": f"Bearer {key}"}, timeout=30
+        ) as c:
+            run_id = await _start(c, {"tool": "bash", "input": {"command": "id"}}, {"text": "x"})
+            done = await wait_for(c, run_id, TERMINAL, timeout=60)
+        assert done["status"] == "failed", done
+        assert done["error"]["code"] == "SANDBOX_UNAVAILABLE", done
+        assert "bubblewrap" in done["error"]["message"], done
+        logs = "".join(p.read_text() for p in (data / "logs").glob("worker-*.log"))
+        assert "sandbox.bwrap_missing" in logs
+    finally:
+        stack.stop()
