@@ -38,7 +38,7 @@ from runyard.logging import configure_logging
 from runyard.models.anthropic_client import AnthropicModel
 from runyard.models.scripted import ScriptedModel
 from runyard.sandbox.base import SandboxProvider
-from runyard.sandbox.local import LocalSandboxProvider, bwrap_path
+from runyard.sandbox.local import local_provider
 from runyard.settings import Settings, get_settings
 from runyard.temporal import connect
 from workflows.retention import EventRetentionWorkflow, retention_schedule_id
@@ -49,11 +49,8 @@ log = structlog.get_logger("runyard.worker")
 
 def activities(settings: Settings, db: Database) -> list[Any]:
     """Every activity this worker runs, built with its dependencies."""
-    providers: dict[str, SandboxProvider] = {
-        "local": LocalSandboxProvider(
-            settings.sandboxes_dir, bwrap=bwrap_path(settings.sandbox_bwrap)
-        ),
-    }
+    # Built once per worker; it announces loudly what this host's sandboxes cannot enforce.
+    providers: dict[str, SandboxProvider] = {"local": local_provider(settings)}
     anthropic = (
         AnthropicModel(api_key=settings.anthropic_api_key, base_url=settings.anthropic_base_url)
         if settings.anthropic_api_key

@@ -12,6 +12,7 @@ from api.errors import problem_response
 from runyard.ids import new_request_id
 
 log = structlog.get_logger("runyard.api")
+_NUL = b"%00"  # in a path or query string: refused like a NUL in a body (api/schemas.py)
 
 
 class RequestContextMiddleware:
@@ -40,6 +41,15 @@ class RequestContextMiddleware:
             await send(message)
 
         with structlog.contextvars.bound_contextvars(request_id=request_id):
+            if _NUL in scope.get("raw_path", b"").lower() + scope.get("query_string", b"").lower():
+                await problem_response(
+                    Request(scope),
+                    400,
+                    "VALIDATION_FAILED",
+                    "the URL contains a NUL character (%00), which is refused",
+                    title="Validation failed",
+                )(scope, receive, send_wrapper)
+                return
             try:
                 await self.app(scope, receive, send_wrapper)
             except Exception:

@@ -7,7 +7,14 @@ import re
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -27,8 +34,40 @@ def _iso_8601_only(value: Any) -> Any:
 Timestamp = Annotated[datetime, BeforeValidator(_iso_8601_only)]
 
 
+def has_nul(value: Any, depth: int = 0) -> bool:
+    """Whether a NUL character is anywhere in a JSON value (keys included).
+
+    Postgres cannot store one in text, a sandbox cannot put one in an environment
+    variable, and no prompt needs one: every string the API takes refuses them.
+    """
+    if isinstance(value, str):
+        return "\x00" in value
+    if depth > 64:
+        return False
+    if isinstance(value, dict):
+        return any(has_nul(k) or has_nul(v, depth + 1) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(has_nul(v, depth + 1) for v in value)
+    return False
+
+
+def _no_nul(data: Any) -> Any:
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if has_nul(key) or has_nul(value):
+                raise ValueError(f"{key!r} contains a NUL character (\\u0000), which is refused")
+    elif has_nul(data):
+        raise ValueError("the body contains a NUL character (\\u0000), which is refused")
+    return data
+
+
 class Body(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_nul(cls, data: Any) -> Any:
+        return _no_nul(data)
 
 
 class CreateRun(Body):

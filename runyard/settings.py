@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -55,8 +56,12 @@ class Settings(BaseSettings):
     api_key_cache_seconds: float = Field(default=10.0, ge=0)
     max_active_runs: int = Field(default=10, ge=1)
 
-    # Sandbox: the local provider's bubblewrap use ("auto" uses it when present).
-    sandbox_bwrap: str = "auto"
+    # Sandbox isolation is required: "auto" and "on" both need bubblewrap (without it runs
+    # fail SANDBOX_UNAVAILABLE); "off" runs agent code unisolated, announced at start.
+    sandbox_bwrap: Literal["auto", "on", "off"] = "auto"
+    # The per-sandbox disk limit: "auto" loop-mounts an image of the size's diskMi where
+    # the worker can (root, loop devices), "loop" requires it, "off" never does.
+    sandbox_disk: Literal["auto", "loop", "off"] = "auto"
     # Where local workspaces live (default: <data dir>/sandboxes). A tmpfs makes clones of
     # big repositories much faster on disks slow at creating files, at the cost of RAM.
     sandbox_dir: Path | None = None

@@ -11,10 +11,13 @@ from typing import Any
 
 from runyard.db.models import Artifact
 from runyard.output_tools import NAMES, OUTPUT_TOOLS, ToolContext, run_output_tool
-from runyard.sandbox.base import ResourceLimitExceeded, Sandbox
+from runyard.sandbox.base import ResourceLimitExceeded, Sandbox, ToolError
 
 MAX_OUTPUT_CHARS = 30_000
 MAX_LIST_ENTRIES = 2_000
+# read_file reads at most this much of a file (enough for MAX_OUTPUT_CHARS characters
+# of any UTF-8); a bigger file shows its head and says how big it is.
+MAX_READ_BYTES = 4 * MAX_OUTPUT_CHARS
 
 TOOLS: list[dict[str, Any]] = [
     {
@@ -126,7 +129,9 @@ async def run_tool(
                 return ToolOutput(f"{name} is not available here", is_error=True)
             return await run_output_tool(sandbox, name, args, ctx)
         return await _dispatch(sandbox, name, args, timeout)
-    except (ValueError, OSError, UnicodeDecodeError) as exc:
+    except ToolError as exc:
+        return ToolOutput(str(exc), is_error=True)
+    except (ValueError, OSError, UnicodeDecodeError) as exc:  # the output tools' host side
         return ToolOutput(f"{type(exc).__name__}: {exc}", is_error=True)
 
 
@@ -147,8 +152,7 @@ async def _dispatch(
             parts.append(f"stderr:\n{res.stderr}")
         return ToolOutput(_clip("\n".join(parts)), is_error=res.exit_code != 0)
     if name == "read_file":
-        data = await sandbox.read_file(_str_arg(args, "path"))
-        return ToolOutput(_clip(data.decode("utf-8")))
+        return ToolOutput(await _read_text(sandbox, _str_arg(args, "path")))
     if name == "write_file":
         path, content = _str_arg(args, "path"), _str_arg(args, "content")
         await sandbox.write_file(path, content.encode())
@@ -156,16 +160,30 @@ async def _dispatch(
     if name == "edit_file":
         path = _str_arg(args, "path")
         old, new = _str_arg(args, "old_string"), _str_arg(args, "new_string")
-        text = (await sandbox.read_file(path)).decode("utf-8")
-        count = text.count(old) if old else 0
-        if count != 1:
-            raise ValueError(
-                f"old_string must occur exactly once in {path}; it occurs {count} times"
-            )
-        await sandbox.write_file(path, text.replace(old, new, 1).encode())
+        await sandbox.edit_file(path, old, new)
         return ToolOutput(f"edited {path}")
     if name == "list_files":
         files = await sandbox.list_files(_str_arg(args, "path", "."), max_entries=MAX_LIST_ENTRIES)
         suffix = f"\n… (first {MAX_LIST_ENTRIES} shown)" if len(files) >= MAX_LIST_ENTRIES else ""
         return ToolOutput("\n".join(files) + suffix if files else "(no files)")
     return ToolOutput(f"unknown tool {name!r}", is_error=True)
+
+
+async def _read_text(sandbox: Sandbox, path: str) -> str:
+    content = await sandbox.read_file(path, max_bytes=MAX_READ_BYTES)
+    data = content.data[:MAX_READ_BYTES]  # the sandbox's sizes are not trusted
+    if not content.truncated:
+        return _clip(data.decode("utf-8"))
+    # The cap may split a character: drop an incomplete one at the end, never more.
+    for cut in range(4):
+        try:
+            text = data[: len(data) - cut].decode("utf-8")
+            break
+        except UnicodeDecodeError as exc:
+            if cut == 3 or exc.start < len(data) - 4:
+                raise
+    head = text[:MAX_OUTPUT_CHARS]
+    return (
+        f"{head}\n… [the file is {content.size} bytes; only its first {len(head)} "
+        "characters are shown: use bash (head, tail, sed -n, grep) for the rest]"
+    )

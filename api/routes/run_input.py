@@ -15,7 +15,7 @@ from api.errors import ProblemError
 from api.orchestrator import TemporalConnector, not_waiting
 from api.routes.run_control import cancel_run
 from api.routes.runs import load_run
-from api.schemas import RunInputBody
+from api.schemas import RunInputBody, has_nul
 from runyard.db.engine import Database
 from runyard.db.models import Run
 from runyard.domain import TERMINAL_STATUSES, RunStatus
@@ -146,6 +146,8 @@ async def command(
         params = msg.get("params", {})
         if not isinstance(params, dict):
             raise RpcError(-32602, "Invalid params: params must be an object")
+        if has_nul(params):
+            raise RpcError(-32602, "Invalid params: NUL characters (\\u0000) are refused")
         if msg["method"] not in ("user_message", "cancel", "close"):
             raise RpcError(-32601, f"Method not found: {msg['method']}")
         result = await _dispatch(msg["method"], params, run, principal, db, temporal)

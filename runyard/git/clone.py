@@ -98,9 +98,12 @@ exit $status
 """
 
 
-async def clone_for_sandbox(url: str, root: Path, *, isolated: bool) -> None:
-    """Clone ``url`` into ``root/workspace`` through ``root/mirror.git`` and set up
-    ``root/remote/origin.git``. ``isolated``: paths as bubblewrap shows them."""
+async def clone_for_sandbox(
+    url: str, root: Path, *, isolated: bool, workspace: Path | None = None
+) -> None:
+    """Clone ``url`` into ``workspace`` (default ``root/workspace``) through
+    ``root/mirror.git`` and set up ``root/remote/origin.git``. ``isolated``: paths as
+    bubblewrap shows them."""
     settings = get_settings()
     if url.startswith(("/", "file://")):  # allowed by the caller (the provision activity)
         path = urlsplit(url).path if url.startswith("file://") else url
@@ -114,7 +117,8 @@ async def clone_for_sandbox(url: str, root: Path, *, isolated: bool) -> None:
         except ForbiddenURL as exc:
             raise RepoRefused(f"repository host refused: {exc}") from exc
         protos = protocols(settings)
-    mirror, workspace = root / "mirror.git", root / "workspace"
+    mirror = root / "mirror.git"
+    workspace = workspace or root / "workspace"
     if workspace.exists():
         await asyncio.to_thread(shutil.rmtree, workspace)
     if mirror.exists():

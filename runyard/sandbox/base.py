@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from runyard.errors import ResourceLimitExceeded, SandboxError
+from runyard.errors import (
+    RepositoryNotFound,
+    ResourceLimitExceeded,
+    SandboxError,
+    SandboxUnavailable,
+)
 
-__all__ = ["ResourceLimitExceeded", "SandboxError"]
+__all__ = [
+    "RepositoryNotFound",
+    "ResourceLimitExceeded",
+    "SandboxError",
+    "SandboxUnavailable",
+]
 
 SIZES: dict[str, dict[str, int]] = {
     "s": {"cpuMillis": 1000, "memoryMi": 2048, "diskMi": 5120},
@@ -15,6 +26,12 @@ SIZES: dict[str, dict[str, int]] = {
     "l": {"cpuMillis": 4000, "memoryMi": 8192, "diskMi": 20480},
     "xl": {"cpuMillis": 8000, "memoryMi": 16384, "diskMi": 40960},
 }
+
+
+class ToolError(Exception):
+    """A tool call failed in a way the model should see as an ``is_error`` result: a
+    missing file, a path outside the workspace, a FIFO, a sandbox process that stopped
+    answering and was restarted."""
 
 
 @dataclass(frozen=True)
@@ -39,14 +56,45 @@ class ExecResult:
     oom_killed: bool = False  # the sandbox's memory limit was hit
 
 
+@dataclass(frozen=True)
+class FileContent:
+    data: bytes  # at most the ``max_bytes`` asked for
+    size: int  # the file's whole size
+
+    @property
+    def truncated(self) -> bool:
+        return self.size > len(self.data)
+
+
+OutputCallback = Callable[[str, str], Awaitable[None] | None]
+
+
 class Sandbox(Protocol):
+    """One sandbox's tools. Every method runs inside the sandbox, never in the worker,
+    and every one is bounded: output and reads by bytes, calls by a deadline. Paths are
+    relative to the workspace (``/workspace/x``, ``./x`` and ``x`` are the same file).
+    Errors the model should see are ``ToolError``; ``ResourceLimitExceeded`` ends the
+    run; any other ``SandboxError`` means the sandbox cannot be reached.
+    """
+
     id: str
 
-    async def exec(self, command: str, *, timeout: float) -> ExecResult: ...
+    async def exec(
+        self, command: str, *, timeout: float, on_output: OutputCallback | None = None
+    ) -> ExecResult:
+        """Run ``bash -c command`` in /workspace; every process it starts is killed when
+        it returns. ``on_output(stream, text)`` gets the output's head as it comes."""
+        ...
 
-    async def read_file(self, path: str) -> bytes: ...
+    async def read_file(self, path: str, *, max_bytes: int) -> FileContent:
+        """The first ``max_bytes`` of a regular file (a FIFO or device is a ToolError)."""
+        ...
 
     async def write_file(self, path: str, data: bytes) -> None: ...
+
+    async def edit_file(self, path: str, old: str, new: str) -> None:
+        """Replace the one occurrence of ``old`` (ToolError if it occurs 0 or 2+ times)."""
+        ...
 
     async def list_files(self, path: str, *, max_entries: int) -> list[str]: ...
 

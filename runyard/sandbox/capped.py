@@ -23,7 +23,7 @@ async def read_capped(sandbox: Sandbox, path: str, max_bytes: int) -> bytes:
         raise FileNotFoundError(f"{path}: no such regular file")
     if int(size) > max_bytes:
         raise TooLarge(f"{path} is {int(size)} bytes, more than the limit of {max_bytes}")
-    data = await sandbox.read_file(path)
-    if len(data) > max_bytes:  # grew in between
+    content = await sandbox.read_file(path, max_bytes=max_bytes)
+    if content.truncated:  # grew in between
         raise TooLarge(f"{path} is more than the limit of {max_bytes} bytes")
-    return data
+    return content.data

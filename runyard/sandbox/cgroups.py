@@ -1,6 +1,7 @@
 """Per-sandbox cgroups: a hard memory limit (the kernel OOM-kills inside the sandbox
-only) and a process limit (a fork bomb stops there), plus a way to kill everything
-left in the sandbox. cgroup v1 (memory + pids hierarchies) and v2 are supported; where
+only), a process limit (a fork bomb stops there), a CPU quota from the size's
+``cpuMillis`` (``cpu.max``, or ``cpu.cfs_quota_us`` on v1), plus a way to kill
+everything left in the sandbox. cgroup v1 (memory + pids hierarchies) and v2 are supported; where
 neither is writable the local provider falls back to rlimits and says so.
 """
 
@@ -9,20 +10,34 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 from pathlib import Path
 
 _ROOT = Path("/sys/fs/cgroup")
+_PERIOD = 100_000  # µs
 
 
 class Cgroup:
     def __init__(self, dirs: list[Path], memory_dir: Path, v2: bool) -> None:
         self.dirs, self.memory_dir, self.v2 = dirs, memory_dir, v2
+        self.cpu_limited = False
 
     @classmethod
     def open(
-        cls, name: str, *, memory_bytes: int, pids_max: int, root: Path = _ROOT
+        cls,
+        name: str,
+        *,
+        memory_bytes: int,
+        pids_max: int,
+        cpu_millis: int | None = None,
+        root: Path = _ROOT,
     ) -> Cgroup | None:
-        """The sandbox's cgroup, created if needed; None where cgroups cannot be used."""
+        """The sandbox's cgroup, created if needed; None where cgroups cannot be used.
+
+        The CPU quota is applied where the cpu controller is there (a missing one only
+        leaves CPU unlimited, see ``cpu_limited``).
+        """
+        quota = cpu_millis * _PERIOD // 1000 if cpu_millis else None
         try:
             if (root / "memory").is_dir() and (root / "pids").is_dir():
                 mem, pids = root / "memory" / "runyard" / name, root / "pids" / "runyard" / name
@@ -30,17 +45,31 @@ class Cgroup:
                 pids.mkdir(parents=True, exist_ok=True)
                 (mem / "memory.limit_in_bytes").write_text(str(memory_bytes))
                 (pids / "pids.max").write_text(str(pids_max))
-                return cls([mem, pids], mem, v2=False)
+                dirs = [mem, pids]
+                cpu = root / "cpu" / "runyard" / name
+                if quota and (root / "cpu" / "cpu.cfs_quota_us").exists():
+                    cpu.mkdir(parents=True, exist_ok=True)
+                    (cpu / "cpu.cfs_period_us").write_text(str(_PERIOD))
+                    (cpu / "cpu.cfs_quota_us").write_text(str(quota))
+                    dirs.append(cpu)
+                group = cls(dirs, mem, v2=False)
+                group.cpu_limited = cpu in dirs
+                return group
             controllers = (root / "cgroup.controllers").read_text().split()
             if "memory" in controllers and "pids" in controllers:
                 parent = root / "runyard"
                 parent.mkdir(exist_ok=True)
-                (parent / "cgroup.subtree_control").write_text("+memory +pids")
-                group = parent / name
-                group.mkdir(exist_ok=True)
-                (group / "memory.max").write_text(str(memory_bytes))
-                (group / "pids.max").write_text(str(pids_max))
-                return cls([group], group, v2=True)
+                wanted = "+memory +pids" + (" +cpu" if "cpu" in controllers else "")
+                (parent / "cgroup.subtree_control").write_text(wanted)
+                group_dir = parent / name
+                group_dir.mkdir(exist_ok=True)
+                (group_dir / "memory.max").write_text(str(memory_bytes))
+                (group_dir / "pids.max").write_text(str(pids_max))
+                group = cls([group_dir], group_dir, v2=True)
+                if quota and (group_dir / "cpu.max").exists():
+                    (group_dir / "cpu.max").write_text(f"{quota} {_PERIOD}")
+                    group.cpu_limited = True
+                return group
         except OSError:
             return None
         return None
@@ -61,11 +90,18 @@ class Cgroup:
         return 0
 
     def kill_all(self) -> None:
-        for d in self.dirs:
-            with contextlib.suppress(OSError):
-                for pid in (d / "cgroup.procs").read_text().split():
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.kill(int(pid), signal.SIGKILL)
+        """SIGKILL every process of the cgroup, again until none is left (forks race)."""
+        for _ in range(50):
+            pids: set[str] = set()
+            for d in self.dirs:
+                with contextlib.suppress(OSError):
+                    pids.update((d / "cgroup.procs").read_text().split())
+            if not pids:
+                return
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(int(pid), signal.SIGKILL)
+            time.sleep(0.01)
 
     def remove(self) -> None:
         self.kill_all()

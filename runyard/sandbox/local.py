@@ -1,62 +1,76 @@
-"""The ``local`` sandbox provider: a workspace directory per run on the worker's machine.
+"""The ``local`` sandbox provider: a workspace per run on the worker's machine, and one
+long-lived process per sandbox (``runner.py``) that executes every tool inside it.
 
-Commands run under bubblewrap when it is installed (no network unless the template asks
-for it, a read-only system, only the workspace writable, a private /tmp, pid namespace so
-nothing outlives the sandbox) and fall back to plain processes with rlimits, with a
-warning, where it is not. Memory and file size are capped by rlimits from the size.
-A worker that restarts finds the sandbox again by id: its state is the directory.
+The runner is started at provision inside bubblewrap (pid, net, ipc, uts and mount
+namespaces; a read-only system; only the workspace writable; a private /tmp) and the
+sandbox's cgroup (``memory.max``, ``pids.max``, ``cpu.max`` from the size). The
+workspace is its own loop-mounted ext4 image of the size's ``diskMi``. The worker only
+sends it framed requests (``client.py``), so nothing an agent makes in the workspace (a
+FIFO, a 10 GiB sparse file, a symlink) is ever opened by a worker thread. A worker that
+restarts finds the sandbox again by id (its state is the directory) and starts a new
+runner on the same workspace at the first call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import ctypes
 import json
 import os
 import resource
-import secrets
 import shutil
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import structlog
 
 from runyard.git.clone import clone_for_sandbox
-from runyard.sandbox.base import ExecResult, SandboxError, SandboxSpec
+from runyard.sandbox.base import (
+    ExecResult,
+    FileContent,
+    OutputCallback,
+    ResourceLimitExceeded,
+    SandboxError,
+    SandboxSpec,
+    SandboxUnavailable,
+    ToolError,
+)
 from runyard.sandbox.cgroups import Cgroup, join
+from runyard.sandbox.client import RunnerClient, RunnerFailed, RunnerGone, boot
+from runyard.sandbox.disk import (
+    DiskError,
+    LoopDisks,
+    free_bytes,
+    is_mount,
+    loop_mounts_possible,
+)
+from runyard.sandbox.isolation import (
+    RUNNER,
+    announce,
+    bwrap_argv,
+    bwrap_path,
+    sandbox_env,
+    system_python,
+)
+from runyard.sandbox.network import RESOLV_CONF, NetworkError, Slirp, slirp_path
+from runyard.settings import Settings
+
+__all__ = ["LocalSandbox", "LocalSandboxProvider", "bwrap_path", "local_provider"]
 
 log = structlog.get_logger(__name__)
 
-_OUTPUT_CAP = 100_000  # bytes of stdout/stderr kept per command (head and tail)
-_RO_DIRS = ("/usr", "/etc/alternatives", "/etc/ssl", "/etc/ca-certificates", "/opt")
-_RO_FILES = (
-    "/etc/ld.so.cache",
-    "/etc/passwd",
-    "/etc/group",
-    "/etc/hosts",
-    "/etc/resolv.conf",
-    "/etc/nsswitch.conf",
-    "/etc/localtime",
-    "/etc/gitconfig",
-    "/etc/mime.types",
-)
-_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+OUTPUT_CAP = 100_000  # bytes of stdout/stderr kept per command (head and tail)
+EXEC_GRACE = 10.0  # seconds past a command's timeout before its runner counts as stuck
+FILE_DEADLINE = 30.0  # seconds a file operation may take before the runner counts as stuck
+DISK_FULL_BYTES = 1024 * 1024  # less free than this on the workspace: the disk is full
 _PR_SET_PDEATHSIG = 1
 
 
-def bwrap_path(mode: str) -> str | None:
-    """The bwrap binary to use for ``RUNYARD_SANDBOX_BWRAP`` (auto | on | off)."""
-    if mode == "off":
-        return None
-    found = shutil.which("bwrap")
-    if found is None and mode == "on":
-        raise SandboxError("RUNYARD_SANDBOX_BWRAP=on but bwrap is not installed")
-    return found
-
-
-def _limits(resources: dict[str, int], cgroup_procs: list[str] | None) -> Any:
+def _preexec(resources: dict[str, int], cgroup_procs: list[str] | None) -> Any:
     mem = resources["memoryMi"] * 1024 * 1024
     disk = resources["diskMi"] * 1024 * 1024
     libc = ctypes.CDLL(None, use_errno=True)
@@ -64,7 +78,7 @@ def _limits(resources: dict[str, int], cgroup_procs: list[str] | None) -> Any:
     def apply() -> None:  # runs in the child between fork and exec
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         if cgroup_procs:
-            join(cgroup_procs)  # the cgroup enforces memory and process count
+            join(cgroup_procs)  # the cgroup enforces memory, CPU and process count
         else:
             resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
         resource.setrlimit(resource.RLIMIT_FSIZE, (disk, disk))
@@ -73,20 +87,13 @@ def _limits(resources: dict[str, int], cgroup_procs: list[str] | None) -> Any:
     return apply
 
 
-def _read_capped(path: Path) -> str:
-    try:
-        with path.open("rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size <= _OUTPUT_CAP:
-                data = f.read()
-            else:
-                head = f.read(_OUTPUT_CAP // 2)
-                f.seek(size - _OUTPUT_CAP // 2)
-                tail = f.read()
-                data = head + f"\n… [{size - _OUTPUT_CAP} bytes cut] …\n".encode() + tail
-    except FileNotFoundError:  # the sandbox was destroyed while the command ran
-        return ""
-    return data.decode("utf-8", errors="replace")
+def _clip(text: Any, cap: int) -> str:
+    """The runner's output, clipped again here: its sizes are not trusted."""
+    s = text if isinstance(text, str) else ""
+    if len(s) <= cap:
+        return s
+    half = cap // 2
+    return f"{s[:half]}\n… [{len(s) - cap} characters cut] …\n{s[-half:]}"
 
 
 class LocalSandbox:
@@ -94,148 +101,128 @@ class LocalSandbox:
         self.id = sandbox_id
         self._provider = provider
         self.root = root
-        self.workspace = root / "workspace"
+        self.workspace = root / "disk" / "workspace"
         meta = json.loads((root / "meta.json").read_text())
+        self.loop_disk = meta.get("disk") == "loop"
         self.spec = SandboxSpec(
             size=meta["size"], env=meta.get("env", {}), network=meta.get("network", False)
         )
 
-    # -- processes -----------------------------------------------------------------
-
-    def _argv(self, command: str) -> tuple[list[str], dict[str, str], str]:
-        env = {"PATH": _PATH, "LANG": "C.UTF-8", "TERM": "dumb", **self.spec.env}
-        bwrap = self._provider.bwrap
-        if bwrap is None:
-            env["HOME"] = str(self.workspace)
-            return ["/bin/bash", "-c", command], env, str(self.workspace)
-        argv = [bwrap, "--die-with-parent", "--new-session", "--unshare-all"]
-        if self.spec.network:
-            argv.append("--share-net")
-        for d in ("/bin", "/lib", "/lib64", "/sbin"):
-            if os.path.islink(d):
-                argv += ["--symlink", os.readlink(d), d]
-            elif os.path.isdir(d):
-                argv += ["--ro-bind", d, d]
-        for p in (*_RO_DIRS, *_RO_FILES):
-            argv += ["--ro-bind-try", p, p]
-        argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
-        argv += ["--bind", str(self.workspace), "/workspace", "--chdir", "/workspace"]
-        remote = self.root / "remote"  # the credential-free origin (runyard.git.clone)
-        if remote.is_dir():
-            argv += ["--bind", str(remote), "/runyard/remote"]
-            for part in ("hooks", "config"):
-                argv += ["--ro-bind-try", *[str(remote / "origin.git" / part)] * 2]
-        argv += ["--clearenv"]
-        for k, v in {**env, "HOME": "/tmp", "PWD": "/workspace"}.items():
-            argv += ["--setenv", k, v]
-        argv += ["--", "/bin/bash", "-c", command]
-        return argv, {}, str(self.workspace)
-
-    async def exec(self, command: str, *, timeout: float) -> ExecResult:
-        argv, env, cwd = self._argv(command)
-        if not self.workspace.is_dir():
-            raise SandboxError(f"sandbox {self.id} was destroyed")
-        cgroup = self._provider.cgroup(self.id, self.spec.resources)
-        logs = self.root / "logs"
-        logs.mkdir(exist_ok=True)
-        token = secrets.token_hex(6)
-        out_path, err_path = logs / f"{token}.out", logs / f"{token}.err"
-        with out_path.open("wb") as out, err_path.open("wb") as err:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                cwd=cwd,
-                env=env,
-                start_new_session=True,
-                preexec_fn=_limits(self.spec.resources, cgroup.procs_files if cgroup else None),
-            )
-        self._provider.track(self.id, proc)
-        timed_out = False
-        ooms = cgroup.oom_kills() if cgroup else 0
+    async def _call(
+        self,
+        op: str,
+        args: dict[str, Any],
+        *,
+        deadline: float,
+        on_output: OutputCallback | None = None,
+    ) -> dict[str, Any]:
+        runner = await self._provider.runner(self)
+        group = self._provider.cgroup(self)
+        ooms = group.oom_kills() if group else 0
         try:
-            await asyncio.wait_for(proc.wait(), timeout)
-        except TimeoutError:
-            timed_out = True
-            _kill(proc)
-            await proc.wait()
-        except asyncio.CancelledError:
-            _kill(proc)
-            raise
-        finally:
-            self._provider.untrack(self.id, proc)
-            _kill(proc)  # nothing a command started may outlive it
-        code = proc.returncode if proc.returncode is not None else -9
-        oom = cgroup is not None and cgroup.oom_kills() > ooms
-        try:
-            return ExecResult(
-                code, _read_capped(out_path), _read_capped(err_path), timed_out, oom_killed=oom
+            return await runner.call(op, args, deadline=deadline, on_output=on_output)
+        except RunnerGone as exc:
+            await self._provider.stop_runner(self.id, runner)
+            if self.id in self._provider.destroyed:
+                raise SandboxError(f"sandbox {self.id} was destroyed") from exc
+            if group is not None and group.oom_kills() > ooms:
+                raise ResourceLimitExceeded(
+                    "the sandbox went over its memory limit "
+                    f"({self.spec.resources['memoryMi']} MiB)"
+                ) from exc
+            self.check_disk()
+            raise ToolError(f"{exc}; the sandbox process was restarted") from exc
+        except RunnerFailed as exc:
+            self.check_disk()
+            raise ToolError(f"{exc.kind}: {exc}") from exc
+
+    def check_disk(self) -> None:
+        if not self.loop_disk:
+            return
+        free = free_bytes(self.workspace)
+        if free is not None and free < DISK_FULL_BYTES:
+            raise ResourceLimitExceeded(
+                f"the sandbox's disk is full ({self.spec.resources['diskMi']} MiB)"
             )
-        finally:
-            out_path.unlink(missing_ok=True)
-            err_path.unlink(missing_ok=True)
 
-    # -- files ---------------------------------------------------------------------
+    async def exec(
+        self, command: str, *, timeout: float, on_output: OutputCallback | None = None
+    ) -> ExecResult:
+        group = self._provider.cgroup(self)
+        ooms = group.oom_kills() if group else 0
+        res = await self._call(
+            "exec",
+            {"command": command, "timeout": timeout, "cap": OUTPUT_CAP},
+            deadline=timeout + EXEC_GRACE,
+            on_output=on_output,
+        )
+        oom = group is not None and group.oom_kills() > ooms
+        self.check_disk()
+        code = res.get("exit_code")
+        return ExecResult(
+            code if isinstance(code, int) else -1,
+            _clip(res.get("stdout"), OUTPUT_CAP + 100),
+            _clip(res.get("stderr"), OUTPUT_CAP + 100),
+            timed_out=bool(res.get("timed_out")),
+            oom_killed=oom,
+        )
 
-    def resolve(self, path: str) -> Path:
-        """``path`` inside the workspace (``/workspace/x``, ``x`` or ``./x``), or an error."""
-        p = path.strip() or "."
-        if p == "/workspace" or p.startswith("/workspace/"):
-            p = p.removeprefix("/workspace").lstrip("/") or "."
-        if os.path.isabs(p):
-            raise PermissionError(f"{path}: outside the workspace")
-        root = os.path.realpath(self.workspace)
-        full = os.path.realpath(os.path.join(root, p))
-        if os.path.commonpath([root, full]) != root:
-            raise PermissionError(f"{path}: outside the workspace")
-        return Path(full)
-
-    async def read_file(self, path: str) -> bytes:
-        return await asyncio.to_thread(self.resolve(path).read_bytes)
+    async def read_file(self, path: str, *, max_bytes: int) -> FileContent:
+        res = await self._call(
+            "read", {"path": path, "max_bytes": max_bytes}, deadline=FILE_DEADLINE
+        )
+        raw = res.get("data")
+        if not isinstance(raw, str) or len(raw) > (max_bytes + 2) * 4 // 3 + 4:
+            raise ToolError("the sandbox process answered more than was asked for")
+        data = base64.b64decode(raw)[:max_bytes]
+        size = res.get("size")
+        return FileContent(data, size if isinstance(size, int) else len(data))
 
     async def write_file(self, path: str, data: bytes) -> None:
-        target = self.resolve(path)
+        await self._call(
+            "write",
+            {"path": path, "data": base64.b64encode(data).decode()},
+            deadline=FILE_DEADLINE,
+        )
+        self.check_disk()
 
-        def write() -> None:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
-
-        await asyncio.to_thread(write)
+    async def edit_file(self, path: str, old: str, new: str) -> None:
+        await self._call("edit", {"path": path, "old": old, "new": new}, deadline=FILE_DEADLINE)
+        self.check_disk()
 
     async def list_files(self, path: str, *, max_entries: int) -> list[str]:
-        base = self.resolve(path)
-
-        def walk() -> list[str]:
-            root = Path(os.path.realpath(self.workspace))
-            found: list[str] = []
-            for dirpath, dirnames, filenames in os.walk(base):
-                dirnames[:] = sorted(d for d in dirnames if d != ".git")
-                for name in sorted(filenames):
-                    found.append(str((Path(dirpath) / name).relative_to(root)))
-                    if len(found) >= max_entries:
-                        return found
-            return found
-
-        return await asyncio.to_thread(walk)
-
-
-def _kill(proc: asyncio.subprocess.Process) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
+        res = await self._call(
+            "list",
+            {"path": path, "max_entries": max_entries, "timeout": FILE_DEADLINE / 2},
+            deadline=FILE_DEADLINE,
+        )
+        files = res.get("files")
+        if not isinstance(files, list):
+            return []
+        return [f[:4096] for f in files[:max_entries] if isinstance(f, str)]
 
 
 class LocalSandboxProvider:
     name = "local"
 
     def __init__(
-        self, root: Path, *, bwrap: str | None, use_cgroups: bool = True, pids_max: int = 512
+        self,
+        root: Path,
+        *,
+        bwrap: str | None,
+        use_cgroups: bool = True,
+        pids_max: int = 512,
+        disk: str = "auto",
     ) -> None:
+        """``bwrap``: its path, or None for ``RUNYARD_SANDBOX_BWRAP=off`` (unisolated).
+        ``disk``: auto (a loop-mounted image per sandbox where possible) | loop | off."""
         self.root = root
         self.bwrap = bwrap
         self.pids_max = pids_max
-        self._procs: dict[str, set[asyncio.subprocess.Process]] = {}
+        self._runners: dict[str, RunnerClient] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
         self._cgroups: dict[str, Cgroup | None] = {}
+        self.destroyed: set[str] = set()  # by this worker, while a call may be running
         probe = (
             Cgroup.open(f"probe-{os.getpid()}", memory_bytes=64 * 1024 * 1024, pids_max=8)
             if use_cgroups
@@ -244,55 +231,190 @@ class LocalSandboxProvider:
         self.use_cgroups = probe is not None
         if probe is not None:
             probe.remove()
-        else:
-            log.warning(
-                "sandbox.no_cgroups",
-                message="cgroups are not writable here: sandbox memory is limited by RLIMIT_AS "
-                "and the process count is not limited; a memory overrun is not reported as "
-                "RUN_RESOURCE_LIMIT_EXCEEDED.",
+        why_no_loop = loop_mounts_possible() if disk != "off" else "RUNYARD_SANDBOX_DISK=off"
+        self.disk_required = disk == "loop"
+        self.disks = LoopDisks(root / ".images") if why_no_loop is None else None
+        self.why_no_loop = why_no_loop
+        self.unavailable: str | None = None
+        if bwrap is not None and shutil.which(bwrap) is None:
+            self.unavailable = (
+                "bubblewrap (bwrap) is not installed on this worker; install it, or set "
+                "RUNYARD_SANDBOX_BWRAP=off to run sandboxes unisolated"
             )
-        if bwrap is None:
-            log.warning(
-                "sandbox.unisolated",
-                message="bubblewrap (bwrap) is not installed: local sandbox commands run as "
-                "plain processes with rlimits only, with the worker's view of the filesystem "
-                "and network. Install the 'bubblewrap' package to isolate them.",
-            )
+        elif self.disk_required and why_no_loop is not None:
+            self.unavailable = f"RUNYARD_SANDBOX_DISK=loop but {why_no_loop}"
+        announce(
+            "off" if bwrap is None else "on",
+            cgroups=self.use_cgroups if use_cgroups else None,
+            disk=why_no_loop if disk == "auto" else None,
+        )
 
-    def cgroup(self, sandbox_id: str, resources: dict[str, int]) -> Cgroup | None:
+    # -- cgroups and runners --------------------------------------------------------
+
+    def cgroup(self, sandbox: LocalSandbox) -> Cgroup | None:
         if not self.use_cgroups:
             return None
-        if sandbox_id not in self._cgroups:
-            self._cgroups[sandbox_id] = Cgroup.open(
-                sandbox_id, memory_bytes=resources["memoryMi"] * 1024 * 1024, pids_max=self.pids_max
+        if sandbox.id not in self._cgroups:
+            res = sandbox.spec.resources
+            self._cgroups[sandbox.id] = Cgroup.open(
+                sandbox.id,
+                memory_bytes=res["memoryMi"] * 1024 * 1024,
+                pids_max=self.pids_max,
+                cpu_millis=res["cpuMillis"],
             )
-        return self._cgroups[sandbox_id]
+        return self._cgroups[sandbox.id]
 
-    def track(self, sandbox_id: str, proc: asyncio.subprocess.Process) -> None:
-        self._procs.setdefault(sandbox_id, set()).add(proc)
+    async def runner(self, sandbox: LocalSandbox) -> RunnerClient:
+        """The sandbox's runner, started if there is none (or it died)."""
+        current = self._runners.get(sandbox.id)
+        if current is not None and current.alive:
+            return current
+        lock = self._locks.setdefault(sandbox.id, asyncio.Lock())
+        async with lock:
+            current = self._runners.get(sandbox.id)
+            if current is not None and current.alive:
+                return current
+            if current is not None:
+                await current.close()
+            group = self.cgroup(sandbox)
+            if self.bwrap is None and group is not None:
+                # Unisolated, a dead runner's commands outlive it (no pid namespace to
+                # take them along): whatever is left in the sandbox's cgroup goes first.
+                await asyncio.to_thread(group.kill_all)
+            if not sandbox.workspace.is_dir():
+                if sandbox.loop_disk and self.disks is not None:
+                    await self._mount(sandbox.root)  # e.g. after the machine restarted
+                if not sandbox.workspace.is_dir():
+                    raise SandboxError(f"sandbox {sandbox.id} was destroyed")
+            try:
+                started = await self._start_runner(sandbox)
+            except RunnerGone as exc:
+                raise SandboxError(str(exc)) from exc
+            self._runners[sandbox.id] = started
+            return started
 
-    def untrack(self, sandbox_id: str, proc: asyncio.subprocess.Process) -> None:
-        self._procs.get(sandbox_id, set()).discard(proc)
+    async def _start_runner(self, sandbox: LocalSandbox) -> RunnerClient:
+        group = self.cgroup(sandbox)
+        preexec = _preexec(sandbox.spec.resources, group.procs_files if group else None)
+        if self.bwrap is None:
+            config = {"workspace": str(sandbox.workspace)}
+            env = sandbox_env(
+                sandbox.spec.env, home=str(sandbox.workspace), workspace=str(sandbox.workspace)
+            )
+            argv = [system_python(), "-I", "-S", "-c", boot(RUNNER.parent), json.dumps(config)]
+            return await RunnerClient.start(
+                argv, env=env, cwd=str(sandbox.workspace), preexec_fn=preexec
+            )
+        env = sandbox_env(sandbox.spec.env, home="/tmp", workspace="/workspace")
+        info_r, info_w, resolv = -1, -1, None
+        if sandbox.spec.network:
+            info_r, info_w = os.pipe()
+            resolv = sandbox.root / "resolv.conf"
+            resolv.write_text(RESOLV_CONF)
+        argv = bwrap_argv(
+            self.bwrap,
+            workspace=sandbox.workspace,
+            sandbox_root=sandbox.root,
+            env=env,
+            info_fd=info_w if sandbox.spec.network else None,
+            resolv_conf=resolv,
+        )
+        config = {"workspace": "/workspace"}
+        argv += [system_python(), "-I", "-S", "-c", boot("/runyard"), json.dumps(config)]
+        if not sandbox.spec.network:
+            return await RunnerClient.start(
+                argv, env={"PATH": env["PATH"]}, cwd="/", preexec_fn=preexec
+            )
+
+        fds = {"info_r": info_r, "info_w": info_w}
+
+        async def give_network() -> Callable[[], None]:
+            os.close(fds.pop("info_w"))  # bubblewrap holds the only writer now: EOF comes
+            try:
+                return (await Slirp.attach(fds.pop("info_r"))).stop
+            except NetworkError as exc:
+                raise SandboxError(str(exc)) from exc
+
+        try:
+            return await RunnerClient.start(
+                argv,
+                after_spawn=give_network,
+                env={"PATH": env["PATH"]},
+                cwd="/",
+                preexec_fn=preexec,
+                pass_fds=(info_w,),
+            )
+        finally:
+            for fd in fds.values():  # the start failed before give_network took them
+                os.close(fd)
+
+    async def stop_runner(self, sandbox_id: str, runner: RunnerClient | None = None) -> None:
+        """Kill the sandbox's runner (all of it); the next call starts a new one."""
+        current = self._runners.get(sandbox_id)
+        if runner is None or current is runner:
+            self._runners.pop(sandbox_id, None)
+        if current is not None and (runner is None or current is runner):
+            await current.close()
+        elif runner is not None:
+            await runner.close()
+
+    async def _mount(self, root: Path) -> None:
+        assert self.disks is not None
+        try:
+            await self.disks.mount(root / "disk.img", root / "disk")
+        except DiskError as exc:
+            raise SandboxError(f"the sandbox's disk could not be mounted: {exc}") from exc
+
+    # -- the protocol ----------------------------------------------------------------
 
     def _dir(self, sandbox_id: str) -> Path:
-        if not sandbox_id.startswith("sbx_") or "/" in sandbox_id or ".." in sandbox_id:
-            raise SandboxError(f"bad sandbox id {sandbox_id!r}")
+        if not sandbox_id.replace("_", "").replace("-", "").isalnum():
+            raise SandboxError(f"invalid sandbox id {sandbox_id!r}")
         return self.root / sandbox_id
 
     async def create(self, sandbox_id: str, spec: SandboxSpec) -> LocalSandbox:
+        if self.unavailable is not None:
+            raise SandboxUnavailable(self.unavailable)
+        if spec.network and self.bwrap is not None and slirp_path() is None:
+            raise SandboxUnavailable(
+                "network access needs slirp4netns on the worker (Debian: slirp4netns)"
+            )
         root = self._dir(sandbox_id)
         if (root / "ready").exists():
-            return LocalSandbox(self, sandbox_id, root)
-        if root.exists():  # a previous attempt died half way: start again
-            await asyncio.to_thread(shutil.rmtree, root, True)
-        (root / "workspace").mkdir(parents=True)
-        meta = {"size": spec.size, "env": spec.env, "network": spec.network}
+            sandbox = LocalSandbox(self, sandbox_id, root)
+            await self.runner(sandbox)
+            return sandbox
+        if root.exists():  # a provision that died half way: start again
+            await self._remove(sandbox_id, root)
+        root.mkdir(parents=True)
+        self.destroyed.discard(sandbox_id)
+        loop = self.disks is not None
+        meta = {
+            "size": spec.size,
+            "env": spec.env,
+            "network": spec.network,
+            "disk": "loop" if loop else "dir",
+        }
         (root / "meta.json").write_text(json.dumps(meta))
+        if self.disks is not None:
+            try:
+                await self.disks.create(root / "disk.img", root / "disk", spec.resources["diskMi"])
+            except DiskError as exc:
+                raise SandboxError(f"the sandbox's disk could not be created: {exc}") from exc
+        workspace = root / "disk" / "workspace"
+        workspace.parent.mkdir(exist_ok=True)
         if spec.repo_url:
-            await clone_for_sandbox(spec.repo_url, root, isolated=self.bwrap is not None)
+            isolated = self.bwrap is not None
+            await clone_for_sandbox(spec.repo_url, root, isolated=isolated, workspace=workspace)
+        else:
+            workspace.mkdir()
         sandbox = LocalSandbox(self, sandbox_id, root)
+        await self.runner(sandbox)
         if spec.setup_script:
-            res = await sandbox.exec(spec.setup_script, timeout=900)
+            try:
+                res = await sandbox.exec(spec.setup_script, timeout=900)
+            except ToolError as exc:
+                raise SandboxError(f"setup script failed: {exc}") from exc
             if res.exit_code != 0:
                 output = res.stderr[-2000:] or res.stdout[-2000:]
                 raise SandboxError(f"setup script exited {res.exit_code}: {output}")
@@ -300,19 +422,35 @@ class LocalSandboxProvider:
         return sandbox
 
     async def get(self, sandbox_id: str) -> LocalSandbox:
+        if self.unavailable is not None:
+            raise SandboxUnavailable(self.unavailable)
         root = self._dir(sandbox_id)
         if not (root / "ready").exists():
             raise SandboxError(f"sandbox {sandbox_id} does not exist")
         return LocalSandbox(self, sandbox_id, root)
 
     async def destroy(self, sandbox_id: str) -> None:
-        for proc in list(self._procs.pop(sandbox_id, set())):
-            _kill(proc)
         root = self._dir(sandbox_id)
+        await self._remove(sandbox_id, root)
+
+    async def _remove(self, sandbox_id: str, root: Path) -> None:
+        self.destroyed.add(sandbox_id)
+        await self.stop_runner(sandbox_id)
         group = self._cgroups.pop(sandbox_id, None)
         if group is None and self.use_cgroups:  # e.g. created by a worker that died
             group = Cgroup.open(sandbox_id, memory_bytes=1 << 30, pids_max=self.pids_max)
         if group is not None:
-            group.remove()
-        if root.exists():
+            await asyncio.to_thread(group.remove)
+        if self.disks is not None:
+            with contextlib.suppress(DiskError):
+                await self.disks.unmount(root / "disk")
+        if not is_mount(root / "disk"):  # never delete through a mount that stayed
             await asyncio.to_thread(shutil.rmtree, root, True)
+        self._locks.pop(sandbox_id, None)
+
+
+def local_provider(settings: Settings) -> LocalSandboxProvider:
+    """The local provider as the settings ask (announces at start what it cannot enforce)."""
+    return LocalSandboxProvider(
+        settings.sandboxes_dir, bwrap=bwrap_path(settings.sandbox_bwrap), disk=settings.sandbox_disk
+    )

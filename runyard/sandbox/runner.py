@@ -1,0 +1,438 @@
+"""The sandbox runner: one long-lived process per sandbox that executes every tool.
+
+The local provider starts it inside bubblewrap (or, with ``RUNYARD_SANDBOX_BWRAP=off``,
+as a plain process) with the system Python: ``python3 -I -S -c BOOT CONFIG``. It must
+stay standard-library only. It talks to the worker over its stdin/stdout with frames of
+a 4-byte big-endian length and a JSON object:
+
+    worker → runner  {"id": 7, "op": "exec", "command": "…", "timeout": 30, "cap": 100000}
+                     {"id": 8, "op": "read", "path": "a.txt", "max_bytes": 131072}
+                     {"id": 9, "op": "write", "path": "a.txt", "data": "<base64>"}
+                     {"id": 10, "op": "edit", "path": "a.txt", "old": "x", "new": "y"}
+                     {"id": 11, "op": "list", "path": ".", "max_entries": 2000}
+                     {"id": 12, "op": "cancel", "target": 7}
+    runner → worker  {"id": 0, "ready": true}                  once, at start
+                     {"id": 7, "out": "stdout", "data": "…"}   streamed output (head only)
+                     {"id": 7, "ok": {…}} | {"id": 7, "error": {"type": "…", "message": "…"}}
+
+Every call runs in its own thread. A command runs in its own process group; when its
+call ends (exit, deadline, cancel) its group is killed, and so is every orphan it left:
+the runner is a child subreaper, so a ``setsid``/double-forked process is reparented to
+it and killed. Output and file reads are capped here; the worker checks again.
+"""
+
+from __future__ import annotations
+
+import binascii
+import ctypes
+import json
+import os
+import resource
+import selectors
+import signal
+import stat
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+TYPE_CHECKING = False  # typing itself is not imported: it costs the runner's start ~4 ms
+if TYPE_CHECKING:
+    from typing import IO, Any
+
+HEADER = struct.Struct(">I")
+_READY = b'{"id": 0, "ready": true}'
+READY_FRAME = HEADER.pack(len(_READY)) + _READY
+# How the provider starts it: the ready frame goes out before the imports above, which
+# then load while the worker goes on (the first call waits for them, provision does not).
+BOOT = (
+    "import os, sys; os.write(1, {frame!r}); sys.path.insert(0, {dir!r}); "
+    "import runner; runner.main()"
+)
+MAX_REQUEST = 64 * 1024 * 1024  # write_file content is the biggest request
+MAX_EDIT_BYTES = 8 * 1024 * 1024
+CALL_TAG = "SANDBOX_CALL_ID"  # set in every command's environment: which call made a process
+_PR_SET_PDEATHSIG, _PR_SET_DUMPABLE, _PR_SET_CHILD_SUBREAPER = 1, 4, 36
+
+
+def encode(obj: dict[str, Any]) -> bytes:
+    # A file name that is not UTF-8 (a lone surrogate here) becomes U+FFFD, never bad bytes.
+    body = json.dumps(obj, ensure_ascii=False).encode("utf-8", "replace")
+    return HEADER.pack(len(body)) + body
+
+
+class Runner:
+    def __init__(self, config: dict[str, Any], out: IO[bytes]) -> None:
+        self.workspace = os.path.realpath(config["workspace"])
+        self.out = out
+        self.lock = threading.Lock()
+        self.calls: dict[int, subprocess.Popen[bytes]] = {}
+        self.cancelled: set[int] = set()
+        self.calls_lock = threading.Lock()
+
+    # -- frames ------------------------------------------------------------------
+
+    def send(self, obj: dict[str, Any]) -> None:
+        data = encode(obj)
+        with self.lock:
+            self.out.write(data)
+            self.out.flush()
+
+    def serve(self, inp: IO[bytes]) -> None:
+        """Answer requests until the worker goes away (the ready frame is already out)."""
+        while True:
+            head = inp.read(HEADER.size)
+            if len(head) < HEADER.size:
+                return  # the worker is gone
+            (size,) = HEADER.unpack(head)
+            if size > MAX_REQUEST:
+                return
+            body = inp.read(size)
+            if len(body) < size:
+                return
+            req = json.loads(body)
+            if req.get("op") == "cancel":
+                self.cancel(int(req["target"]))
+                continue
+            threading.Thread(target=self.handle, args=(req,), daemon=True).start()
+
+    def handle(self, req: dict[str, Any]) -> None:
+        rid = int(req["id"])
+        try:
+            op = req["op"]
+            if op == "exec":
+                result = self.exec(rid, req["command"], float(req["timeout"]), int(req["cap"]))
+            elif op == "read":
+                result = self.read(req["path"], int(req["max_bytes"]))
+            elif op == "write":
+                result = self.write(req["path"], binascii.a2b_base64(req["data"]))
+            elif op == "edit":
+                result = self.edit(req["path"], req["old"], req["new"])
+            elif op == "list":
+                result = self.list(req["path"], int(req["max_entries"]), float(req["timeout"]))
+            elif op == "ping":
+                result = {}
+            else:
+                raise ValueError(f"unknown operation {op!r}")
+            self.send({"id": rid, "ok": result})
+        except Exception as exc:  # every failure is an answer, never a dead thread
+            self.send({"id": rid, "error": {"type": type(exc).__name__, "message": str(exc)}})
+
+    # -- commands ----------------------------------------------------------------
+
+    def exec(self, rid: int, command: str, timeout: float, cap: int) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        env = {**os.environ, CALL_TAG: str(rid)}
+        with self.calls_lock:  # a sweep never sees a command before it is registered
+            proc = subprocess.Popen(
+                ["/bin/bash", "-c", command],
+                cwd=self.workspace,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+                start_new_session=True,
+            )
+            self.calls[rid] = proc
+        streams = {"stdout": Capped(cap), "stderr": Capped(cap)}
+        sel = selectors.DefaultSelector()
+        assert proc.stdout is not None and proc.stderr is not None
+        sel.register(proc.stdout, selectors.EVENT_READ, "stdout")
+        sel.register(proc.stderr, selectors.EVENT_READ, "stderr")
+        pidfd = _pidfd(proc.pid)  # readable when the command exits: no polling
+        if pidfd is not None:
+            sel.register(pidfd, selectors.EVENT_READ, "exit")
+        timed_out = False
+        exited_at: float | None = None
+        try:
+            while True:
+                now = time.monotonic()
+                if rid in self.cancelled:
+                    break
+                if now >= deadline:
+                    timed_out = True
+                    break
+                if proc.poll() is not None:
+                    exited_at = exited_at or now
+                    # Its output is read to the end, unless a background process holds
+                    # the pipes open: that one is killed with the call anyway.
+                    pipes = any(k.data != "exit" for k in sel.get_map().values())
+                    if not pipes or now - exited_at > 0.2:
+                        break
+                wait = min(0.05 if pidfd is not None else 0.005, max(0.0, deadline - now))
+                for key, _ in sel.select(wait):
+                    if key.data == "exit":
+                        sel.unregister(key.fileobj)
+                        continue
+                    chunk = os.read(key.fd, 65536)
+                    if not chunk:
+                        sel.unregister(key.fileobj)
+                        continue
+                    streamed = streams[key.data].add(chunk)
+                    if streamed:
+                        self.send({"id": rid, "out": key.data, "data": streamed})
+        finally:
+            sel.close()
+            if pidfd is not None:
+                os.close(pidfd)
+            self.end_call(rid, proc)
+        code = proc.returncode if proc.returncode is not None else -9
+        return {
+            "exit_code": code,
+            "stdout": streams["stdout"].text(),
+            "stderr": streams["stderr"].text(),
+            "timed_out": timed_out,
+            "cancelled": rid in self.cancelled,
+        }
+
+    def cancel(self, rid: int) -> None:
+        self.cancelled.add(rid)
+
+    def end_call(self, rid: int, proc: subprocess.Popen[bytes]) -> None:
+        _killpg(proc.pid)
+        proc.wait()
+        for f in (proc.stdout, proc.stderr):
+            if f is not None:
+                f.close()
+        with self.calls_lock:
+            self.calls.pop(rid, None)
+        self.sweep()
+
+    def sweep(self) -> None:
+        """Kill the processes that ended calls left behind, now children of this runner.
+
+        A process tagged with a call still running is left alone; one whose tag is gone
+        (it cleared its environment) is killed.
+        """
+        me = os.getpid()
+        for _ in range(400):
+            found = False
+            with self.calls_lock:
+                active = {str(r) for r in self.calls}
+                roots = {p.pid for p in self.calls.values()}
+                for pid, state in _children(me):
+                    if pid in roots:
+                        continue
+                    if state == "Z":
+                        _reap(pid)
+                        continue
+                    if _tag(pid) not in active:
+                        found = True
+                        _killpg(pid)
+                        _kill(pid)
+            if not found:
+                return
+            time.sleep(0.005)
+
+    def stop(self) -> None:
+        """The worker is gone: every command and what it left behind is killed."""
+        with self.calls_lock:
+            for proc in self.calls.values():
+                _killpg(proc.pid)
+            self.calls.clear()
+        self.sweep()
+
+    # -- files -------------------------------------------------------------------
+
+    def resolve(self, path: str) -> str:
+        p = path.strip() or "."
+        if p == "/workspace" or p.startswith("/workspace/"):
+            p = p.removeprefix("/workspace").lstrip("/") or "."
+        if os.path.isabs(p) or "\x00" in p:
+            raise PermissionError(f"{path}: outside the workspace")
+        full = os.path.realpath(os.path.join(self.workspace, p))
+        if os.path.commonpath([self.workspace, full]) != self.workspace:
+            raise PermissionError(f"{path}: outside the workspace")
+        return full
+
+    def _open_regular(self, path: str, flags: int) -> tuple[int, os.stat_result]:
+        full = self.resolve(path)
+        # O_NONBLOCK: opening a FIFO returns at once; the fstat then refuses it.
+        fd = os.open(full, flags | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            if stat.S_ISDIR(st.st_mode):
+                raise IsADirectoryError(f"{path} is a directory")
+            kind = "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a device or socket"
+            raise NotARegularFile(f"{path} is {kind}, not a regular file")
+        return fd, st
+
+    def read(self, path: str, max_bytes: int) -> dict[str, Any]:
+        fd, st = self._open_regular(path, os.O_RDONLY)
+        try:
+            data = _read_upto(fd, max_bytes)
+        finally:
+            os.close(fd)
+        return {"data": binascii.b2a_base64(data, newline=False).decode(), "size": st.st_size}
+
+    def write(self, path: str, data: bytes) -> dict[str, Any]:
+        full = self.resolve(path)
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        fd, _ = self._open_regular(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        return {"written": len(data)}
+
+    def edit(self, path: str, old: str, new: str) -> dict[str, Any]:
+        fd, st = self._open_regular(path, os.O_RDONLY)
+        try:
+            if st.st_size > MAX_EDIT_BYTES:
+                raise ValueError(f"{path} is {st.st_size} bytes; edit_file edits files up to 8 MiB")
+            text = _read_upto(fd, MAX_EDIT_BYTES).decode("utf-8")
+        finally:
+            os.close(fd)
+        count = text.count(old) if old else 0
+        if count != 1:
+            raise ValueError(
+                f"old_string must occur exactly once in {path}; it occurs {count} times"
+            )
+        self.write(path, text.replace(old, new, 1).encode("utf-8", "surrogatepass"))
+        return {}
+
+    def list(self, path: str, max_entries: int, timeout: float) -> dict[str, Any]:
+        base = self.resolve(path)
+        deadline = time.monotonic() + timeout
+        found: list[str] = []
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames[:] = sorted(d for d in dirnames if d != ".git")
+            for name in sorted(filenames):
+                found.append(os.path.relpath(os.path.join(dirpath, name), self.workspace))
+                if len(found) >= max_entries or time.monotonic() > deadline:
+                    return {"files": found}
+        return {"files": found}
+
+
+class NotARegularFile(Exception):
+    pass
+
+
+class Capped:
+    """A stream's output: the first cap/2 bytes (streamed as they come) and the last cap/2."""
+
+    def __init__(self, cap: int) -> None:
+        self.half = cap // 2
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.total = 0
+
+    def add(self, chunk: bytes) -> str:
+        self.total += len(chunk)
+        room = self.half - len(self.head)
+        streamed = chunk[:room] if room > 0 else b""
+        self.head += streamed
+        rest = chunk[len(streamed) :]
+        if rest:
+            self.tail += rest
+            del self.tail[: max(0, len(self.tail) - self.half)]
+        return streamed.decode("utf-8", "replace")
+
+    def text(self) -> str:
+        cut = self.total - len(self.head) - len(self.tail)
+        data = bytes(self.head)
+        if cut > 0:
+            data += f"\n… [{cut} bytes cut] …\n".encode()
+        return (data + bytes(self.tail)).decode("utf-8", "replace")
+
+
+def _pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):  # Python < 3.9 or Linux < 5.3: poll instead
+        return None
+
+
+def _read_upto(fd: int, limit: int) -> bytes:
+    parts, left = [], limit
+    while left > 0:
+        chunk = os.read(fd, min(left, 1 << 20))
+        if not chunk:
+            break
+        parts.append(chunk)
+        left -= len(chunk)
+    return b"".join(parts)
+
+
+def _children(parent: int) -> list[tuple[int, str]]:
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == parent:
+            out.append((int(name), fields[0].decode()))
+    return out
+
+
+def _tag(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            env = f.read(1 << 20).split(b"\0")
+    except OSError:
+        return None
+    prefix = CALL_TAG.encode() + b"="
+    for item in env:
+        if item.startswith(prefix):
+            return item[len(prefix) :].decode(errors="replace")
+    return None
+
+
+def _killpg(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except OSError:
+        pass
+
+
+def _prctl(option: int, value: int) -> None:
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def main() -> None:
+    config = json.loads(sys.argv[-1])
+    _prctl(_PR_SET_CHILD_SUBREAPER, 1)  # orphans of commands come back here to be killed
+    _prctl(_PR_SET_DUMPABLE, 0)  # commands cannot open /proc/<runner>/fd/* nor ptrace it
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    for name, value in (config.get("rlimits") or {}).items():
+        resource.setrlimit(getattr(resource, name), (value, value))
+    # The protocol's pipes move to private descriptors; nothing else may write on them.
+    stdin, stdout = os.fdopen(os.dup(0), "rb"), os.fdopen(os.dup(1), "wb")
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
+    runner = Runner(config, stdout)
+    try:
+        runner.serve(stdin)
+    finally:
+        runner.stop()
+
+
+if __name__ == "__main__":
+    os.write(1, READY_FRAME)
+    main()
