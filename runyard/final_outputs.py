@@ -35,7 +35,9 @@ async def repo_outputs(
     try:
         return await asyncio.wait_for(_repo_outputs(run, settings, providers), budget)
     except TimeoutError:
-        log.warning("outputs.timed_out", run_id=run.id, org_id=run.org_id, budget=budget)
+        log.warning(
+            "outputs.timed_out", run_id=run.id, workflow_id=run.id, org_id=run.org_id, budget=budget
+        )
         return [], []
 
 
@@ -60,14 +62,22 @@ async def _repo_outputs(
     pushes = await Relay(sandbox, mirror, settings, known).forward()
     outputs: list[dict[str, Any]] = [p.output for p in pushes if p.output is not None]
     for p in pushes:
-        if not p.forwarded:
-            log.info("push.refused", run_id=run.id, org_id=run.org_id, reason=p.message)
+        log.info(
+            "push.forwarded" if p.forwarded else "push.refused",
+            run_id=run.id,
+            workflow_id=run.id,
+            org_id=run.org_id,
+            branch=p.branch,
+            detail=p.message,
+        )
     try:
         patch = await unpushed_changes(
             sandbox, mirror, state, list(known.values()), settings.artifact_max_bytes
         )
     except (RuntimeError, OSError, ValueError) as exc:  # a broken repository, too large
-        log.warning("patch.failed", run_id=run.id, org_id=run.org_id, error=str(exc))
+        log.warning(
+            "patch.failed", run_id=run.id, workflow_id=run.id, org_id=run.org_id, error=str(exc)
+        )
         return outputs, []
     if patch is None:
         return outputs, []
