@@ -3,9 +3,11 @@ relay did not watch, and ``changes.patch`` for work left in the workspace unpush
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import structlog
+from temporalio import activity
 
 from runyard.artifacts.save import store_artifact
 from runyard.artifacts.store import artifact_store
@@ -23,7 +25,25 @@ log = structlog.get_logger("runyard.outputs")
 async def repo_outputs(
     run: Run, settings: Settings, providers: dict[str, SandboxProvider]
 ) -> tuple[list[dict[str, Any]], list[Artifact]]:
-    """(outputs, artifact rows) from the run's repository; nothing without a repository."""
+    """(outputs, artifact rows) from the run's repository; nothing without a repository.
+
+    Inside an activity, it gives up (with a warning) a few seconds before the activity's
+    start-to-close timeout, so a slow repository never fails a run that completed."""
+    budget = None
+    if activity.in_activity() and (limit := activity.info().start_to_close_timeout):
+        budget = max(1.0, limit.total_seconds() - 4)
+    try:
+        return await asyncio.wait_for(_repo_outputs(run, settings, providers), budget)
+    except TimeoutError:
+        log.warning(
+            "outputs.timed_out", run_id=run.id, workflow_id=run.id, org_id=run.org_id, budget=budget
+        )
+        return [], []
+
+
+async def _repo_outputs(
+    run: Run, settings: Settings, providers: dict[str, SandboxProvider]
+) -> tuple[list[dict[str, Any]], list[Artifact]]:
     info = run.sandbox or {}
     provider = providers.get(str(info.get("provider", "")))
     if not run.repo or provider is None or not info.get("id"):
@@ -42,14 +62,22 @@ async def repo_outputs(
     pushes = await Relay(sandbox, mirror, settings, known).forward()
     outputs: list[dict[str, Any]] = [p.output for p in pushes if p.output is not None]
     for p in pushes:
-        if not p.forwarded:
-            log.info("push.refused", run_id=run.id, org_id=run.org_id, reason=p.message)
+        log.info(
+            "push.forwarded" if p.forwarded else "push.refused",
+            run_id=run.id,
+            workflow_id=run.id,
+            org_id=run.org_id,
+            branch=p.branch,
+            detail=p.message,
+        )
     try:
         patch = await unpushed_changes(
             sandbox, mirror, state, list(known.values()), settings.artifact_max_bytes
         )
     except (RuntimeError, OSError, ValueError) as exc:  # a broken repository, too large
-        log.warning("patch.failed", run_id=run.id, org_id=run.org_id, error=str(exc))
+        log.warning(
+            "patch.failed", run_id=run.id, workflow_id=run.id, org_id=run.org_id, error=str(exc)
+        )
         return outputs, []
     if patch is None:
         return outputs, []

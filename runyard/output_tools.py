@@ -11,6 +11,8 @@ import shlex
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+import structlog
+
 from runyard.artifacts.save import store_artifact
 from runyard.artifacts.store import ArtifactStore, artifact_store
 from runyard.db.models import Artifact
@@ -20,6 +22,8 @@ from runyard.git.relay import Relay, describe
 from runyard.sandbox.base import Sandbox
 from runyard.sandbox.capped import read_capped
 from runyard.settings import Settings
+
+log = structlog.get_logger("runyard.outputs")
 
 if TYPE_CHECKING:
     from runyard.tools import ToolOutput
@@ -127,6 +131,15 @@ async def after_bash(
     pushes = await ctx.relay(sandbox).forward()
     if not pushes:
         return out
+    for p in pushes:
+        log.info(
+            "push.forwarded" if p.forwarded else "push.refused",
+            run_id=ctx.run_id,
+            workflow_id=ctx.run_id,
+            org_id=ctx.org_id,
+            branch=p.branch,
+            detail=p.message,
+        )
     outputs = tuple(p.output for p in pushes if p.output is not None)
     return replace(out, text=f"{out.text}\n{describe(pushes)}", outputs=out.outputs + outputs)
 

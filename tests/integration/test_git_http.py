@@ -223,3 +223,29 @@ async def test_client_urls_never_reach_a_loopback_listener(
         assert listener.accepted == 0
     finally:
         listener.close()
+
+
+async def test_without_a_provider_the_tools_say_so_and_the_run_goes_on(
+    api: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    bare = make_remote(tmp_path, "local/calc")
+    prompt = script(
+        {"tool": "create_pull_request", "input": {"title": "x"}},
+        {"tool": "create_issue", "input": {"title": "y"}},
+        {"tool": "bash", "input": {"command": "echo '# note' >> calc.py"}},
+        {"text": "done"},
+    )
+    run = (
+        await api.post(
+            "/v1/runs",
+            json={"prompt": prompt, "model": "scripted", "repo": bare.as_uri(), "start": True},
+        )
+    ).json()
+    done = await wait_for(api, run["id"], TERMINAL, timeout=60)
+    assert done["status"] == "completed", done
+    evs = await events(api, run["id"])
+    errors = [e["data"] for e in evs if e["type"] == "tool.result"][:2]
+    assert all(e["isError"] and "no pull request provider" in e["output"] for e in errors)
+    assert "git push origin <branch>" in errors[0]["output"]
+    assert [o["type"] for o in done["outputs"]] == ["text", "patch"]
+    assert refs(bare) == {"refs/heads/main": refs(bare)["refs/heads/main"]}  # nothing pushed
