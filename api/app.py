@@ -48,6 +48,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
             yield
         finally:
             await app.state.notifier.stop()
+            app.state.rate_limiter.close()
             await app.state.db.dispose()
 
     app = FastAPI(

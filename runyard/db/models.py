@@ -61,7 +61,11 @@ class CreditEntry(SQLModel, table=True):
 
 
 class RateLimitCounter(SQLModel, table=True):
-    """Requests per key per one-minute window, shared by every API replica."""
+    """Requests per key per one-minute window, shared by every API replica.
+
+    Used on Postgres; a SQLite store keeps the same table in a file beside it
+    (``api/ratelimit.counter_path``), so counting never invalidates the store's caches.
+    """
 
     __tablename__ = "rate_limit_counters"
     bucket: str = Field(primary_key=True)  # "key_…" (an API key) or "run_…" (a token)
