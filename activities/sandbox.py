@@ -143,11 +143,12 @@ class SandboxActivities:
             current = await s.get(Run, inp.run_id)
         if current is None:
             raise RunNotFound(f"{inp.run_id} is not in the store")
-        outputs = [{"type": "text", "text": text}] if text else []
+        outputs = [{"type": "text", "text": text}] if text and inp.include_text else []
         extra, artifacts = await repo_outputs(current, self.settings, self.providers)
         async with self.db.write() as s:
             run = await locked_run(s, inp.run_id)
-            run.outputs = outputs + [o for o in run.outputs or [] if o.get("type") != "text"]
+            kept = [o for o in run.outputs or [] if o.get("type") != "text" or not inp.include_text]
+            run.outputs = outputs + kept
             s.add(run)
             events = [
                 NewEvent(f"output.{i}", EventType.OUTPUT_DETECTED, o) for i, o in enumerate(outputs)

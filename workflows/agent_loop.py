@@ -97,6 +97,7 @@ class AgentLoop:
         self.sandbox: SandboxRef | None = c.sandbox if c else None
         self.close_requested = c.close_requested if c else False
         self.continuing = False
+        self.collected = False  # the outputs were collected (the run completed)
         self._first_turn = self.turn + 1
 
     async def supervise(self, cancelled: Callable[[], bool]) -> Outcome:
@@ -210,6 +211,7 @@ class AgentLoop:
             CollectInput(run_id=self.inp.run_id, sandbox=self._sandbox()),
             **options.COLLECT.remote(summary="collect outputs"),
         )
+        self.collected = True
         return Outcome(RunStatus.COMPLETED)
 
     async def _provision(self) -> None:

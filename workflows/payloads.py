@@ -161,6 +161,8 @@ class ToolInput(BaseModel):
 class CollectInput(BaseModel):
     run_id: str
     sandbox: SandboxRef
+    # False for a run that did not complete: keep its unpushed work, not a final text.
+    include_text: bool = True
 
 
 class WaitInput(BaseModel):

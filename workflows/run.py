@@ -41,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
         CancelRequest,
         CancelResult,
         CloseRequest,
+        CollectInput,
         DestroyInput,
         ExecRequest,
         ExecResult,
@@ -221,6 +222,18 @@ class RunWorkflow:
         if sandbox is None:
             return
         self._loop.sandbox = None
+        if not self._loop.collected and workflow.patched("keep-changes-of-every-ending"):
+            # Nothing is lost: the unpushed work of a run that did not complete (failed,
+            # cancelled) is kept too, as changes.patch, before the sandbox goes.
+            self.set_details("keeping the workspace's changes")
+            try:
+                await workflow.execute_activity_method(
+                    SandboxActivities.collect_outputs,
+                    CollectInput(run_id=self._inp.run_id, sandbox=sandbox, include_text=False),
+                    **options.COLLECT.remote(summary="keep the workspace's changes"),
+                )
+            except (ActivityError, ApplicationError) as err:  # a lost sandbox: nothing to keep
+                workflow.logger.warning("could not keep the workspace's changes: %s", err)
         self.set_details("destroying the sandbox")
         await workflow.execute_activity_method(
             SandboxActivities.destroy_sandbox,

@@ -267,3 +267,23 @@ async def test_a_repository_gone_before_the_clone_fails_the_run_clearly(gs: GitS
     done = await wait_for(gs.api, resp.json()["id"], TERMINAL, timeout=60)
     assert done["status"] == "failed" and done["failReason"] == "error"
     assert done["error"]["code"] == "REPOSITORY_NOT_FOUND", done["error"]
+
+
+async def test_a_run_that_fails_keeps_its_unpushed_work(gs: GitStack) -> None:
+    """Nothing is lost: a run ended by a guardrail still leaves changes.patch."""
+    make_remote(gs.remotes, "acme/fails")
+    resp = await gs.api.post(
+        "/v1/runs",
+        json={
+            "prompt": script(bash("echo more >> notes.txt"), bash("true"), {"text": "never"}),
+            "model": "scripted",
+            "repo": "acme/fails",
+            "maxTurns": 1,
+            "start": True,
+        },
+    )
+    assert resp.status_code == 201, resp.text
+    done = await wait_for(gs.api, resp.json()["id"], TERMINAL, timeout=60)
+    assert (done["status"], done["failReason"]) == ("failed", "max_turns")
+    patch = [o for o in done["outputs"] if o["type"] == "patch"]
+    assert len(patch) == 1 and patch[0]["files"] == 1 and patch[0]["insertions"] == 1

@@ -5,7 +5,9 @@ nondeterminism error.
 The histories under ``histories/`` were recorded by the workflow tests
 (``RUNYARD_RECORD_HISTORIES=1 pytest tests/workflows``): a completed run, a question
 asked and answered, a run cancelled while a tool ran, a run failed by a guardrail, and a
-run that continued as new (each of its Temporal runs). A change that would break a run
+run that continued as new (each of its Temporal runs). ``cancelled-while-running`` was
+recorded before the ``keep-changes-of-every-ending`` patch and replays its old branch;
+``cancelled-keeping-changes`` was recorded after it and replays the new one. A change that would break a run
 in flight fails here: guard it with ``workflow.patched()`` and record a new history
 beside the old ones, never in place of them.
 """
@@ -30,6 +32,7 @@ def test_the_representative_runs_are_recorded() -> None:
         "completed",
         "asked-and-answered",
         "cancelled-while-running",
+        "cancelled-keeping-changes",
         "failed-max-turns",
         "continued-as-new",
     }

@@ -224,7 +224,7 @@ async def test_cancel_at_every_stage(env: WorkflowEnvironment, stage: str) -> No
         assert world.runs[handle.id].status == RunStatus.CANCELLED
         assert isinstance(await failure(handle), CancelledError)
         if stage == "running":
-            await record(handle, "cancelled-while-running")
+            await record(handle, "cancelled-keeping-changes")
     run = world.runs[handle.id]
     assert run.events[-1] == "run.cancelled" and run.events.count("run.cancelled") == 1
     assert run.sandbox_destroyed == (stage in ("running", "waiting_for_input"))
