@@ -7,9 +7,9 @@ The histories under ``histories/`` were recorded by the workflow tests
 asked and answered, a run cancelled while a tool ran, a run failed by a guardrail, and a
 run that continued as new (each of its Temporal runs). ``cancelled-while-running`` was
 recorded before the ``keep-changes-of-every-ending`` patch and replays its old branch;
-``cancelled-keeping-changes`` was recorded after it and replays the new one. A change that would break a run
-in flight fails here: guard it with ``workflow.patched()`` and record a new history
-beside the old ones, never in place of them.
+``cancelled-keeping-changes`` was recorded after it and replays the new one. A change
+that would break a run in flight fails here: guard it with ``workflow.patched()`` and
+record a new history beside the old ones, never in place of them.
 """
 
 from __future__ import annotations
