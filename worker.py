@@ -34,9 +34,9 @@ from notifications.delivery import DeliveryWorkflow
 from notifications.pump import OutboxPumpWorkflow, pump_workflow_id
 from notifications.sender import Sender
 from runyard.db.engine import Database, migrate
+from runyard.llm.anthropic_client import AnthropicModel
+from runyard.llm.scripted import ScriptedModel
 from runyard.logging import configure_logging
-from runyard.models.anthropic_client import AnthropicModel
-from runyard.models.scripted import ScriptedModel
 from runyard.sandbox.base import SandboxProvider
 from runyard.sandbox.local import local_provider
 from runyard.settings import Settings, get_settings

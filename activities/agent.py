@@ -14,12 +14,12 @@ from temporalio import activity
 
 from activities._support import heartbeats, logger, typed_failures
 from runyard.db.engine import Database
-from runyard.db.models import Run, RunMessage
+from runyard.db.tables import Run, RunMessage
 from runyard.db.types import utcnow
 from runyard.domain import TERMINAL_STATUSES, EventType
 from runyard.errors import InsufficientCredits, ProviderKeyMissing, RunNotActive, RunNotFound
-from runyard.models.base import ModelClient, ModelRequest
-from runyard.models.pricing import add_turn_usage, resolve_model
+from runyard.llm.base import ModelClient, ModelRequest
+from runyard.llm.pricing import add_turn_usage, resolve_model
 from runyard.store.credits import charge_turn, out_of_credits
 from runyard.store.events import NewEvent, append_events, locked_run
 from runyard.store.transcript import assistant_key, conversation, get_message

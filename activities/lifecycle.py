@@ -16,7 +16,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities._support import logger, typed_failures
 from runyard.db.engine import Database
-from runyard.db.models import Organization, Run, RunMessage
+from runyard.db.tables import Organization, Run, RunMessage
 from runyard.db.types import utcnow
 from runyard.domain import ACTIVE_STATUSES, EventType, RunStatus
 from runyard.errors import ConcurrentRunLimitExceeded, RunAlreadyStarted

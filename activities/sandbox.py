@@ -8,7 +8,7 @@ from temporalio import activity
 
 from activities._support import heartbeats, logger, typed_failures
 from runyard.db.engine import Database
-from runyard.db.models import Run, RunMessage
+from runyard.db.tables import Run, RunMessage
 from runyard.domain import EventType
 from runyard.errors import InternalError, RunNotFound, SandboxError, TemplateNotFound
 from runyard.final_outputs import repo_outputs

@@ -18,7 +18,7 @@ from api.errors import ProblemError
 from api.ratelimit import RateLimiter
 from api.tokens import TokenClaims, looks_like_token, token_opens, verify_token
 from runyard.db.engine import Database
-from runyard.db.models import ApiKey
+from runyard.db.tables import ApiKey
 from runyard.db.types import utcnow
 from runyard.store.orgs import KEY_PREFIX, find_key, hash_key
 

@@ -8,7 +8,7 @@ from sqlmodel import col
 
 from api.errors import ProblemError
 from runyard.db.engine import Database
-from runyard.db.models import Organization
+from runyard.db.tables import Organization
 
 
 async def check_credits(db: Database, org_id: str) -> None:

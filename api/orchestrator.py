@@ -8,7 +8,7 @@ import asyncio
 import structlog
 
 from api.errors import ProblemError
-from runyard.db.models import Run
+from runyard.db.tables import Run
 from runyard.domain import ErrorCode
 from runyard.settings import Settings
 from runyard.temporal import connect

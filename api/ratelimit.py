@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from runyard.db.engine import Database
-from runyard.db.models import RateLimitCounter
+from runyard.db.tables import RateLimitCounter
 from runyard.store.orgs import touch_key
 
 _HIT_SQL = (

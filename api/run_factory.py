@@ -25,12 +25,12 @@ from api.orchestrator import TemporalConnector, run_input
 from api.repo_intake import check_repo
 from api.schemas import CreateRun
 from runyard.db.engine import Database
-from runyard.db.models import Agent, Run, RunEvent, Template, Thread
+from runyard.db.tables import Agent, Run, RunEvent, Template, Thread
 from runyard.db.types import utcnow
 from runyard.domain import OPEN_STATUSES, ErrorCode, EventType, RunStatus
 from runyard.errors import OrchestratorUnavailable, RunyardError
 from runyard.ids import new_id
-from runyard.models.pricing import is_valid_model, needs_anthropic_key
+from runyard.llm.pricing import is_valid_model, needs_anthropic_key
 from runyard.settings import Settings
 from runyard.store.events import NewEvent, append_events
 from runyard.store.templates import find_template

@@ -151,7 +151,7 @@ def keys_list(
     from sqlalchemy import select
     from sqlmodel import col
 
-    from runyard.db.models import ApiKey
+    from runyard.db.tables import ApiKey
     from runyard.store.orgs import find_org
 
     async def rows(db: Database) -> list[ApiKey] | None:

@@ -15,7 +15,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from notifications.sender import Attempt, Sender
 from runyard.db.engine import Database
-from runyard.db.models import Webhook, WebhookDelivery
+from runyard.db.tables import Webhook, WebhookDelivery
 from runyard.db.types import utcnow
 from runyard.settings import Settings
 

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from runyard.db.models import Run, RunWatcher, Webhook, WebhookDelivery
+from runyard.db.tables import Run, RunWatcher, Webhook, WebhookDelivery
 from runyard.domain import TERMINAL_EVENT_TYPES, EventType
 from runyard.store.run_view import run_object
 

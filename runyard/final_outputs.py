@@ -11,7 +11,7 @@ from temporalio import activity
 
 from runyard.artifacts.save import store_artifact
 from runyard.artifacts.store import artifact_store
-from runyard.db.models import Artifact, Run
+from runyard.db.tables import Artifact, Run
 from runyard.git.clone import GitState, mirror_path
 from runyard.git.patch import unpushed_changes
 from runyard.git.relay import Relay

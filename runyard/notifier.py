@@ -27,7 +27,7 @@ from sqlalchemy import func, select
 from sqlmodel import col
 
 from runyard.db.engine import Database
-from runyard.db.models import RunEvent
+from runyard.db.tables import RunEvent
 from runyard.store.events import NOTIFY_CHANNEL, event_json
 
 log = structlog.get_logger("runyard.notifier")

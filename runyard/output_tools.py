@@ -15,7 +15,7 @@ import structlog
 
 from runyard.artifacts.save import store_artifact
 from runyard.artifacts.store import ArtifactStore, artifact_store
-from runyard.db.models import Artifact
+from runyard.db.tables import Artifact
 from runyard.git.clone import mirror_path, valid_branch
 from runyard.git.provider import GitProvider, ProviderError, provider_for
 from runyard.git.relay import Relay, describe

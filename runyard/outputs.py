@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from runyard.db.models import Artifact, Run
+from runyard.db.tables import Artifact, Run
 from runyard.store.events import NewEvent, append_events
 
 

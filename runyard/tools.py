@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from runyard.db.models import Artifact
+from runyard.db.tables import Artifact
 from runyard.output_tools import NAMES, OUTPUT_TOOLS, ToolContext, run_output_tool
 from runyard.sandbox.base import ResourceLimitExceeded, Sandbox, ToolError
 

@@ -15,11 +15,11 @@ from api.pagination import paginate
 from api.run_factory import invalid
 from api.schemas import AgentBody, AgentPatch
 from runyard.db.engine import Database
-from runyard.db.models import Agent, Run
+from runyard.db.tables import Agent, Run
 from runyard.db.types import utcnow
 from runyard.domain import OPEN_STATUSES, ErrorCode
 from runyard.ids import new_id
-from runyard.models.pricing import is_valid_model
+from runyard.llm.pricing import is_valid_model
 from runyard.store.run_view import iso
 from runyard.store.templates import find_template
 

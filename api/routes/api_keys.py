@@ -16,7 +16,7 @@ from api.errors import ProblemError
 from api.pagination import paginate
 from api.run_factory import invalid
 from api.schemas import Body, Timestamp
-from runyard.db.models import ApiKey
+from runyard.db.tables import ApiKey
 from runyard.db.types import utcnow
 from runyard.store.orgs import ALL_SCOPES, create_key, revoke_key
 

@@ -22,7 +22,7 @@ from api.schemas import Body
 from runyard.artifacts.save import artifact_object
 from runyard.artifacts.signing import DOWNLOAD_PREFIX, verify
 from runyard.artifacts.store import LocalArtifactStore, artifact_store
-from runyard.db.models import Artifact, Run
+from runyard.db.tables import Artifact, Run
 from runyard.secrets import secret_key
 from runyard.store.run_view import iso
 

@@ -15,7 +15,7 @@ from api.routes.runs import load_run
 from api.run_factory import invalid
 from api.schemas import Timestamp
 from runyard.db.engine import Database
-from runyard.db.models import Run
+from runyard.db.tables import Run
 from runyard.domain import TERMINAL_EVENT_TYPES, TERMINAL_STATUSES, EventType
 from runyard.notifier import EventNotifier, encode
 from runyard.store.events import event_json, first_seq, list_events

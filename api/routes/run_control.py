@@ -16,7 +16,7 @@ from api.errors import ProblemError
 from api.orchestrator import already_started
 from api.routes.runs import load_run
 from api.schemas import WatchBody
-from runyard.db.models import RunWatcher
+from runyard.db.tables import RunWatcher
 from runyard.db.types import utcnow
 from runyard.domain import TERMINAL_STATUSES, ErrorCode, RunStatus
 from runyard.errors import RunAlreadyStarted, RunNotActive

@@ -17,7 +17,7 @@ from api.routes.run_control import cancel_run
 from api.routes.runs import load_run
 from api.schemas import RunInputBody, has_nul
 from runyard.db.engine import Database
-from runyard.db.models import Run
+from runyard.db.tables import Run
 from runyard.domain import TERMINAL_STATUSES, RunStatus
 from runyard.errors import NotWaitingForInput, RunNotActive, RunyardError
 

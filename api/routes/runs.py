@@ -16,7 +16,7 @@ from api.pagination import paginate
 from api.run_factory import create_run
 from api.schemas import CreateRun, Timestamp
 from runyard.db.engine import Database
-from runyard.db.models import Run
+from runyard.db.tables import Run
 from runyard.domain import ErrorCode, RunStatus
 from runyard.store.run_view import run_object, status_object
 

@@ -14,10 +14,10 @@ from api.ownership import load_owned
 from api.run_factory import create_run, invalid
 from api.schemas import CreateThread, CreateThreadRun
 from runyard.db.engine import Database
-from runyard.db.models import Run, Thread
+from runyard.db.tables import Run, Thread
 from runyard.db.types import utcnow
 from runyard.ids import new_id
-from runyard.models.pricing import resolve_model
+from runyard.llm.pricing import resolve_model
 from runyard.store.run_view import iso, run_object
 
 router = APIRouter(prefix="/v1/threads", tags=["threads"])

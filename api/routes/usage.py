@@ -13,7 +13,7 @@ from sqlmodel import col
 from api.deps import DbDep, ReaderDep
 from api.run_factory import invalid
 from api.schemas import Timestamp
-from runyard.db.models import Organization, Run
+from runyard.db.tables import Organization, Run
 from runyard.domain import ACTIVE_STATUSES
 
 router = APIRouter(prefix="/v1/usage", tags=["usage"])

@@ -21,7 +21,7 @@ from api.run_factory import invalid
 from api.schemas import WebhookBody, WebhookPatch
 from notifications.outbox import WEBHOOK_EVENTS
 from runyard.db.engine import Database
-from runyard.db.models import Webhook, WebhookDelivery
+from runyard.db.tables import Webhook, WebhookDelivery
 from runyard.db.types import utcnow
 from runyard.ids import new_id
 from runyard.store.run_view import iso

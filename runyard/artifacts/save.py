@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from runyard.artifacts.store import ArtifactStore
-from runyard.db.models import Artifact
+from runyard.db.tables import Artifact
 from runyard.db.types import utcnow
 from runyard.ids import new_id
 from runyard.store.run_view import iso

@@ -15,7 +15,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from runyard.db.models import CreditEntry, Organization
+from runyard.db.tables import CreditEntry, Organization
 from runyard.db.types import utcnow
 
 

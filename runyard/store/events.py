@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from notifications.outbox import enqueue
-from runyard.db.models import Run, RunEvent
+from runyard.db.tables import Run, RunEvent
 from runyard.db.types import utcnow
 from runyard.domain import TERMINAL_STATUSES
 from runyard.errors import RunNotFound

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from runyard.db.models import ApiKey, Organization
+from runyard.db.tables import ApiKey, Organization
 from runyard.db.types import utcnow
 from runyard.ids import new_id
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from runyard.db.models import Run
-from runyard.models.pricing import empty_usage
+from runyard.db.tables import Run
+from runyard.llm.pricing import empty_usage
 
 
 def iso(dt: datetime | None) -> str | None:

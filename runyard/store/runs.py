@@ -12,7 +12,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from runyard.db.models import Run
+from runyard.db.tables import Run
 from runyard.domain import OPEN_STATUSES, TERMINAL_STATUSES, RunStatus, terminal_event
 from runyard.store.events import TERMINAL_EVENT_KEY, NewEvent, append_events
 

@@ -6,7 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from runyard.db.models import Template
+from runyard.db.tables import Template
 
 
 def find_template(session: Session, org_id: str, slug: str) -> Template | None:

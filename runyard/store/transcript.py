@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from runyard.db.models import Run, RunMessage
+from runyard.db.tables import Run, RunMessage
 from runyard.domain import RunStatus
 
 

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlmodel import col
 
 from runyard.db.engine import Database
-from runyard.db.models import CreditEntry
+from runyard.db.tables import CreditEntry
 from tests.conftest import Keys, async_db_url, script, wait_for
 from tests.integration.test_accounts import client
 from tests.integration.test_api_errors import assert_problem

@@ -11,7 +11,7 @@ from sqlalchemy import delete
 from sqlmodel import col
 
 from runyard.db.engine import Database
-from runyard.db.models import RunEvent
+from runyard.db.tables import RunEvent
 from tests.conftest import script, wait_for
 from tests.fakes.anthropic_server import FakeAnthropic, Reply
 from tests.sse import read_events

@@ -11,7 +11,7 @@ from sqlmodel import col
 from temporalio.client import WorkflowExecutionStatus
 
 from runyard.db.engine import Database
-from runyard.db.models import RunEvent
+from runyard.db.tables import RunEvent
 from runyard.settings import Settings
 from runyard.temporal import connect
 from tests.conftest import TERMINAL, poll_until, script, wait_for

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from runyard.db.engine import Database, migrate
-from runyard.db.models import Run
+from runyard.db.tables import Run
 from runyard.db.types import utcnow
 from runyard.domain import RunStatus
 from runyard.ids import new_id

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from runyard.models.pricing import (
+from runyard.llm.pricing import (
     add_turn_usage,
     is_valid_model,
     needs_anthropic_key,

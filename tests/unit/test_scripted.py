@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from runyard.models.base import ModelError, ModelRequest
-from runyard.models.scripted import ScriptedModel, ScriptError, parse_script
+from runyard.llm.base import ModelError, ModelRequest
+from runyard.llm.scripted import ScriptedModel, ScriptError, parse_script
 
 
 def req(messages: list[dict[str, object]]) -> ModelRequest:

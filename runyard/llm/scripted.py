@@ -12,7 +12,7 @@ import asyncio
 import json
 from typing import Any
 
-from runyard.models.base import ModelError, ModelRequest, ModelResponse, TextSink, TurnUsage
+from runyard.llm.base import ModelError, ModelRequest, ModelResponse, TextSink, TurnUsage
 from runyard.store.transcript import NOTE_PREFIX
 
 MAGIC = "#!scripted"

@@ -14,7 +14,7 @@ from typing import Any, cast
 
 import anthropic
 
-from runyard.models.base import ModelError, ModelRequest, ModelResponse, TextSink, TurnUsage
+from runyard.llm.base import ModelError, ModelRequest, ModelResponse, TextSink, TurnUsage
 
 
 class AnthropicModel:
