@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from runyard.sandbox import local
+from runyard.sandbox import local, local_sandbox
 from runyard.sandbox.base import (
     ResourceLimitExceeded,
     SandboxSpec,
@@ -149,7 +149,7 @@ async def test_bwrap_missing_means_unavailable(tmp_path: Path) -> None:
 async def test_a_stopped_or_killed_runner_fails_one_call_and_is_restarted(
     provider: LocalSandboxProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(local, "EXEC_GRACE", 1.0)
+    monkeypatch.setattr(local_sandbox, "EXEC_GRACE", 1.0)
     sb = await provider.create("sbx_stuck", SandboxSpec())
     await sb.write_file("kept.txt", b"kept")
     out = await run_tool(sb, "bash", {"command": "kill -STOP $PPID; sleep 1"}, timeout=1)
