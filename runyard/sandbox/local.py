@@ -92,7 +92,7 @@ class LocalSandboxProvider:
     ) -> None:
         """``bwrap``: its path, or None for ``RUNYARD_SANDBOX_BWRAP=off`` (unisolated).
         ``disk``: auto (a loop-mounted image per sandbox where possible) | loop | off."""
-        self.root = root
+        self.root = root.absolute()  # bubblewrap binds resolve from /, not our cwd
         self.bwrap = bwrap
         self.pids_max = pids_max
         self._runners: dict[str, RunnerClient] = {}

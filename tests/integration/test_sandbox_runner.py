@@ -297,3 +297,13 @@ async def test_network_is_the_sandboxes_own_never_the_hosts_loopback(
     assert slirp.stdout.strip(), "slirp4netns runs beside the sandbox"
     await p.destroy(sb.id)
     server.close()
+
+
+async def test_a_relative_sandbox_dir_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, made: list[LocalSandboxProvider]
+) -> None:
+    monkeypatch.chdir(tmp_path)  # RUNYARD_SANDBOX_DIR=sbx-rel, say
+    p = LocalSandboxProvider(Path("sbx-rel"), bwrap=BWRAP)
+    made.append(p)
+    sb = await p.create("sbx_rel", SandboxSpec())
+    assert (await sb.exec("pwd", timeout=10)).stdout.strip() in ("/workspace", str(sb.workspace))
