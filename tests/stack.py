@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 
 from runyard.devserver import free_port, wait_for_port
+from runyard.sandbox.disk import unmount_all
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -84,3 +85,5 @@ class Stack:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
+        # Sandboxes of runs that never ended keep their disks mounted: release them.
+        unmount_all(Path(self.env.get("RUNYARD_DATA_DIR", ".runyard")) / "sandboxes")

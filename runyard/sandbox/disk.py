@@ -188,6 +188,17 @@ def _mkdir(path: Path) -> None:
     path.mkdir(exist_ok=True)
 
 
+def unmount_all(sandboxes_dir: Path) -> int:
+    """Unmount every sandbox disk under ``sandboxes_dir`` (e.g. a test stack's, at its end:
+    sandboxes of runs that never finished stay mounted otherwise). How many it unmounted."""
+    count = 0
+    for mountpoint in sorted(sandboxes_dir.glob("*/disk")):
+        if is_mount(mountpoint):
+            _unmount(mountpoint)
+            count += 1
+    return count
+
+
 def free_bytes(path: Path) -> int | None:
     try:
         st = os.statvfs(path)

@@ -14,7 +14,6 @@ runner on the same workspace at the first call.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import ctypes
 import json
@@ -30,21 +29,16 @@ import structlog
 
 from runyard.git.clone import clone_for_sandbox
 from runyard.sandbox.base import (
-    ExecResult,
-    FileContent,
-    OutputCallback,
-    ResourceLimitExceeded,
     SandboxError,
     SandboxSpec,
     SandboxUnavailable,
     ToolError,
 )
 from runyard.sandbox.cgroups import Cgroup, join
-from runyard.sandbox.client import RunnerClient, RunnerFailed, RunnerGone, boot
+from runyard.sandbox.client import RunnerClient, RunnerGone, boot
 from runyard.sandbox.disk import (
     DiskError,
     LoopDisks,
-    free_bytes,
     is_mount,
     loop_mounts_possible,
 )
@@ -56,17 +50,15 @@ from runyard.sandbox.isolation import (
     sandbox_env,
     system_python,
 )
+from runyard.sandbox.local_sandbox import LocalSandbox
 from runyard.sandbox.network import RESOLV_CONF, NetworkError, Slirp, slirp_path
 from runyard.settings import Settings
 
 __all__ = ["LocalSandbox", "LocalSandboxProvider", "bwrap_path", "local_provider"]
 
+
 log = structlog.get_logger(__name__)
 
-OUTPUT_CAP = 100_000  # bytes of stdout/stderr kept per command (head and tail)
-EXEC_GRACE = 10.0  # seconds past a command's timeout before its runner counts as stuck
-FILE_DEADLINE = 30.0  # seconds a file operation may take before the runner counts as stuck
-DISK_FULL_BYTES = 1024 * 1024  # less free than this on the workspace: the disk is full
 _PR_SET_PDEATHSIG = 1
 
 
@@ -87,121 +79,6 @@ def _preexec(resources: dict[str, int], cgroup_procs: list[str] | None) -> Any:
     return apply
 
 
-def _clip(text: Any, cap: int) -> str:
-    """The runner's output, clipped again here: its sizes are not trusted."""
-    s = text if isinstance(text, str) else ""
-    if len(s) <= cap:
-        return s
-    half = cap // 2
-    return f"{s[:half]}\n… [{len(s) - cap} characters cut] …\n{s[-half:]}"
-
-
-class LocalSandbox:
-    def __init__(self, provider: LocalSandboxProvider, sandbox_id: str, root: Path) -> None:
-        self.id = sandbox_id
-        self._provider = provider
-        self.root = root
-        self.workspace = root / "disk" / "workspace"
-        meta = json.loads((root / "meta.json").read_text())
-        self.loop_disk = meta.get("disk") == "loop"
-        self.spec = SandboxSpec(
-            size=meta["size"], env=meta.get("env", {}), network=meta.get("network", False)
-        )
-
-    async def _call(
-        self,
-        op: str,
-        args: dict[str, Any],
-        *,
-        deadline: float,
-        on_output: OutputCallback | None = None,
-    ) -> dict[str, Any]:
-        runner = await self._provider.runner(self)
-        group = self._provider.cgroup(self)
-        ooms = group.oom_kills() if group else 0
-        try:
-            return await runner.call(op, args, deadline=deadline, on_output=on_output)
-        except RunnerGone as exc:
-            await self._provider.stop_runner(self.id, runner)
-            if self.id in self._provider.destroyed:
-                raise SandboxError(f"sandbox {self.id} was destroyed") from exc
-            if group is not None and group.oom_kills() > ooms:
-                raise ResourceLimitExceeded(
-                    "the sandbox went over its memory limit "
-                    f"({self.spec.resources['memoryMi']} MiB)"
-                ) from exc
-            self.check_disk()
-            raise ToolError(f"{exc}; the sandbox process was restarted") from exc
-        except RunnerFailed as exc:
-            self.check_disk()
-            raise ToolError(f"{exc.kind}: {exc}") from exc
-
-    def check_disk(self) -> None:
-        if not self.loop_disk:
-            return
-        free = free_bytes(self.workspace)
-        if free is not None and free < DISK_FULL_BYTES:
-            raise ResourceLimitExceeded(
-                f"the sandbox's disk is full ({self.spec.resources['diskMi']} MiB)"
-            )
-
-    async def exec(
-        self, command: str, *, timeout: float, on_output: OutputCallback | None = None
-    ) -> ExecResult:
-        group = self._provider.cgroup(self)
-        ooms = group.oom_kills() if group else 0
-        res = await self._call(
-            "exec",
-            {"command": command, "timeout": timeout, "cap": OUTPUT_CAP},
-            deadline=timeout + EXEC_GRACE,
-            on_output=on_output,
-        )
-        oom = group is not None and group.oom_kills() > ooms
-        self.check_disk()
-        code = res.get("exit_code")
-        return ExecResult(
-            code if isinstance(code, int) else -1,
-            _clip(res.get("stdout"), OUTPUT_CAP + 100),
-            _clip(res.get("stderr"), OUTPUT_CAP + 100),
-            timed_out=bool(res.get("timed_out")),
-            oom_killed=oom,
-        )
-
-    async def read_file(self, path: str, *, max_bytes: int) -> FileContent:
-        res = await self._call(
-            "read", {"path": path, "max_bytes": max_bytes}, deadline=FILE_DEADLINE
-        )
-        raw = res.get("data")
-        if not isinstance(raw, str) or len(raw) > (max_bytes + 2) * 4 // 3 + 4:
-            raise ToolError("the sandbox process answered more than was asked for")
-        data = base64.b64decode(raw)[:max_bytes]
-        size = res.get("size")
-        return FileContent(data, size if isinstance(size, int) else len(data))
-
-    async def write_file(self, path: str, data: bytes) -> None:
-        await self._call(
-            "write",
-            {"path": path, "data": base64.b64encode(data).decode()},
-            deadline=FILE_DEADLINE,
-        )
-        self.check_disk()
-
-    async def edit_file(self, path: str, old: str, new: str) -> None:
-        await self._call("edit", {"path": path, "old": old, "new": new}, deadline=FILE_DEADLINE)
-        self.check_disk()
-
-    async def list_files(self, path: str, *, max_entries: int) -> list[str]:
-        res = await self._call(
-            "list",
-            {"path": path, "max_entries": max_entries, "timeout": FILE_DEADLINE / 2},
-            deadline=FILE_DEADLINE,
-        )
-        files = res.get("files")
-        if not isinstance(files, list):
-            return []
-        return [f[:4096] for f in files[:max_entries] if isinstance(f, str)]
-
-
 class LocalSandboxProvider:
     name = "local"
 
@@ -216,7 +93,7 @@ class LocalSandboxProvider:
     ) -> None:
         """``bwrap``: its path, or None for ``RUNYARD_SANDBOX_BWRAP=off`` (unisolated).
         ``disk``: auto (a loop-mounted image per sandbox where possible) | loop | off."""
-        self.root = root
+        self.root = root.absolute()  # bubblewrap binds resolve from /, not our cwd
         self.bwrap = bwrap
         self.pids_max = pids_max
         self._runners: dict[str, RunnerClient] = {}

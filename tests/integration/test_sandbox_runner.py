@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from runyard.sandbox import local
+from runyard.sandbox import local, local_sandbox
 from runyard.sandbox.base import (
     ResourceLimitExceeded,
     SandboxSpec,
@@ -149,7 +149,7 @@ async def test_bwrap_missing_means_unavailable(tmp_path: Path) -> None:
 async def test_a_stopped_or_killed_runner_fails_one_call_and_is_restarted(
     provider: LocalSandboxProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(local, "EXEC_GRACE", 1.0)
+    monkeypatch.setattr(local_sandbox, "EXEC_GRACE", 1.0)
     sb = await provider.create("sbx_stuck", SandboxSpec())
     await sb.write_file("kept.txt", b"kept")
     out = await run_tool(sb, "bash", {"command": "kill -STOP $PPID; sleep 1"}, timeout=1)
@@ -297,3 +297,13 @@ async def test_network_is_the_sandboxes_own_never_the_hosts_loopback(
     assert slirp.stdout.strip(), "slirp4netns runs beside the sandbox"
     await p.destroy(sb.id)
     server.close()
+
+
+async def test_a_relative_sandbox_dir_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, made: list[LocalSandboxProvider]
+) -> None:
+    monkeypatch.chdir(tmp_path)  # RUNYARD_SANDBOX_DIR=sbx-rel, say
+    p = LocalSandboxProvider(Path("sbx-rel"), bwrap=BWRAP)
+    made.append(p)
+    sb = await p.create("sbx_rel", SandboxSpec())
+    assert (await sb.exec("pwd", timeout=10)).stdout.strip() in ("/workspace", str(sb.workspace))

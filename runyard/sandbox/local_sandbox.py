@@ -1,0 +1,148 @@
+"""One local sandbox as the tools see it: every call goes to the sandbox's runner.
+
+Nothing here opens a file of the workspace: the runner does, inside the sandbox. What it
+answers is checked again (sizes clipped, types checked), and the sandbox's limits are
+read after each call (OOM kills from the cgroup, free space of the workspace's disk).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from runyard.sandbox.base import (
+    ExecResult,
+    FileContent,
+    OutputCallback,
+    ResourceLimitExceeded,
+    SandboxError,
+    SandboxSpec,
+    ToolError,
+)
+from runyard.sandbox.client import RunnerFailed, RunnerGone
+from runyard.sandbox.disk import free_bytes
+
+if TYPE_CHECKING:
+    from runyard.sandbox.local import LocalSandboxProvider
+
+OUTPUT_CAP = 100_000  # bytes of stdout/stderr kept per command (head and tail)
+EXEC_GRACE = 10.0  # seconds past a command's timeout before its runner counts as stuck
+FILE_DEADLINE = 30.0  # seconds a file operation may take before the runner counts as stuck
+DISK_FULL_BYTES = 1024 * 1024  # less free than this on the workspace: the disk is full
+
+
+def _clip(text: Any, cap: int) -> str:
+    """The runner's output, clipped again here: its sizes are not trusted."""
+    s = text if isinstance(text, str) else ""
+    if len(s) <= cap:
+        return s
+    half = cap // 2
+    return f"{s[:half]}\n… [{len(s) - cap} characters cut] …\n{s[-half:]}"
+
+
+class LocalSandbox:
+    def __init__(self, provider: LocalSandboxProvider, sandbox_id: str, root: Path) -> None:
+        self.id = sandbox_id
+        self._provider = provider
+        self.root = root
+        self.workspace = root / "disk" / "workspace"
+        meta = json.loads((root / "meta.json").read_text())
+        self.loop_disk = meta.get("disk") == "loop"
+        self.spec = SandboxSpec(
+            size=meta["size"], env=meta.get("env", {}), network=meta.get("network", False)
+        )
+
+    async def _call(
+        self,
+        op: str,
+        args: dict[str, Any],
+        *,
+        deadline: float,
+        on_output: OutputCallback | None = None,
+    ) -> dict[str, Any]:
+        runner = await self._provider.runner(self)
+        group = self._provider.cgroup(self)
+        ooms = group.oom_kills() if group else 0
+        try:
+            return await runner.call(op, args, deadline=deadline, on_output=on_output)
+        except RunnerGone as exc:
+            await self._provider.stop_runner(self.id, runner)
+            if self.id in self._provider.destroyed:
+                raise SandboxError(f"sandbox {self.id} was destroyed") from exc
+            if group is not None and group.oom_kills() > ooms:
+                raise ResourceLimitExceeded(
+                    "the sandbox went over its memory limit "
+                    f"({self.spec.resources['memoryMi']} MiB)"
+                ) from exc
+            self.check_disk()
+            raise ToolError(f"{exc}; the sandbox process was restarted") from exc
+        except RunnerFailed as exc:
+            self.check_disk()
+            raise ToolError(f"{exc.kind}: {exc}") from exc
+
+    def check_disk(self) -> None:
+        if not self.loop_disk:
+            return
+        free = free_bytes(self.workspace)
+        if free is not None and free < DISK_FULL_BYTES:
+            raise ResourceLimitExceeded(
+                f"the sandbox's disk is full ({self.spec.resources['diskMi']} MiB)"
+            )
+
+    async def exec(
+        self, command: str, *, timeout: float, on_output: OutputCallback | None = None
+    ) -> ExecResult:
+        group = self._provider.cgroup(self)
+        ooms = group.oom_kills() if group else 0
+        res = await self._call(
+            "exec",
+            {"command": command, "timeout": timeout, "cap": OUTPUT_CAP},
+            deadline=timeout + EXEC_GRACE,
+            on_output=on_output,
+        )
+        oom = group is not None and group.oom_kills() > ooms
+        self.check_disk()
+        code = res.get("exit_code")
+        return ExecResult(
+            code if isinstance(code, int) else -1,
+            _clip(res.get("stdout"), OUTPUT_CAP + 100),
+            _clip(res.get("stderr"), OUTPUT_CAP + 100),
+            timed_out=bool(res.get("timed_out")),
+            oom_killed=oom,
+        )
+
+    async def read_file(self, path: str, *, max_bytes: int) -> FileContent:
+        res = await self._call(
+            "read", {"path": path, "max_bytes": max_bytes}, deadline=FILE_DEADLINE
+        )
+        raw = res.get("data")
+        if not isinstance(raw, str) or len(raw) > (max_bytes + 2) * 4 // 3 + 4:
+            raise ToolError("the sandbox process answered more than was asked for")
+        data = base64.b64decode(raw)[:max_bytes]
+        size = res.get("size")
+        return FileContent(data, size if isinstance(size, int) else len(data))
+
+    async def write_file(self, path: str, data: bytes) -> None:
+        await self._call(
+            "write",
+            {"path": path, "data": base64.b64encode(data).decode()},
+            deadline=FILE_DEADLINE,
+        )
+        self.check_disk()
+
+    async def edit_file(self, path: str, old: str, new: str) -> None:
+        await self._call("edit", {"path": path, "old": old, "new": new}, deadline=FILE_DEADLINE)
+        self.check_disk()
+
+    async def list_files(self, path: str, *, max_entries: int) -> list[str]:
+        res = await self._call(
+            "list",
+            {"path": path, "max_entries": max_entries, "timeout": FILE_DEADLINE / 2},
+            deadline=FILE_DEADLINE,
+        )
+        files = res.get("files")
+        if not isinstance(files, list):
+            return []
+        return [f[:4096] for f in files[:max_entries] if isinstance(f, str)]
