@@ -62,32 +62,48 @@ def api(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
     workers: Annotated[int, typer.Option(help="uvicorn worker processes.")] = 1,
+    data_dir: Annotated[Path | None, typer.Option(help="Where state is kept.")] = None,
 ) -> None:
     """Run the HTTP API only."""
     import uvicorn
 
+    from api.app import create_app
     from cli.dev import KEEP_ALIVE_SECONDS
     from runyard.logging import configure_logging
 
-    settings = _settings()
+    settings = _settings(data_dir=data_dir)
     configure_logging(settings.log_level, json=settings.log_json)
+    if workers == 1:
+        uvicorn.run(
+            create_app(settings),
+            host=host,
+            port=port,
+            log_level="warning",
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        )
+        return
+    if data_dir is not None:  # worker processes import the app: only the environment reaches them
+        typer.echo("with --workers, set RUNYARD_DATA_DIR instead of --data-dir", err=True)
+        raise typer.Exit(2)
     uvicorn.run(
         "api.app:create_app",
         factory=True,
+        workers=workers,
         host=host,
         port=port,
-        workers=workers,
         log_level="warning",
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
 
 
 @app.command()
-def worker() -> None:
+def worker(
+    data_dir: Annotated[Path | None, typer.Option(help="Where state is kept.")] = None,
+) -> None:
     """Run the Temporal worker only."""
     from worker import main
 
-    main(_settings())
+    main(_settings(data_dir=data_dir))
 
 
 @app.command()
