@@ -11,7 +11,17 @@ from api.auth import KeyCache, RateLimiter
 from api.errors import install_error_handlers
 from api.middleware import RequestContextMiddleware
 from api.orchestrator import TemporalConnector
-from api.routes import agents, events, health, run_control, run_input, runs, threads, webhooks
+from api.routes import (
+    agents,
+    events,
+    health,
+    run_control,
+    run_input,
+    runs,
+    templates,
+    threads,
+    webhooks,
+)
 from runyard import __version__
 from runyard.db.engine import Database, migrate
 from runyard.notifier import EventNotifier
@@ -54,4 +64,5 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.include_router(threads.router)
     app.include_router(agents.router)
     app.include_router(webhooks.router)
+    app.include_router(templates.router)
     return app
