@@ -22,6 +22,7 @@ from api.routes import (
     run_control,
     run_input,
     runs,
+    templates,
     threads,
     usage,
     webhooks,
@@ -75,4 +76,5 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.include_router(api_keys.router)
     app.include_router(usage.router)
     app.include_router(artifacts.router)
+    app.include_router(templates.router)
     return app

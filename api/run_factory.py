@@ -31,6 +31,7 @@ from runyard.domain import OPEN_STATUSES, ErrorCode, EventType, RunStatus
 from runyard.errors import OrchestratorUnavailable, RunyardError
 from runyard.ids import new_id
 from runyard.llm.pricing import is_valid_model, needs_anthropic_key
+from runyard.sandbox.base import SIZES
 from runyard.settings import Settings
 from runyard.store.events import NewEvent, append_events
 from runyard.store.templates import find_template
@@ -86,6 +87,12 @@ async def _resolve(
         raise ProblemError(
             400, "RUN_TEMPLATE_NOT_FOUND", f"no template '{slug}'", title="Template not found"
         )
+    if template.provider == "e2b" and not settings.e2b_api_key:
+        raise invalid(
+            "template",
+            f"template '{slug}' runs its sandbox on E2B, and this server has no E2B_API_KEY",
+            "provider_unavailable",
+        )
     defaults = template.defaults or {}
     model = body.model or (agent.model if agent else None) or defaults.get("model") or "sonnet"
     if not is_valid_model(model):
@@ -118,6 +125,15 @@ async def _resolve(
     return {
         "model": model,
         "template": slug,
+        # The template's env under the run's (run wins), as the run resolved it now.
+        "env": {**(template.env or {}), **body.env},
+        # What the template's size gives the sandbox; its id is added once it exists.
+        "sandbox": {
+            "id": None,
+            "provider": template.provider,
+            "size": template.size,
+            "resources": dict(SIZES[template.size]),
+        },
         "instructions": agent.instructions if agent else None,
         "guardrails": {
             "maxTurns": body.max_turns or defaults.get("maxTurns") or settings.default_max_turns,
@@ -166,7 +182,8 @@ async def create_run(
         thread_id=body.thread_id,
         model=resolved["model"],
         guardrails=resolved["guardrails"],
-        env=body.env,
+        env=resolved["env"],
+        sandbox=resolved["sandbox"],
         callback_url=body.callback_url,
         metadata_=body.metadata,
         idempotency_key=idempotency_key,

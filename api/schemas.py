@@ -73,9 +73,7 @@ class Body(BaseModel):
 class CreateRun(Body):
     prompt: str = Field(min_length=1, max_length=100_000)
     repo: str | None = Field(default=None, min_length=1, max_length=2048)
-    template: str = Field(
-        default="default", min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$"
-    )
+    template: str = Field(default="default", min_length=1, max_length=64, pattern=r"^[a-z0-9-]+$")
     agent_id: str | None = Field(default=None, max_length=64)
     thread_id: str | None = Field(default=None, max_length=64)
     model: str | None = Field(default=None, min_length=1, max_length=200)
@@ -150,7 +148,8 @@ class CreateThread(Body):
         return v
 
 
-_SLUG = r"^[a-z0-9][a-z0-9_-]*$"
+# A template slug (API.md: 1 to 64 characters of [a-z0-9-]).
+_SLUG = r"^[a-z0-9-]+$"
 
 
 class AgentBody(Body):

@@ -86,6 +86,7 @@ class Template(SQLModel, table=True):
     image: str | None = None
     env: dict[str, str] = _json(default_factory=dict)
     setup_script: str | None = None
+    network: str = "none"  # "none" or "full"
     defaults: dict[str, Any] = _json(default_factory=dict)
     created_at: datetime = _ts(nullable=False)
     updated_at: datetime = _ts(nullable=False)

@@ -22,10 +22,12 @@ async def test_twenty_runs_survive_three_worker_kills(api: httpx.AsyncClient, st
         await asyncio.sleep(rng.uniform(0.1, 1.0))
         stack.start_worker()
     await assert_each_step_ran_once(api, stack, ids, steps=4)
-    leftovers = subprocess.run(
-        ["pgrep", "-f", "bwrap --die-with-parent"], capture_output=True, text=True
-    )
-    assert leftovers.stdout.strip() == ""
+    # No process of these runs' sandboxes is left (the sandbox id is in each one's argv;
+    # other tests' sandboxes, and other stacks on this machine, may well be alive).
+    for run_id in ids:
+        sandbox = "sbx_" + run_id.removeprefix("run_")
+        leftovers = subprocess.run(["pgrep", "-f", sandbox], capture_output=True, text=True)
+        assert leftovers.stdout.strip() == "", (sandbox, leftovers.stdout)
 
 
 async def test_every_endpoint_hides_other_tenants(
@@ -40,8 +42,9 @@ async def test_every_endpoint_hides_other_tenants(
     thread = (await api.post("/v1/threads", json={})).json()
     agent = (await api.post("/v1/agents", json={"name": "a", "instructions": "i"})).json()
     hook = (await api.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/h"})).json()
+    tpl = (await api.post("/v1/templates", json={"slug": "private", "size": "s"})).json()
     other = await keys.make("tenant-b")
-    r, t, a, w = run["id"], thread["id"], agent["id"], hook["id"]
+    r, t, a, w, p = run["id"], thread["id"], agent["id"], hook["id"], tpl["slug"]
     calls = [
         ("GET", f"/v1/runs/{r}", None),
         ("GET", f"/v1/runs/{r}/status", None),
@@ -64,6 +67,9 @@ async def test_every_endpoint_hides_other_tenants(
         ("POST", f"/v1/webhooks/{w}/rotate-secret", None),
         ("GET", f"/v1/webhooks/{w}/deliveries", None),
         ("DELETE", f"/v1/webhooks/{w}", None),
+        ("GET", f"/v1/templates/{p}", None),
+        ("PATCH", f"/v1/templates/{p}", {"size": "xl"}),
+        ("DELETE", f"/v1/templates/{p}", None),
     ]
     async with httpx.AsyncClient(
         base_url=stack.api_url, headers={"Authorization": f"Bearer {other}"}
@@ -84,8 +90,13 @@ async def test_every_endpoint_hides_other_tenants(
         for url in ("/v1/runs", "/v1/agents", "/v1/webhooks"):
             listed = (await c.get(url)).json()["data"]
             assert listed == [], (url, listed)
+        templates = (await c.get("/v1/templates")).json()["data"]
+        assert [x["slug"] for x in templates] == ["default"], templates
+        resp = await c.post("/v1/runs", json={"prompt": "x", "model": "scripted", "template": p})
+        assert resp.status_code == 400 and resp.json()["type"] == "RUN_TEMPLATE_NOT_FOUND"
     # Nothing the other tenant did reached the owner's resources.
     assert (await api.get(f"/v1/runs/{r}")).json()["status"] == "waiting_for_input"
     assert (await api.get(f"/v1/agents/{a}")).json()["name"] == "a"
     assert (await api.get(f"/v1/webhooks/{w}")).json()["enabled"] is True
+    assert (await api.get(f"/v1/templates/{p}")).json() == tpl
     await api.post(f"/v1/runs/{r}/cancel")

@@ -28,7 +28,8 @@ EXAMPLES = int(os.environ.get("RUNYARD_FUZZ_EXAMPLES", "25"))
 
 @pytest.fixture(scope="session")
 async def fuzz_org(stack: Stack, keys: Keys, receiver: Any) -> dict[str, str]:
-    """An organization's key and the ids of a completed run, a thread, an agent, a webhook."""
+    """An organization's key and the ids of a completed run, a thread, an agent, a webhook,
+    and a template's slug."""
     key = await keys.make("fuzz-org", ["runs:read", "runs:write", "admin"])
     async with httpx.AsyncClient(
         base_url=stack.api_url, headers={"Authorization": f"Bearer {key}"}, timeout=30
@@ -39,6 +40,8 @@ async def fuzz_org(stack: Stack, keys: Keys, receiver: Any) -> dict[str, str]:
         assert thread.status_code == 201, thread.text
         agent = await api.post("/v1/agents", json={"name": "fuzz", "instructions": "x"})
         assert agent.status_code == 201, agent.text
+        template = await api.post("/v1/templates", json={"slug": "fuzz", "env": {"A": "b"}})
+        assert template.status_code == 201, template.text
         body = {"prompt": script({"text": "done"}), "model": "scripted", "start": True}
         run = await api.post(f"/v1/threads/{thread.json()['id']}/runs", json=body)
         assert run.status_code == 201, run.text
@@ -49,6 +52,7 @@ async def fuzz_org(stack: Stack, keys: Keys, receiver: Any) -> dict[str, str]:
         "thread_id": thread.json()["id"],
         "agent_id": agent.json()["id"],
         "webhook_id": hook.json()["id"],
+        "slug": template.json()["slug"],
     }
 
 
