@@ -1,4 +1,5 @@
-"""The ``runyard`` command line: dev, api, worker, keys create, run.
+"""The ``runyard`` command line: dev, api, worker, keys create; the client commands (run,
+runs, follow, answer, cancel, logs) are in ``cli/client_commands.py``.
 
 A launcher: it builds the ``Settings`` of each command from the environment and its
 flags, and hands them to what it starts. It never writes ``os.environ``.
@@ -7,14 +8,13 @@ flags, and hands them to what it starts. It never writes ``os.environ``.
 from __future__ import annotations
 
 import asyncio
-import sys
-import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from pydantic import ValidationError
 
+from cli.client_commands import register as register_client_commands
 from runyard.settings import Settings
 
 app = typer.Typer(
@@ -22,6 +22,8 @@ app = typer.Typer(
 )
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+# run, runs list|get, follow, answer, cancel, logs: the client side (cli/client_commands.py).
+register_client_commands(app)
 
 
 def _settings(**overrides: object) -> Settings:
@@ -124,48 +126,6 @@ def keys_create(
             await db.dispose()
 
     typer.echo(asyncio.run(create()))
-
-
-@app.command()
-def run(
-    prompt: Annotated[str, typer.Argument(help="The prompt ('-' reads standard input).")],
-    repo: Annotated[str | None, typer.Option(help="Repository: path, URL or owner/name.")] = None,
-    model: Annotated[
-        str | None, typer.Option(help="sonnet, opus, haiku, scripted or a model id.")
-    ] = None,
-    follow: Annotated[bool, typer.Option("--follow", help="Follow the run until it ends.")] = False,
-    api_url: Annotated[str, typer.Option(envvar="RUNYARD_API_URL")] = "http://127.0.0.1:8000",
-    api_key: Annotated[str | None, typer.Option(envvar="RUNYARD_API_KEY")] = None,
-) -> None:
-    """Create and execute a run; with --follow, show it until it ends."""
-    import httpx
-
-    from cli.follow import follow_run
-
-    if not api_key:
-        typer.echo(
-            "set RUNYARD_API_KEY (runyard keys create --org ORG) or pass --api-key", err=True
-        )
-        raise typer.Exit(2)
-    text = sys.stdin.read() if prompt == "-" else prompt
-    body: dict[str, object] = {"prompt": text, "start": True}
-    if repo:
-        body["repo"] = repo
-    if model:
-        body["model"] = model
-    with httpx.Client(
-        base_url=api_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=30
-    ) as http:
-        resp = http.post("/v1/runs", json=body)
-        if resp.status_code >= 400:
-            problem = resp.json()
-            typer.echo(f"{problem.get('type')}: {problem.get('detail')}", err=True)
-            raise typer.Exit(1)
-        run_obj = resp.json()
-        typer.echo(run_obj["id"])
-        if follow:
-            code = follow_run(http, run_obj["id"], started=time.monotonic())
-            raise typer.Exit(code)
 
 
 if __name__ == "__main__":
