@@ -68,7 +68,7 @@ def api(
     """Run the HTTP API only."""
     import uvicorn
 
-    from cli.dev import KEEP_ALIVE_SECONDS
+    from cli.dev import GRACEFUL_SHUTDOWN_SECONDS, KEEP_ALIVE_SECONDS
     from runyard.logging import configure_logging
 
     settings = _settings()
@@ -81,6 +81,9 @@ def api(
         workers=workers,
         log_level="warning",
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        # Event streams never end by themselves: without a limit, a SIGTERM waited for
+        # every client to hang up.
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
 
 
