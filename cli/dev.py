@@ -80,6 +80,8 @@ def serve_dev(
     # Local development reaches callbacks on this machine, unless the operator said no.
     private = None if "RUNYARD_ALLOW_PRIVATE_CALLBACKS" in os.environ else True
     external = os.environ.get("TEMPORAL_ADDRESS")
+    # SIGTERM (a service manager, `kill`) stops everything as Ctrl-C does.
+    signal.signal(signal.SIGTERM, _interrupt)
     temporal: subprocess.Popen[bytes] | None = None
     children: list[subprocess.Popen[bytes]] = []
     code = 0
@@ -121,6 +123,10 @@ def serve_dev(
         typer.echo("\nstopping… (Ctrl-C again stops at once)", err=True)
     _stop_all(children, temporal)
     raise typer.Exit(code)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _name(proc: subprocess.Popen[bytes], children: list[subprocess.Popen[bytes]]) -> str:
