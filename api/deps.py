@@ -6,9 +6,11 @@ from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
+from fastapi.dependencies.models import Dependant
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.auth import Principal, authenticate
+from api.errors import ProblemError
 from api.orchestrator import TemporalConnector
 from runyard.db.engine import Database
 from runyard.settings import Settings
@@ -78,3 +80,39 @@ IdempotencyKey = Annotated[
         description="Retries with the same key get the first answer instead of a new effect.",
     ),
 ]
+
+
+def _query_names(dependant: Dependant) -> set[str]:
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+async def _known_query_only(request: Request) -> None:
+    """400 ``VALIDATION_FAILED`` for a query parameter the route does not take: a typo
+    (``?staus=failed``) or a filter that does not exist (``?model=x``) would otherwise be
+    ignored, and the caller would read an unfiltered list as the filtered one."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    known = _query_names(dependant)
+    unknown = sorted({name for name in request.query_params if name not in known})
+    if unknown:
+        raise ProblemError(
+            400,
+            "VALIDATION_FAILED",
+            f"unknown query parameter(s) {', '.join(unknown)}; "
+            f"this endpoint takes {', '.join(sorted(known)) or 'none'}",
+            extra={
+                "errors": [
+                    {"field": name, "code": "unknown_parameter", "message": "not a parameter"}
+                    for name in unknown
+                ]
+            },
+        )
+
+
+# Add to a list route: ``@router.get("", dependencies=[KnownQueryOnly])``.
+KnownQueryOnly = Depends(_known_query_only)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -61,6 +60,48 @@ _STATUS_BY_CODE: dict[str, int] = {
     ErrorCode.RUN_ORCHESTRATOR_ERROR: 502,
     ErrorCode.SANDBOX_UNAVAILABLE: 503,
 }
+# A title in plain English for each machine code (RFC 9457: the same for every occurrence).
+TITLES_BY_CODE: dict[str, str] = {
+    "AUTH_UNAUTHORIZED": "Authentication required",
+    "API_KEY_INVALID": "Invalid API key",
+    "FORBIDDEN": "Forbidden",
+    "NOT_FOUND": "Not found",
+    "RUN_NOT_FOUND": "Run not found",
+    "TEMPLATE_NOT_FOUND": "Template not found",
+    "WEBHOOK_NOT_FOUND": "Webhook not found",
+    "REPOSITORY_NOT_FOUND": "Repository not found",
+    "AGENT_NOT_FOUND": "Agent not found",
+    "THREAD_NOT_FOUND": "Thread not found",
+    "VALIDATION_FAILED": "Validation failed",
+    "BAD_REQUEST": "Bad request",
+    "RUN_TEMPLATE_NOT_FOUND": "Template not found",
+    "RUN_API_KEY_REQUIRED": "Model provider key not configured",
+    "RUN_ALREADY_STARTED": "Run already started",
+    "RUN_NOT_WAITING_FOR_INPUT": "Run not waiting for input",
+    "RUN_NOT_ACTIVE": "Run has ended",
+    "TEMPLATE_SLUG_EXISTS": "Template slug already exists",
+    "WEBHOOK_URL_DUPLICATE": "Webhook URL already registered",
+    "TEMPLATE_HAS_RUNNING_SANDBOXES": "Template has running sandboxes",
+    "WEBHOOK_LIMIT_EXCEEDED": "Too many webhooks",
+    "CONFLICT": "Conflict",
+    "TEMPLATE_SYSTEM_READONLY": "System template is read-only",
+    "USAGE_INSUFFICIENT_CREDITS": "Insufficient credits",
+    "RATE_LIMIT_EXCEEDED": "Rate limit exceeded",
+    "CONCURRENT_RUN_LIMIT_EXCEEDED": "Too many active runs",
+    "CALLBACK_URL_FORBIDDEN": "Callback URL forbidden",
+    "EVENTS_EXPIRED": "Events expired",
+    "RUN_ORCHESTRATOR_ERROR": "Workflow engine unreachable",
+    "SANDBOX_UNAVAILABLE": "Sandbox unavailable",
+    "INTERNAL_ERROR": "Internal error",
+}
+
+
+def title_of(code: str, status: int) -> str:
+    """The title of a code; a code without one gets its status's (never the code itself
+    re-cased: "Run api key required" said nothing)."""
+    return TITLES_BY_CODE.get(code) or _TITLES.get(status, "Error")
+
+
 _HEADERS_BY_CODE: dict[str, dict[str, str]] = {
     ErrorCode.CONCURRENT_RUN_LIMIT_EXCEEDED: {"Retry-After": "5"},
 }
@@ -81,7 +122,7 @@ class ProblemError(Exception):
     ) -> None:
         super().__init__(detail)
         self.status, self.code, self.detail = status, code, detail
-        self.title = title or re.sub(r"_", " ", code).capitalize()
+        self.title = title or title_of(code, status)
         self.headers = headers or {}
         self.extra = extra or {}
 
@@ -109,9 +150,11 @@ def problem_response(
     path: str | None = None,
 ) -> JSONResponse:
     request_id = getattr(request.state, "request_id", None) if request is not None else None
+    if status == 401:  # RFC 9110: a 401 names the scheme that would be accepted
+        headers = {"WWW-Authenticate": _www_authenticate(code), **(headers or {})}
     body: dict[str, Any] = {
         "type": code,
-        "title": title or _TITLES.get(status, "Error"),
+        "title": title or title_of(code, status),
         "status": status,
         "detail": detail,
         "instance": path if path is not None else (request.url.path if request else None),
@@ -119,6 +162,12 @@ def problem_response(
         **(extra or {}),
     }
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+def _www_authenticate(code: str) -> str:
+    if code == "API_KEY_INVALID":  # RFC 6750 section 3.1
+        return 'Bearer realm="runyard", error="invalid_token"'
+    return 'Bearer realm="runyard"'
 
 
 def _field(loc: tuple[Any, ...] | list[Any]) -> str:
@@ -144,7 +193,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RunyardError)
     async def _runyard(request: Request, exc: RunyardError) -> JSONResponse:
         p = ProblemError.of(exc)
-        return problem_response(request, p.status, p.code, p.detail, headers=p.headers)
+        return problem_response(
+            request, p.status, p.code, p.detail, title=p.title, headers=p.headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -153,9 +204,15 @@ def install_error_handlers(app: FastAPI) -> None:
             loc = err.get("loc", ())
             code = err.get("type", "invalid")
             message = err.get("msg", "invalid")
+            field = _field(loc)
             if code == "json_invalid":
-                message = f"the body is not valid JSON: {err.get('ctx', {}).get('error', message)}"
-            errors.append({"field": _field(loc), "message": message, "code": code})
+                # loc is ("body", <byte offset>): the offset is no field.
+                reason = err.get("ctx", {}).get("error", message)
+                at = f" at byte {loc[1]}" if len(loc) > 1 else ""
+                field, message = "body", f"the body is not valid JSON: {reason}{at}"
+            elif code == "missing" and tuple(loc) == ("body",):
+                message = "a JSON body is required (Content-Type: application/json)"
+            errors.append({"field": field, "message": message, "code": code})
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
         return problem_response(
             request,
@@ -175,5 +232,10 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"no route for {request.method} {request.url.path}"
         return problem_response(
-            request, exc.status_code, code, detail, headers=dict(exc.headers or {})
+            request,
+            exc.status_code,
+            code,
+            detail,
+            title=_TITLES.get(exc.status_code),
+            headers=dict(exc.headers or {}),
         )

@@ -6,6 +6,7 @@ from typing import Any
 
 import structlog
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import problem_response
@@ -50,6 +51,10 @@ class RequestContextMiddleware:
                     title="Validation failed",
                 )(scope, receive, send_wrapper)
                 return
+            wrong_type = _non_json_body(scope)
+            if wrong_type is not None:
+                await wrong_type(scope, receive, send_wrapper)
+                return
             try:
                 await self.app(scope, receive, send_wrapper)
             except Exception:
@@ -63,3 +68,40 @@ class RequestContextMiddleware:
                     f"an unexpected error occurred; quote request id {request_id}",
                 )
                 await response(scope, receive, send_wrapper)
+
+
+_BODY_METHODS = {"POST", "PUT", "PATCH"}
+
+
+def _non_json_body(scope: Scope) -> Response | None:
+    """A 400 for a request that sends a body in anything but JSON: without this, a JSON
+    body sent as ``text/plain`` (curl's ``-d`` sends a form) failed as "Input should be a
+    valid dictionary", which sent people looking for a wrong field."""
+    if scope.get("method") not in _BODY_METHODS:
+        return None
+    headers = dict(scope.get("headers") or [])
+    length = headers.get(b"content-length", b"").strip()
+    if not length.isdigit() and b"transfer-encoding" not in headers:
+        return None
+    if length.isdigit() and int(length) == 0:
+        return None
+    raw = headers.get(b"content-type", b"").decode("latin-1")
+    media = raw.split(";", 1)[0].strip().lower()
+    if media == "application/json" or media.endswith("+json"):
+        return None
+    sent = f"'{raw}'" if raw else "no Content-Type"
+    return problem_response(
+        Request(scope),
+        400,
+        "VALIDATION_FAILED",
+        f"the body must be JSON sent with 'Content-Type: application/json'; got {sent}",
+        extra={
+            "errors": [
+                {
+                    "field": "Content-Type",
+                    "code": "content_type",
+                    "message": f"expected application/json, got {raw or 'none'}",
+                }
+            ]
+        },
+    )

@@ -1,4 +1,6 @@
-"""The ``runyard`` command line: dev, api, worker, run; keys and credits in ``accounts``.
+"""The ``runyard`` command line: dev, api, worker here; keys and credits in
+``cli/accounts.py``; the client commands (run, runs, follow, answer, cancel, logs) in
+``cli/client_commands.py``.
 
 A launcher: it builds the ``Settings`` of each command from the environment and its
 flags, and hands them to what it starts. It never writes ``os.environ``.
@@ -6,8 +8,6 @@ flags, and hands them to what it starts. It never writes ``os.environ``.
 
 from __future__ import annotations
 
-import sys
-import time
 from pathlib import Path
 from typing import Annotated
 
@@ -15,6 +15,7 @@ import typer
 from pydantic import ValidationError
 
 from cli.accounts import credits_app, keys_app
+from cli.client_commands import register as register_client_commands
 from runyard.settings import Settings
 
 app = typer.Typer(
@@ -22,6 +23,8 @@ app = typer.Typer(
 )
 app.add_typer(keys_app, name="keys")
 app.add_typer(credits_app, name="credits", no_args_is_help=True)
+# run, runs list|get, follow, answer, cancel, logs: the client side (cli/client_commands.py).
+register_client_commands(app)
 
 
 def _settings(**overrides: object) -> Settings:
@@ -68,7 +71,7 @@ def api(
     import uvicorn
 
     from api.app import create_app
-    from cli.dev import KEEP_ALIVE_SECONDS
+    from cli.dev import GRACEFUL_SHUTDOWN_SECONDS, KEEP_ALIVE_SECONDS
     from runyard.logging import configure_logging
 
     settings = _settings(data_dir=data_dir)
@@ -80,6 +83,7 @@ def api(
             port=port,
             log_level="warning",
             timeout_keep_alive=KEEP_ALIVE_SECONDS,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         )
         return
     if data_dir is not None:  # worker processes import the app: only the environment reaches them
@@ -93,6 +97,9 @@ def api(
         port=port,
         log_level="warning",
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        # Event streams never end by themselves: without a limit, a SIGTERM waited for
+        # every client to hang up.
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
 
 
@@ -104,48 +111,6 @@ def worker(
     from worker import main
 
     main(_settings(data_dir=data_dir))
-
-
-@app.command()
-def run(
-    prompt: Annotated[str, typer.Argument(help="The prompt ('-' reads standard input).")],
-    repo: Annotated[str | None, typer.Option(help="Repository: path, URL or owner/name.")] = None,
-    model: Annotated[
-        str | None, typer.Option(help="sonnet, opus, haiku, scripted or a model id.")
-    ] = None,
-    follow: Annotated[bool, typer.Option("--follow", help="Follow the run until it ends.")] = False,
-    api_url: Annotated[str, typer.Option(envvar="RUNYARD_API_URL")] = "http://127.0.0.1:8000",
-    api_key: Annotated[str | None, typer.Option(envvar="RUNYARD_API_KEY")] = None,
-) -> None:
-    """Create and execute a run; with --follow, show it until it ends."""
-    import httpx
-
-    from cli.follow import follow_run
-
-    if not api_key:
-        typer.echo(
-            "set RUNYARD_API_KEY (runyard keys create --org ORG) or pass --api-key", err=True
-        )
-        raise typer.Exit(2)
-    text = sys.stdin.read() if prompt == "-" else prompt
-    body: dict[str, object] = {"prompt": text, "start": True}
-    if repo:
-        body["repo"] = repo
-    if model:
-        body["model"] = model
-    with httpx.Client(
-        base_url=api_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=30
-    ) as http:
-        resp = http.post("/v1/runs", json=body)
-        if resp.status_code >= 400:
-            problem = resp.json()
-            typer.echo(f"{problem.get('type')}: {problem.get('detail')}", err=True)
-            raise typer.Exit(1)
-        run_obj = resp.json()
-        typer.echo(run_obj["id"])
-        if follow:
-            code = follow_run(http, run_obj["id"], started=time.monotonic())
-            raise typer.Exit(code)
 
 
 if __name__ == "__main__":

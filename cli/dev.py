@@ -1,5 +1,13 @@
-"""``runyard dev``: the Temporal dev server, the worker and the API in one foreground
-process, state in the data dir. Ctrl-C stops all of them."""
+"""``runyard dev``: the Temporal dev server, the worker and the API, each its own process,
+state in the data dir; Ctrl-C stops all of them.
+
+The worker (``python -m cli.dev worker``) and the API (``runyard api``) are child processes
+with the settings of this command passed in their environment, so stopping them never
+depends on what is in flight inside them: Ctrl-C asks each to stop (SIGTERM: the worker
+gives work in flight 2 s and leaves the rest to Temporal's retries, the API closes its
+event streams after 3 s), then the Temporal dev server; whatever still runs at its
+deadline is killed. A second Ctrl-C kills everything at once.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +16,54 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import typer
 
+from runyard.devserver import stop_with_parent
 from runyard.settings import Settings
 
 # Longer than the idle timeout of clients and load balancers (60 s is common), so the
 # server never closes a kept-alive connection the other side is about to reuse.
 KEEP_ALIVE_SECONDS = 75
+# How long the API waits for open requests (event streams) at shutdown before closing them.
+GRACEFUL_SHUTDOWN_SECONDS = 3
+# After Ctrl-C the worker and the API get STOP_SECONDS to stop (they need about 3); the
+# Temporal dev server, stopped last because
+# the worker's shutdown talks to it, gets what is left of KILL_AT_SECONDS. Whatever still
+# runs then is killed, so everything is gone within the 10 s that Ctrl-C promises.
+STOP_SECONDS = 6.5
+# How long the worker of `runyard dev` lets work in flight finish after Ctrl-C.
+WORKER_GRACE_SECONDS = 2.0
+KILL_AT_SECONDS = 8.5
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """Environment variables that make ``Settings()`` in a child equal ``settings``."""
+    env: dict[str, str] = {}
+    for name, info in Settings.model_fields.items():
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        if isinstance(value, Path):
+            text = str(value.resolve())
+        alias = info.validation_alias
+        choices = getattr(alias, "choices", None)
+        names = [str(c) for c in choices] if choices else [f"RUNYARD_{name.upper()}"]
+        for env_name in names:
+            env[env_name] = text
+    return env
+
+
+def _bin(name: str) -> str:
+    """The full path of a command installed beside this Python, else its bare name."""
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else name
 
 
 def serve_dev(
@@ -30,77 +76,168 @@ def serve_dev(
     settings: Callable[..., Settings],
 ) -> None:
     from runyard.devserver import DevServerConfig, start_dev_server, wait_for_port
-    from runyard.logging import configure_logging
 
-    # Local development reaches callbacks and repositories on this machine, unless the
-    # operator said no.
+    # Local development reaches callbacks on this machine, unless the operator said no.
     private = None if "RUNYARD_ALLOW_PRIVATE_CALLBACKS" in os.environ else True
     local_repos = None if "RUNYARD_ALLOW_LOCAL_REPOS" in os.environ else True
     external = os.environ.get("TEMPORAL_ADDRESS")
-    proc: subprocess.Popen[bytes] | None = None
-    address = None
-    if not external:
-        cfg = DevServerConfig.load()
-        cfg.port, cfg.ui_port = temporal_port, ui_port
-        address = cfg.address
-        data_dir.mkdir(parents=True, exist_ok=True)
-        proc = start_dev_server(cfg, data_dir)
-        try:
-            wait_for_port(cfg.ip, cfg.port, timeout=60, proc=proc)
-        except (RuntimeError, TimeoutError) as exc:
-            typer.echo(
-                f"Temporal dev server did not start: {exc}; see {data_dir / 'temporal.log'}",
-                err=True,
-            )
-            _stop(proc)
-            raise typer.Exit(1) from exc
-    s = settings(
-        temporal_address=address, allow_private_callbacks=private, allow_local_repos=local_repos
-    )
-    configure_logging(s.log_level, json=s.log_json)
+    # SIGTERM (a service manager, `kill`) stops everything as Ctrl-C does.
+    signal.signal(signal.SIGTERM, _interrupt)
+    temporal: subprocess.Popen[bytes] | None = None
+    children: list[subprocess.Popen[bytes]] = []
+    code = 0
+    try:
+        address = None
+        if not external:
+            cfg = DevServerConfig.load()
+            cfg.port, cfg.ui_port = temporal_port, ui_port
+            address = cfg.address
+            data_dir.mkdir(parents=True, exist_ok=True)
+            temporal = start_dev_server(cfg, data_dir)
+            try:
+                wait_for_port(cfg.ip, cfg.port, timeout=60, proc=temporal)
+            except (RuntimeError, TimeoutError) as exc:
+                typer.echo(
+                    f"Temporal dev server did not start: {exc}; see {data_dir / 'temporal.log'}",
+                    err=True,
+                )
+                _stop_all([], temporal)
+                raise typer.Exit(1) from None
+        s = settings(
+            temporal_address=address,
+            allow_private_callbacks=private,
+            allow_local_repos=local_repos,
+        )
+        env = {**os.environ, **settings_env(s)}
+        children += [
+            _spawn([sys.executable, "-m", "cli.dev", "worker"], env),
+            _spawn([sys.executable, "-m", "cli", "api", "--host", host, "--port", str(port)], env),
+        ]
+        _banner(s, host, port, ui_port if temporal is not None else None)
+        while code == 0:
+            for child in children:
+                if child.poll() is not None:
+                    name = _name(child, children)
+                    typer.echo(f"the {name} exited with {child.returncode}; stopping", err=True)
+                    code = 1
+            if temporal is not None and temporal.poll() is not None:
+                typer.echo("the Temporal dev server exited; stopping", err=True)
+                code = 1
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        typer.echo("\nstopping… (Ctrl-C again stops at once)", err=True)
+    _stop_all(children, temporal)
+    raise typer.Exit(code)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _name(proc: subprocess.Popen[bytes], children: list[subprocess.Popen[bytes]]) -> str:
+    return "worker" if proc is children[0] else "API"
+
+
+def _spawn(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    # A session of its own: the terminal's Ctrl-C reaches only `runyard dev`, which then
+    # stops each child in order; however `runyard dev` ends (even SIGKILL), they get SIGTERM.
+    return subprocess.Popen(argv, env=env, start_new_session=True, preexec_fn=stop_with_parent)
+
+
+def _banner(s: Settings, host: str, port: int, ui_port: int | None) -> None:
     typer.echo(f"Runyard API:   http://{host}:{port}  (docs: http://{host}:{port}/docs)")
-    if proc is not None:
+    if ui_port is not None:
         typer.echo(f"Temporal UI:   http://127.0.0.1:{ui_port}")
     typer.echo(f"Temporal:      {s.temporal_address}   data: {s.data_dir.resolve()}")
-    typer.echo("Create a key:  runyard keys create --org demo   (Ctrl-C stops everything)")
+    # `keys create` must write to the store this API reads: the same data dir.
+    same = "" if s.data_dir == Path(".runyard") else f"RUNYARD_DATA_DIR={s.data_dir.resolve()} "
+    typer.echo(f"Create a key:  {same}{_bin('runyard')} keys create --org demo")
+    typer.echo(f"Temporal CLI:  {_bin('temporal')} --address {s.temporal_address}")
+    typer.echo("Ctrl-C stops everything.")
+
+
+def _signal_all(procs: list[subprocess.Popen[bytes]], sig: signal.Signals) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+
+
+def _wait_all(procs: list[subprocess.Popen[bytes]], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while any(p.poll() is None for p in procs):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _stop_all(
+    children: list[subprocess.Popen[bytes]], temporal: subprocess.Popen[bytes] | None
+) -> None:
+    """SIGTERM the worker and the API, then the Temporal dev server; SIGKILL whatever is
+    left at its deadline, and everything at a second Ctrl-C."""
+    everything = [*children, *([temporal] if temporal is not None else [])]
+    started = time.monotonic()
     try:
-        asyncio.run(_serve_all(s, host, port))
+        _signal_all(children, signal.SIGTERM)
+        if not _wait_all(children, STOP_SECONDS):
+            late = " and ".join(_name(p, children) for p in children if p.poll() is None)
+            typer.echo(f"the {late} did not stop in {STOP_SECONDS:.0f} s: killed", err=True)
+            _signal_all(children, signal.SIGKILL)
+            _wait_all(children, 0.5)
+        if temporal is not None:
+            _signal_all([temporal], signal.SIGTERM)
+            if not _wait_all([temporal], KILL_AT_SECONDS - (time.monotonic() - started)):
+                _signal_all([temporal], signal.SIGKILL)
+                _wait_all([temporal], 0.5)
     except KeyboardInterrupt:
-        pass
-    finally:
-        if proc is not None:
-            _stop(proc)
+        _signal_all(everything, signal.SIGKILL)
+        _wait_all(everything, 1)
+        typer.echo("killed", err=True)
+        return
+    typer.echo(f"stopped in {time.monotonic() - started:.1f} s", err=True)
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-
-
-async def _serve_all(settings: Settings, host: str, port: int) -> None:
-    import uvicorn
-
-    from api.app import create_app
+def _worker_main() -> None:
+    """The worker of ``runyard dev`` (``python -m cli.dev worker``): ``runyard worker``,
+    except that a stop request gives work in flight ``WORKER_GRACE_SECONDS``, then ends the
+    process. The worker's own shutdown waits 5 s for activities before it cancels them,
+    and the interpreter's finalization then waited on the Temporal core for seconds more:
+    past the 10 s Ctrl-C promises on a busy machine. Nothing is lost by the hard end:
+    Temporal runs an activity whose worker went away again once a worker is back."""
+    from runyard.logging import configure_logging
     from worker import run_worker
 
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings),
-            host=host,
-            port=port,
-            log_level="warning",
-            timeout_keep_alive=KEEP_ALIVE_SECONDS,
-        )
-    )
-    stop = asyncio.Event()
-    worker = asyncio.create_task(run_worker(settings, stop=stop))
+    settings = Settings()
+    configure_logging(settings.log_level, json=settings.log_json)
+
+    def end_now() -> None:
+        print("worker: stopped; work in flight resumes when a worker is back", file=sys.stderr)
+        sys.stderr.flush()
+        os._exit(0)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+
+        def on_signal() -> None:
+            stop.set()
+            threading.Timer(WORKER_GRACE_SECONDS, end_now).start()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(sig, on_signal)
+        await run_worker(settings, stop=stop)
+
+    code = 0
     try:
-        await server.serve()  # returns on Ctrl-C / SIGTERM
-    finally:
-        stop.set()
-        await worker
+        asyncio.run(run())
+    except Exception as exc:  # one line; the worker's log says more
+        print(f"worker: {type(exc).__name__}: {exc}", file=sys.stderr)
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["worker"]:
+    _worker_main()

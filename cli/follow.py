@@ -1,130 +1,244 @@
-"""``runyard run --follow``: the run's event stream, rendered live in the terminal.
+"""``runyard follow`` and ``runyard run --follow``: a run's events, live in the terminal.
 
-Message text appears as it streams; each tool call is folded to one line with its
-result's first line; a status line shows status, turns, tokens, cost and time. A broken
-connection is resumed with ``Last-Event-ID``, so nothing is shown twice or lost.
+Message text appears line by line as it streams (each line once); each tool call is one
+line, with the last lines of its output (all of it with ``--verbose``); questions and the
+user's answers are shown; a status line at the bottom ticks the elapsed time. When the run
+asks a question and standard input is a terminal, the user is prompted and the answer is
+sent. The event stream resumes after a cut with ``Last-Event-ID`` (``Runyard.events``):
+nothing is shown twice or lost.
 """
 
 from __future__ import annotations
 
 import json
+import select
+import sys
 import time
-from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.text import Text
 
-_TERMINAL = {"run.completed", "run.failed", "run.cancelled"}
+from runyard.client import Event, Run, Runyard, RunyardAPIError, Usage
+
+TAIL_LINES = 5
 
 
-def _events(http: httpx.Client, run_id: str, after: int) -> Iterator[dict[str, Any]]:
-    headers = {"Accept": "text/event-stream", "Last-Event-ID": str(after)}
-    with http.stream("GET", f"/v1/runs/{run_id}/events", headers=headers, timeout=None) as resp:
-        if resp.status_code != 200:
-            resp.read()
-            problem = resp.json()
-            raise RuntimeError(f"{problem.get('type')}: {problem.get('detail')}")
-        for line in resp.iter_lines():
-            if line.startswith("data:"):
-                yield json.loads(line[5:].strip())
+def _since(stamp: str | None) -> float | None:
+    """The monotonic clock reading of an RFC 3339 time of the server."""
+    if not stamp:
+        return None
+    try:
+        at = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return time.monotonic() - max(0.0, (datetime.now(UTC) - at).total_seconds())
 
 
-class _View:
-    def __init__(self, console: Console, started: float) -> None:
-        self.console, self.started = console, started
-        self.status = "queued"
-        self.usage: dict[str, Any] = {}
-        self.open_message: str | None = None
-        self.calls: dict[str, str] = {}
+def usage_line(status: str, usage: Usage, seconds: float) -> str:
+    return (
+        f"{status} · {usage.turns} turns · tokens {usage.input_tokens:,} in / "
+        f"{usage.output_tokens:,} out · ${usage.cost_usd:.4f} · {seconds:.1f}s"
+    )
 
-    def line(self) -> Text:
-        u = self.usage
-        return Text(
-            f"● {self.status} · turns {u.get('turns', 0)} · tokens {u.get('inputTokens', 0)} in / "
-            f"{u.get('outputTokens', 0)} out · ${u.get('costUsd', 0):.4f} · "
-            f"{time.monotonic() - self.started:.1f}s",
-            style="dim",
+
+class FollowView:
+    """What the terminal shows of a run; ``__rich__`` is the status line, re-drawn by
+    ``Live`` several times a second so the elapsed time ticks between events."""
+
+    def __init__(self, console: Console, run: Run, *, verbose: bool) -> None:
+        self.console, self.verbose = console, verbose
+        self.run_id, self.status, self.usage = run.id, run.status, run.usage
+        self.started = _since(run.started_at or run.created_at) or time.monotonic()
+        self.ended_after: float | None = (
+            run.duration_ms / 1000 if run.is_terminal and run.duration_ms is not None else None
         )
+        self.partial: dict[str, str] = {}  # text of a message not yet printed
+        self.streamed = ""  # the last message's whole text, as shown
 
-    def _end_text(self) -> None:
-        if self.open_message is not None:
-            self.console.print()
-            self.open_message = None
+    @property
+    def elapsed(self) -> float:
+        if self.ended_after is not None:
+            return self.ended_after
+        return max(0.0, time.monotonic() - self.started)
 
-    def show(self, ev: dict[str, Any]) -> None:
-        kind, data = ev["type"], ev.get("data") or {}
+    def __rich__(self) -> Text:
+        return Text(f"● {usage_line(self.status, self.usage, self.elapsed)}", style="dim")
+
+    def _print(self, markup: str) -> None:
+        self.console.print(markup, highlight=False)
+
+    def flush(self) -> None:
+        """Print what is left of streamed messages (they end with any other event)."""
+        for text in self.partial.values():
+            if text:
+                self.console.print(text, highlight=False, markup=False)
+        self.partial.clear()
+
+    def show(self, ev: Event) -> None:
+        kind, data = ev.type, ev.data
         if kind == "message.delta":
-            self.open_message = data.get("messageId")
-            self.console.print(data.get("text", ""), end="", highlight=False, markup=False)
+            mid = str(data.get("messageId", ""))
+            if mid not in self.partial and not self.partial:
+                self.streamed = ""
+            text = self.partial.get(mid, "") + str(data.get("text", ""))
+            self.streamed += str(data.get("text", ""))
+            done, sep, rest = text.rpartition("\n")
+            if sep:
+                self.console.print(done, highlight=False, markup=False)
+            self.partial[mid] = rest
             return
-        self._end_text()
         if kind == "turn.retried":
-            self.console.print("[yellow]↻ model turn retried[/yellow]")
-        elif kind == "tool.call":
-            args = json.dumps(data.get("input", {}))
-            self.calls[data["toolCallId"]] = data["name"]
-            self.console.print(f"[cyan]▸ {data['name']}[/cyan] {args[:100]}", highlight=False)
-        elif kind == "tool.result":
-            first = (data.get("output") or "").strip().splitlines()[:1]
-            mark = "[red]✗[/red]" if data.get("isError") else "[green]✓[/green]"
-            self.console.print(f"  {mark} {first[0][:110] if first else ''}", highlight=False)
-        elif kind == "usage.updated":
-            self.usage = data
+            self.partial.pop(str(data.get("messageId", "")), None)
+            self.streamed = ""
+            self._print("[yellow]↻ model turn retried[/yellow]")
+            return
+        if kind in ("message.completed", "usage.updated"):
+            if kind == "usage.updated":
+                self.usage = Usage.model_validate(data)
+            else:
+                self.flush()
+            return
+        self.flush()
+        self._show_other(kind, data)
+
+    def _show_other(self, kind: str, data: dict[str, Any]) -> None:
+        if kind == "run.started":
+            self.status = "pending"
         elif kind == "sandbox.ready":
             self.status = "running"
-        elif kind == "run.started":
-            self.status = "pending"
+        elif kind == "sandbox.setup":
+            for line in str(data.get("output") or data.get("line") or "").splitlines():
+                self._print(f"[dim]  setup │ {escape(line)}[/dim]")
+        elif kind == "tool.call" and data.get("name") != "ask_user":  # the question follows
+            args = json.dumps(data.get("input", {}), ensure_ascii=False)
+            if not self.verbose and len(args) > 100:
+                args = args[:99] + "…"
+            self._print(f"[cyan]▸ {escape(str(data.get('name')))}[/cyan] {escape(args)}")
+        elif kind == "tool.result":
+            self._tool_result(data)
         elif kind == "run.waiting_for_input":
             self.status = "waiting_for_input"
-            self.console.print(f"[magenta]? {data.get('question', '')}[/magenta]")
+            self._print(f"[bold magenta]? {escape(str(data.get('question', '')))}[/bold magenta]")
+        elif kind == "run.input_received":
+            self.status = "running"
+            label = "message" if data.get("queued") else "answer"
+            self._print(f"[green]→ {label}: {escape(str(data.get('content', '')))}[/green]")
+        elif kind == "output.detected" and data.get("type") != "text":  # text: as it streamed
+            self._print(f"[blue]⇢ output {escape(json.dumps(data, ensure_ascii=False))}[/blue]")
         elif kind == "guardrail.triggered":
-            self.console.print(
-                f"[red]guardrail {data.get('guardrail')} reached ({data.get('value')})[/red]"
+            self._print(
+                f"[red]guardrail {escape(str(data.get('guardrail')))} reached "
+                f"({escape(str(data.get('value')))})[/red]"
             )
-        elif kind in _TERMINAL:
+        elif kind in ("run.completed", "run.failed", "run.cancelled"):
             self.status = kind.removeprefix("run.")
+            self.ended_after = self.elapsed
+
+    def _tool_result(self, data: dict[str, Any]) -> None:
+        lines = str(data.get("output") or "").rstrip().splitlines()
+        mark = "[red]✗[/red]" if data.get("isError") else "[green]✓[/green]"
+        if not lines:
+            self._print(f"  {mark} [dim](no output)[/dim]")
+            return
+        shown = lines if self.verbose else lines[-TAIL_LINES:]
+        hidden = len(lines) - len(shown)
+        self._print(f"  {mark} [dim]{len(lines)} line{'s' if len(lines) != 1 else ''}[/dim]")
+        if hidden:
+            self._print(f"  [dim]│ … {hidden} more above (--verbose shows all)[/dim]")
+        for line in shown:
+            self._print(f"  [dim]│[/dim] {escape(line if self.verbose else line[:200])}")
 
 
-def follow_run(http: httpx.Client, run_id: str, *, started: float) -> int:
-    """Follow the run to its end; returns 0 when it completed, 1 otherwise."""
+def _question_open(client: Runyard, run_id: str, seq: int) -> bool:
+    """The question of event ``seq`` still waits: nothing has happened since (a replay of
+    an old, answered question is followed by its ``run.input_received``)."""
+    return not client.event_page(run_id, after=seq, limit=1)
+
+
+def _prompt(client: Runyard, console: Console, run_id: str) -> None:
+    """Read one line from the terminal and send it as the answer. Gives up when the run
+    stops waiting meanwhile (answered elsewhere, cancelled)."""
+    ask = "[bold]answer[/bold] [dim](Enter sends, Ctrl-D skips)[/dim]: "
+    console.print(ask, end="")
+    last_check = time.monotonic()
+    while True:
+        ready, _, _ = select.select([sys.stdin], [], [], 0.5)
+        if not ready:
+            if time.monotonic() - last_check >= 2:
+                last_check = time.monotonic()
+                if client.status(run_id).status != "waiting_for_input":
+                    console.print("\n[dim](the run no longer waits for an answer)[/dim]")
+                    return
+            continue
+        line = sys.stdin.readline()
+        if line == "":
+            console.print(f"\n[dim]not answered; later: runyard answer {run_id} TEXT[/dim]")
+            return
+        text = line.rstrip("\n")
+        if not text.strip():
+            console.print(ask, end="")
+            continue
+        try:
+            client.answer(run_id, text)
+        except RunyardAPIError as exc:
+            if exc.code != "RUN_NOT_WAITING_FOR_INPUT":
+                raise
+            console.print("[dim](the run no longer waits for an answer)[/dim]")
+        return
+
+
+def follow_run(
+    client: Runyard, run_id: str, *, verbose: bool = False, interactive: bool | None = None
+) -> int:
+    """Follow the run to its end; 0 when it completed, 1 when not, 130 on Ctrl-C."""
     console = Console(stderr=True)
-    view = _View(console, started)
-    seen, failures = 0, 0
-    with Live(view.line(), console=console, refresh_per_second=8, transient=True) as live:
-        while True:
-            try:
-                for ev in _events(http, run_id, seen):
-                    seen = ev["seq"]
-                    view.show(ev)
-                    live.update(view.line())
-                    if ev["type"] in _TERMINAL:
-                        break
+    interactive = sys.stdin.isatty() if interactive is None else interactive
+    view = FollowView(console, client.get(run_id), verbose=verbose)
+    live = Live(view, console=console, refresh_per_second=4, transient=True)
+    try:
+        with live:
+            for ev in client.events(run_id):
+                view.show(ev)
+                if ev.type != "run.waiting_for_input" or not _question_open(client, run_id, ev.seq):
+                    continue
+                if interactive:
+                    live.stop()
+                    _prompt(client, console, run_id)
+                    live.start()
                 else:
-                    continue  # the server closed early: resume after the last seen event
-                break
-            except httpx.HTTPError:
-                failures += 1
-                if failures > 30:
-                    raise
-                time.sleep(min(5.0, 0.2 * failures))
-    run = http.get(f"/v1/runs/{run_id}").json()
-    for out in run.get("outputs", []):
-        if out.get("type") != "text":
-            Console().print(out)
-    final = next((o["text"] for o in run.get("outputs", []) if o.get("type") == "text"), "")
-    print(final)
-    summary = f"{run['status']}"
-    if run.get("failReason"):
-        summary += (
-            f" ({run['failReason']}{': ' + run['error']['message'] if run.get('error') else ''})"
+                    console.print(f"[dim]  answer with: runyard answer {run_id} TEXT[/dim]")
+    except KeyboardInterrupt:
+        console.print(
+            f"\nStopped following; {run_id} goes on. Re-attach with: runyard follow {run_id}"
         )
-    u = run["usage"]
+        return 130
+    view.flush()
+    return _conclude(client.get(run_id), view, console)
+
+
+def _conclude(run: Run, view: FollowView, console: Console) -> int:
+    """The outputs, the final text (once), and the final line with the usage."""
+    for out in run.outputs:
+        if out.type != "text":
+            fields = out.model_dump(exclude_none=True, by_alias=True)
+            console.print(f"[blue]output[/blue] {escape(json.dumps(fields))}", highlight=False)
+    final = run.text or ""
+    # On a terminal the text was just shown as it streamed; printing it again on the same
+    # screen showed it twice. Redirected, standard output gets it (and only it).
+    shown = console.is_terminal and sys.stdout.isatty() and final.strip() == view.streamed.strip()
+    if final and not shown:
+        print(final)
+    summary = run.status
+    if run.fail_reason:
+        summary += f" ({run.fail_reason}{': ' + run.error.code if run.error else ''})"
+        if run.error and run.error.message:
+            summary += f" {run.error.message}"
+    seconds = (run.duration_ms or 0) / 1000 if run.duration_ms is not None else view.elapsed
     console.print(
-        f"[bold]{summary}[/bold] · {u['turns']} turns · ${u['costUsd']:.4f} · "
-        f"{(run.get('durationMs') or 0) / 1000:.1f}s",
-        highlight=False,
+        f"[bold]{escape(usage_line(summary, run.usage, seconds))}[/bold]", highlight=False
     )
-    return 0 if run["status"] == "completed" else 1
+    return 0 if run.status == "completed" else 1

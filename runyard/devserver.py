@@ -102,11 +102,12 @@ def start_dev_server(
         env={**os.environ, "TEMPORAL_ADDRESS": ""},
         # However its parent ends (uvicorn re-raises SIGTERM, a SIGKILL, a crash), the
         # dev server is told to stop too: it never outlives `runyard dev` or the tests.
-        preexec_fn=_stop_with_parent,
+        preexec_fn=stop_with_parent,
     )
 
 
-def _stop_with_parent() -> None:
+def stop_with_parent() -> None:
+    """``preexec_fn`` of a child that must get SIGTERM when its parent dies."""
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Response
 from sqlalchemy import func, select
 from sqlmodel import col
 
-from api.deps import DbDep, ReaderDep, WriterDep
+from api.deps import DbDep, KnownQueryOnly, ReaderDep, WriterDep
 from api.errors import ProblemError
 from api.ownership import load_owned
 from api.pagination import paginate
@@ -70,7 +70,7 @@ async def create_agent(body: AgentBody, principal: WriterDep, db: DbDep) -> dict
     return agent_object(agent)
 
 
-@router.get("", summary="List agents")
+@router.get("", summary="List agents", dependencies=[KnownQueryOnly])
 async def list_agents(
     principal: ReaderDep,
     db: DbDep,

@@ -9,7 +9,15 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from sqlmodel import col
 
-from api.deps import DbDep, IdempotencyKey, ReaderDep, SettingsDep, TemporalDep, WriterDep
+from api.deps import (
+    DbDep,
+    IdempotencyKey,
+    KnownQueryOnly,
+    ReaderDep,
+    SettingsDep,
+    TemporalDep,
+    WriterDep,
+)
 from api.errors import ProblemError
 from api.ownership import load_owned
 from api.pagination import paginate
@@ -47,7 +55,7 @@ async def create(
     return JSONResponse(run_object(run), status_code=201, headers=headers)
 
 
-@router.get("", summary="List runs, newest first")
+@router.get("", summary="List runs, newest first", dependencies=[KnownQueryOnly])
 async def list_runs(
     principal: ReaderDep,
     db: DbDep,

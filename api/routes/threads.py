@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from sqlmodel import col
 
-from api.deps import DbDep, ReaderDep, SettingsDep, TemporalDep, WriterDep
+from api.deps import DbDep, KnownQueryOnly, ReaderDep, SettingsDep, TemporalDep, WriterDep
 from api.ownership import load_owned
 from api.run_factory import create_run, invalid
 from api.schemas import CreateThread, CreateThreadRun
@@ -88,7 +88,11 @@ async def create_thread_run(
     return JSONResponse({"runId": run.id, "traceId": run.trace_id}, status_code=201)
 
 
-@router.get("/{thread_id}/runs", summary="The thread's runs, newest first")
+@router.get(
+    "/{thread_id}/runs",
+    summary="The thread's runs, newest first",
+    dependencies=[KnownQueryOnly],
+)
 async def list_thread_runs(
     thread_id: str,
     principal: ReaderDep,

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
 from api.callbacks import allowed_callback
-from api.deps import DbDep, ReaderDep, SettingsDep, WriterDep
+from api.deps import DbDep, KnownQueryOnly, ReaderDep, SettingsDep, WriterDep
 from api.errors import ProblemError
 from api.ownership import load_owned
 from api.pagination import paginate
@@ -122,7 +122,7 @@ async def create_webhook(
     return {**webhook_object(hook), "secret": hook.secret}
 
 
-@router.get("", summary="List webhooks")
+@router.get("", summary="List webhooks", dependencies=[KnownQueryOnly])
 async def list_webhooks(principal: ReaderDep, db: DbDep) -> dict[str, Any]:
     async with db.session() as s:
         rows = (
@@ -199,7 +199,11 @@ async def rotate_secret(webhook_id: str, principal: WriterDep, db: DbDep) -> dic
     }
 
 
-@router.get("/{webhook_id}/deliveries", summary="Deliveries and their attempts, newest first")
+@router.get(
+    "/{webhook_id}/deliveries",
+    summary="Deliveries and their attempts, newest first",
+    dependencies=[KnownQueryOnly],
+)
 async def list_deliveries(
     webhook_id: str,
     principal: ReaderDep,

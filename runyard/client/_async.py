@@ -1,0 +1,208 @@
+"""``AsyncRunyard``: the asyncio client, method for method the same as ``Runyard``."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from runyard.client import _core
+from runyard.client.models import (
+    TERMINAL_STATUSES,
+    Event,
+    ExecAccepted,
+    Run,
+    RunPage,
+    RunStatusInfo,
+    RunyardAPIError,
+)
+
+
+class AsyncRunyard:
+    """A client of one Runyard API with one API key.
+
+    ``base_url`` and ``api_key`` default to ``RUNYARD_API_URL`` (else
+    ``http://127.0.0.1:8000``) and ``RUNYARD_API_KEY``. Every failure raises
+    ``RunyardAPIError``, whose ``problem`` is the API's problem document.
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url, headers = _core.base_settings(base_url, api_key)
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
+        )
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncRunyard:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _send(self, call: _core.Call) -> httpx.Response:
+        try:
+            return await self._http.request(
+                call.method, call.path, json=call.json, params=call.params, headers=call.headers
+            )
+        except httpx.HTTPError as exc:
+            raise _core.connection_error(self.base_url, exc) from exc
+
+    # Runs -------------------------------------------------------------------------------
+
+    async def create(
+        self,
+        prompt: str,
+        *,
+        start: bool = False,
+        idempotency_key: str | None = None,
+        repo: str | None = None,
+        model: str | None = None,
+        template: str | None = None,
+        agent_id: str | None = None,
+        thread_id: str | None = None,
+        guidance: str | None = None,
+        env: dict[str, str] | None = None,
+        max_turns: int | None = None,
+        max_cost_usd: float | None = None,
+        timeout_seconds: int | None = None,
+        callback_url: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Run:
+        """Create a run: ``queued``, or ``pending`` with ``start=True``."""
+        fields = {k: v for k, v in locals().items() if k not in ("self", "prompt", "start")}
+        fields.pop("idempotency_key")
+        call = _core.create_call(
+            prompt, start=start, idempotency_key=idempotency_key, fields=fields
+        )
+        return _core.parse(await self._send(call), Run)
+
+    async def exec(self, run_id: str) -> ExecAccepted:
+        """Start a queued run."""
+        return _core.parse(
+            await self._send(_core.Call("POST", f"/v1/runs/{run_id}/exec")), ExecAccepted
+        )
+
+    async def get(self, run_id: str) -> Run:
+        return _core.parse(await self._send(_core.Call("GET", f"/v1/runs/{run_id}")), Run)
+
+    async def status(self, run_id: str) -> RunStatusInfo:
+        call = _core.Call("GET", f"/v1/runs/{run_id}/status")
+        return _core.parse(await self._send(call), RunStatusInfo)
+
+    async def list(
+        self,
+        *,
+        status: str | builtins.list[str] | None = None,
+        thread_id: str | None = None,
+        agent_id: str | None = None,
+        template: str | None = None,
+        page: int = 1,
+        limit: int = 20,
+    ) -> RunPage:
+        """One page of the organization's runs, newest first."""
+        call = _core.list_call(status, thread_id, agent_id, template, page, limit)
+        return _core.parse(await self._send(call), RunPage)
+
+    async def cancel(self, run_id: str) -> RunStatusInfo:
+        """Cancel the run; a run that has ended answers its status."""
+        call = _core.Call("POST", f"/v1/runs/{run_id}/cancel")
+        return _core.parse(await self._send(call), RunStatusInfo)
+
+    async def answer(
+        self, run_id: str, content: str, *, idempotency_key: str | None = None
+    ) -> None:
+        """Answer the question a ``waiting_for_input`` run asked."""
+        _core.checked(await self._send(_core.answer_call(run_id, content, idempotency_key)))
+
+    async def command(self, run_id: str, method: str, params: dict[str, Any] | None = None) -> Any:
+        """A JSON-RPC command (``user_message``, ``cancel``, ``close``); answers its result."""
+        return _core.command_result(await self._send(_core.command_call(run_id, method, params)))
+
+    async def logs(self, run_id: str) -> builtins.list[Event]:
+        """Every stored event of the run."""
+        resp = _core.checked(await self._send(_core.Call("GET", f"/v1/runs/{run_id}/logs")))
+        return _core.log_events(resp.text)
+
+    async def event_page(
+        self, run_id: str, *, after: int = 0, limit: int = 1000
+    ) -> builtins.list[Event]:
+        """Stored events after seq ``after`` (no waiting)."""
+        call = _core.Call(
+            "GET",
+            f"/v1/runs/{run_id}/events",
+            params={"after_seq": after, "limit": limit},
+            headers={"Accept": "application/json"},
+        )
+        resp = _core.checked(await self._send(call))
+        return [Event.model_validate(e) for e in resp.json()]
+
+    # Waiting ----------------------------------------------------------------------------
+
+    async def events(
+        self, run_id: str, *, after: int = 0, reconnect: bool = True, max_retries: int = 10
+    ) -> AsyncIterator[Event]:
+        """The run's events after seq ``after``, live, until its terminal event.
+
+        A cut connection is resumed with ``Last-Event-ID``: no event is missed or repeated.
+        Pass the last ``seq`` you saw as ``after`` to resume yourself later.
+        """
+        cursor, failures = after, 0
+        timeout = httpx.Timeout(30.0, read=_core.STREAM_READ_TIMEOUT)
+        while True:
+            try:
+                path = f"/v1/runs/{run_id}/events"
+                headers = _core.stream_headers(cursor)
+                async with self._http.stream("GET", path, headers=headers, timeout=timeout) as resp:
+                    if resp.status_code >= 400:
+                        await resp.aread()
+                        _core.checked(resp)
+                    decoder = _core.SSEDecoder()
+                    async for line in resp.aiter_lines():
+                        ev = decoder.feed(line)
+                        if ev is None or ev.seq <= cursor:
+                            continue
+                        cursor, failures = ev.seq, 0
+                        yield ev
+                        if ev.is_terminal:
+                            return
+            except httpx.HTTPError as exc:
+                failures += 1
+                if not reconnect or failures > max_retries:
+                    raise _core.connection_error(self.base_url, exc) from exc
+                await asyncio.sleep(min(5.0, 0.2 * 2**failures))
+                continue
+            # Closed without a terminal event: the run may have ended before ``after``.
+            if not reconnect or (await self.status(run_id)).status in TERMINAL_STATUSES:
+                return
+
+    async def wait(self, run_id: str, *, timeout: float | None = None, poll: float = 1.0) -> Run:
+        """Block until the run has ended (or ``timeout`` seconds passed); answer the run."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.2
+        while (await self.status(run_id)).status not in TERMINAL_STATUSES:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"{run_id} did not end within {timeout} s")
+            await asyncio.sleep(delay)
+            delay = min(poll, delay * 2)
+        return await self.get(run_id)
+
+    async def run(self, prompt: str, **fields: Any) -> Run:
+        """Create and start a run, wait for its end and answer it."""
+        run = await self.create(prompt, start=True, **fields)
+        return await self.wait(run.id)
+
+
+__all__ = ["AsyncRunyard", "RunyardAPIError"]

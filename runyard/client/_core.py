@@ -1,0 +1,190 @@
+"""What the sync and async clients share: the requests they build, how an answer becomes
+a model or a ``RunyardAPIError``, and the SSE decoder."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from runyard import __version__
+from runyard.client.models import Event, Problem, RunyardAPIError
+
+DEFAULT_API_URL = "http://127.0.0.1:8000"
+M = TypeVar("M", bound=BaseModel)
+
+# Reads on the event stream wait this long: the server pings at least every 15 s, so a
+# silence this long is a dead connection, and the stream is resumed.
+STREAM_READ_TIMEOUT = 60.0
+
+
+@dataclass
+class Call:
+    method: str
+    path: str
+    json: Any = None
+    params: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def base_settings(base_url: str | None, api_key: str | None) -> tuple[str, dict[str, str]]:
+    """The API URL and the headers of a client: arguments first, then ``RUNYARD_API_URL``
+    and ``RUNYARD_API_KEY``."""
+    url = (base_url or os.environ.get("RUNYARD_API_URL") or DEFAULT_API_URL).rstrip("/")
+    key = api_key or os.environ.get("RUNYARD_API_KEY")
+    headers = {"User-Agent": f"runyard-python/{__version__}"}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    return url, headers
+
+
+def create_call(
+    prompt: str,
+    *,
+    start: bool,
+    idempotency_key: str | None,
+    fields: dict[str, Any],
+) -> Call:
+    names = {
+        "agent_id": "agentId",
+        "thread_id": "threadId",
+        "max_turns": "maxTurns",
+        "max_cost_usd": "maxCostUsd",
+        "timeout_seconds": "timeoutSeconds",
+        "callback_url": "callbackUrl",
+    }
+    body: dict[str, Any] = {"prompt": prompt, "start": start}
+    body |= {names.get(k, k): v for k, v in fields.items() if v is not None}
+    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+    return Call("POST", "/v1/runs", json=body, headers=headers)
+
+
+def list_call(
+    status: str | list[str] | None,
+    thread_id: str | None,
+    agent_id: str | None,
+    template: str | None,
+    page: int,
+    limit: int,
+) -> Call:
+    params: dict[str, Any] = {"page": page, "limit": limit}
+    if status:
+        params["status"] = status if isinstance(status, str) else ",".join(status)
+    for name, value in (("threadId", thread_id), ("agentId", agent_id), ("template", template)):
+        if value:
+            params[name] = value
+    return Call("GET", "/v1/runs", params=params)
+
+
+def answer_call(run_id: str, content: str, idempotency_key: str | None) -> Call:
+    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+    return Call("POST", f"/v1/runs/{run_id}/input", json={"content": content}, headers=headers)
+
+
+def command_call(run_id: str, method: str, params: dict[str, Any] | None) -> Call:
+    body = {"jsonrpc": "2.0", "method": method, "params": params or {}, "id": 1}
+    return Call("POST", f"/v1/runs/{run_id}/command", json=body)
+
+
+def stream_headers(cursor: int) -> dict[str, str]:
+    return {"Accept": "text/event-stream", "Last-Event-ID": str(cursor)}
+
+
+def connection_error(url: str, exc: Exception) -> RunyardAPIError:
+    reason = str(exc) or type(exc).__name__
+    return RunyardAPIError(
+        Problem(
+            type="CONNECTION_ERROR",
+            title="API unreachable",
+            status=0,
+            detail=f"cannot reach the Runyard API at {url}: {reason}",
+        )
+    )
+
+
+def problem_of(resp: httpx.Response) -> Problem:
+    """The problem document of an error answer (or one made up from a non-problem answer)."""
+    try:
+        return Problem.model_validate(resp.json())
+    except (ValueError, ValidationError):
+        text = resp.text.strip().splitlines()[0][:200] if resp.text.strip() else ""
+        return Problem(
+            type="HTTP_ERROR",
+            title=resp.reason_phrase or "HTTP error",
+            status=resp.status_code,
+            detail=text or f"HTTP {resp.status_code} from {resp.request.url}",
+        )
+
+
+def checked(resp: httpx.Response) -> httpx.Response:
+    if resp.status_code >= 400:
+        raise RunyardAPIError(problem_of(resp))
+    return resp
+
+
+def parse(resp: httpx.Response, model: type[M]) -> M:
+    checked(resp)
+    try:
+        return model.model_validate(resp.json())
+    except (ValueError, ValidationError) as exc:
+        raise RunyardAPIError(
+            Problem(
+                type="BAD_RESPONSE",
+                title="Unexpected answer",
+                status=resp.status_code,
+                detail=f"{resp.request.method} {resp.request.url.path} answered: {exc}",
+            )
+        ) from exc
+
+
+def command_result(resp: httpx.Response) -> Any:
+    """The ``result`` of a JSON-RPC answer; its ``error`` is raised as a problem."""
+    if resp.status_code == 204:
+        return None
+    try:
+        body = resp.json()
+    except ValueError:
+        checked(resp)
+        raise
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        err = body["error"]
+        raise RunyardAPIError(
+            Problem(
+                type="COMMAND_FAILED",
+                title="Command failed",
+                status=resp.status_code,
+                detail=f"{err.get('message', 'error')} (JSON-RPC {err.get('code')})",
+                jsonrpc_error=err,
+            )
+        )
+    checked(resp)
+    return body.get("result") if isinstance(body, dict) else body
+
+
+def log_events(text: str) -> list[Event]:
+    return [Event.model_validate(json.loads(line)) for line in text.splitlines() if line.strip()]
+
+
+class SSEDecoder:
+    """Server-sent events, line by line: ``feed`` answers an ``Event`` at each frame's end
+    (comments and pings answer ``None``)."""
+
+    def __init__(self) -> None:
+        self._data: list[str] = []
+
+    def feed(self, line: str) -> Event | None:
+        if line == "":
+            if not self._data:
+                return None
+            raw, self._data = "\n".join(self._data), []
+            return Event.model_validate(json.loads(raw))
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        if name == "data":
+            self._data.append(value.removeprefix(" "))
+        return None

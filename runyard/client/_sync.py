@@ -1,0 +1,201 @@
+"""``Runyard``: the blocking client."""
+
+from __future__ import annotations
+
+import builtins
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from runyard.client import _core
+from runyard.client.models import (
+    TERMINAL_STATUSES,
+    Event,
+    ExecAccepted,
+    Run,
+    RunPage,
+    RunStatusInfo,
+    RunyardAPIError,
+)
+
+
+class Runyard:
+    """A client of one Runyard API with one API key.
+
+    ``base_url`` and ``api_key`` default to ``RUNYARD_API_URL`` (else
+    ``http://127.0.0.1:8000``) and ``RUNYARD_API_KEY``. Every failure raises
+    ``RunyardAPIError``, whose ``problem`` is the API's problem document.
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base_url, headers = _core.base_settings(base_url, api_key)
+        self._http = httpx.Client(
+            base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Runyard:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _send(self, call: _core.Call) -> httpx.Response:
+        try:
+            return self._http.request(
+                call.method, call.path, json=call.json, params=call.params, headers=call.headers
+            )
+        except httpx.HTTPError as exc:
+            raise _core.connection_error(self.base_url, exc) from exc
+
+    # Runs -------------------------------------------------------------------------------
+
+    def create(
+        self,
+        prompt: str,
+        *,
+        start: bool = False,
+        idempotency_key: str | None = None,
+        repo: str | None = None,
+        model: str | None = None,
+        template: str | None = None,
+        agent_id: str | None = None,
+        thread_id: str | None = None,
+        guidance: str | None = None,
+        env: dict[str, str] | None = None,
+        max_turns: int | None = None,
+        max_cost_usd: float | None = None,
+        timeout_seconds: int | None = None,
+        callback_url: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Run:
+        """Create a run: ``queued``, or ``pending`` with ``start=True``."""
+        fields = {k: v for k, v in locals().items() if k not in ("self", "prompt", "start")}
+        fields.pop("idempotency_key")
+        call = _core.create_call(
+            prompt, start=start, idempotency_key=idempotency_key, fields=fields
+        )
+        return _core.parse(self._send(call), Run)
+
+    def exec(self, run_id: str) -> ExecAccepted:
+        """Start a queued run."""
+        return _core.parse(self._send(_core.Call("POST", f"/v1/runs/{run_id}/exec")), ExecAccepted)
+
+    def get(self, run_id: str) -> Run:
+        return _core.parse(self._send(_core.Call("GET", f"/v1/runs/{run_id}")), Run)
+
+    def status(self, run_id: str) -> RunStatusInfo:
+        call = _core.Call("GET", f"/v1/runs/{run_id}/status")
+        return _core.parse(self._send(call), RunStatusInfo)
+
+    def list(
+        self,
+        *,
+        status: str | builtins.list[str] | None = None,
+        thread_id: str | None = None,
+        agent_id: str | None = None,
+        template: str | None = None,
+        page: int = 1,
+        limit: int = 20,
+    ) -> RunPage:
+        """One page of the organization's runs, newest first."""
+        call = _core.list_call(status, thread_id, agent_id, template, page, limit)
+        return _core.parse(self._send(call), RunPage)
+
+    def cancel(self, run_id: str) -> RunStatusInfo:
+        """Cancel the run; a run that has ended answers its status."""
+        call = _core.Call("POST", f"/v1/runs/{run_id}/cancel")
+        return _core.parse(self._send(call), RunStatusInfo)
+
+    def answer(self, run_id: str, content: str, *, idempotency_key: str | None = None) -> None:
+        """Answer the question a ``waiting_for_input`` run asked."""
+        _core.checked(self._send(_core.answer_call(run_id, content, idempotency_key)))
+
+    def command(self, run_id: str, method: str, params: dict[str, Any] | None = None) -> Any:
+        """A JSON-RPC command (``user_message``, ``cancel``, ``close``); answers its result."""
+        return _core.command_result(self._send(_core.command_call(run_id, method, params)))
+
+    def logs(self, run_id: str) -> builtins.list[Event]:
+        """Every stored event of the run."""
+        resp = _core.checked(self._send(_core.Call("GET", f"/v1/runs/{run_id}/logs")))
+        return _core.log_events(resp.text)
+
+    def event_page(self, run_id: str, *, after: int = 0, limit: int = 1000) -> builtins.list[Event]:
+        """Stored events after seq ``after`` (no waiting)."""
+        call = _core.Call(
+            "GET",
+            f"/v1/runs/{run_id}/events",
+            params={"after_seq": after, "limit": limit},
+            headers={"Accept": "application/json"},
+        )
+        resp = _core.checked(self._send(call))
+        return [Event.model_validate(e) for e in resp.json()]
+
+    # Waiting ----------------------------------------------------------------------------
+
+    def events(
+        self, run_id: str, *, after: int = 0, reconnect: bool = True, max_retries: int = 10
+    ) -> Iterator[Event]:
+        """The run's events after seq ``after``, live, until its terminal event.
+
+        A cut connection is resumed with ``Last-Event-ID``: no event is missed or repeated.
+        Pass the last ``seq`` you saw as ``after`` to resume yourself later.
+        """
+        cursor, failures = after, 0
+        timeout = httpx.Timeout(30.0, read=_core.STREAM_READ_TIMEOUT)
+        while True:
+            try:
+                path = f"/v1/runs/{run_id}/events"
+                headers = _core.stream_headers(cursor)
+                with self._http.stream("GET", path, headers=headers, timeout=timeout) as resp:
+                    if resp.status_code >= 400:
+                        resp.read()
+                        _core.checked(resp)
+                    decoder = _core.SSEDecoder()
+                    for line in resp.iter_lines():
+                        ev = decoder.feed(line)
+                        if ev is None or ev.seq <= cursor:
+                            continue
+                        cursor, failures = ev.seq, 0
+                        yield ev
+                        if ev.is_terminal:
+                            return
+            except httpx.HTTPError as exc:
+                failures += 1
+                if not reconnect or failures > max_retries:
+                    raise _core.connection_error(self.base_url, exc) from exc
+                time.sleep(min(5.0, 0.2 * 2**failures))
+                continue
+            # Closed without a terminal event: the run may have ended before ``after``.
+            if not reconnect or self.status(run_id).status in TERMINAL_STATUSES:
+                return
+
+    def wait(self, run_id: str, *, timeout: float | None = None, poll: float = 1.0) -> Run:
+        """Block until the run has ended (or ``timeout`` seconds passed); answer the run."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.2
+        while self.status(run_id).status not in TERMINAL_STATUSES:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"{run_id} did not end within {timeout} s")
+            time.sleep(delay)
+            delay = min(poll, delay * 2)
+        return self.get(run_id)
+
+    def run(self, prompt: str, **fields: Any) -> Run:
+        """Create and start a run, wait for its end and answer it."""
+        run = self.create(prompt, start=True, **fields)
+        return self.wait(run.id)
+
+
+__all__ = ["Runyard", "RunyardAPIError"]

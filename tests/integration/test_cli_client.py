@@ -1,0 +1,126 @@
+"""The client commands of ``runyard`` against the real stack; ``run --follow`` in a
+pseudo-terminal, answering the question of a scripted run."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+
+import pexpect
+
+from runyard.devserver import free_port
+from tests.conftest import Keys, script
+from tests.integration.test_cli import runyard
+from tests.stack import ROOT, Stack
+
+
+def spawn(stack: Stack, key: str, *args: str) -> pexpect.spawn[str]:
+    env = {**stack.env, "RUNYARD_API_URL": stack.api_url, "RUNYARD_API_KEY": key}
+    env.pop("NO_COLOR", None)
+    return pexpect.spawn(
+        sys.executable,
+        ["-m", "cli", *args],
+        env=env,
+        cwd=str(ROOT),
+        encoding="utf-8",
+        timeout=60,
+        dimensions=(40, 160),
+    )
+
+
+async def test_run_follow_in_a_terminal_prompts_for_the_answer(stack: Stack, keys: Keys) -> None:
+    key = await keys.make("cli-pty")
+    prompt = script(
+        {"tool": "bash", "input": {"command": "seq 1 12"}},
+        {"ask": "Which colour?"},
+        {"text": "Painted it teal."},
+    )
+    child = spawn(stack, key, "run", prompt, "--model", "scripted", "--follow")
+    child.logfile_read = transcript = io.StringIO()
+    child.expect(r"run_\w+")
+    run_id = str(child.after)
+    # The tool's output: its last lines, not all of them.
+    child.expect("12")
+    child.expect(r"Which colour\?")
+    child.expect("answer")
+    child.sendline("teal")
+    child.expect("→ answer: teal")  # the answer is shown as received
+    child.expect("Painted it teal.")
+    child.expect(r"completed · 3 turns · tokens [\d,]+ in / [\d,]+ out")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    # On a terminal the final text is shown once (it used to be printed again at the end).
+    assert transcript.getvalue().count("Painted it teal.") == 1
+    assert "seq 1 12" in transcript.getvalue() and "more above" in transcript.getvalue()
+    got = runyard(stack, "runs", "get", run_id, key=key)
+    run = json.loads(got.stdout)
+    assert run["status"] == "completed"
+    logs = runyard(stack, "logs", run_id, key=key)
+    events = [json.loads(line) for line in logs.stdout.splitlines()]
+    answered = [e for e in events if e["type"] == "run.input_received"]
+    assert answered and answered[0]["data"]["content"] == "teal"
+
+
+async def test_follow_then_ctrl_c_says_the_run_goes_on(stack: Stack, keys: Keys) -> None:
+    key = await keys.make("cli-pty-interrupt")
+    started = runyard(
+        stack,
+        "run",
+        script({"ask": "Still there?"}, {"text": "bye"}),
+        "--model",
+        "scripted",
+        key=key,
+    )
+    assert started.returncode == 0, started.stderr
+    run_id = started.stdout.strip()
+    child = spawn(stack, key, "follow", run_id)
+    child.expect(r"Still there\?")
+    child.expect("answer")
+    child.sendintr()
+    child.expect(f"{run_id} goes on")
+    child.expect(f"runyard follow {run_id}")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 130
+    assert "Traceback" not in (child.before or "")
+    # The run still waits; answer it from the command line and see it end.
+    answered = runyard(stack, "answer", run_id, "yes", key=key)
+    assert answered.returncode == 0, answered.stderr
+    followed = runyard(stack, "follow", run_id, key=key)
+    assert followed.returncode == 0 and followed.stdout.strip() == "bye"
+    assert "→ answer: yes" in followed.stderr and "completed" in followed.stderr
+
+
+async def test_runs_list_get_cancel_and_errors(stack: Stack, keys: Keys) -> None:
+    key = await keys.make("cli-runs")
+    created = runyard(
+        stack, "run", script({"sleep": 30}, {"text": "never"}), "--model", "scripted", key=key
+    )
+    run_id = created.stdout.strip()
+    listed = runyard(stack, "runs", "list", key=key)
+    assert listed.returncode == 0 and run_id in listed.stdout
+    assert listed.stdout.splitlines()[0].split()[:3] == ["ID", "STATUS", "MODEL"]
+    cancelled = runyard(stack, "cancel", run_id, key=key)
+    assert cancelled.stdout.strip() == f"{run_id} cancelled"
+    only = runyard(stack, "runs", "list", "--status", "cancelled", "--json", key=key)
+    assert [r["id"] for r in json.loads(only.stdout)["data"]] == [run_id]
+    assert json.loads(runyard(stack, "runs", "get", run_id, key=key).stdout)["id"] == run_id
+
+    def one_line_error(out: object, code: int, *needles: str) -> None:
+        assert getattr(out, "returncode") == code  # noqa: B009
+        err = getattr(out, "stderr")  # noqa: B009
+        assert err.count("\n") == 1 and "Traceback" not in err, err
+        for needle in needles:
+            assert needle in err, err
+
+    one_line_error(runyard(stack, "runs", "get", "run_nope", key=key), 1, "RUN_NOT_FOUND")
+    one_line_error(runyard(stack, "answer", run_id, "late", key=key), 1, "RUN_NOT_WAITING")
+    one_line_error(runyard(stack, "runs", "list", "--status", "bogus", key=key), 1, "VALIDATION")
+    one_line_error(runyard(stack, "runs", "list", key="ry_live_wrong"), 1, "API_KEY_INVALID")
+    one_line_error(runyard(stack, "runs", "list"), 2, "RUNYARD_API_KEY")
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    one_line_error(
+        runyard(stack, "runs", "list", "--api-url", nowhere, key=key), 1, "cannot reach", nowhere
+    )
