@@ -98,7 +98,9 @@ async def _known_query_only(request: Request) -> None:
     if dependant is None:
         return
     known = _query_names(dependant)
-    unknown = sorted({name for name in request.query_params if name not in known})
+    # ``token`` is authentication (a run's connection token), not a filter: where a token
+    # is not accepted, authentication answers 401, as the contract says.
+    unknown = sorted({n for n in request.query_params if n not in known and n != "token"})
     if unknown:
         raise ProblemError(
             400,
