@@ -55,6 +55,8 @@ class FakeRun:
     error: dict[str, str] | None = None
     answers: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    provision_started: bool = False
+    tools_started: list[str] = field(default_factory=list)
     tools_run: list[str] = field(default_factory=list)
     sandbox_destroyed: bool = False
     outputs_collected: bool = False
@@ -144,6 +146,7 @@ class World:
 
     @activity.defn(name="provision_sandbox")
     async def provision_sandbox(self, inp: RunRef) -> SandboxInfo:
+        self.runs[inp.run_id].provision_started = True
         await _work(self.provision_seconds)
         if self.provision_error:
             raise ApplicationError("failed", type=self.provision_error, non_retryable=True)
@@ -163,6 +166,7 @@ class World:
 
     @activity.defn(name="run_tool")
     async def run_tool(self, inp: ToolInput) -> None:
+        self.runs[inp.run_id].tools_started.append(inp.name)
         if self.block_tools:
             await _work(3600)
         self.runs[inp.run_id].tools_run.append(inp.name)
