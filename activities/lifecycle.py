@@ -187,13 +187,7 @@ class LifecycleActivities:
         logger(inp.run_id, org_id=run.org_id).info(
             "run.finished", status=run.status, applied=applied
         )
-        err = run.error or {}
-        return FinishResult(
-            status=run.status,
-            fail_reason=run.fail_reason,
-            error_code=err.get("code"),
-            error_message=err.get("message"),
-        )
+        return FinishResult.of(run.status, run.fail_reason, run.error)
 
     @activity.defn(name="cancel_workflow")
     async def cancel_workflow(self, inp: RunRef) -> None:

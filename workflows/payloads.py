@@ -207,3 +207,14 @@ class FinishResult(BaseModel):
     fail_reason: str | None = None
     error_code: str | None = None
     error_message: str | None = None
+
+    @classmethod
+    def of(cls, status: str, fail_reason: str | None, error: dict[str, Any] | None) -> FinishResult:
+        """From a run's ``status``, ``failReason`` and ``error`` as the store keeps them."""
+        err = error or {}
+        return cls(
+            status=status,
+            fail_reason=fail_reason,
+            error_code=err.get("code"),
+            error_message=err.get("message"),
+        )

@@ -130,13 +130,7 @@ class World:
             if inp.error_code:
                 run.error = {"code": inp.error_code, "message": inp.error_message or ""}
             run.events.append(f"run.{inp.status}")
-        err = run.error or {}
-        return FinishResult(
-            status=run.status,
-            fail_reason=run.fail_reason,
-            error_code=err.get("code"),
-            error_message=err.get("message"),
-        )
+        return FinishResult.of(run.status, run.fail_reason, run.error)
 
     @activity.defn(name="cancel_workflow")
     async def cancel_workflow(self, inp: RunRef) -> None:
