@@ -14,7 +14,7 @@ from runyard.artifacts.store import artifact_store
 from runyard.db.tables import Artifact, Run
 from runyard.git.clone import GitState, mirror_path
 from runyard.git.patch import unpushed_changes
-from runyard.git.relay import Relay
+from runyard.git.relay import Relay, log_pushes
 from runyard.outputs import known_branches
 from runyard.sandbox.base import SandboxError, SandboxProvider
 from runyard.settings import Settings
@@ -61,15 +61,7 @@ async def _repo_outputs(
     known = known_branches(run)
     pushes = await Relay(sandbox, mirror, settings, known).forward()
     outputs: list[dict[str, Any]] = [p.output for p in pushes if p.output is not None]
-    for p in pushes:
-        log.info(
-            "push.forwarded" if p.forwarded else "push.refused",
-            run_id=run.id,
-            workflow_id=run.id,
-            org_id=run.org_id,
-            branch=p.branch,
-            detail=p.message,
-        )
+    log_pushes(pushes, run_id=run.id, org_id=run.org_id)
     try:
         patch = await unpushed_changes(
             sandbox, mirror, state, list(known.values()), settings.artifact_max_bytes

@@ -11,19 +11,15 @@ import shlex
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-import structlog
-
 from runyard.artifacts.save import store_artifact
 from runyard.artifacts.store import ArtifactStore, artifact_store
 from runyard.db.tables import Artifact
 from runyard.git.clone import mirror_path, valid_branch
 from runyard.git.provider import GitProvider, ProviderError, provider_for
-from runyard.git.relay import Relay, describe
+from runyard.git.relay import Relay, describe, log_pushes
 from runyard.sandbox.base import Sandbox
 from runyard.sandbox.capped import read_capped
 from runyard.settings import Settings
-
-log = structlog.get_logger("runyard.outputs")
 
 if TYPE_CHECKING:
     from runyard.tools import ToolOutput
@@ -131,15 +127,7 @@ async def after_bash(
     pushes = await ctx.relay(sandbox).forward()
     if not pushes:
         return out
-    for p in pushes:
-        log.info(
-            "push.forwarded" if p.forwarded else "push.refused",
-            run_id=ctx.run_id,
-            workflow_id=ctx.run_id,
-            org_id=ctx.org_id,
-            branch=p.branch,
-            detail=p.message,
-        )
+    log_pushes(pushes, run_id=ctx.run_id, org_id=ctx.org_id)
     outputs = tuple(p.output for p in pushes if p.output is not None)
     return replace(out, text=f"{out.text}\n{describe(pushes)}", outputs=out.outputs + outputs)
 

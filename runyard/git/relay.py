@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from runyard.git.clone import GitState, valid_branch
 from runyard.git.gitcmd import GitError, run_git
 from runyard.git.intake import InvalidRepo
@@ -194,6 +196,20 @@ def branch_url(state: GitState, branch: str) -> str:
     if up.startswith("https://"):
         return f"{up.removesuffix('.git')}/tree/{branch}"
     return f"{up}#{branch}"
+
+
+def log_pushes(pushes: list[Push], *, run_id: str, org_id: str) -> None:
+    """One log line a push: forwarded or refused, with the run and the branch."""
+    log = structlog.get_logger("runyard.outputs")
+    for p in pushes:
+        log.info(
+            "push.forwarded" if p.forwarded else "push.refused",
+            run_id=run_id,
+            workflow_id=run_id,
+            org_id=org_id,
+            branch=p.branch,
+            detail=p.message,
+        )
 
 
 def describe(pushes: list[Push]) -> str:
