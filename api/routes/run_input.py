@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from typing import Any
 
 import structlog
@@ -24,6 +26,7 @@ from runyard.errors import NotWaitingForInput, RunNotActive, RunyardError
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 log = structlog.get_logger("runyard.api")
 _MAX_CONTENT = 32 * 1024
+_CATCH_UP_SECONDS = 20.0  # longer than a workflow task timeout plus its retry
 
 
 @router.post("/{run_id}/input", summary="Answer a run that waits for input")
@@ -38,12 +41,24 @@ async def submit_input(
     run = await load_run(db, principal.org_id, run_id)
     if idempotency_key is None and run.status != RunStatus.WAITING_FOR_INPUT:
         raise not_waiting(run, f"it is {run.status}")
-    try:
-        await (await temporal()).answer(run_id, body.content, key=idempotency_key)
-    except NotWaitingForInput as exc:
-        raise not_waiting(run, str(exc)) from exc
-    except RunNotActive as exc:
-        raise not_waiting(run, "the run has ended") from exc
+    runs = await temporal()
+    deadline = time.monotonic() + _CATCH_UP_SECONDS
+    while True:
+        try:
+            await runs.answer(run_id, body.content, key=idempotency_key)
+            break
+        except NotWaitingForInput as exc:
+            # The store says waiting as soon as mark_waiting wrote it; a workflow whose
+            # worker died in that workflow task asks again only once the task is retried
+            # (the workflow task timeout, 10 s). Until then it refuses: ask again while
+            # the store still says waiting, and answer 409 once it does not.
+            run = await load_run(db, principal.org_id, run_id)
+            if run.status != RunStatus.WAITING_FOR_INPUT or time.monotonic() > deadline:
+                raise not_waiting(run, str(exc)) from exc
+            log.info("run.input.retry", run_id=run_id, org_id=principal.org_id, why=str(exc))
+            await asyncio.sleep(0.25)
+        except RunNotActive as exc:
+            raise not_waiting(run, "the run has ended") from exc
     log.info("run.input", run_id=run_id, workflow_id=run.workflow_id, org_id=principal.org_id)
     return {"ok": True}
 
