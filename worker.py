@@ -2,6 +2,11 @@
 them, and makes sure the deployment's periodic jobs exist (the outbox pump, the event
 retention schedule).
 
+Each worker polls two task queues: the shared one (``runyard``: workflows, model turns,
+provisioning, the store, notifications), which any host serves, and its host's own
+(``runyard@<host name>``: the tool calls, collection and destruction of the local
+sandboxes this host provisioned, whose files are on its disk).
+
 Run it with ``runyard worker`` (or ``python worker.py``). Activities that need clients
 are methods of classes built here once, with their dependencies.
 """
@@ -9,7 +14,9 @@ are methods of classes built here once, with their dependencies.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -47,7 +54,13 @@ from workflows.run import RunWorkflow
 log = structlog.get_logger("runyard.worker")
 
 
-def activities(settings: Settings, db: Database) -> list[Any]:
+@dataclass(frozen=True)
+class Activities:
+    shared: list[Any]  # any host runs them
+    host: list[Any]  # they touch a local sandbox: only the host that holds it
+
+
+def activities(settings: Settings, db: Database) -> Activities:
     """Every activity this worker runs, built with its dependencies."""
     # Built once per worker; it announces loudly what this host's sandboxes cannot enforce.
     providers: dict[str, SandboxProvider] = {"local": local_provider(settings)}
@@ -63,39 +76,49 @@ def activities(settings: Settings, db: Database) -> list[Any]:
     delivery = DeliveryActivities(db, Sender(allow_private=settings.allow_private_callbacks))
     outbox = OutboxActivities(db, settings)
     retention = RetentionActivities(db, settings)
-    return [
+    on_sandbox = [sandbox.run_tool, sandbox.collect_outputs, sandbox.destroy_sandbox]
+    shared = [
         lifecycle.start_run,
         lifecycle.mark_running,
+        lifecycle.replace_sandbox,
         lifecycle.mark_waiting,
         lifecycle.record_answer,
         lifecycle.queue_message,
         lifecycle.finish_run,
         lifecycle.cancel_workflow,
         sandbox.provision_sandbox,
-        sandbox.run_tool,
-        sandbox.collect_outputs,
-        sandbox.destroy_sandbox,
+        # Also here for runs provisioned before sandboxes had a host queue, and for
+        # sandboxes no host holds (E2B).
+        *on_sandbox,
         agent.run_agent_turn,
         delivery.attempt_delivery,
         outbox.pump_outbox,
         retention.purge_expired_events,
     ]
+    return Activities(shared=shared, host=on_sandbox)
 
 
-def build_worker(client: Client, settings: Settings, db: Database) -> Worker:
-    return Worker(
+def build_workers(client: Client, settings: Settings, db: Database) -> list[Worker]:
+    """The shared task queue's worker and this host's."""
+    acts = activities(settings, db)
+    common: dict[str, Any] = {
+        # Heartbeats go out at least every second, so a cancel reaches a busy activity fast.
+        "max_heartbeat_throttle_interval": timedelta(seconds=1),
+        "default_heartbeat_throttle_interval": timedelta(seconds=1),
+        "graceful_shutdown_timeout": timedelta(seconds=5),
+    }
+    shared = Worker(
         client,
         task_queue=settings.task_queue,
         workflows=[RunWorkflow, DeliveryWorkflow, OutboxPumpWorkflow, EventRetentionWorkflow],
-        activities=activities(settings, db),
-        # Heartbeats go out at least every second, so a cancel reaches a busy activity fast.
-        max_heartbeat_throttle_interval=timedelta(seconds=1),
-        default_heartbeat_throttle_interval=timedelta(seconds=1),
-        graceful_shutdown_timeout=timedelta(seconds=5),
+        activities=acts.shared,
         # After a worker dies, its cached workflows move to another worker this fast
         # (Temporal's default is 10 s, which an answer or exec then waits out).
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=3),
+        **common,
     )
+    host = Worker(client, task_queue=settings.host_task_queue, activities=acts.host, **common)
+    return [shared, host]
 
 
 async def ensure_periodic_jobs(client: Client, settings: Settings) -> None:
@@ -127,16 +150,23 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
     migrate(settings.db_url)
     db = Database(settings.db_url)
     client = await connect(settings)
-    worker = build_worker(client, settings, db)
+    workers = build_workers(client, settings, db)
     if stop is None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
     await ensure_periodic_jobs(client, settings)
-    log.info("worker.started", task_queue=settings.task_queue, temporal=settings.temporal_address)
+    log.info(
+        "worker.started",
+        task_queue=settings.task_queue,
+        host_task_queue=settings.host_task_queue,
+        temporal=settings.temporal_address,
+    )
     try:
-        async with worker:
+        async with contextlib.AsyncExitStack() as running:
+            for worker in workers:
+                await running.enter_async_context(worker)
             await stop.wait()
     finally:
         await db.dispose()

@@ -8,6 +8,8 @@ event already stored under its key) and does nothing twice.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -29,7 +31,9 @@ from workflows.payloads import (
     FinishResult,
     NoteInput,
     ReadyInput,
+    ReplaceInput,
     RunRef,
+    SandboxInfo,
     StartInput,
     WaitInput,
 )
@@ -85,12 +89,7 @@ class LifecycleActivities:
     @typed_failures
     async def mark_running(self, inp: ReadyInput) -> None:
         """pending → running once the sandbox is ready, with ``sandbox.ready``."""
-        info = {
-            "id": inp.sandbox.ref.sandbox_id,
-            "provider": inp.sandbox.ref.provider,
-            "size": inp.sandbox.size,
-            "resources": inp.sandbox.resources,
-        }
+        info = _sandbox_object(inp.sandbox)
         async with self.db.write() as s:
             run = await locked_run(s, inp.run_id)
             if await set_status(
@@ -103,6 +102,24 @@ class LifecycleActivities:
             ):
                 event = NewEvent("sandbox.ready", EventType.SANDBOX_READY, info)
                 await append_events(s, run, [event])
+
+    @activity.defn(name="replace_sandbox")
+    @typed_failures
+    async def replace_sandbox(self, inp: ReplaceInput) -> None:
+        """The run's sandbox was lost with its host and rebuilt elsewhere: ``sandbox.lost``,
+        then ``sandbox.ready`` for the new one. The status stays ``running``."""
+        info = _sandbox_object(inp.sandbox)
+        lost = {"id": inp.lost.sandbox_id, "reason": "its host stopped answering"}
+        gen = inp.sandbox.ref.generation
+        async with self.db.write() as s:
+            run = await locked_run(s, inp.run_id)
+            run.sandbox = info
+            s.add(run)
+            events = [
+                NewEvent(f"sandbox.lost.{gen}", EventType.SANDBOX_LOST, lost),
+                NewEvent(f"sandbox.ready.{gen}", EventType.SANDBOX_READY, info),
+            ]
+            await append_events(s, run, events)
 
     @activity.defn(name="mark_waiting")
     @typed_failures
@@ -198,3 +215,13 @@ class LifecycleActivities:
         except RPCError as exc:
             if exc.status != RPCStatusCode.NOT_FOUND:
                 raise
+
+
+def _sandbox_object(sandbox: SandboxInfo) -> dict[str, Any]:
+    """The run object's ``sandbox`` field."""
+    return {
+        "id": sandbox.ref.sandbox_id,
+        "provider": sandbox.ref.provider,
+        "size": sandbox.size,
+        "resources": sandbox.resources,
+    }

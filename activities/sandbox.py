@@ -24,16 +24,23 @@ from runyard.tools import run_tool
 from workflows.payloads import (
     CollectInput,
     DestroyInput,
-    RunRef,
+    ProvisionInput,
     SandboxInfo,
     SandboxRef,
     ToolInput,
 )
 
 
-def sandbox_id_for(run_id: str) -> str:
-    # Deterministic, so a retried or restarted provision finds the same sandbox.
-    return "sbx_" + run_id.removeprefix("run_")
+def sandbox_id_for(run_id: str, generation: int = 0) -> str:
+    """Deterministic, so a retried or restarted provision finds the same sandbox; a
+    sandbox rebuilt after its host was lost gets the next generation's id."""
+    base = "sbx_" + run_id.removeprefix("run_")
+    return f"{base}-{generation}" if generation else base
+
+
+def run_id_for(sandbox_id: str) -> str:
+    """The run a sandbox was provisioned for (any generation)."""
+    return "run_" + sandbox_id.removeprefix("sbx_").split("-", 1)[0]
 
 
 class SandboxActivities:
@@ -60,12 +67,14 @@ class SandboxActivities:
     @activity.defn(name="provision_sandbox")
     @typed_failures
     @heartbeats
-    async def provision_sandbox(self, inp: RunRef) -> SandboxInfo:
+    async def provision_sandbox(self, inp: ProvisionInput) -> SandboxInfo:
+        """Create the run's sandbox on this host. A local sandbox's later activities go to
+        this host's task queue (``SandboxRef.task_queue``), where its files are."""
         run = await self._run(inp.run_id)
         template = await self.db.read(lambda s: find_template(s, run.org_id, run.template))
         if template is None:
             raise TemplateNotFound(f"template {run.template!r} is gone")
-        sandbox_id = sandbox_id_for(run.id)
+        sandbox_id = sandbox_id_for(run.id, inp.generation)
         spec = SandboxSpec(
             size=template.size,
             repo_url=clone_url(run.repo, self.settings) if run.repo else None,
@@ -80,9 +89,15 @@ class SandboxActivities:
         except SandboxError as exc:
             log.warning("sandbox.provision_failed", error=str(exc))
             raise
-        log.info("sandbox.ready")
+        host_bound = provider.name == "local"  # its workspace is on this host's disk
+        log.info("sandbox.ready", host=self.settings.host_name if host_bound else None)
         return SandboxInfo(
-            ref=SandboxRef(sandbox_id=sandbox_id, provider=provider.name),
+            ref=SandboxRef(
+                sandbox_id=sandbox_id,
+                provider=provider.name,
+                task_queue=self.settings.host_task_queue if host_bound else None,
+                generation=inp.generation,
+            ),
             size=template.size,
             resources=spec.resources,
         )

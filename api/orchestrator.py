@@ -62,6 +62,7 @@ def run_input(run: Run, settings: Settings) -> RunInput:
         input_wait_seconds=settings.input_wait_seconds,
         max_active_runs=settings.max_active_runs,
         continue_as_new_events=settings.continue_as_new_events,
+        host_lost_seconds=settings.host_lost_seconds,
     )
 
 

@@ -45,6 +45,7 @@ class EventType(StrEnum):
     RUN_STARTED = "run.started"
     SANDBOX_READY = "sandbox.ready"
     SANDBOX_SETUP = "sandbox.setup"
+    SANDBOX_LOST = "sandbox.lost"  # its host died; a new sandbox follows (sandbox.ready)
     MESSAGE_DELTA = "message.delta"
     MESSAGE_COMPLETED = "message.completed"
     TOOL_CALL = "tool.call"

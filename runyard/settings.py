@@ -6,6 +6,7 @@ Temporal, Anthropic and E2B keep their own conventional variable names
 
 from __future__ import annotations
 
+import socket
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -29,6 +30,14 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("TEMPORAL_NAMESPACE", "RUNYARD_TEMPORAL_NAMESPACE"),
     )
     task_queue: str = "runyard"
+    # This worker host's name: its local sandboxes' activities go to the task queue
+    # "<task_queue>@<host_name>", so a run's tool calls land on the host holding its
+    # sandbox. Unique per host (two workers on one host may share it if they share the
+    # data dir).
+    host_name: str = Field(default_factory=socket.gethostname, min_length=1, max_length=200)
+    # A host's activity not picked up this long means the host is gone: its sandboxes are
+    # rebuilt elsewhere (sandbox.lost).
+    host_lost_seconds: int = Field(default=60, ge=5)
 
     anthropic_api_key: str | None = Field(
         None, validation_alias=AliasChoices("ANTHROPIC_API_KEY", "RUNYARD_ANTHROPIC_API_KEY")
@@ -138,6 +147,11 @@ class Settings(BaseSettings):
     @property
     def pr_token(self) -> str | None:
         return self.github_token or self.git_token
+
+    @property
+    def host_task_queue(self) -> str:
+        """The task queue of this host's sandbox activities."""
+        return f"{self.task_queue}@{self.host_name}"
 
     @property
     def sandboxes_dir(self) -> Path:

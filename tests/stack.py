@@ -27,26 +27,32 @@ class Stack:
         self.api: subprocess.Popen[bytes] | None = None
         self.workers: list[subprocess.Popen[bytes]] = []
         self._n = 0
+        self._data_dirs = {Path(self.env.get("RUNYARD_DATA_DIR", ".runyard"))}
 
     @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
 
-    def _spawn(self, argv: list[str], name: str) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, argv: list[str], name: str, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         self._n += 1
         log = (self.logs / f"{name}-{self._n}.log").open("wb")
         return subprocess.Popen(
             argv,
-            env=self.env,
+            env={**self.env, **(env or {})},
             cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
 
-    def start_worker(self) -> subprocess.Popen[bytes]:
-        proc = self._spawn([sys.executable, "-m", "cli", "worker"], "worker")
+    def start_worker(self, **env: str) -> subprocess.Popen[bytes]:
+        """A worker; ``env`` adds to the stack's (e.g. another host's data dir and name)."""
+        proc = self._spawn([sys.executable, "-m", "cli", "worker"], "worker", env)
         self.workers.append(proc)
+        if "RUNYARD_DATA_DIR" in env:
+            self._data_dirs.add(Path(env["RUNYARD_DATA_DIR"]))
         return proc
 
     def kill_worker(self, proc: subprocess.Popen[bytes]) -> None:
@@ -86,4 +92,5 @@ class Stack:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
         # Sandboxes of runs that never ended keep their disks mounted: release them.
-        unmount_all(Path(self.env.get("RUNYARD_DATA_DIR", ".runyard")) / "sandboxes")
+        for data_dir in self._data_dirs:
+            unmount_all(data_dir / "sandboxes")

@@ -26,9 +26,10 @@ with workflow.unsafe.imports_passed_through():
     from workflows.payloads import (
         Carried,
         CollectInput,
+        ProvisionInput,
         ReadyInput,
+        ReplaceInput,
         RunInput,
-        RunRef,
         SandboxRef,
         ToolInput,
         TurnInput,
@@ -51,6 +52,10 @@ def _guardrail(reason: FailReason, name: str, limit: float, value: float) -> Out
         reason,
         guardrail={"guardrail": name, "limit": limit, "value": value},
     )
+
+
+# A run whose sandbox host dies more often than this ends SANDBOX_UNAVAILABLE.
+MAX_REBUILDS = 3
 
 
 class ContinueAsNew(Exception):
@@ -192,32 +197,62 @@ class AgentLoop:
                         return _guardrail(FailReason.TIMEOUT, "inputWaitSeconds", wait, wait)
                     continue
                 self.run.set_details(f"turn {turn}: running {call.name}")
+                await self._run_tool(turn, call.id, call.name)
+            if self.close_requested:
+                break
+        self.run.set_details("collecting outputs")
+        await self._collect()
+        self.collected = True
+        return Outcome(RunStatus.COMPLETED)
+
+    async def _run_tool(self, turn: int, call_id: str, name: str) -> None:
+        """Run one tool call on the host that holds the sandbox. If that host is gone, the
+        sandbox is rebuilt on another one and the call runs there."""
+        while True:
+            sandbox = self._sandbox()
+            try:
                 await workflow.execute_activity_method(
                     SandboxActivities.run_tool,
                     ToolInput(
                         run_id=self.inp.run_id,
                         turn=turn,
-                        call_id=call.id,
-                        name=call.name,
-                        sandbox=self._sandbox(),
+                        call_id=call_id,
+                        name=name,
+                        sandbox=sandbox,
                     ),
-                    **options.tool(self.inp.tool_timeout_seconds).remote(summary=call.name),
+                    **options.tool(self.inp.tool_timeout_seconds).remote(
+                        summary=name, **options.on_host(sandbox, self.inp.host_lost_seconds)
+                    ),
                 )
-            if self.close_requested:
-                break
-        self.run.set_details("collecting outputs")
-        await workflow.execute_activity_method(
-            SandboxActivities.collect_outputs,
-            CollectInput(run_id=self.inp.run_id, sandbox=self._sandbox()),
-            **options.COLLECT.remote(summary="collect outputs"),
-        )
-        self.collected = True
-        return Outcome(RunStatus.COMPLETED)
+                return
+            except ActivityError as err:
+                if not options.host_lost(err):
+                    raise
+            await self._rebuild(sandbox)
+
+    async def _collect(self) -> None:
+        """Record the outputs. If the sandbox's host is gone, what it held is gone with it
+        (pushed branches are safe upstream): any worker records the final text."""
+        sandbox = self._sandbox()
+        where = options.on_host(sandbox, self.inp.host_lost_seconds)
+        for _ in range(2):
+            try:
+                await workflow.execute_activity_method(
+                    SandboxActivities.collect_outputs,
+                    CollectInput(run_id=self.inp.run_id, sandbox=sandbox),
+                    **options.COLLECT.remote(summary="collect outputs", **where),
+                )
+                return
+            except ActivityError as err:
+                if not where or not options.host_lost(err):
+                    raise
+                workflow.logger.warning("the sandbox's host is gone: collecting without it")
+                where = {}
 
     async def _provision(self) -> None:
         info = await workflow.execute_activity_method(
             SandboxActivities.provision_sandbox,
-            RunRef(run_id=self.inp.run_id),
+            ProvisionInput(run_id=self.inp.run_id),
             **options.PROVISION.remote(summary="provision sandbox"),
         )
         self.sandbox = info.ref
@@ -227,6 +262,29 @@ class AgentLoop:
             **options.LIFECYCLE.local(),
         )
         self.run.set_running("sandbox ready")
+
+    async def _rebuild(self, lost: SandboxRef) -> None:
+        """Provision a new sandbox for the run on any host (a fresh clone, the setup script
+        again) and go on with the conversation; ``sandbox.lost`` tells the watchers."""
+        if lost.generation >= MAX_REBUILDS:
+            raise ApplicationError(
+                f"the sandbox's host was lost {lost.generation + 1} times",
+                type=ErrorCode.SANDBOX_UNAVAILABLE,
+                non_retryable=True,
+            )
+        self.run.set_details("the sandbox's host is gone: rebuilding the sandbox")
+        info = await workflow.execute_activity_method(
+            SandboxActivities.provision_sandbox,
+            ProvisionInput(run_id=self.inp.run_id, generation=lost.generation + 1),
+            **options.PROVISION.remote(summary="rebuild sandbox"),
+        )
+        self.sandbox = info.ref
+        await workflow.execute_local_activity_method(
+            LifecycleActivities.replace_sandbox,
+            ReplaceInput(run_id=self.inp.run_id, lost=lost, sandbox=info),
+            **options.LIFECYCLE.local(),
+        )
+        self.run.set_running("sandbox rebuilt")
 
     def _sandbox(self) -> SandboxRef:
         if self.sandbox is None:

@@ -12,6 +12,10 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, TimeoutType
+from temporalio.exceptions import TimeoutError as ActivityTimeout
+
+from workflows.payloads import SandboxRef
 
 
 @dataclass(frozen=True)
@@ -73,3 +77,24 @@ def tool(tool_timeout_seconds: int) -> ActivityOptions:
 
 COLLECT = ActivityOptions(start_to_close=timedelta(minutes=5), heartbeat=_HEARTBEAT, retry=_QUICK)
 DESTROY = ActivityOptions(start_to_close=timedelta(minutes=5), heartbeat=_HEARTBEAT, retry=_QUICK)
+
+
+def on_host(sandbox: SandboxRef, lost_after_seconds: int) -> dict[str, Any]:
+    """Where an activity that touches ``sandbox`` runs: the task queue of the host that
+    holds it. If no worker of that host picks it up within ``lost_after_seconds`` the
+    activity fails with a schedule-to-start timeout (never retried): the host is gone."""
+    if sandbox.task_queue is None:
+        return {}
+    return {
+        "task_queue": sandbox.task_queue,
+        "schedule_to_start_timeout": timedelta(seconds=lost_after_seconds),
+    }
+
+
+def host_lost(err: BaseException) -> bool:
+    """Whether an activity failed because the host of its sandbox did not pick it up."""
+    return (
+        isinstance(err, ActivityError)
+        and isinstance(err.cause, ActivityTimeout)
+        and err.cause.type == TimeoutType.SCHEDULE_TO_START
+    )

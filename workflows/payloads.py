@@ -33,6 +33,10 @@ class Guardrails(BaseModel):
 class SandboxRef(BaseModel):
     sandbox_id: str
     provider: str = "local"
+    # The task queue of the host that holds a local sandbox (None: any worker, e.g. E2B).
+    task_queue: str | None = None
+    # 0 for the run's first sandbox, n after it was rebuilt n times (a lost host).
+    generation: int = 0
 
 
 class Carried(BaseModel):
@@ -61,6 +65,8 @@ class RunInput(BaseModel):
     max_active_runs: int = 10
     # Continue as new once the history holds this many events (Temporal's limit is 51,200).
     continue_as_new_events: int = 10_000
+    # A sandbox host that has not picked up an activity this long is taken for dead.
+    host_lost_seconds: int = 60
     carried: Carried | None = None
 
 
@@ -114,6 +120,11 @@ class RunRef(BaseModel):
     run_id: str
 
 
+class ProvisionInput(BaseModel):
+    run_id: str
+    generation: int = 0  # > 0: a rebuild after the sandbox's host was lost
+
+
 class StartInput(BaseModel):
     run_id: str
     max_active_runs: int
@@ -129,6 +140,14 @@ class SandboxInfo(BaseModel):
 
 class ReadyInput(BaseModel):
     run_id: str
+    sandbox: SandboxInfo
+
+
+class ReplaceInput(BaseModel):
+    """A lost sandbox and the one built to replace it."""
+
+    run_id: str
+    lost: SandboxRef
     sandbox: SandboxInfo
 
 

@@ -222,6 +222,7 @@ class RunWorkflow:
         if sandbox is None:
             return
         self._loop.sandbox = None
+        where = options.on_host(sandbox, self._inp.host_lost_seconds)
         if not self._loop.collected and workflow.patched("keep-changes-of-every-ending"):
             # Nothing is lost: the unpushed work of a run that did not complete (failed,
             # cancelled) is kept too, as changes.patch, before the sandbox goes.
@@ -230,16 +231,23 @@ class RunWorkflow:
                 await workflow.execute_activity_method(
                     SandboxActivities.collect_outputs,
                     CollectInput(run_id=self._inp.run_id, sandbox=sandbox, include_text=False),
-                    **options.COLLECT.remote(summary="keep the workspace's changes"),
+                    **options.COLLECT.remote(summary="keep the workspace's changes", **where),
                 )
             except (ActivityError, ApplicationError) as err:  # a lost sandbox: nothing to keep
                 workflow.logger.warning("could not keep the workspace's changes: %s", err)
+                if options.host_lost(err):
+                    return  # its host is gone, and the sandbox with it
         self.set_details("destroying the sandbox")
-        await workflow.execute_activity_method(
-            SandboxActivities.destroy_sandbox,
-            DestroyInput(run_id=self._inp.run_id, sandbox=sandbox),
-            **options.DESTROY.remote(summary="destroy sandbox"),
-        )
+        try:
+            await workflow.execute_activity_method(
+                SandboxActivities.destroy_sandbox,
+                DestroyInput(run_id=self._inp.run_id, sandbox=sandbox),
+                **options.DESTROY.remote(summary="destroy sandbox", **where),
+            )
+        except ActivityError as err:
+            if not options.host_lost(err):
+                raise
+            workflow.logger.warning("the sandbox's host is gone, and the sandbox with it")
 
     async def _end(self, outcome: Outcome) -> FinishResult:
         """Write the terminal status once; the first terminal write wins."""

@@ -22,7 +22,9 @@ from workflows.payloads import (
     FinishInput,
     FinishResult,
     NoteInput,
+    ProvisionInput,
     ReadyInput,
+    ReplaceInput,
     RunRef,
     SandboxInfo,
     SandboxRef,
@@ -58,6 +60,7 @@ class FakeRun:
     provision_started: bool = False
     tools_started: list[str] = field(default_factory=list)
     tools_run: list[str] = field(default_factory=list)
+    tool_queues: list[str] = field(default_factory=list)  # the task queue each ran on
     sandbox_destroyed: bool = False
     outputs_collected: bool = False
 
@@ -71,6 +74,8 @@ class World:
         self.provision_seconds = 0.0
         # Set to make provisioning fail with this error code.
         self.provision_error: str | None = None
+        # Set to give sandboxes a host queue: the n-th generation's is host_queues[n].
+        self.host_queues: list[str] = []
 
     def add(self, run_id: str, script: list[Turn]) -> FakeRun:
         self.runs[run_id] = FakeRun(script=script)
@@ -102,6 +107,10 @@ class World:
     @activity.defn(name="mark_running")
     async def mark_running(self, inp: ReadyInput) -> None:
         self._set(self.runs[inp.run_id], RunStatus.RUNNING, {RunStatus.PENDING}, "sandbox.ready")
+
+    @activity.defn(name="replace_sandbox")
+    async def replace_sandbox(self, inp: ReplaceInput) -> None:
+        self.runs[inp.run_id].events += ["sandbox.lost", "sandbox.ready"]
 
     @activity.defn(name="mark_waiting")
     async def mark_waiting(self, inp: WaitInput) -> None:
@@ -139,14 +148,19 @@ class World:
     # -- sandbox, model ----------------------------------------------------------------
 
     @activity.defn(name="provision_sandbox")
-    async def provision_sandbox(self, inp: RunRef) -> SandboxInfo:
+    async def provision_sandbox(self, inp: ProvisionInput) -> SandboxInfo:
         self.runs[inp.run_id].provision_started = True
         await _work(self.provision_seconds)
         if self.provision_error:
             raise ApplicationError("failed", type=self.provision_error, non_retryable=True)
-        return SandboxInfo(
-            ref=SandboxRef(sandbox_id="sbx_" + inp.run_id), size="m", resources={"cpuMillis": 1}
+        if inp.generation >= len(self.host_queues) > 0:
+            raise ApplicationError("no host left", type="SANDBOX_UNAVAILABLE", non_retryable=True)
+        ref = SandboxRef(
+            sandbox_id=f"sbx_{inp.run_id}-{inp.generation}",
+            task_queue=self.host_queues[inp.generation] if self.host_queues else None,
+            generation=inp.generation,
         )
+        return SandboxInfo(ref=ref, size="m", resources={"cpuMillis": 1})
 
     @activity.defn(name="run_agent_turn")
     async def run_agent_turn(self, inp: TurnInput) -> TurnResult:
@@ -161,6 +175,7 @@ class World:
     @activity.defn(name="run_tool")
     async def run_tool(self, inp: ToolInput) -> None:
         self.runs[inp.run_id].tools_started.append(inp.name)
+        self.runs[inp.run_id].tool_queues.append(activity.info().task_queue)
         if self.block_tools:
             await _work(3600)
         self.runs[inp.run_id].tools_run.append(inp.name)
@@ -173,10 +188,15 @@ class World:
     async def destroy_sandbox(self, inp: DestroyInput) -> None:
         self.runs[inp.run_id].sandbox_destroyed = True
 
+    def sandbox_activities(self) -> list[Any]:
+        """What a sandbox host's own task queue serves."""
+        return [self.run_tool, self.collect_outputs, self.destroy_sandbox]
+
     def activities(self) -> list[Any]:
         return [
             self.start_run,
             self.mark_running,
+            self.replace_sandbox,
             self.mark_waiting,
             self.record_answer,
             self.queue_message,

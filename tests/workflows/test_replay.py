@@ -5,7 +5,8 @@ nondeterminism error.
 The histories under ``histories/`` were recorded by the workflow tests
 (``RUNYARD_RECORD_HISTORIES=1 pytest tests/workflows``): a completed run, a question
 asked and answered, a run cancelled while a tool ran, a run failed by a guardrail, and a
-run that continued as new (each of its Temporal runs). ``cancelled-while-running`` was
+run that continued as new (each of its Temporal runs), a run whose sandbox host was
+lost and rebuilt elsewhere. ``cancelled-while-running`` was
 recorded before the ``keep-changes-of-every-ending`` patch and replays its old branch;
 ``cancelled-keeping-changes`` was recorded after it and replays the new one. A change
 that would break a run in flight fails here: guard it with ``workflow.patched()`` and
@@ -35,6 +36,7 @@ def test_the_representative_runs_are_recorded() -> None:
         "cancelled-keeping-changes",
         "failed-max-turns",
         "continued-as-new",
+        "sandbox-host-lost",
     }
 
 
