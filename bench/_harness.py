@@ -5,6 +5,7 @@ Run every benchmark from the repository root as a module: ``python -m bench.NAME
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -12,8 +13,8 @@ import secrets
 import signal
 import statistics
 import tempfile
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +26,48 @@ from tests.stack import Stack
 ROOT = Path(__file__).resolve().parent.parent
 
 
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+STORES = ("sqlite", "postgres")
+
+
+@contextmanager
+def store_url(store: str, data: Path) -> Iterator[str]:
+    """The store of a benchmark stack: SQLite in its data dir, or a fresh database on the
+    local Postgres (127.0.0.1:5432, trust auth), dropped afterwards."""
+    if store == "sqlite":
+        yield f"sqlite:///{data / 'runyard.db'}"
+        return
+    import psycopg
+
+    name = "runyard_bench_" + secrets.token_hex(4)
+    with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def add_store_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", choices=STORES, default="sqlite", help="the stack's store")
+
+
 @asynccontextmanager
-async def running_stack(**env: str) -> AsyncIterator[tuple[Stack, str, str]]:
+async def running_stack(store: str = "sqlite", **env: str) -> AsyncIterator[tuple[Stack, str, str]]:
     """Yields (stack, api key, temporal address)."""
     data = Path(tempfile.mkdtemp(prefix="runyard-bench-"))
+    with store_url(store, data) as db_url:
+        async with _stack(data, db_url, **env) as running:
+            yield running
+
+
+@asynccontextmanager
+async def _stack(data: Path, db_url: str, **env: str) -> AsyncIterator[tuple[Stack, str, str]]:
     cfg = DevServerConfig.load()
     cfg.port, cfg.headless, cfg.log_level = free_port(), True, "error"
     temporal = start_dev_server(cfg, data / "temporal")
     wait_for_port(cfg.ip, cfg.port, timeout=60, proc=temporal)
-    db_url = f"sqlite:///{data / 'runyard.db'}"
     stack_env = {
         "RUNYARD_DATA_DIR": str(data),
         "RUNYARD_DATABASE_URL": db_url,
@@ -44,7 +78,9 @@ async def running_stack(**env: str) -> AsyncIterator[tuple[Stack, str, str]]:
         "RUNYARD_LOG_LEVEL": "WARNING",
         **env,
     }
-    async_url = db_url.replace("sqlite://", "sqlite+aiosqlite://")
+    async_url = db_url.replace("sqlite://", "sqlite+aiosqlite://").replace(
+        "postgresql://", "postgresql+psycopg://"
+    )
     migrate(async_url)
     db = Database(async_url)
     async with db.write() as s:

@@ -1,10 +1,13 @@
 """API latency and throughput with 50 concurrent clients, beside a FastAPI hello world.
 
     .venv/bin/python -m bench.api [--clients 50] [--gets 40] [--creates 10]
+                                  [--store sqlite|postgres]
 
 create-run (POST /v1/runs, queued: a store write and a Temporal workflow start) and
 get-run (GET /v1/runs/{id}) against one API process, and GET /hello of a hello-world
 FastAPI app served by uvicorn with the same options, all driven by the same client.
+The create-run reference is a bare ``start_workflow`` of a workflow with one argument,
+by the same number of concurrent callers on one Temporal client (as the API has one).
 """
 
 from __future__ import annotations
@@ -14,9 +17,13 @@ import asyncio
 import json
 import sys
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 
-from bench._harness import percentile, report, running_stack
+from temporalio.client import Client
+
+from bench._harness import add_store_argument, percentile, report, running_stack
+from bench.bare_workflow import BareWorkflow
 from runyard.devserver import free_port, wait_for_port
 
 Call = Callable[[int, int], Awaitable[None]]
@@ -69,7 +76,7 @@ async def drive(clients: int, per_client: int, call: Call) -> dict[str, float]:
     return {"p50_ms": percentile(latencies, 50), "p99_ms": percentile(latencies, 99), "rps": rps}
 
 
-async def main(clients: int, gets: int, creates: int) -> None:
+async def main(clients: int, gets: int, creates: int, store: str) -> None:
     port = free_port()
     hello = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -86,7 +93,8 @@ async def main(clients: int, gets: int, creates: int) -> None:
     await asyncio.to_thread(wait_for_port, "127.0.0.1", port, timeout=30)
     rows: dict[str, object] = {}
     try:
-        async with running_stack() as (stack, key, _):
+        async with running_stack(store) as (stack, key, address):
+            temporal = await Client.connect(address)
             auth = {"Authorization": f"Bearer {key}"}
             api = [RawClient(stack.api_port, auth) for _ in range(clients)]
             plain = [RawClient(port, {}) for _ in range(clients)]
@@ -107,18 +115,31 @@ async def main(clients: int, gets: int, creates: int) -> None:
             async def hi(i: int, j: int) -> None:
                 assert (await plain[i].request("GET", "/hello"))[0] == 200
 
+            async def bare_start(i: int, j: int) -> None:
+                await temporal.start_workflow(
+                    BareWorkflow.run, 1, id=f"bare-{uuid.uuid4()}", task_queue="bench-bare"
+                )
+
             await drive(clients, 2, hi)  # warm-up, not counted
             await drive(5, 2, create)
             hello_row = await drive(clients, gets, hi)
             get_row = await drive(clients, gets, get)
             create_row = await drive(clients, creates, create)
+            await drive(5, 2, bare_start)
+            bare_row = await drive(clients, creates, bare_start)
             rows = {
+                "store": store,
                 "hello world": hello_row,
                 "get run": get_row,
                 "create run": create_row,
+                "bare start_workflow": bare_row,
                 "get/hello": {
                     "p99_ratio": get_row["p99_ms"] / hello_row["p99_ms"],
                     "rps_ratio": get_row["rps"] / hello_row["rps"],
+                },
+                "create/bare start": {
+                    "p99_ratio": create_row["p99_ms"] / bare_row["p99_ms"],
+                    "rps_ratio": create_row["rps"] / bare_row["rps"],
                 },
             }
             for cl in (*api, *plain):
@@ -126,7 +147,7 @@ async def main(clients: int, gets: int, creates: int) -> None:
     finally:
         hello.terminate()
         await hello.wait()
-    report("api", rows)
+    report(f"api-{store}", rows)
 
 
 if __name__ == "__main__":
@@ -134,5 +155,6 @@ if __name__ == "__main__":
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--gets", type=int, default=40)
     parser.add_argument("--creates", type=int, default=10)
+    add_store_argument(parser)
     args = parser.parse_args()
-    asyncio.run(main(args.clients, args.gets, args.creates))
+    asyncio.run(main(args.clients, args.gets, args.creates, args.store))

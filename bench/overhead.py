@@ -1,6 +1,7 @@
 """What Runyard costs on top of Temporal: a bare workflow vs a Runyard run, same server.
 
     .venv/bin/python -m bench.overhead [--latency-runs 30] [--concurrency 50 200]
+                                       [--store sqlite|postgres]
 
 (a) BareWorkflow: started, signalled, then K no-op activities, on its own worker.
 (b) A Runyard scripted run with the same number of activities, over HTTP: create -> exec
@@ -22,7 +23,7 @@ import httpx
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from bench._harness import report, running_stack, wait_terminal
+from bench._harness import add_store_argument, report, running_stack, wait_terminal
 from bench.bare_workflow import BareWorkflow, bare_noop
 
 K = 15
@@ -52,8 +53,8 @@ async def runyard_once(c: httpx.AsyncClient) -> float:
     return (time.perf_counter() - t0) * 1000
 
 
-async def main(latency_runs: int, concurrency: list[int]) -> None:
-    async with running_stack() as (stack, key, address):
+async def main(latency_runs: int, concurrency: list[int], store: str) -> None:
+    async with running_stack(store) as (stack, key, address):
         client = await Client.connect(address)
         async with Worker(
             client, task_queue="bare", workflows=[BareWorkflow], activities=[bare_noop]
@@ -72,6 +73,7 @@ async def main(latency_runs: int, concurrency: list[int]) -> None:
                     bare.append(await bare_once(client))
                     ry.append(await runyard_once(c))
                 rows: dict[str, object] = {
+                    "store": store,
                     "activities per run (K)": K,
                     "latency median bare (ms)": round(statistics.median(bare), 1),
                     "latency median runyard (ms)": round(statistics.median(ry), 1),
@@ -95,12 +97,13 @@ async def main(latency_runs: int, concurrency: list[int]) -> None:
                     rows[f"throughput N={n} bare (runs/s)"] = round(bare_tp, 2)
                     rows[f"throughput N={n} runyard (runs/s)"] = round(ry_tp, 2)
                     rows[f"throughput ratio N={n} runyard/bare"] = round(ry_tp / bare_tp, 2)
-    report("overhead", rows)
+    report(f"overhead-{store}", rows)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--latency-runs", type=int, default=30)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[50, 200])
+    add_store_argument(parser)
     args = parser.parse_args()
-    asyncio.run(main(args.latency_runs, args.concurrency))
+    asyncio.run(main(args.latency_runs, args.concurrency, args.store))
