@@ -261,7 +261,7 @@ class E2BSandbox:
         full = workspace_path(path)
         # find, not the SDK's recursive list: its answer has no bound in size.
         res = await self.exec(
-            f"cd {WORKSPACE} && timeout {int(FILE_DEADLINE / 2)} find "
+            f"set -o pipefail; cd {WORKSPACE} && timeout {int(FILE_DEADLINE / 2)} find "
             f"{shlex.quote(posixpath.relpath(full, WORKSPACE))} -name .git -prune -o "
             f"\\( -type f -o -type l \\) -print | head -n {int(max_entries)}",
             timeout=FILE_DEADLINE,

@@ -176,6 +176,7 @@ class FakeE2B:
         self.api_key = api_key
         self.sandboxes: dict[str, FakeSandbox] = {}
         self.requests: list[tuple[str, str]] = []  # (method, path) of every call
+        self.download_bytes = 0  # sent by GET /files, all downloads together
         self.port = 0
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -465,6 +466,7 @@ class FakeE2B:
         async def chunks() -> AsyncIterator[bytes]:
             with host.open("rb") as f:
                 while chunk := f.read(65536):
+                    self.download_bytes += len(chunk)
                     yield chunk
 
         return StreamingResponse(chunks(), media_type="application/octet-stream")
