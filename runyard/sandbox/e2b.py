@@ -54,6 +54,13 @@ def run_id_for(sandbox_id: str) -> str:
     return "run_" + sandbox_id.removeprefix("sbx_")
 
 
+def _ids(sandbox_id: str, e2b_id: str | None = None) -> dict[str, str]:
+    """What every log line of this provider carries (the run's workflow id is its id)."""
+    run_id = run_id_for(sandbox_id)
+    ids = {"run_id": run_id, "workflow_id": run_id, "sandbox_id": sandbox_id}
+    return ids | ({"e2b_id": e2b_id} if e2b_id else {})
+
+
 class E2BSandboxProvider:
     name = "e2b"
 
@@ -120,7 +127,7 @@ class E2BSandboxProvider:
             sandbox = await self._connect(sandbox_id, existing)
             if await self._ready(sandbox):
                 return sandbox  # a retried provision
-            log.info("sandbox.e2b_half_made", sandbox_id=sandbox_id, e2b_id=existing)
+            log.info("sandbox.e2b_half_made", **_ids(sandbox_id, existing))
             await self._kill(existing)
         metadata = {META_ID: sandbox_id, META_RUN: run_id_for(sandbox_id)}
         sdk = await guarded(
@@ -135,7 +142,7 @@ class E2BSandboxProvider:
             f"creating sandbox {sandbox_id} from E2B template {spec.image or DEFAULT_TEMPLATE!r}",
         )
         sandbox = E2BSandbox(sandbox_id, sdk)
-        log.info("sandbox.e2b_created", sandbox_id=sandbox_id, e2b_id=sandbox.e2b_id)
+        log.info("sandbox.e2b_created", **_ids(sandbox_id, sandbox.e2b_id))
         try:
             await self._prepare(sandbox, spec)
         except BaseException:
@@ -202,7 +209,7 @@ class E2BSandboxProvider:
         e2b_id = await self._find(sandbox_id)
         if e2b_id is not None:
             await self._kill(e2b_id)  # False (already gone) is fine too
-            log.info("sandbox.e2b_killed", sandbox_id=sandbox_id, e2b_id=e2b_id)
+            log.info("sandbox.e2b_killed", **_ids(sandbox_id, e2b_id))
 
     async def pause(self, sandbox_id: str) -> None:
         """Pause the microVM (memory and disk kept, nothing billed); a no-op if it is
@@ -216,12 +223,12 @@ class E2BSandboxProvider:
             return
         except SDK_ERRORS as exc:
             raise sdk_error(exc, f"pausing sandbox {sandbox_id}") from exc
-        log.info("sandbox.e2b_paused", sandbox_id=sandbox_id, e2b_id=e2b_id)
+        log.info("sandbox.e2b_paused", **_ids(sandbox_id, e2b_id))
 
     async def resume(self, sandbox_id: str) -> None:
         """Resume a paused sandbox (connecting resumes it); a no-op if it runs."""
         await self.get(sandbox_id)
-        log.info("sandbox.e2b_resumed", sandbox_id=sandbox_id)
+        log.info("sandbox.e2b_resumed", **_ids(sandbox_id))
 
 
 def e2b_provider(settings: Settings) -> E2BSandboxProvider:
