@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     e2b_sandbox_url: str | None = Field(
         None, validation_alias=AliasChoices("E2B_SANDBOX_URL", "RUNYARD_E2B_SANDBOX_URL")
     )
-    # An E2B sandbox left without a call this long is killed by E2B (each call renews it).
+    # An E2B sandbox left without a call this long is paused by E2B (each call renews it).
     e2b_sandbox_timeout_seconds: int = Field(default=3600, ge=60, le=86_400)
 
     # Guardrail defaults and bounds.

@@ -22,7 +22,7 @@ from typing import Any
 
 import structlog
 from e2b import AsyncSandbox, CommandExitException, SandboxQuery, SandboxState
-from e2b.exceptions import SandboxNotFoundException
+from e2b.exceptions import SandboxException, SandboxNotFoundException
 
 from runyard.errors import RepositoryNotFound
 from runyard.sandbox.base import SandboxError, SandboxSpec, SandboxUnavailable
@@ -130,17 +130,27 @@ class E2BSandboxProvider:
             log.info("sandbox.e2b_half_made", **_ids(sandbox_id, existing))
             await self._kill(existing)
         metadata = {META_ID: sandbox_id, META_RUN: run_id_for(sandbox_id)}
-        sdk = await guarded(
-            lambda: AsyncSandbox.create(
-                template=spec.image or DEFAULT_TEMPLATE,
+        template = spec.image or DEFAULT_TEMPLATE
+        try:
+            sdk = await AsyncSandbox.create(
+                template=template,
                 timeout=self.timeout_seconds,
                 metadata=metadata,
                 envs=dict(spec.env),
                 allow_internet_access=True,  # for the clone; turned off after it
+                # Left without a call for the timeout (a run waiting long for an
+                # answer), it is paused, not killed; connecting resumes it.
+                lifecycle={"on_timeout": "pause"},
                 **self._opts,
-            ),
-            f"creating sandbox {sandbox_id} from E2B template {spec.image or DEFAULT_TEMPLATE!r}",
-        )
+            )
+        except SandboxException as exc:
+            if getattr(exc, "status_code", None) in (400, 404):  # retrying cannot help
+                raise SandboxUnavailable(
+                    f"E2B cannot create a sandbox from template {template!r}: {exc}"
+                ) from exc
+            raise sdk_error(exc, f"creating sandbox {sandbox_id}") from exc
+        except SDK_ERRORS as exc:
+            raise sdk_error(exc, f"creating sandbox {sandbox_id}") from exc
         sandbox = E2BSandbox(sandbox_id, sdk)
         log.info("sandbox.e2b_created", **_ids(sandbox_id, sandbox.e2b_id))
         try:

@@ -34,6 +34,7 @@ from runyard.sandbox.base import (
     FileContent,
     OutputCallback,
     SandboxError,
+    SandboxUnavailable,
     ToolError,
 )
 from runyard.sandbox.local_sandbox import EXEC_GRACE, FILE_DEADLINE, OUTPUT_CAP, _clip
@@ -65,8 +66,8 @@ def workspace_path(path: str) -> str:
 
 def sdk_error(exc: Exception, what: str) -> Exception:
     """The Runyard error for an SDK failure that is not about one file."""
-    if isinstance(exc, AuthenticationException):
-        return SandboxError(f"E2B refused the API key while {what}: {exc}")
+    if isinstance(exc, AuthenticationException):  # retrying cannot help
+        return SandboxUnavailable(f"E2B refused the API key while {what}: {exc}")
     if isinstance(exc, RateLimitException | ServiceBusyException):
         return SandboxError(f"E2B is busy ({what}): {exc}")
     if isinstance(exc, NotFoundException | TimeoutException):

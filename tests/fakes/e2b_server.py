@@ -67,6 +67,7 @@ class FakeSandbox:
     procs: dict[int, asyncio.subprocess.Process] = field(default_factory=dict)
     pauses: int = 0
     resumes: int = 0
+    auto_pause: bool = False
 
     def host_path(self, path: str) -> Path:
         p = path if path.startswith("/") else "/home/user/" + path
@@ -177,6 +178,7 @@ class FakeE2B:
         self.sandboxes: dict[str, FakeSandbox] = {}
         self.requests: list[tuple[str, str]] = []  # (method, path) of every call
         self.download_bytes = 0  # sent by GET /files, all downloads together
+        self.unknown_templates: set[str] = {"no-such-template"}  # create answers 404
         self.port = 0
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -201,6 +203,8 @@ class FakeE2B:
         if not self._authorized(request):
             return _error(401, "Invalid API key")
         body = await request.json()
+        if body["templateID"] in self.unknown_templates:
+            return _error(404, f"template '{body['templateID']}' not found")
         sid = "fk" + secrets.token_hex(8)
         root = self.root / sid
         (root / "workspace").mkdir(parents=True)
@@ -213,6 +217,7 @@ class FakeE2B:
             root=root,
             token=secrets.token_hex(16),
             timeout=int(body.get("timeout", 300)),
+            auto_pause=bool(body.get("autoPause", False)),
         )
         if body.get("allow_internet_access") is not None:
             sbx.network.append({"allow_internet_access": body["allow_internet_access"]})
