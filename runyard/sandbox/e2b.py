@@ -83,6 +83,9 @@ class E2BSandboxProvider:
         }
         self._opts = {k: v for k, v in opts.items() if v is not None}
         self.timeout_seconds = timeout_seconds
+        # Runyard id → E2B id, as this worker last saw it: saves the list call on each
+        # tool call. Only a shortcut: a restarted worker (or a stale entry) lists again.
+        self._known: dict[str, str] = {}
 
     # -- finding sandboxes -----------------------------------------------------------
 
@@ -98,11 +101,16 @@ class E2BSandboxProvider:
                 return str(info.sandbox_id)
         return None
 
-    async def _connect(self, sandbox_id: str, e2b_id: str) -> E2BSandbox:
-        sdk = await guarded(
-            lambda: AsyncSandbox.connect(e2b_id, timeout=self.timeout_seconds, **self._opts),
-            f"connecting to sandbox {sandbox_id}",
-        )
+    async def _connect(self, sandbox_id: str, e2b_id: str) -> E2BSandbox | None:
+        """Connect (renewing its timeout, resuming it if paused); None if it is gone."""
+        try:
+            sdk = await AsyncSandbox.connect(e2b_id, timeout=self.timeout_seconds, **self._opts)
+        except SandboxNotFoundException:
+            self._known.pop(sandbox_id, None)
+            return None
+        except SDK_ERRORS as exc:
+            raise sdk_error(exc, f"connecting to sandbox {sandbox_id}") from exc
+        self._known[sandbox_id] = e2b_id
         return E2BSandbox(sandbox_id, sdk)
 
     async def list_ids(self) -> list[str]:
@@ -123,10 +131,9 @@ class E2BSandboxProvider:
 
     async def create(self, sandbox_id: str, spec: SandboxSpec) -> E2BSandbox:
         existing = await self._find(sandbox_id)
-        if existing is not None:
-            sandbox = await self._connect(sandbox_id, existing)
-            if await self._ready(sandbox):
-                return sandbox  # a retried provision
+        if existing is not None and (found := await self._connect(sandbox_id, existing)):
+            if await self._ready(found):
+                return found  # a retried provision
             log.info("sandbox.e2b_half_made", **_ids(sandbox_id, existing))
             await self._kill(existing)
         metadata = {META_ID: sandbox_id, META_RUN: run_id_for(sandbox_id)}
@@ -152,6 +159,7 @@ class E2BSandboxProvider:
         except SDK_ERRORS as exc:
             raise sdk_error(exc, f"creating sandbox {sandbox_id}") from exc
         sandbox = E2BSandbox(sandbox_id, sdk)
+        self._known[sandbox_id] = sandbox.e2b_id
         log.info("sandbox.e2b_created", **_ids(sandbox_id, sandbox.e2b_id))
         try:
             await self._prepare(sandbox, spec)
@@ -207,15 +215,19 @@ class E2BSandboxProvider:
         )
 
     async def get(self, sandbox_id: str) -> E2BSandbox:
+        cached = self._known.get(sandbox_id)
+        if cached is not None and (sandbox := await self._connect(sandbox_id, cached)):
+            return sandbox
         e2b_id = await self._find(sandbox_id)
-        if e2b_id is None:
+        if e2b_id is None or (sandbox := await self._connect(sandbox_id, e2b_id)) is None:
             raise SandboxError(f"sandbox {sandbox_id} does not exist on E2B")
-        return await self._connect(sandbox_id, e2b_id)
+        return sandbox
 
     async def _kill(self, e2b_id: str) -> None:
         await guarded(lambda: AsyncSandbox.kill(e2b_id, **self._opts), "killing a sandbox")
 
     async def destroy(self, sandbox_id: str) -> None:
+        self._known.pop(sandbox_id, None)
         e2b_id = await self._find(sandbox_id)
         if e2b_id is not None:
             await self._kill(e2b_id)  # False (already gone) is fine too

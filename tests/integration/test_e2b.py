@@ -198,6 +198,19 @@ async def test_a_new_provider_reconnects_by_id(fake: FakeE2B, sandbox: E2BSandbo
         await restarted.get("sbx_neverexisted")
 
 
+async def test_a_worker_finds_a_sandbox_made_again_elsewhere(fake: FakeE2B) -> None:
+    worker_a, worker_b = provider_for(fake), provider_for(fake)
+    first = await worker_a.create("sbx_madeagain", SandboxSpec())
+    lists = fake.requests.count(("GET", "/v2/sandboxes"))
+    assert (await worker_a.get("sbx_madeagain")).e2b_id == first.e2b_id
+    assert fake.requests.count(("GET", "/v2/sandboxes")) == lists  # it knew the id
+    # Gone, then made again by another worker: A's id is stale and it lists again.
+    await AsyncSandbox.kill(first.e2b_id, api_key=fake.api_key, api_url=fake.url)
+    second = await worker_b.create("sbx_madeagain", SandboxSpec())
+    assert (await worker_a.get("sbx_madeagain")).e2b_id == second.e2b_id != first.e2b_id
+    await worker_b.destroy("sbx_madeagain")
+
+
 async def test_pause_and_resume(fake: FakeE2B, sandbox: E2BSandbox) -> None:
     provider = provider_for(fake)
     await sandbox.write_file("state.txt", b"before")
