@@ -177,7 +177,8 @@ class FakeE2B:
         self.api_key = api_key
         self.sandboxes: dict[str, FakeSandbox] = {}
         self.requests: list[tuple[str, str]] = []  # (method, path) of every call
-        self.download_bytes = 0  # sent by GET /files, all downloads together
+        # GET /files once each ended: (path, bytes sent, whether all of the file was).
+        self.downloads: list[tuple[str, int, bool]] = []
         self.unknown_templates: set[str] = {"no-such-template"}  # create answers 404
         self.port = 0
         self._server: uvicorn.Server | None = None
@@ -469,10 +470,17 @@ class FakeE2B:
             return _error(400, f"path '{path}' is not a regular file")
 
         async def chunks() -> AsyncIterator[bytes]:
-            with host.open("rb") as f:
-                while chunk := f.read(65536):
-                    self.download_bytes += len(chunk)
-                    yield chunk
+            sent, whole = 0, False
+            try:
+                with host.open("rb") as f:
+                    while chunk := f.read(65536):
+                        if await request.is_disconnected():
+                            return  # a real server stops when the client goes
+                        sent += len(chunk)
+                        yield chunk
+                whole = True
+            finally:
+                self.downloads.append((path, sent, whole))
 
         return StreamingResponse(chunks(), media_type="application/octet-stream")
 

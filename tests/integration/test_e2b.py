@@ -15,6 +15,7 @@ from runyard.sandbox.base import SandboxError, SandboxSpec, SandboxUnavailable, 
 from runyard.sandbox.e2b import META_ID, META_RUN, READY, E2BSandboxProvider
 from runyard.sandbox.e2b_sandbox import E2BSandbox
 from runyard.sandbox.local_sandbox import OUTPUT_CAP
+from tests.conftest import poll_until
 from tests.fakes.e2b_server import FakeE2B, FakeSandbox
 from tests.integration.git_support import make_remote
 
@@ -152,11 +153,16 @@ async def test_read_file_is_bounded_and_refuses_what_is_not_a_regular_file(
 ) -> None:
     res = await sandbox.exec("mkfifo f && mkdir d && truncate -s 1G huge", timeout=30)
     assert res.exit_code == 0, res
-    before = fake.download_bytes
     content = await sandbox.read_file("huge", max_bytes=1000)
     assert (len(content.data), content.size, content.truncated) == (1000, 1 << 30, True)
-    # Not the whole GiB: the fake stops once the closed download's buffers are full.
-    assert fake.download_bytes - before < 128 * 1024 * 1024
+
+    async def download_ended() -> bool:
+        return any(p == "/workspace/huge" for p, _, _ in fake.downloads)
+
+    await poll_until(download_ended, "the end of the download")
+    # The download was closed: not the whole GiB went over the wire.
+    [(_, sent, whole)] = [d for d in fake.downloads if d[0] == "/workspace/huge"]
+    assert not whole and sent < 128 * 1024 * 1024
     for path in ("f", "./f", "/workspace/f"):
         with pytest.raises(ToolError, match="not a regular file"):
             await sandbox.read_file(path, max_bytes=10)
