@@ -38,7 +38,6 @@ from runyard.llm.anthropic_client import AnthropicModel
 from runyard.llm.scripted import ScriptedModel
 from runyard.logging import configure_logging
 from runyard.sandbox.base import SandboxProvider
-from runyard.sandbox.e2b import e2b_provider
 from runyard.sandbox.local import local_provider
 from runyard.settings import Settings, get_settings
 from runyard.temporal import connect
@@ -53,6 +52,9 @@ def activities(settings: Settings, db: Database) -> list[Any]:
     # Built once per worker; it announces loudly what this host's sandboxes cannot enforce.
     providers: dict[str, SandboxProvider] = {"local": local_provider(settings)}
     if settings.e2b_api_key:  # the key stays in the worker: no sandbox env carries it
+        # Imported here: the e2b SDK takes about a second to load, for workers that use it.
+        from runyard.sandbox.e2b import e2b_provider
+
         providers["e2b"] = e2b_provider(settings)
     anthropic = (
         AnthropicModel(api_key=settings.anthropic_api_key, base_url=settings.anthropic_base_url)
