@@ -17,6 +17,7 @@ for a paused sandbox) and start it again; ``list_ids`` names the sandboxes of Ru
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 from typing import Any
 
@@ -47,7 +48,15 @@ DEFAULT_TEMPLATE = "base"
 READY = "/var/lib/runyard/ready"
 CLONE_TIMEOUT = 900.0
 MAX_LIST_PAGES = 50
-_MISSING = ("not found", "does not exist", "does not appear to be a git repository")
+# What git says for a repository that is not there, or not there without credentials
+# (GitHub answers a private repository as missing; no credential ever enters a sandbox).
+_MISSING = (
+    "not found",
+    "does not exist",
+    "does not appear to be a git repository",
+    "terminal prompts disabled",
+    "could not read username",
+)
 
 
 def run_id_for(sandbox_id: str) -> str:
@@ -164,14 +173,19 @@ class E2BSandboxProvider:
         try:
             await self._prepare(sandbox, spec)
         except BaseException:
-            await self._kill(sandbox.e2b_id)  # nothing half made is left running (or billed)
+            with contextlib.suppress(SandboxError):  # the first failure is the one to tell
+                await self._kill(sandbox.e2b_id)  # nothing half made is left running (billed)
             raise
         return sandbox
 
     async def _run(self, sandbox: E2BSandbox, command: str, timeout: float) -> None:
         try:
             await sandbox.sdk.commands.run(
-                command, user=USER, timeout=timeout, request_timeout=FILE_DEADLINE
+                command,
+                envs={"GIT_TERMINAL_PROMPT": "0"},  # a private repository fails, never waits
+                user=USER,
+                timeout=timeout,
+                request_timeout=FILE_DEADLINE,
             )
         except CommandExitException as exc:
             output = (exc.stderr or exc.stdout or "")[-2000:]
