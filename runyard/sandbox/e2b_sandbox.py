@@ -168,6 +168,10 @@ class E2BSandbox:
             code = -9 if timed_out else int(exc.exit_code)
         except SDK_ERRORS as exc:
             raise sdk_error(exc, "running a command") from exc
+        except asyncio.CancelledError:  # the activity was cancelled: so is the command
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self._stop(handle, waiter)), 15)
+            raise
         finally:
             if not waiter.done():
                 waiter.cancel()

@@ -50,6 +50,7 @@ from runyard.devserver import free_port
 
 ENVD_VERSION = "0.6.7"
 WORKSPACE = "/workspace"
+MARKER = "FAKESBX_ID"  # in every command's environment: which fake sandbox it belongs to
 
 
 @dataclass
@@ -177,6 +178,7 @@ class FakeE2B:
         self.api_key = api_key
         self.sandboxes: dict[str, FakeSandbox] = {}
         self.requests: list[tuple[str, str]] = []  # (method, path) of every call
+        self._tasks: set[asyncio.Task[None]] = set()
         # GET /files once each ended: (path, bytes sent, whether all of the file was).
         self.downloads: list[tuple[str, int, bool]] = []
         self.unknown_templates: set[str] = {"no-such-template"}  # create answers 404
@@ -292,9 +294,20 @@ class FakeE2B:
         return Response(status_code=204)
 
     def _signal_all(self, sbx: FakeSandbox, sig: int) -> None:
-        for proc in sbx.procs.values():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, sig)
+        """Signal every process of the sandbox, also those a command moved to a session
+        of its own: all carry the sandbox's marker in their environment."""
+        marker = f"{MARKER}={sbx.id}".encode()
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{name}/environ", "rb") as f:
+                    env = f.read().split(b"\0")
+            except OSError:
+                continue
+            if marker in env:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(name), sig)
 
     # -- envd ------------------------------------------------------------------------
 
@@ -328,6 +341,7 @@ class FakeE2B:
             "LANG": "C.UTF-8",
             **sbx.envs,
             **(proc_cfg.get("envs") or {}),
+            MARKER: sbx.id,
         }
         info_r, info_w = os.pipe()
         argv = [
@@ -352,26 +366,46 @@ class FakeE2B:
         with os.fdopen(info_r, "rb") as info:  # bubblewrap says the command's own pid
             pid = int(json.loads(await asyncio.to_thread(info.read))["child-pid"])
         sbx.procs[pid] = proc
-        return StreamingResponse(
-            self._events(sbx, proc, pid, timeout_ms / 1000 if timeout_ms else None),
-            media_type="application/connect+json",
-        )
-
-    async def _events(
-        self, sbx: FakeSandbox, proc: asyncio.subprocess.Process, pid: int, timeout: float | None
-    ) -> AsyncIterator[bytes]:
+        # As envd does: the command outlives its stream (a client that goes away does not
+        # kill it); only the request's Connect-Timeout-Ms does.
         queue: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue()
+        listening = {"on": True}
 
         async def pump(name: str, stream: asyncio.StreamReader | None) -> None:
             assert stream is not None
             while chunk := await stream.read(65536):
-                await queue.put((name, chunk))
+                if listening["on"]:
+                    await queue.put((name, chunk))
             await queue.put(None)
 
-        pumps = [
-            asyncio.create_task(pump("stdout", proc.stdout)),
-            asyncio.create_task(pump("stderr", proc.stderr)),
-        ]
+        async def supervise() -> None:
+            pumps = [pump("stdout", proc.stdout), pump("stderr", proc.stderr)]
+            try:
+                await asyncio.wait_for(asyncio.gather(*pumps, proc.wait()), timeout)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                await proc.wait()
+            finally:
+                sbx.procs.pop(pid, None)
+
+        timeout = timeout_ms / 1000 if timeout_ms else None
+        task = asyncio.create_task(supervise())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return StreamingResponse(
+            self._events(proc, pid, queue, listening, timeout),
+            media_type="application/connect+json",
+        )
+
+    async def _events(
+        self,
+        proc: asyncio.subprocess.Process,
+        pid: int,
+        queue: asyncio.Queue[tuple[str, bytes] | None],
+        listening: dict[str, bool],
+        timeout: float | None,
+    ) -> AsyncIterator[bytes]:
         yield _envelope({"event": {"start": {"pid": pid}}})
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout if timeout else None
@@ -401,12 +435,7 @@ class FakeE2B:
             yield _envelope({"event": {"end": end}})
             yield _envelope({}, 2)
         finally:
-            for task in pumps:
-                task.cancel()
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            await proc.wait()
-            sbx.procs.pop(pid, None)
+            listening["on"] = False
 
     async def send_signal(self, request: Request) -> Response:
         sbx = self._envd(request)

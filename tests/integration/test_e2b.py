@@ -3,6 +3,7 @@ code runs (REST API, envd's Connect RPC and /files), only the cloud is local."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -146,6 +147,19 @@ async def test_exec_timeout_kills_the_command_and_what_it_started(sandbox: E2BSa
     res = await sandbox.exec("(sleep 63.5 &); echo done", timeout=30)
     assert (res.exit_code, res.stdout) == (0, "done\n")
     assert not running("sleep 63.5")
+
+
+async def test_a_cancelled_exec_stops_its_command(sandbox: E2BSandbox) -> None:
+    task = asyncio.create_task(sandbox.exec("sleep 64.5", timeout=60))
+
+    async def started() -> bool:
+        return running("sleep 64.5")
+
+    await poll_until(started, "the command's start")
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not running("sleep 64.5")
 
 
 async def test_read_file_is_bounded_and_refuses_what_is_not_a_regular_file(
