@@ -17,7 +17,8 @@ from runyard.sandbox.e2b import META_ID, META_RUN, READY, E2BSandboxProvider
 from runyard.sandbox.e2b_sandbox import E2BSandbox
 from runyard.sandbox.local_sandbox import OUTPUT_CAP
 from tests.conftest import poll_until
-from tests.fakes.e2b_server import FakeE2B, FakeSandbox
+from tests.fakes.e2b_envd import FakeSandbox
+from tests.fakes.e2b_server import FakeE2B
 from tests.integration.git_support import make_remote
 
 
