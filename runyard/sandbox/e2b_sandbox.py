@@ -273,5 +273,8 @@ class E2BSandbox:
         )
         if res.exit_code != 0 and not res.stdout:
             raise ToolError(f"{path}: {res.stderr.strip()[-500:] or 'cannot be listed'}")
-        files = [posixpath.normpath(line) for line in res.stdout.splitlines() if line]
+        text = res.stdout
+        if (cut := text.find("\n… [")) != -1:  # over the output cap: the whole lines before
+            text = text[:cut].rsplit("\n", 1)[0] if "\n" in text[:cut] else ""
+        files = [posixpath.normpath(line) for line in text.splitlines() if line]
         return sorted(f[:4096] for f in files[:max_entries])

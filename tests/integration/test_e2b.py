@@ -207,6 +207,14 @@ async def test_write_edit_and_list(sandbox: E2BSandbox) -> None:
     assert len(await sandbox.list_files(".", max_entries=1)) == 1
     with pytest.raises(ToolError):
         await sandbox.list_files("nowhere", max_entries=10)
+    # More names than the output cap holds: whole names only, no cut marker.
+    long = "n" * 100
+    await sandbox.exec(
+        f"mkdir many && cd many && for i in $(seq 1500); do : > ${{i}}{long}; done", timeout=60
+    )
+    listed = await sandbox.list_files("many", max_entries=2000)
+    assert 300 < len(listed) < 1500
+    assert all(p.startswith("many/") and p.endswith(long) for p in listed), listed[-3:]
 
 
 async def test_a_new_provider_reconnects_by_id(fake: FakeE2B, sandbox: E2BSandbox) -> None:
