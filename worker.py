@@ -64,6 +64,11 @@ def activities(settings: Settings, db: Database) -> Activities:
     """Every activity this worker runs, built with its dependencies."""
     # Built once per worker; it announces loudly what this host's sandboxes cannot enforce.
     providers: dict[str, SandboxProvider] = {"local": local_provider(settings)}
+    if settings.e2b_api_key:  # the key stays in the worker: no sandbox env carries it
+        # Imported here: the e2b SDK takes about a second to load, for workers that use it.
+        from runyard.sandbox.e2b import e2b_provider
+
+        providers["e2b"] = e2b_provider(settings)
     anthropic = (
         AnthropicModel(api_key=settings.anthropic_api_key, base_url=settings.anthropic_base_url)
         if settings.anthropic_api_key

@@ -81,6 +81,7 @@ class SandboxActivities:
             env={**(template.env or {}), **(run.env or {})},
             setup_script=template.setup_script,
             network=self.settings.sandbox_network,
+            image=template.image,
         )
         provider = self._provider(template.provider)
         log = logger(run.id, sandbox_id=sandbox_id, org_id=run.org_id)

@@ -48,6 +48,19 @@ class Settings(BaseSettings):
     e2b_api_key: str | None = Field(
         None, validation_alias=AliasChoices("E2B_API_KEY", "RUNYARD_E2B_API_KEY")
     )
+    # Where the E2B SDK sends its calls: the domain (api.<domain>, <port>-<id>.<domain>),
+    # or for a self-hosted or test E2B the API's URL and the sandboxes' envd URL.
+    e2b_domain: str | None = Field(
+        None, validation_alias=AliasChoices("E2B_DOMAIN", "RUNYARD_E2B_DOMAIN")
+    )
+    e2b_api_url: str | None = Field(
+        None, validation_alias=AliasChoices("E2B_API_URL", "RUNYARD_E2B_API_URL")
+    )
+    e2b_sandbox_url: str | None = Field(
+        None, validation_alias=AliasChoices("E2B_SANDBOX_URL", "RUNYARD_E2B_SANDBOX_URL")
+    )
+    # An E2B sandbox left without a call this long is paused by E2B (each call renews it).
+    e2b_sandbox_timeout_seconds: int = Field(default=3600, ge=60, le=86_400)
 
     # Guardrail defaults and bounds.
     default_max_turns: int = Field(default=100, ge=1, le=1000)

@@ -41,6 +41,7 @@ class SandboxSpec:
     env: dict[str, str] = field(default_factory=dict)
     setup_script: str | None = None
     network: bool = False
+    image: str | None = None  # the template's image (for E2B, the E2B template)
 
     @property
     def resources(self) -> dict[str, int]:
