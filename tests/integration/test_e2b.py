@@ -160,7 +160,11 @@ async def test_a_cancelled_exec_stops_its_command(sandbox: E2BSandbox) -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert not running("sleep 64.5")
+
+    async def stopped() -> bool:  # its wrapper was told to stop; it kills its session
+        return not running("sleep 64.5")
+
+    await poll_until(stopped, "the command's end", timeout=10)
 
 
 async def test_read_file_is_bounded_and_refuses_what_is_not_a_regular_file(
