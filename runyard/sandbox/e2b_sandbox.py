@@ -140,20 +140,32 @@ class E2BSandbox:
         self, command: str, *, timeout: float, on_output: OutputCallback | None = None
     ) -> ExecResult:
         out, err = _Capture("stdout", on_output), _Capture("stderr", on_output)
-        handle: AsyncCommandHandle[Any] = await guarded(
-            lambda: self.sdk.commands.run(
-                _wrapped(command),
-                background=True,
-                cwd=WORKSPACE,
-                user=USER,
-                on_stdout=out.add,
-                on_stderr=err.add,
-                timeout=timeout + EXEC_GRACE,
-                request_timeout=FILE_DEADLINE,
-                retain_output=False,
-            ),
-            "starting a command",
+        starting = asyncio.ensure_future(
+            guarded(
+                lambda: self.sdk.commands.run(
+                    _wrapped(command),
+                    background=True,
+                    cwd=WORKSPACE,
+                    user=USER,
+                    on_stdout=out.add,
+                    on_stderr=err.add,
+                    timeout=timeout + EXEC_GRACE,
+                    request_timeout=FILE_DEADLINE,
+                    retain_output=False,
+                ),
+                "starting a command",
+            )
         )
+        try:
+            handle: AsyncCommandHandle[Any] = await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            # Cancelled while starting: the command may run already (it outlives its
+            # stream), so wait for its handle and stop it.
+            with contextlib.suppress(Exception):
+                started = await asyncio.wait_for(starting, FILE_DEADLINE)
+                stopping = self._stop(started, asyncio.ensure_future(started.wait()))
+                await asyncio.wait_for(stopping, 15)
+            raise
         waiter = asyncio.ensure_future(handle.wait())
         timed_out = False
         try:
