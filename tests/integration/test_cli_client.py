@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
 import sys
 
 import pexpect
@@ -61,6 +62,35 @@ async def test_run_follow_in_a_terminal_prompts_for_the_answer(stack: Stack, key
     events = [json.loads(line) for line in logs.stdout.splitlines()]
     answered = [e for e in events if e["type"] == "run.input_received"]
     assert answered and answered[0]["data"]["content"] == "teal"
+
+
+async def test_run_follow_piped_prints_the_final_text_once(stack: Stack, keys: Keys) -> None:
+    """Standard output and standard error into one pipe (``2>&1 | tee``, a CI log): the
+    final text streamed on standard error and was printed again on standard output."""
+    key = await keys.make("cli-piped")
+    prompt = script(
+        {"tool": "bash", "input": {"command": "echo piped-tool"}},
+        {"text": "The piped answer.\nIts second line."},
+    )
+    env = {**stack.env, "RUNYARD_API_URL": stack.api_url, "RUNYARD_API_KEY": key}
+    merged = subprocess.run(
+        [sys.executable, "-m", "cli", "run", prompt, "--model", "scripted", "--follow"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=120,
+    )
+    assert merged.returncode == 0, merged.stdout
+    assert merged.stdout.count("The piped answer.") == 1, merged.stdout
+    assert merged.stdout.count("Its second line.") == 1, merged.stdout
+    assert "piped-tool" in merged.stdout and "completed · 2 turns" in merged.stdout
+    # Apart, standard output holds the id and the text, standard error the rest.
+    apart = runyard(stack, "run", prompt, "--model", "scripted", "--follow", key=key)
+    assert apart.returncode == 0, apart.stderr
+    assert apart.stdout.splitlines()[1:] == ["The piped answer.", "Its second line."]
+    assert "The piped answer." not in apart.stderr and "piped-tool" in apart.stderr
 
 
 async def test_follow_then_ctrl_c_says_the_run_goes_on(stack: Stack, keys: Keys) -> None:
