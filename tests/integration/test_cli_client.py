@@ -7,6 +7,10 @@ import io
 import json
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pexpect
 
@@ -154,3 +158,40 @@ async def test_runs_list_get_cancel_and_errors(stack: Stack, keys: Keys) -> None
     one_line_error(
         runyard(stack, "runs", "list", "--api-url", nowhere, key=key), 1, "cannot reach", nowhere
     )
+
+
+class _Html(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b"<!doctype html><title>Temporal</title>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def html_server() -> Iterator[str]:
+    """Some other web server (the Temporal UI, a proxy's page): HTML for every GET."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Html)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def test_an_api_url_that_is_not_runyard_is_one_line(stack: Stack) -> None:
+    """``logs`` against the Temporal UI's port printed a JSONDecodeError traceback; the
+    others said "Expecting value: line 1 column 1 (char 0)"."""
+    with html_server() as url:
+        for args in (("runs", "list"), ("runs", "get", "run_x"), ("logs", "run_x")):
+            out = runyard(stack, *args, "--api-url", url, key="ry_live_whatever")
+            assert out.returncode == 1, (args, out.stderr)
+            assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr, out.stderr
+            assert "NOT_RUNYARD_API" in out.stderr and f"is {url} the Runyard API" in out.stderr
