@@ -11,7 +11,7 @@ from pydantic import Field, field_validator
 from sqlmodel import col
 
 from api.auth import KeyCache
-from api.deps import AdminDep, DbDep
+from api.deps import AdminDep, DbDep, KnownQueryOnly
 from api.errors import ProblemError
 from api.pagination import paginate
 from api.responses import AUTHENTICATED, answers, operation_id
@@ -95,6 +95,7 @@ async def create_api_key(body: CreateKey, principal: AdminDep, db: DbDep) -> dic
 @router.get(
     "",
     summary="List the organization's live API keys (never the keys themselves)",
+    dependencies=[KnownQueryOnly],
     **answers(ApiKeyPage, 400),
 )
 async def list_api_keys(

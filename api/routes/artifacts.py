@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse
 from pydantic import Field, model_validator
 from sqlmodel import col, select
 
-from api.deps import DbDep, ReaderDep, SettingsDep
+from api.deps import DbDep, KnownQueryOnly, ReaderDep, SettingsDep
 from api.errors import ProblemError
 from api.ownership import load_owned
 from api.pagination import paginate
@@ -49,6 +49,7 @@ class PresignBody(Body):
 @router.get(
     "/v1/runs/{run_id}/artifacts",
     summary="The files the run saved",
+    dependencies=[KnownQueryOnly],
     **answers(ArtifactPage, 400, 404, keyed=True),
 )
 async def list_artifacts(

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from api.deps import DbDep, ReaderDep, SettingsDep
+from api.deps import DbDep, KnownQueryOnly, ReaderDep, SettingsDep
 from api.errors import ProblemError
 from api.responses import AUTHENTICATED, answers, operation_id, problems
 from api.responses_runs import Event
@@ -113,6 +113,7 @@ async def _stream(
 @router.get(
     "/{run_id}/events",
     summary="The run's events: SSE, or a JSON array with Accept: application/json",
+    dependencies=[KnownQueryOnly],
     response_model=list[Event],
     responses={
         **problems(400, 404, 410),
@@ -182,6 +183,7 @@ async def run_logs(run_id: str, principal: ReaderDep, db: DbDep) -> StreamingRes
 @router.get(
     "/{run_id}/session-logs",
     summary="Events as a JSON array, filtered",
+    dependencies=[KnownQueryOnly],
     **answers(list[Event], 400, 404),
 )
 async def session_logs(

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
-from api.deps import DbDep, ReaderDep, SettingsDep, WriterDep
+from api.deps import DbDep, KnownQueryOnly, ReaderDep, SettingsDep, WriterDep
 from api.errors import ProblemError
 from api.pagination import paginate
 from api.responses import AUTHENTICATED, answers, operation_id, problems
@@ -155,6 +155,7 @@ async def create_template(
 @router.get(
     "",
     summary="List the organization's templates and the system ones",
+    dependencies=[KnownQueryOnly],
     **answers(TemplatePage, 400),
 )
 async def list_templates(

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from api.deps import DbDep, ReaderDep
+from api.deps import DbDep, KnownQueryOnly, ReaderDep
 from api.responses import AUTHENTICATED, answers, operation_id
 from api.responses_org import UsageReport
 from api.run_factory import invalid
@@ -41,6 +41,7 @@ def _rfc3339(value: datetime) -> str:
 @router.get(
     "",
     summary="Usage and credits over a period (default: this calendar month)",
+    dependencies=[KnownQueryOnly],
     **answers(UsageReport, 400),
 )
 async def get_usage(
