@@ -119,12 +119,26 @@ async def test_follow_then_ctrl_c_says_the_run_goes_on(stack: Stack, keys: Keys)
     child.close()
     assert child.exitstatus == 130
     assert "Traceback" not in (child.before or "")
-    # The run still waits; answer it from the command line and see it end.
-    answered = runyard(stack, "answer", run_id, "yes", key=key)
+    # The run still waits; answer it from the command line (`echo yes | runyard answer
+    # ID -`: the newline is not part of the answer) and see it end.
+    env = {**stack.env, "RUNYARD_API_URL": stack.api_url, "RUNYARD_API_KEY": key}
+    answered = subprocess.run(
+        [sys.executable, "-m", "cli", "answer", run_id, "-"],
+        input="yes\n",
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert answered.returncode == 0, answered.stderr
     followed = runyard(stack, "follow", run_id, key=key)
     assert followed.returncode == 0 and followed.stdout.strip() == "bye"
-    assert "→ answer: yes" in followed.stderr and "completed" in followed.stderr
+    assert "→ answer: yes\ncompleted" in followed.stderr, followed.stderr
+    logs = [
+        json.loads(line) for line in runyard(stack, "logs", run_id, key=key).stdout.splitlines()
+    ]
+    assert [e["data"]["content"] for e in logs if e["type"] == "run.input_received"] == ["yes"]
 
 
 async def test_runs_list_get_cancel_and_errors(stack: Stack, keys: Keys) -> None:
