@@ -78,7 +78,8 @@ _STATUSES: dict[int, tuple[str, str, str]] = {
     402: (
         "USAGE_INSUFFICIENT_CREDITS (credits are on and the balance is not above zero)",
         "USAGE_INSUFFICIENT_CREDITS",
-        "the organization has no credits left",
+        "the organization has 0 credits left; an operator can add some with "
+        "'runyard credits grant'",
     ),
     403: ("FORBIDDEN (the key lacks the scope)", "FORBIDDEN", "this API key lacks a scope"),
     404: (
@@ -99,10 +100,9 @@ _STATUSES: dict[int, tuple[str, str, str]] = {
         "callbackUrl: 169.254.169.254 is a link-local address",
     ),
     429: (
-        "RATE_LIMIT_EXCEEDED (per API key, with Retry-After), CONCURRENT_RUN_LIMIT_EXCEEDED "
-        "(too many active runs in the organization)",
+        "RATE_LIMIT_EXCEEDED (per API key, with Retry-After)",
         "RATE_LIMIT_EXCEEDED",
-        "200 requests a minute per key; retry in 12 s",
+        "more than 200 requests in a minute for this key",
     ),
     502: (
         "RUN_ORCHESTRATOR_ERROR (the workflow engine could not be reached)",
@@ -126,6 +126,9 @@ _HEADERS: dict[int, dict[str, Any]] = {
 def problems(*statuses: int, **notes: str) -> dict[int | str, dict[str, Any]]:
     """The ``responses=`` of a route that can answer these error statuses; ``notes``
     (``s409="RUN_ALREADY_STARTED …"``) say which codes the route adds to a status."""
+    stray = [n for n in notes if int(n.removeprefix("s")) not in statuses]
+    if stray:
+        raise ValueError(f"notes {stray} name statuses the route does not list")
     out: dict[int | str, dict[str, Any]] = {}
     for status in statuses:
         codes, code, detail = _STATUSES[status]
@@ -138,7 +141,7 @@ def problems(*statuses: int, **notes: str) -> dict[int | str, dict[str, Any]]:
             "title": title_of(code, status),
             "status": status,
             "detail": detail,
-            "instance": "/v1/runs/run_abc",
+            "instance": "/v1/runs/run_abc",  # each operation's own path, once built
             "requestId": "req_01h2xcejqtf2nbrexx3vqjhp41",
         }
         response: dict[str, Any] = {
@@ -157,7 +160,7 @@ AUTHENTICATED = problems(401, 403, 429)
 
 
 def _problem_media(schema: dict[str, Any]) -> None:
-    for operations in schema.get("paths", {}).values():
+    for path, operations in schema.get("paths", {}).items():
         for operation in operations.values():
             responses: dict[str, Any] = operation.get("responses", {})
             validation = responses.get("422", {}).get("content", {}).get("application/json")
@@ -169,6 +172,7 @@ def _problem_media(schema: dict[str, Any]) -> None:
                 if status[0] in "45" and ref.endswith("/Problem"):
                     moved = content.pop("application/json")
                     content[PROBLEM_JSON] = {**moved, **content.get(PROBLEM_JSON, {})}
+                    content[PROBLEM_JSON]["example"]["instance"] = path
     components = schema.get("components", {}).get("schemas", {})
     for name in ("HTTPValidationError", "ValidationError"):
         components.pop(name, None)

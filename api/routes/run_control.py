@@ -43,9 +43,10 @@ log = structlog.get_logger("runyard.api")
         402,
         404,
         409,
+        429,
         502,
         s409="RUN_ALREADY_STARTED: the run is not queued",
-        s429="CONCURRENT_RUN_LIMIT_EXCEEDED",
+        s429="also CONCURRENT_RUN_LIMIT_EXCEEDED: the organization's active runs are at the cap",
     ),
 )
 async def exec_run(

@@ -58,11 +58,13 @@ async def load_run(db: Database, org_id: str, run_id: str) -> Run:
         404,
         409,
         422,
+        429,
         502,
         s400="RUN_TEMPLATE_NOT_FOUND, RUN_API_KEY_REQUIRED",
         s404="AGENT_NOT_FOUND, THREAD_NOT_FOUND, REPOSITORY_NOT_FOUND",
         s409="CONFLICT: the thread has an open run",
         s422="callbackUrl or repo",
+        s429="also CONCURRENT_RUN_LIMIT_EXCEEDED: the organization's active runs are at the cap",
     ),
 )
 async def create(

@@ -178,7 +178,7 @@ async def get_template(slug: str, principal: ReaderDep, db: DbDep) -> dict[str, 
 @router.patch(
     "/{slug}",
     summary="Change a template (runs already created keep what they had)",
-    **answers(TemplateOut, 400, 404, s403="TEMPLATE_SYSTEM_READONLY"),
+    **answers(TemplateOut, 400, 403, 404, s403="TEMPLATE_SYSTEM_READONLY"),
 )
 async def patch_template(
     slug: str, body: TemplatePatch, principal: WriterDep, db: DbDep, settings: SettingsDep

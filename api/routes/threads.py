@@ -75,11 +75,13 @@ async def get_thread(thread_id: str, principal: ReaderDep, db: DbDep) -> dict[st
         404,
         409,
         422,
+        429,
         502,
         s400="RUN_TEMPLATE_NOT_FOUND, RUN_API_KEY_REQUIRED",
         s404="THREAD_NOT_FOUND, AGENT_NOT_FOUND, REPOSITORY_NOT_FOUND",
         s409="CONFLICT: the thread has an open run",
         s422="callbackUrl or repo",
+        s429="also CONCURRENT_RUN_LIMIT_EXCEEDED: the organization's active runs are at the cap",
     ),
 )
 async def create_thread_run(

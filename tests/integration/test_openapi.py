@@ -82,6 +82,7 @@ async def test_document_is_valid_typed_and_answers_problems(served: dict[str, An
                 assert content[PROBLEM]["schema"] == {"$ref": "#/components/schemas/Problem"}
                 example = content[PROBLEM]["example"]
                 assert example["status"] == int(status) and example["title"], (name, example)
+                assert example["instance"] == path, (name, example)
                 assert example["title"] != example["type"], example  # plain English
         if path.startswith("/v1/") and name != "download":  # behind an API key
             assert {"401", "403", "429"} <= set(responses), name
