@@ -12,6 +12,7 @@ from api.errors import install_error_handlers
 from api.middleware import RequestContextMiddleware
 from api.orchestrator import TemporalConnector
 from api.ratelimit import RateLimiter
+from api.responses import install_openapi
 from api.routes import (
     agents,
     api_keys,
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
     app.state.key_cache = KeyCache(settings.api_key_cache_seconds)
     install_error_handlers(app)
+    install_openapi(app)
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health.router)
     app.include_router(runs.router)

@@ -71,6 +71,20 @@ class Body(BaseModel):
 
 
 class CreateRun(Body):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "prompt": "Refactor the auth middleware to use JWT",
+                    "model": "sonnet",
+                    "maxTurns": 100,
+                    "maxCostUsd": 5,
+                    "metadata": {"ticket": "SEC-12"},
+                }
+            ]
+        }
+    )
+
     prompt: str = Field(min_length=1, max_length=100_000)
     repo: str | None = Field(default=None, min_length=1, max_length=2048)
     template: str = Field(default="default", min_length=1, max_length=64, pattern=r"^[a-z0-9-]+$")
@@ -121,6 +135,8 @@ def _utf8_size(v: str, lo: int, hi: int, what: str) -> str:
 
 
 class RunInputBody(Body):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"content": "Use teal."}]})
+
     content: str
 
     @field_validator("content")
@@ -179,4 +195,8 @@ class WebhookPatch(Body):
 
 
 class WatchBody(Body):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"callbackUrl": "https://example.com/hooks/runyard"}]}
+    )
+
     callback_url: str = Field(min_length=1, max_length=2048)

@@ -99,7 +99,8 @@ def answer(
     api_key: ApiKey = None,
 ) -> None:
     """Answer the question a run waits on."""
-    content = sys.stdin.read() if text == "-" else text
+    # `echo yes | runyard answer ID -`: the newline echo adds is not part of the answer.
+    content = sys.stdin.read().removesuffix("\n") if text == "-" else text
     with _client(api_url, api_key) as client:
         client.answer(run_id, content)
     typer.echo(f"answered {run_id}", err=True)

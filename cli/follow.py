@@ -6,6 +6,11 @@ user's answers are shown; a status line at the bottom ticks the elapsed time. Wh
 asks a question and standard input is a terminal, the user is prompted and the answer is
 sent. The event stream resumes after a cut with ``Last-Event-ID`` (``Runyard.events``):
 nothing is shown twice or lost.
+
+The run's final text goes to standard output, everything else to standard error. On a
+terminal the text streams on standard error and is not repeated. Redirected (``| tee``,
+``> file``, ``2>&1``), a message is held until the run shows it was not the last one (a
+tool call follows), so the final text appears once, on standard output only.
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ from rich.text import Text
 from runyard.client import Event, Run, Runyard, RunyardAPIError, Usage
 
 TAIL_LINES = 5
+TERMINAL_EVENTS = ("run.completed", "run.failed", "run.cancelled")
+# What may come between the final message and the end of the run (a held message waits).
+_ENDING_EVENTS = (*TERMINAL_EVENTS, "output.detected", "guardrail.triggered")
 
 
 def _since(stamp: str | None) -> float | None:
@@ -49,8 +57,8 @@ class FollowView:
     """What the terminal shows of a run; ``__rich__`` is the status line, re-drawn by
     ``Live`` several times a second so the elapsed time ticks between events."""
 
-    def __init__(self, console: Console, run: Run, *, verbose: bool) -> None:
-        self.console, self.verbose = console, verbose
+    def __init__(self, console: Console, run: Run, *, verbose: bool, hold: bool = False) -> None:
+        self.console, self.verbose, self.hold = console, verbose, hold
         self.run_id, self.status, self.usage = run.id, run.status, run.usage
         self.started = _since(run.started_at or run.created_at) or time.monotonic()
         self.ended_after: float | None = (
@@ -87,9 +95,9 @@ class FollowView:
             text = self.partial.get(mid, "") + str(data.get("text", ""))
             self.streamed += str(data.get("text", ""))
             done, sep, rest = text.rpartition("\n")
-            if sep:
+            if sep and not self.hold:
                 self.console.print(done, highlight=False, markup=False)
-            self.partial[mid] = rest
+            self.partial[mid] = text if self.hold else rest
             return
         if kind == "turn.retried":
             self.partial.pop(str(data.get("messageId", "")), None)
@@ -99,10 +107,11 @@ class FollowView:
         if kind in ("message.completed", "usage.updated"):
             if kind == "usage.updated":
                 self.usage = Usage.model_validate(data)
-            else:
+            elif not self.hold:
                 self.flush()
             return
-        self.flush()
+        if not self.hold or kind not in _ENDING_EVENTS:  # a held message was not the last
+            self.flush()
         self._show_other(kind, data)
 
     def _show_other(self, kind: str, data: dict[str, Any]) -> None:
@@ -134,7 +143,7 @@ class FollowView:
                 f"[red]guardrail {escape(str(data.get('guardrail')))} reached "
                 f"({escape(str(data.get('value')))})[/red]"
             )
-        elif kind in ("run.completed", "run.failed", "run.cancelled"):
+        elif kind in TERMINAL_EVENTS:
             self.status = kind.removeprefix("run.")
             self.ended_after = self.elapsed
 
@@ -197,7 +206,8 @@ def follow_run(
     """Follow the run to its end; 0 when it completed, 1 when not, 130 on Ctrl-C."""
     console = Console(stderr=True)
     interactive = sys.stdin.isatty() if interactive is None else interactive
-    view = FollowView(console, client.get(run_id), verbose=verbose)
+    to_terminal = console.is_terminal and sys.stdout.isatty()
+    view = FollowView(console, client.get(run_id), verbose=verbose, hold=not to_terminal)
     live = Live(view, console=console, refresh_per_second=4, transient=True)
     try:
         with live:
@@ -212,26 +222,31 @@ def follow_run(
                 else:
                     console.print(f"[dim]  answer with: runyard answer {run_id} TEXT[/dim]")
     except KeyboardInterrupt:
+        view.flush()
         console.print(
             f"\nStopped following; {run_id} goes on. Re-attach with: runyard follow {run_id}"
         )
         return 130
-    view.flush()
     return _conclude(client.get(run_id), view, console)
 
 
 def _conclude(run: Run, view: FollowView, console: Console) -> int:
     """The outputs, the final text (once), and the final line with the usage."""
+    final = run.text or ""
+    held = "".join(view.partial.values())
+    if not view.hold or held.strip() != final.strip():
+        view.flush()  # not the final text (a run that failed after it, say): show it
+    view.partial.clear()
     for out in run.outputs:
         if out.type != "text":
             fields = out.model_dump(exclude_none=True, by_alias=True)
             console.print(f"[blue]output[/blue] {escape(json.dumps(fields))}", highlight=False)
-    final = run.text or ""
-    # On a terminal the text was just shown as it streamed; printing it again on the same
-    # screen showed it twice. Redirected, standard output gets it (and only it).
-    shown = console.is_terminal and sys.stdout.isatty() and final.strip() == view.streamed.strip()
+    # On a terminal the text was just shown as it streamed (on standard error, the same
+    # screen): printing it again showed it twice. Redirected, the stream held it back and
+    # standard output gets it, once.
+    shown = not view.hold and final.strip() == view.streamed.strip()
     if final and not shown:
-        print(final)
+        print(final, flush=True)
     summary = run.status
     if run.fail_reason:
         summary += f" ({run.fail_reason}{': ' + run.error.code if run.error else ''})"

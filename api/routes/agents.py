@@ -12,6 +12,9 @@ from api.deps import DbDep, KnownQueryOnly, ReaderDep, WriterDep
 from api.errors import ProblemError
 from api.ownership import load_owned
 from api.pagination import paginate
+from api.responses import AUTHENTICATED, answers, operation_id, problems
+from api.responses_org import Agent as AgentOut
+from api.responses_org import AgentPage
 from api.run_factory import invalid
 from api.schemas import AgentBody, AgentPatch
 from runyard.db.engine import Database
@@ -23,7 +26,12 @@ from runyard.llm.pricing import is_valid_model
 from runyard.store.run_view import iso
 from runyard.store.templates import find_template
 
-router = APIRouter(prefix="/v1/agents", tags=["agents"])
+router = APIRouter(
+    generate_unique_id_function=operation_id,
+    prefix="/v1/agents",
+    tags=["agents"],
+    responses=AUTHENTICATED,
+)
 
 
 def agent_object(a: Agent) -> dict[str, Any]:
@@ -51,7 +59,12 @@ async def _check(db: Database, org_id: str, model: str | None, template: str | N
             raise ProblemError(400, "RUN_TEMPLATE_NOT_FOUND", f"no template '{template}'")
 
 
-@router.post("", status_code=201, summary="Create an agent")
+@router.post(
+    "",
+    status_code=201,
+    summary="Create an agent",
+    **answers(AgentOut, 400, s400="RUN_TEMPLATE_NOT_FOUND"),
+)
 async def create_agent(body: AgentBody, principal: WriterDep, db: DbDep) -> dict[str, Any]:
     await _check(db, principal.org_id, body.model, body.template)
     now = utcnow()
@@ -70,7 +83,7 @@ async def create_agent(body: AgentBody, principal: WriterDep, db: DbDep) -> dict
     return agent_object(agent)
 
 
-@router.get("", summary="List agents", dependencies=[KnownQueryOnly])
+@router.get("", summary="List agents", dependencies=[KnownQueryOnly], **answers(AgentPage, 400))
 async def list_agents(
     principal: ReaderDep,
     db: DbDep,
@@ -82,12 +95,16 @@ async def list_agents(
     return await paginate(db, Agent, conds, order, page, limit, agent_object)
 
 
-@router.get("/{agent_id}", summary="An agent")
+@router.get("/{agent_id}", summary="An agent", **answers(AgentOut, 404))
 async def get_agent(agent_id: str, principal: ReaderDep, db: DbDep) -> dict[str, Any]:
     return agent_object(await _load(db, principal.org_id, agent_id))
 
 
-@router.patch("/{agent_id}", summary="Change an agent (runs already created keep what they had)")
+@router.patch(
+    "/{agent_id}",
+    summary="Change an agent (runs already created keep what they had)",
+    **answers(AgentOut, 400, 404, s400="RUN_TEMPLATE_NOT_FOUND"),
+)
 async def patch_agent(
     agent_id: str, body: AgentPatch, principal: WriterDep, db: DbDep
 ) -> dict[str, Any]:
@@ -105,7 +122,13 @@ async def patch_agent(
     return agent_object(agent)
 
 
-@router.delete("/{agent_id}", status_code=204, summary="Delete an agent without open runs")
+@router.delete(
+    "/{agent_id}",
+    status_code=204,
+    summary="Delete an agent without open runs",
+    response_class=Response,
+    responses=problems(404, 409, s409="CONFLICT: the agent has open runs"),
+)
 async def delete_agent(agent_id: str, principal: WriterDep, db: DbDep) -> Response:
     agent = await _load(db, principal.org_id, agent_id)
     async with db.write() as s:

@@ -11,16 +11,24 @@ from pydantic import Field, field_validator
 from sqlmodel import col
 
 from api.auth import KeyCache
-from api.deps import AdminDep, DbDep
+from api.deps import AdminDep, DbDep, KnownQueryOnly
 from api.errors import ProblemError
 from api.pagination import paginate
+from api.responses import AUTHENTICATED, answers, operation_id
+from api.responses_org import ApiKey as ApiKeyOut
+from api.responses_org import ApiKeyCreated, ApiKeyPage
 from api.run_factory import invalid
 from api.schemas import Body, Timestamp
 from runyard.db.tables import ApiKey
 from runyard.db.types import utcnow
 from runyard.store.orgs import ALL_SCOPES, create_key, revoke_key
 
-router = APIRouter(prefix="/v1/api-keys", tags=["api keys"])
+router = APIRouter(
+    generate_unique_id_function=operation_id,
+    prefix="/v1/api-keys",
+    tags=["api keys"],
+    responses=AUTHENTICATED,
+)
 log = structlog.get_logger("runyard.api")
 DEFAULT_SCOPES = ["runs:read", "runs:write"]
 
@@ -58,7 +66,12 @@ def key_object(key: ApiKey) -> dict[str, Any]:
     }
 
 
-@router.post("", status_code=201, summary="Create an API key; the answer holds the key, once")
+@router.post(
+    "",
+    status_code=201,
+    summary="Create an API key; the answer holds the key, once",
+    **answers(ApiKeyCreated, 400),
+)
 async def create_api_key(body: CreateKey, principal: AdminDep, db: DbDep) -> dict[str, Any]:
     if body.expires_at is not None:
         if body.expires_at.tzinfo is None:
@@ -79,7 +92,12 @@ async def create_api_key(body: CreateKey, principal: AdminDep, db: DbDep) -> dic
     return out | {"key": raw}
 
 
-@router.get("", summary="List the organization's live API keys (never the keys themselves)")
+@router.get(
+    "",
+    summary="List the organization's live API keys (never the keys themselves)",
+    dependencies=[KnownQueryOnly],
+    **answers(ApiKeyPage, 400),
+)
 async def list_api_keys(
     principal: AdminDep,
     db: DbDep,
@@ -91,7 +109,11 @@ async def list_api_keys(
     return await paginate(db, ApiKey, conds, order, page, limit, key_object)
 
 
-@router.delete("/{key_id}", summary="Revoke an API key (every replica refuses it within 10 s)")
+@router.delete(
+    "/{key_id}",
+    summary="Revoke an API key (every replica refuses it within 10 s)",
+    **answers(ApiKeyOut, 404),
+)
 async def revoke_api_key(
     key_id: str, request: Request, principal: AdminDep, db: DbDep
 ) -> dict[str, Any]:

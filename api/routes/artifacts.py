@@ -14,10 +14,12 @@ from fastapi.responses import FileResponse
 from pydantic import Field, model_validator
 from sqlmodel import col, select
 
-from api.deps import DbDep, ReaderDep, SettingsDep
+from api.deps import DbDep, KnownQueryOnly, ReaderDep, SettingsDep
 from api.errors import ProblemError
 from api.ownership import load_owned
 from api.pagination import paginate
+from api.responses import answers, operation_id, problems
+from api.responses_runs import ArtifactPage, PresignedUrl
 from api.schemas import Body
 from runyard.artifacts.save import artifact_object
 from runyard.artifacts.signing import DOWNLOAD_PREFIX, verify
@@ -26,7 +28,7 @@ from runyard.db.tables import Artifact, Run
 from runyard.secrets import secret_key
 from runyard.store.run_view import iso
 
-router = APIRouter(tags=["artifacts"])
+router = APIRouter(generate_unique_id_function=operation_id, tags=["artifacts"])
 
 DEFAULT_EXPIRY = 15 * 60
 MAX_EXPIRY = 7 * 24 * 3600
@@ -44,7 +46,12 @@ class PresignBody(Body):
         return self
 
 
-@router.get("/v1/runs/{run_id}/artifacts", summary="The files the run saved")
+@router.get(
+    "/v1/runs/{run_id}/artifacts",
+    summary="The files the run saved",
+    dependencies=[KnownQueryOnly],
+    **answers(ArtifactPage, 400, 404, keyed=True),
+)
 async def list_artifacts(
     run_id: str,
     principal: ReaderDep,
@@ -64,7 +71,11 @@ async def list_artifacts(
     )
 
 
-@router.post("/v1/runs/{run_id}/artifacts/presign", summary="A download URL that needs no API key")
+@router.post(
+    "/v1/runs/{run_id}/artifacts/presign",
+    summary="A download URL that needs no API key",
+    **answers(PresignedUrl, 400, 404, keyed=True),
+)
 async def presign(
     run_id: str,
     body: PresignBody,
@@ -96,7 +107,18 @@ def _first(s: Any, stmt: Any) -> Artifact | None:
     return row
 
 
-@router.get(DOWNLOAD_PREFIX + "{storage_path:path}", summary="Download a presigned artifact")
+@router.get(
+    DOWNLOAD_PREFIX + "{storage_path:path}",
+    summary="Download a presigned artifact",
+    response_class=FileResponse,
+    responses={
+        **problems(400, 403, 404),
+        200: {
+            "description": "The artifact's bytes, with its content type",
+            "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+        },
+    },
+)
 async def download(
     storage_path: str,
     settings: SettingsDep,

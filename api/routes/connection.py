@@ -8,16 +8,24 @@ import structlog
 from fastapi import APIRouter, Request
 
 from api.deps import DbDep, ReaderDep
+from api.responses import AUTHENTICATED, answers, operation_id
+from api.responses_runs import ConnectionToken
 from api.routes.runs import load_run
 from api.tokens import issue_token
 
-router = APIRouter(prefix="/v1/runs", tags=["runs"])
+router = APIRouter(
+    generate_unique_id_function=operation_id,
+    prefix="/v1/runs",
+    tags=["runs"],
+    responses=AUTHENTICATED,
+)
 log = structlog.get_logger("runyard.api")
 
 
 @router.get(
     "/{run_id}/connection-token",
     summary="A JWT for this run's read, stream and input paths (Bearer or ?token=)",
+    **answers(ConnectionToken, 404),
 )
 async def connection_token(
     run_id: str, request: Request, principal: ReaderDep, db: DbDep

@@ -9,8 +9,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from api.deps import DbDep, ReaderDep, SettingsDep
+from api.deps import DbDep, KnownQueryOnly, ReaderDep, SettingsDep
 from api.errors import ProblemError
+from api.responses import AUTHENTICATED, answers, operation_id, problems
+from api.responses_runs import Event
 from api.routes.runs import load_run
 from api.run_factory import invalid
 from api.schemas import Timestamp
@@ -20,7 +22,12 @@ from runyard.domain import TERMINAL_EVENT_TYPES, TERMINAL_STATUSES, EventType
 from runyard.notifier import EventNotifier, encode
 from runyard.store.events import event_json, first_seq, list_events
 
-router = APIRouter(prefix="/v1/runs", tags=["events"])
+router = APIRouter(
+    generate_unique_id_function=operation_id,
+    prefix="/v1/runs",
+    tags=["events"],
+    responses=AUTHENTICATED,
+)
 _BATCH = 500
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
 
@@ -106,7 +113,17 @@ async def _stream(
 @router.get(
     "/{run_id}/events",
     summary="The run's events: SSE, or a JSON array with Accept: application/json",
-    responses={200: {"content": {"text/event-stream": {}, "application/json": {}}}},
+    dependencies=[KnownQueryOnly],
+    response_model=list[Event],
+    responses={
+        **problems(400, 404, 410),
+        200: {
+            "description": "Server-sent events (text/event-stream): `id: <seq>`, "
+            "`event: <type>`, `data: <the event as JSON>`; with `Accept: application/json` "
+            "the events as a JSON array",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+    },
 )
 async def run_events(
     run_id: str,
@@ -134,7 +151,18 @@ async def run_events(
     )
 
 
-@router.get("/{run_id}/logs", summary="All events as JSON lines (application/x-ndjson)")
+@router.get(
+    "/{run_id}/logs",
+    summary="All events as JSON lines (application/x-ndjson)",
+    response_class=StreamingResponse,
+    responses={
+        **problems(404),
+        200: {
+            "description": "One event a line, as JSON",
+            "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+        },
+    },
+)
 async def run_logs(run_id: str, principal: ReaderDep, db: DbDep) -> StreamingResponse:
     await load_run(db, principal.org_id, run_id)
 
@@ -152,7 +180,12 @@ async def run_logs(run_id: str, principal: ReaderDep, db: DbDep) -> StreamingRes
     return StreamingResponse(lines(), media_type="application/x-ndjson")
 
 
-@router.get("/{run_id}/session-logs", summary="Events as a JSON array, filtered")
+@router.get(
+    "/{run_id}/session-logs",
+    summary="Events as a JSON array, filtered",
+    dependencies=[KnownQueryOnly],
+    **answers(list[Event], 400, 404),
+)
 async def session_logs(
     run_id: str,
     principal: ReaderDep,

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Request, Response
 from sqlalchemy import text
 
-router = APIRouter(tags=["health"])
+from api.responses import operation_id
+from api.responses_org import Health
+
+router = APIRouter(generate_unique_id_function=operation_id, tags=["health"])
 
 
-@router.get("/healthz", summary="Liveness of the API, its store and Temporal")
-async def healthz(request: Request) -> JSONResponse:
+@router.get(
+    "/healthz",
+    summary="Liveness of the API, its store and Temporal",
+    response_model=Health,
+    responses={503: {"model": Health, "description": "The store or Temporal is unreachable"}},
+)
+async def healthz(request: Request, response: Response) -> dict[str, Any]:
     body = {"status": "ok", "database": "ok", "temporal": "ok"}
     try:
         async with request.app.state.db.session() as s:
@@ -27,4 +35,5 @@ async def healthz(request: Request) -> JSONResponse:
     ok = body["database"] == "ok" and body["temporal"] == "ok"
     if not ok:
         body["status"] = "degraded"
-    return JSONResponse(body, status_code=200 if ok else 503)
+    response.status_code = 200 if ok else 503
+    return body

@@ -7,13 +7,14 @@ from typing import Any
 
 import structlog
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
 
 from api.callbacks import allowed_callback
 from api.credits import check_credits
 from api.deps import DbDep, SettingsDep, TemporalDep, WriterDep
 from api.errors import ProblemError
 from api.orchestrator import already_started
+from api.responses import AUTHENTICATED, answers, operation_id
+from api.responses_runs import CancelResult, ExecAccepted, Watcher
 from api.routes.runs import load_run
 from api.schemas import WatchBody
 from runyard.db.tables import RunWatcher
@@ -24,14 +25,33 @@ from runyard.ids import new_id
 from runyard.store.events import locked_run
 from runyard.store.run_view import iso
 
-router = APIRouter(prefix="/v1/runs", tags=["runs"])
+router = APIRouter(
+    generate_unique_id_function=operation_id,
+    prefix="/v1/runs",
+    tags=["runs"],
+    responses=AUTHENTICATED,
+)
 log = structlog.get_logger("runyard.api")
 
 
-@router.post("/{run_id}/exec", status_code=202, summary="Start a queued run (one-shot)")
+@router.post(
+    "/{run_id}/exec",
+    status_code=202,
+    summary="Start a queued run (one-shot)",
+    **answers(
+        ExecAccepted,
+        402,
+        404,
+        409,
+        429,
+        502,
+        s409="RUN_ALREADY_STARTED: the run is not queued",
+        s429="also CONCURRENT_RUN_LIMIT_EXCEEDED: the organization's active runs are at the cap",
+    ),
+)
 async def exec_run(
     run_id: str, principal: WriterDep, db: DbDep, temporal: TemporalDep
-) -> JSONResponse:
+) -> dict[str, Any]:
     run = await load_run(db, principal.org_id, run_id)
     if run.status != RunStatus.QUEUED:
         raise already_started(run)
@@ -43,18 +63,19 @@ async def exec_run(
     except (RunAlreadyStarted, RunNotActive) as exc:
         raise already_started(await load_run(db, principal.org_id, run_id)) from exc
     log.info("run.exec", run_id=run_id, workflow_id=run.workflow_id, org_id=principal.org_id)
-    return JSONResponse(
-        {
-            "id": run_id,
-            "status": RunStatus.PENDING,
-            "workflowId": run.workflow_id,
-            "message": "run accepted; the sandbox is being provisioned",
-        },
-        status_code=202,
-    )
+    return {
+        "id": run_id,
+        "status": RunStatus.PENDING,
+        "workflowId": run.workflow_id,
+        "message": "run accepted; the sandbox is being provisioned",
+    }
 
 
-@router.post("/{run_id}/cancel", summary="Cancel a run; a terminal run answers its status")
+@router.post(
+    "/{run_id}/cancel",
+    summary="Cancel a run; a terminal run answers its status",
+    **answers(CancelResult, 404, 502),
+)
 async def cancel_run(
     run_id: str, principal: WriterDep, db: DbDep, temporal: TemporalDep
 ) -> dict[str, Any]:
@@ -77,7 +98,12 @@ async def cancel_run(
     return {"id": run_id, "status": status}
 
 
-@router.post("/{run_id}/watch", status_code=201, summary="Be told (one POST) when the run ends")
+@router.post(
+    "/{run_id}/watch",
+    status_code=201,
+    summary="Be told (one POST) when the run ends",
+    **answers(Watcher, 400, 404, 409, 422, s409="CONFLICT: the run has ended"),
+)
 async def watch_run(
     run_id: str, body: WatchBody, principal: WriterDep, db: DbDep, settings: SettingsDep
 ) -> dict[str, Any]:

@@ -15,6 +15,8 @@ from api.auth import Principal
 from api.deps import DbDep, IdempotencyKey, TemporalDep, WriterDep
 from api.errors import ProblemError
 from api.orchestrator import TemporalConnector, not_waiting
+from api.responses import AUTHENTICATED, answers, operation_id, problems
+from api.responses_runs import InputAccepted, RpcResponse
 from api.routes.run_control import cancel_run
 from api.routes.runs import load_run
 from api.schemas import RunInputBody, has_nul
@@ -23,13 +25,22 @@ from runyard.db.tables import Run
 from runyard.domain import TERMINAL_STATUSES, RunStatus
 from runyard.errors import NotWaitingForInput, RunNotActive, RunyardError
 
-router = APIRouter(prefix="/v1/runs", tags=["runs"])
+router = APIRouter(
+    generate_unique_id_function=operation_id,
+    prefix="/v1/runs",
+    tags=["runs"],
+    responses=AUTHENTICATED,
+)
 log = structlog.get_logger("runyard.api")
 _MAX_CONTENT = 32 * 1024
 _CATCH_UP_SECONDS = 20.0  # longer than a workflow task timeout plus its retry
 
 
-@router.post("/{run_id}/input", summary="Answer a run that waits for input")
+@router.post(
+    "/{run_id}/input",
+    summary="Answer a run that waits for input",
+    **answers(InputAccepted, 400, 404, 409, 502, s409="RUN_NOT_WAITING_FOR_INPUT"),
+)
 async def submit_input(
     run_id: str,
     body: RunInputBody,
@@ -37,7 +48,7 @@ async def submit_input(
     db: DbDep,
     temporal: TemporalDep,
     idempotency_key: IdempotencyKey = None,
-) -> dict[str, bool]:
+) -> dict[str, Any]:
     run = await load_run(db, principal.org_id, run_id)
     if idempotency_key is None and run.status != RunStatus.WAITING_FOR_INPUT:
         raise not_waiting(run, f"it is {run.status}")
@@ -118,6 +129,16 @@ async def _dispatch(
 @router.post(
     "/{run_id}/command",
     summary="JSON-RPC 2.0: user_message, cancel, close",
+    response_model=RpcResponse,
+    responses={
+        **problems(404),
+        200: {"description": "The result, or a JSON-RPC error object (method errors)"},
+        204: {"description": "A notification (no id): no response"},
+        400: {
+            "model": RpcResponse,
+            "description": "A JSON-RPC parse error (-32700) or invalid request (-32600)",
+        },
+    },
     openapi_extra={
         "requestBody": {
             "required": True,

@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import structlog
-from fastapi import APIRouter, Query
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Query, Response
 from sqlmodel import col
 
 from api.deps import (
@@ -21,6 +20,9 @@ from api.deps import (
 from api.errors import ProblemError
 from api.ownership import load_owned
 from api.pagination import paginate
+from api.responses import AUTHENTICATED, answers, operation_id
+from api.responses_runs import Run as RunOut
+from api.responses_runs import RunPage, RunStatusView
 from api.run_factory import create_run
 from api.schemas import CreateRun, Timestamp
 from runyard.db.engine import Database
@@ -28,7 +30,12 @@ from runyard.db.tables import Run
 from runyard.domain import ErrorCode, RunStatus
 from runyard.store.run_view import run_object, status_object
 
-router = APIRouter(prefix="/v1/runs", tags=["runs"])
+router = APIRouter(
+    generate_unique_id_function=operation_id,
+    prefix="/v1/runs",
+    tags=["runs"],
+    responses=AUTHENTICATED,
+)
 log = structlog.get_logger("runyard.api")
 
 STATUSES = tuple(RunStatus)
@@ -39,23 +46,50 @@ async def load_run(db: Database, org_id: str, run_id: str) -> Run:
     return await load_owned(db, Run, org_id, run_id, "run")
 
 
-@router.post("", status_code=201, summary="Create a run (queued, or pending with start)")
+@router.post(
+    "",
+    status_code=201,
+    summary="Create a run (queued, or pending with start)",
+    operation_id="create_run",
+    **answers(
+        RunOut,
+        400,
+        402,
+        404,
+        409,
+        422,
+        429,
+        502,
+        s400="RUN_TEMPLATE_NOT_FOUND, RUN_API_KEY_REQUIRED",
+        s404="AGENT_NOT_FOUND, THREAD_NOT_FOUND, REPOSITORY_NOT_FOUND",
+        s409="CONFLICT: the thread has an open run",
+        s422="callbackUrl or repo",
+        s429="also CONCURRENT_RUN_LIMIT_EXCEEDED: the organization's active runs are at the cap",
+    ),
+)
 async def create(
     body: CreateRun,
     principal: WriterDep,
     db: DbDep,
     settings: SettingsDep,
     temporal: TemporalDep,
+    response: Response,
     idempotency_key: IdempotencyKey = None,
-) -> JSONResponse:
+) -> dict[str, Any]:
     run, replayed = await create_run(
         body, principal, db, settings, temporal, idempotency_key=idempotency_key
     )
-    headers = {"Idempotent-Replayed": "true"} if replayed else None
-    return JSONResponse(run_object(run), status_code=201, headers=headers)
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return run_object(run)
 
 
-@router.get("", summary="List runs, newest first", dependencies=[KnownQueryOnly])
+@router.get(
+    "",
+    summary="List runs, newest first",
+    dependencies=[KnownQueryOnly],
+    **answers(RunPage, 400),
+)
 async def list_runs(
     principal: ReaderDep,
     db: DbDep,
@@ -114,11 +148,15 @@ async def list_runs(
     return await paginate(db, Run, conds, order, page, limit, run_object)
 
 
-@router.get("/{run_id}", summary="The run object")
+@router.get("/{run_id}", summary="The run object", **answers(RunOut, 404))
 async def get_run(run_id: str, principal: ReaderDep, db: DbDep) -> dict[str, Any]:
     return run_object(await load_run(db, principal.org_id, run_id))
 
 
-@router.get("/{run_id}/status", summary="A cheap status read, for polling")
+@router.get(
+    "/{run_id}/status",
+    summary="A cheap status read, for polling",
+    **answers(RunStatusView, 404),
+)
 async def get_status(run_id: str, principal: ReaderDep, db: DbDep) -> dict[str, Any]:
     return status_object(await load_run(db, principal.org_id, run_id))

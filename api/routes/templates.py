@@ -16,9 +16,12 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
-from api.deps import DbDep, ReaderDep, SettingsDep, WriterDep
+from api.deps import DbDep, KnownQueryOnly, ReaderDep, SettingsDep, WriterDep
 from api.errors import ProblemError
 from api.pagination import paginate
+from api.responses import AUTHENTICATED, answers, operation_id, problems
+from api.responses_org import Template as TemplateOut
+from api.responses_org import TemplatePage
 from api.run_factory import invalid
 from api.template_schemas import TemplateBody, TemplateDefaults, TemplatePatch, is_slug
 from runyard.db.engine import Database
@@ -32,7 +35,12 @@ from runyard.settings import Settings
 from runyard.store.run_view import iso
 from runyard.store.templates import find_template
 
-router = APIRouter(prefix="/v1/templates", tags=["templates"])
+router = APIRouter(
+    generate_unique_id_function=operation_id,
+    prefix="/v1/templates",
+    tags=["templates"],
+    responses=AUTHENTICATED,
+)
 
 _DEFAULT_KEYS = ("model", "maxTurns", "maxCostUsd", "timeoutSeconds")
 
@@ -108,7 +116,12 @@ def _slug_exists(slug: str) -> ProblemError:
     )
 
 
-@router.post("", status_code=201, summary="Create a template")
+@router.post(
+    "",
+    status_code=201,
+    summary="Create a template",
+    **answers(TemplateOut, 400, 409, s409="TEMPLATE_SLUG_EXISTS"),
+)
 async def create_template(
     body: TemplateBody, principal: WriterDep, db: DbDep, settings: SettingsDep
 ) -> dict[str, Any]:
@@ -139,7 +152,12 @@ async def create_template(
     return template_object(template)
 
 
-@router.get("", summary="List the organization's templates and the system ones")
+@router.get(
+    "",
+    summary="List the organization's templates and the system ones",
+    dependencies=[KnownQueryOnly],
+    **answers(TemplatePage, 400),
+)
 async def list_templates(
     principal: ReaderDep,
     db: DbDep,
@@ -152,12 +170,16 @@ async def list_templates(
     return await paginate(db, Template, conds, order, page, limit, template_object)
 
 
-@router.get("/{slug}", summary="A template")
+@router.get("/{slug}", summary="A template", **answers(TemplateOut, 404))
 async def get_template(slug: str, principal: ReaderDep, db: DbDep) -> dict[str, Any]:
     return template_object(await _find(db, principal.org_id, slug))
 
 
-@router.patch("/{slug}", summary="Change a template (runs already created keep what they had)")
+@router.patch(
+    "/{slug}",
+    summary="Change a template (runs already created keep what they had)",
+    **answers(TemplateOut, 400, 403, 404, s403="TEMPLATE_SYSTEM_READONLY"),
+)
 async def patch_template(
     slug: str, body: TemplatePatch, principal: WriterDep, db: DbDep, settings: SettingsDep
 ) -> dict[str, Any]:
@@ -178,7 +200,19 @@ async def patch_template(
     return template_object(template)
 
 
-@router.delete("/{slug}", status_code=204, summary="Delete a template no queued or active run uses")
+@router.delete(
+    "/{slug}",
+    status_code=204,
+    summary="Delete a template no queued or active run uses",
+    response_class=Response,
+    responses=problems(
+        403,
+        404,
+        409,
+        s403="TEMPLATE_SYSTEM_READONLY",
+        s409="TEMPLATE_HAS_RUNNING_SANDBOXES",
+    ),
+)
 async def delete_template(slug: str, principal: WriterDep, db: DbDep) -> Response:
     template = await _find_own(db, principal.org_id, slug)
     async with db.write() as s:

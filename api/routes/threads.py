@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from sqlmodel import col
 
 from api.deps import DbDep, KnownQueryOnly, ReaderDep, SettingsDep, TemporalDep, WriterDep
 from api.ownership import load_owned
+from api.responses import AUTHENTICATED, answers, operation_id
+from api.responses_org import Thread as ThreadOut
+from api.responses_org import ThreadRunCreated, ThreadRuns
 from api.run_factory import create_run, invalid
 from api.schemas import CreateThread, CreateThreadRun
 from runyard.db.engine import Database
@@ -20,7 +22,12 @@ from runyard.ids import new_id
 from runyard.llm.pricing import resolve_model
 from runyard.store.run_view import iso, run_object
 
-router = APIRouter(prefix="/v1/threads", tags=["threads"])
+router = APIRouter(
+    generate_unique_id_function=operation_id,
+    prefix="/v1/threads",
+    tags=["threads"],
+    responses=AUTHENTICATED,
+)
 
 
 def thread_object(t: Thread) -> dict[str, Any]:
@@ -37,7 +44,7 @@ async def load_thread(db: Database, org_id: str, thread_id: str) -> Thread:
     return await load_owned(db, Thread, org_id, thread_id, "thread")
 
 
-@router.post("", status_code=201, summary="Create a thread")
+@router.post("", status_code=201, summary="Create a thread", **answers(ThreadOut, 400))
 async def create_thread(body: CreateThread, principal: WriterDep, db: DbDep) -> dict[str, Any]:
     now = utcnow()
     thread = Thread(
@@ -52,12 +59,31 @@ async def create_thread(body: CreateThread, principal: WriterDep, db: DbDep) -> 
     return thread_object(thread)
 
 
-@router.get("/{thread_id}", summary="A thread")
+@router.get("/{thread_id}", summary="A thread", **answers(ThreadOut, 404))
 async def get_thread(thread_id: str, principal: ReaderDep, db: DbDep) -> dict[str, Any]:
     return thread_object(await load_thread(db, principal.org_id, thread_id))
 
 
-@router.post("/{thread_id}/runs", status_code=201, summary="Create and start a run in the thread")
+@router.post(
+    "/{thread_id}/runs",
+    status_code=201,
+    summary="Create and start a run in the thread",
+    **answers(
+        ThreadRunCreated,
+        400,
+        402,
+        404,
+        409,
+        422,
+        429,
+        502,
+        s400="RUN_TEMPLATE_NOT_FOUND, RUN_API_KEY_REQUIRED",
+        s404="THREAD_NOT_FOUND, AGENT_NOT_FOUND, REPOSITORY_NOT_FOUND",
+        s409="CONFLICT: the thread has an open run",
+        s422="callbackUrl or repo",
+        s429="also CONCURRENT_RUN_LIMIT_EXCEEDED: the organization's active runs are at the cap",
+    ),
+)
 async def create_thread_run(
     thread_id: str,
     body: CreateThreadRun,
@@ -65,7 +91,7 @@ async def create_thread_run(
     db: DbDep,
     settings: SettingsDep,
     temporal: TemporalDep,
-) -> JSONResponse:
+) -> dict[str, Any]:
     await load_thread(db, principal.org_id, thread_id)
     if body.thread_id is not None and body.thread_id != thread_id:
         raise invalid("threadId", "must be the thread of the path, or left out")
@@ -85,13 +111,14 @@ async def create_thread_run(
         route_id=body.route_id,
         persona_id=body.persona_id,
     )
-    return JSONResponse({"runId": run.id, "traceId": run.trace_id}, status_code=201)
+    return {"runId": run.id, "traceId": run.trace_id}
 
 
 @router.get(
     "/{thread_id}/runs",
     summary="The thread's runs, newest first",
     dependencies=[KnownQueryOnly],
+    **answers(ThreadRuns, 400, 404),
 )
 async def list_thread_runs(
     thread_id: str,

@@ -10,13 +10,20 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from api.deps import DbDep, ReaderDep
+from api.deps import DbDep, KnownQueryOnly, ReaderDep
+from api.responses import AUTHENTICATED, answers, operation_id
+from api.responses_org import UsageReport
 from api.run_factory import invalid
 from api.schemas import Timestamp
 from runyard.db.tables import Organization, Run
 from runyard.domain import ACTIVE_STATUSES
 
-router = APIRouter(prefix="/v1/usage", tags=["usage"])
+router = APIRouter(
+    generate_unique_id_function=operation_id,
+    prefix="/v1/usage",
+    tags=["usage"],
+    responses=AUTHENTICATED,
+)
 
 
 def month_bounds(now: datetime) -> tuple[datetime, datetime]:
@@ -31,7 +38,12 @@ def _rfc3339(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-@router.get("", summary="Usage and credits over a period (default: this calendar month)")
+@router.get(
+    "",
+    summary="Usage and credits over a period (default: this calendar month)",
+    dependencies=[KnownQueryOnly],
+    **answers(UsageReport, 400),
+)
 async def get_usage(
     principal: ReaderDep,
     db: DbDep,

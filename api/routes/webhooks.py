@@ -17,6 +17,9 @@ from api.deps import DbDep, KnownQueryOnly, ReaderDep, SettingsDep, WriterDep
 from api.errors import ProblemError
 from api.ownership import load_owned
 from api.pagination import paginate
+from api.responses import AUTHENTICATED, answers, operation_id, problems
+from api.responses_org import Delivery, DeliveryPage, WebhookPage, WebhookRotated, WebhookWithSecret
+from api.responses_org import Webhook as WebhookOut
 from api.run_factory import invalid
 from api.schemas import WebhookBody, WebhookPatch
 from notifications.outbox import WEBHOOK_EVENTS
@@ -26,7 +29,12 @@ from runyard.db.types import utcnow
 from runyard.ids import new_id
 from runyard.store.run_view import iso
 
-router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+router = APIRouter(
+    generate_unique_id_function=operation_id,
+    prefix="/v1/webhooks",
+    tags=["webhooks"],
+    responses=AUTHENTICATED,
+)
 ROTATION_OVERLAP = timedelta(hours=24)
 
 
@@ -84,7 +92,19 @@ def _duplicate(url: str) -> ProblemError:
     return ProblemError(409, "WEBHOOK_URL_DUPLICATE", f"a webhook for {url} already exists")
 
 
-@router.post("", status_code=201, summary="Register a webhook; the answer holds its secret, once")
+@router.post(
+    "",
+    status_code=201,
+    summary="Register a webhook; the answer holds its secret, once",
+    **answers(
+        WebhookWithSecret,
+        400,
+        409,
+        422,
+        s409="WEBHOOK_URL_DUPLICATE, WEBHOOK_LIMIT_EXCEEDED",
+        s422="url",
+    ),
+)
 async def create_webhook(
     body: WebhookBody, principal: WriterDep, db: DbDep, settings: SettingsDep
 ) -> dict[str, Any]:
@@ -122,7 +142,7 @@ async def create_webhook(
     return {**webhook_object(hook), "secret": hook.secret}
 
 
-@router.get("", summary="List webhooks", dependencies=[KnownQueryOnly])
+@router.get("", summary="List webhooks", dependencies=[KnownQueryOnly], **answers(WebhookPage, 400))
 async def list_webhooks(principal: ReaderDep, db: DbDep) -> dict[str, Any]:
     async with db.session() as s:
         rows = (
@@ -139,12 +159,16 @@ async def list_webhooks(principal: ReaderDep, db: DbDep) -> dict[str, Any]:
     }
 
 
-@router.get("/{webhook_id}", summary="A webhook")
+@router.get("/{webhook_id}", summary="A webhook", **answers(WebhookOut, 404))
 async def get_webhook(webhook_id: str, principal: ReaderDep, db: DbDep) -> dict[str, Any]:
     return webhook_object(await _load(db, principal.org_id, webhook_id))
 
 
-@router.patch("/{webhook_id}", summary="Change a webhook's URL, events or enabled flag")
+@router.patch(
+    "/{webhook_id}",
+    summary="Change a webhook's URL, events or enabled flag",
+    **answers(WebhookOut, 400, 404, 409, 422, s409="WEBHOOK_URL_DUPLICATE", s422="url"),
+)
 async def patch_webhook(
     webhook_id: str, body: WebhookPatch, principal: WriterDep, db: DbDep, settings: SettingsDep
 ) -> dict[str, Any]:
@@ -172,7 +196,11 @@ async def patch_webhook(
 
 
 @router.delete(
-    "/{webhook_id}", status_code=204, summary="Delete a webhook (pending deliveries stop)"
+    "/{webhook_id}",
+    status_code=204,
+    summary="Delete a webhook (pending deliveries stop)",
+    response_class=Response,
+    responses=problems(404),
 )
 async def delete_webhook(webhook_id: str, principal: WriterDep, db: DbDep) -> Response:
     hook = await _load(db, principal.org_id, webhook_id)
@@ -183,7 +211,11 @@ async def delete_webhook(webhook_id: str, principal: WriterDep, db: DbDep) -> Re
     return Response(status_code=204)
 
 
-@router.post("/{webhook_id}/rotate-secret", summary="New secret; the old one still signs for 24 h")
+@router.post(
+    "/{webhook_id}/rotate-secret",
+    summary="New secret; the old one still signs for 24 h",
+    **answers(WebhookRotated, 404),
+)
 async def rotate_secret(webhook_id: str, principal: WriterDep, db: DbDep) -> dict[str, Any]:
     hook = await _load(db, principal.org_id, webhook_id)
     now = utcnow()
@@ -203,6 +235,7 @@ async def rotate_secret(webhook_id: str, principal: WriterDep, db: DbDep) -> dic
     "/{webhook_id}/deliveries",
     summary="Deliveries and their attempts, newest first",
     dependencies=[KnownQueryOnly],
+    **answers(DeliveryPage, 400, 404),
 )
 async def list_deliveries(
     webhook_id: str,
@@ -221,6 +254,7 @@ async def list_deliveries(
     "/{webhook_id}/deliveries/{delivery_id}/redeliver",
     status_code=202,
     summary="Send a delivery again (same webhook-id, a new delivery record)",
+    **answers(Delivery, 404),
 )
 async def redeliver(
     webhook_id: str, delivery_id: str, principal: WriterDep, db: DbDep

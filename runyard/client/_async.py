@@ -133,8 +133,7 @@ class AsyncRunyard:
 
     async def logs(self, run_id: str) -> builtins.list[Event]:
         """Every stored event of the run."""
-        resp = _core.checked(await self._send(_core.Call("GET", f"/v1/runs/{run_id}/logs")))
-        return _core.log_events(resp.text)
+        return _core.log_events(await self._send(_core.Call("GET", f"/v1/runs/{run_id}/logs")))
 
     async def event_page(
         self, run_id: str, *, after: int = 0, limit: int = 1000
@@ -146,8 +145,7 @@ class AsyncRunyard:
             params={"after_seq": after, "limit": limit},
             headers={"Accept": "application/json"},
         )
-        resp = _core.checked(await self._send(call))
-        return [Event.model_validate(e) for e in resp.json()]
+        return _core.event_list(await self._send(call))
 
     # Waiting ----------------------------------------------------------------------------
 

@@ -106,8 +106,30 @@ def connection_error(url: str, exc: Exception) -> RunyardAPIError:
     )
 
 
+def not_runyard(resp: httpx.Response) -> Problem:
+    """An answer that is not JSON: the URL is some other server (the Temporal UI's port, a
+    proxy's error page), which "Expecting value: line 1 column 1" did not say."""
+    kind = resp.headers.get("content-type", "").split(";")[0].strip() or "no content type"
+    base = f"{resp.request.url.scheme}://{resp.request.url.netloc.decode()}"
+    return Problem(
+        type="NOT_RUNYARD_API",
+        title="Not a Runyard API",
+        status=resp.status_code,
+        detail=f"{resp.request.method} {resp.request.url.path} answered HTTP "
+        f"{resp.status_code} with {kind}, not JSON: is {base} the Runyard API? "
+        "(RUNYARD_API_URL or --api-url)",
+    )
+
+
+def _is_json(resp: httpx.Response) -> bool:
+    media: str = resp.headers.get("content-type", "").split(";")[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
 def problem_of(resp: httpx.Response) -> Problem:
     """The problem document of an error answer (or one made up from a non-problem answer)."""
+    if not _is_json(resp):
+        return not_runyard(resp)
     try:
         return Problem.model_validate(resp.json())
     except (ValueError, ValidationError):
@@ -128,17 +150,12 @@ def checked(resp: httpx.Response) -> httpx.Response:
 
 def parse(resp: httpx.Response, model: type[M]) -> M:
     checked(resp)
+    if not _is_json(resp):
+        raise RunyardAPIError(not_runyard(resp))
     try:
         return model.model_validate(resp.json())
     except (ValueError, ValidationError) as exc:
-        raise RunyardAPIError(
-            Problem(
-                type="BAD_RESPONSE",
-                title="Unexpected answer",
-                status=resp.status_code,
-                detail=f"{resp.request.method} {resp.request.url.path} answered: {exc}",
-            )
-        ) from exc
+        raise _bad_response(resp, exc) from exc
 
 
 def command_result(resp: httpx.Response) -> Any:
@@ -165,8 +182,42 @@ def command_result(resp: httpx.Response) -> Any:
     return body.get("result") if isinstance(body, dict) else body
 
 
-def log_events(text: str) -> list[Event]:
-    return [Event.model_validate(json.loads(line)) for line in text.splitlines() if line.strip()]
+def log_events(resp: httpx.Response) -> list[Event]:
+    """The events of a ``/logs`` answer (JSON lines)."""
+    checked(resp)
+    media = resp.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "application/x-ndjson" and not _is_json(resp):
+        raise RunyardAPIError(not_runyard(resp))
+    try:
+        return [
+            Event.model_validate(json.loads(line))
+            for line in resp.text.splitlines()
+            if line.strip()
+        ]
+    except (ValueError, ValidationError) as exc:
+        raise _bad_response(resp, exc) from exc
+
+
+def event_list(resp: httpx.Response) -> list[Event]:
+    """The events of a JSON page of ``/events``."""
+    checked(resp)
+    if not _is_json(resp):
+        raise RunyardAPIError(not_runyard(resp))
+    try:
+        return [Event.model_validate(e) for e in resp.json()]
+    except (ValueError, TypeError, ValidationError) as exc:
+        raise _bad_response(resp, exc) from exc
+
+
+def _bad_response(resp: httpx.Response, exc: Exception) -> RunyardAPIError:
+    return RunyardAPIError(
+        Problem(
+            type="BAD_RESPONSE",
+            title="Unexpected answer",
+            status=resp.status_code,
+            detail=f"{resp.request.method} {resp.request.url.path} answered: {exc}",
+        )
+    )
 
 
 class SSEDecoder:

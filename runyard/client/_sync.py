@@ -128,8 +128,7 @@ class Runyard:
 
     def logs(self, run_id: str) -> builtins.list[Event]:
         """Every stored event of the run."""
-        resp = _core.checked(self._send(_core.Call("GET", f"/v1/runs/{run_id}/logs")))
-        return _core.log_events(resp.text)
+        return _core.log_events(self._send(_core.Call("GET", f"/v1/runs/{run_id}/logs")))
 
     def event_page(self, run_id: str, *, after: int = 0, limit: int = 1000) -> builtins.list[Event]:
         """Stored events after seq ``after`` (no waiting)."""
@@ -139,8 +138,7 @@ class Runyard:
             params={"after_seq": after, "limit": limit},
             headers={"Accept": "application/json"},
         )
-        resp = _core.checked(self._send(call))
-        return [Event.model_validate(e) for e in resp.json()]
+        return _core.event_list(self._send(call))
 
     # Waiting ----------------------------------------------------------------------------
 

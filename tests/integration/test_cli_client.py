@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pexpect
 
@@ -63,6 +68,35 @@ async def test_run_follow_in_a_terminal_prompts_for_the_answer(stack: Stack, key
     assert answered and answered[0]["data"]["content"] == "teal"
 
 
+async def test_run_follow_piped_prints_the_final_text_once(stack: Stack, keys: Keys) -> None:
+    """Standard output and standard error into one pipe (``2>&1 | tee``, a CI log): the
+    final text streamed on standard error and was printed again on standard output."""
+    key = await keys.make("cli-piped")
+    prompt = script(
+        {"tool": "bash", "input": {"command": "echo piped-tool"}},
+        {"text": "The piped answer.\nIts second line."},
+    )
+    env = {**stack.env, "RUNYARD_API_URL": stack.api_url, "RUNYARD_API_KEY": key}
+    merged = subprocess.run(
+        [sys.executable, "-m", "cli", "run", prompt, "--model", "scripted", "--follow"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=120,
+    )
+    assert merged.returncode == 0, merged.stdout
+    assert merged.stdout.count("The piped answer.") == 1, merged.stdout
+    assert merged.stdout.count("Its second line.") == 1, merged.stdout
+    assert "piped-tool" in merged.stdout and "completed · 2 turns" in merged.stdout
+    # Apart, standard output holds the id and the text, standard error the rest.
+    apart = runyard(stack, "run", prompt, "--model", "scripted", "--follow", key=key)
+    assert apart.returncode == 0, apart.stderr
+    assert apart.stdout.splitlines()[1:] == ["The piped answer.", "Its second line."]
+    assert "The piped answer." not in apart.stderr and "piped-tool" in apart.stderr
+
+
 async def test_follow_then_ctrl_c_says_the_run_goes_on(stack: Stack, keys: Keys) -> None:
     key = await keys.make("cli-pty-interrupt")
     started = runyard(
@@ -85,12 +119,26 @@ async def test_follow_then_ctrl_c_says_the_run_goes_on(stack: Stack, keys: Keys)
     child.close()
     assert child.exitstatus == 130
     assert "Traceback" not in (child.before or "")
-    # The run still waits; answer it from the command line and see it end.
-    answered = runyard(stack, "answer", run_id, "yes", key=key)
+    # The run still waits; answer it from the command line (`echo yes | runyard answer
+    # ID -`: the newline is not part of the answer) and see it end.
+    env = {**stack.env, "RUNYARD_API_URL": stack.api_url, "RUNYARD_API_KEY": key}
+    answered = subprocess.run(
+        [sys.executable, "-m", "cli", "answer", run_id, "-"],
+        input="yes\n",
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert answered.returncode == 0, answered.stderr
     followed = runyard(stack, "follow", run_id, key=key)
     assert followed.returncode == 0 and followed.stdout.strip() == "bye"
-    assert "→ answer: yes" in followed.stderr and "completed" in followed.stderr
+    assert "→ answer: yes\ncompleted" in followed.stderr, followed.stderr
+    logs = [
+        json.loads(line) for line in runyard(stack, "logs", run_id, key=key).stdout.splitlines()
+    ]
+    assert [e["data"]["content"] for e in logs if e["type"] == "run.input_received"] == ["yes"]
 
 
 async def test_runs_list_get_cancel_and_errors(stack: Stack, keys: Keys) -> None:
@@ -124,3 +172,40 @@ async def test_runs_list_get_cancel_and_errors(stack: Stack, keys: Keys) -> None
     one_line_error(
         runyard(stack, "runs", "list", "--api-url", nowhere, key=key), 1, "cannot reach", nowhere
     )
+
+
+class _Html(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b"<!doctype html><title>Temporal</title>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def html_server() -> Iterator[str]:
+    """Some other web server (the Temporal UI, a proxy's page): HTML for every GET."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Html)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def test_an_api_url_that_is_not_runyard_is_one_line(stack: Stack) -> None:
+    """``logs`` against the Temporal UI's port printed a JSONDecodeError traceback; the
+    others said "Expecting value: line 1 column 1 (char 0)"."""
+    with html_server() as url:
+        for args in (("runs", "list"), ("runs", "get", "run_x"), ("logs", "run_x")):
+            out = runyard(stack, *args, "--api-url", url, key="ry_live_whatever")
+            assert out.returncode == 1, (args, out.stderr)
+            assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr, out.stderr
+            assert "NOT_RUNYARD_API" in out.stderr and f"is {url} the Runyard API" in out.stderr

@@ -10,6 +10,7 @@ import pytest
 
 from api.errors import TITLES_BY_CODE, title_of
 from runyard.domain import ErrorCode
+from tests.conftest import Keys
 from tests.integration.test_api_errors import assert_problem
 from tests.stack import Stack
 
@@ -115,3 +116,28 @@ async def test_unknown_query_parameters_on_lists(api: httpx.AsyncClient) -> None
     thread = (await api.post("/v1/threads", json={})).json()
     problem_of(await api.get(f"/v1/threads/{thread['id']}/runs?z=1"), 400, "VALIDATION_FAILED")
     assert (await api.get(f"/v1/threads/{thread['id']}/runs?limit=3")).status_code == 200
+    # Every list and filtered read: a typo was answered with the unfiltered list.
+    run = (await api.post("/v1/runs", json={"prompt": "x", "model": "scripted"})).json()
+    for path, fine in (
+        ("/v1/templates?colour=red", "/v1/templates?limit=5"),
+        ("/v1/usage?form=2026-01-01T00:00:00Z", "/v1/usage?from=2026-01-01T00:00:00Z"),
+        (f"/v1/runs/{run['id']}/artifacts?x=1", f"/v1/runs/{run['id']}/artifacts?page=1"),
+        (
+            f"/v1/runs/{run['id']}/session-logs?evenTypes=run.created",
+            f"/v1/runs/{run['id']}/session-logs?eventTypes=run.created",
+        ),
+        (f"/v1/runs/{run['id']}/events?after=0", f"/v1/runs/{run['id']}/events?after_seq=0"),
+    ):
+        json_only = {"Accept": "application/json"}
+        typo = problem_of(await api.get(path, headers=json_only), 400, "VALIDATION_FAILED")
+        assert typo["errors"][0]["code"] == "unknown_parameter", typo
+        assert (await api.get(fine, headers=json_only)).status_code == 200, fine
+    await api.post(f"/v1/runs/{run['id']}/cancel")
+
+
+async def test_unknown_query_parameters_on_api_keys(stack: Stack, keys: Keys) -> None:
+    key = await keys.make("org-query-admin", ["admin"])
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(base_url=stack.api_url, headers=headers) as admin:
+        problem_of(await admin.get("/v1/api-keys?revoked=true"), 400, "VALIDATION_FAILED")
+        assert (await admin.get("/v1/api-keys?limit=5")).status_code == 200

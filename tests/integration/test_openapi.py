@@ -1,0 +1,208 @@
+"""The OpenAPI document the API serves: a valid document in which every operation has a
+typed answer and declares its errors as problem+json (never FastAPI's 422), and from
+which a real generator, openapi-python-client, makes a typed client that imports, parses
+a run object and reads the API's problem documents."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any, get_args
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from openapi_spec_validator import validate
+
+from api.app import create_app
+from api.responses_runs import _RUN_EXAMPLE
+from runyard.settings import Settings
+
+PROBLEM = "application/problem+json"
+# API.md "The run object" and "Endpoints".
+RUN_FIELDS = {
+    "id", "object", "status", "prompt", "guidance", "repo", "template", "agentId",
+    "threadId", "model", "guardrails", "sandbox", "outputs", "usage", "failReason", "error",
+    "metadata", "workflowId", "createdAt", "startedAt", "completedAt", "failedAt",
+    "cancelledAt", "durationMs",
+}  # fmt: skip
+USAGE_FIELDS = {
+    "turns", "inputTokens", "outputTokens", "cacheReadTokens", "cacheWriteTokens",
+    "cacheHitRate", "costUsd", "creditsUsed",
+}  # fmt: skip
+# Operations whose success is not JSON, and errors that are not problem documents.
+NOT_JSON = {"run_logs", "download"}
+NOT_PROBLEMS = {("command", "400"), ("healthz", "503")}
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> FastAPI:
+    return create_app(Settings(data_dir=tmp_path_factory.mktemp("openapi")))
+
+
+@pytest.fixture
+async def served(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://runyard") as http:
+        got = await http.get("/openapi.json")
+    assert got.status_code == 200
+    yield got.json()
+
+
+def operations(doc: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path, methods in doc["paths"].items():
+        for method, op in methods.items():
+            yield path, method, op
+
+
+async def test_document_is_valid_typed_and_answers_problems(served: dict[str, Any]) -> None:
+    validate(served)
+    assert "HTTPValidationError" not in json.dumps(served)
+    schemas = served["components"]["schemas"]
+    for path, method, op in operations(served):
+        name, responses = op["operationId"], op["responses"]
+        ok = [s for s in responses if s.startswith("2")]
+        assert ok, (method, path)
+        for status in ok:
+            content = responses[status].get("content", {})
+            if status == "204":
+                assert not content, (name, status)
+            elif name not in NOT_JSON:
+                schema = content["application/json"]["schema"]
+                assert schema.get("$ref") or schema.get("items", {}).get("$ref"), (name, schema)
+        for status, response in responses.items():
+            if status[0] in "45" and (name, status) not in NOT_PROBLEMS:
+                content = response["content"]
+                assert list(content) == [PROBLEM], (name, status, content)
+                assert content[PROBLEM]["schema"] == {"$ref": "#/components/schemas/Problem"}
+                example = content[PROBLEM]["example"]
+                assert example["status"] == int(status) and example["title"], (name, example)
+                assert example["instance"] == path, (name, example)
+                assert example["title"] != example["type"], example  # plain English
+        if path.startswith("/v1/") and name != "download":  # behind an API key
+            assert {"401", "403", "429"} <= set(responses), name
+            assert "Retry-After" in responses["429"]["headers"], name
+        if op.get("requestBody") or op.get("parameters"):
+            assert "422" not in responses or name in {
+                "create_run",
+                "create_thread_run",
+                "watch_run",
+                "create_webhook",
+                "patch_webhook",
+            }, name
+    assert RUN_FIELDS <= set(schemas["Run"]["properties"])
+    assert USAGE_FIELDS == set(schemas["Usage"]["properties"])
+    assert schemas["Run"]["properties"]["status"] == {"$ref": "#/components/schemas/RunStatus"}
+    assert set(schemas["RunStatusView"]["properties"]) == {
+        "id",
+        "status",
+        "failReason",
+        "durationMs",
+        "usage",
+    }
+    assert set(schemas["ExecAccepted"]["properties"]) == {"id", "status", "workflowId", "message"}
+    assert {"type", "title", "status", "detail", "instance", "requestId", "errors"} == set(
+        schemas["Problem"]["properties"]
+    )
+    by_id = {op["operationId"]: op for _, _, op in operations(served)}
+    assert set(by_id["exec_run"]["responses"]) >= {"202", "402", "404", "409", "502"}
+    assert by_id["exec_run"]["responses"]["409"]["content"][PROBLEM]["example"]["type"] == (
+        "RUN_ALREADY_STARTED"
+    )
+    assert set(by_id["get_run"]["responses"]) == {"200", "401", "403", "404", "429"}
+
+
+def _generate(doc: dict[str, Any], where: Path) -> ModuleType:
+    spec, config = where / "openapi.json", where / "config.yaml"
+    spec.write_text(json.dumps(doc))
+    # No formatter run after generation (nothing to install, nothing to wait for); the
+    # newline-delimited log is read as bytes.
+    config.write_text(
+        "post_hooks: []\n"
+        "package_name_override: runyard_api_client\n"
+        "content_type_overrides:\n"
+        "  application/x-ndjson: application/octet-stream\n"
+    )
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "openapi_python_client",
+            "generate",
+            "--path",
+            str(spec),
+            "--config",
+            str(config),
+            "--meta",
+            "none",
+            "--output-path",
+            str(where / "runyard_api_client"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    # A warning means a piece of the API is missing from the client.
+    assert "Warning" not in out.stdout and "WARNING" not in out.stdout, out.stdout
+    sys.path.insert(0, str(where))
+    try:
+        return importlib.import_module("runyard_api_client")
+    finally:
+        sys.path.remove(str(where))
+
+
+async def test_generated_client_is_typed(
+    served: dict[str, Any], app: FastAPI, tmp_path: Path
+) -> None:
+    client_pkg = _generate(served, tmp_path)
+    models = importlib.import_module("runyard_api_client.models")
+    # Each operation's function answers its model, or the Problem of an error status.
+    for operation, model in (
+        ("runs.create_run", "Run"),
+        ("runs.get_run", "Run"),
+        ("runs.list_runs", "RunPage"),
+        ("runs.get_status", "RunStatusView"),
+        ("runs.exec_run", "ExecAccepted"),
+        ("runs.cancel_run", "CancelResult"),
+        ("runs.submit_input", "InputAccepted"),
+        ("events.session_logs", "list"),
+        ("threads.create_thread_run", "ThreadRunCreated"),
+        ("usage.get_usage", "UsageReport"),
+        ("templates.list_templates", "TemplatePage"),
+        ("webhooks.create_webhook", "WebhookWithSecret"),
+    ):
+        module = importlib.import_module(f"runyard_api_client.api.{operation}")
+        for function in ("sync", "sync_detailed", "asyncio", "asyncio_detailed"):
+            assert callable(getattr(module, function)), (operation, function)
+        answers = {
+            getattr(t, "__name__", str(t)) for t in get_args(module.sync.__annotations__["return"])
+        }
+        assert {model, "Problem"} <= answers, (operation, answers)
+    create = importlib.import_module("runyard_api_client.api.runs.create_run")
+    get_run = importlib.import_module("runyard_api_client.api.runs.get_run")
+    assert create.sync.__annotations__["body"] is models.CreateRun
+
+    # The run object of API.md, parsed into the generated models and written back.
+    run = models.Run.from_dict(_RUN_EXAMPLE)
+    assert run.status == models.RunStatus.COMPLETED
+    assert isinstance(run.usage, models.Usage) and run.usage.cache_read_tokens == 400
+    assert run.created_at.year == 2026 and run.guardrails.max_cost_usd == 5
+    written = json.dumps(run.to_dict()).replace('+00:00"', 'Z"')  # the same instant
+    assert json.loads(written) == _RUN_EXAMPLE
+
+    # Against the app itself: no key is a 401 problem, parsed into the Problem model.
+    http = client_pkg.Client(
+        base_url="http://runyard", httpx_args={"transport": httpx.ASGITransport(app=app)}
+    )
+    async with app.router.lifespan_context(app):  # its store: SQLite in a temporary dir
+        answer = await get_run.asyncio_detailed(client=http, run_id="run_nope")
+    assert answer.status_code == 401
+    assert isinstance(answer.parsed, models.Problem)
+    assert answer.parsed.type_ == "AUTH_UNAUTHORIZED"
+    assert answer.parsed.title == "Authentication required"
