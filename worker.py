@@ -1,6 +1,6 @@
 """The Runyard worker: registers the workflows and activities on the task queue and runs
 them, and makes sure the deployment's periodic jobs exist (the outbox pump, the event
-retention schedule).
+retention schedule, the sandbox reaper's schedule).
 
 Run it with ``runyard worker`` (or ``python worker.py``). Activities that need clients
 are methods of classes built here once, with their dependencies.
@@ -21,14 +21,17 @@ from temporalio.client import (
     ScheduleAlreadyRunningError,
     ScheduleIntervalSpec,
     ScheduleSpec,
+    ScheduleUpdate,
 )
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
 
 from activities.agent import AgentActivities, ModelRegistry
 from activities.lifecycle import LifecycleActivities
+from activities.reaper import ReaperActivities
 from activities.retention import RetentionActivities
 from activities.sandbox import SandboxActivities
+from activities.sandbox_setup import SandboxSetupActivities
 from notifications.activities import DeliveryActivities, OutboxActivities, PumpInput
 from notifications.delivery import DeliveryWorkflow
 from notifications.pump import OutboxPumpWorkflow, pump_workflow_id
@@ -41,6 +44,7 @@ from runyard.sandbox.base import SandboxProvider
 from runyard.sandbox.local import local_provider
 from runyard.settings import Settings, get_settings
 from runyard.temporal import connect
+from workflows.reaper import SandboxReaperWorkflow, reaper_schedule_id
 from workflows.retention import EventRetentionWorkflow, retention_schedule_id
 from workflows.run import RunWorkflow
 
@@ -63,6 +67,8 @@ def activities(settings: Settings, db: Database) -> list[Any]:
     delivery = DeliveryActivities(db, Sender(allow_private=settings.allow_private_callbacks))
     outbox = OutboxActivities(db, settings)
     retention = RetentionActivities(db, settings)
+    setup = SandboxSetupActivities(db, settings, providers)
+    reaper = ReaperActivities(db, providers)
     return [
         lifecycle.start_run,
         lifecycle.mark_running,
@@ -75,6 +81,10 @@ def activities(settings: Settings, db: Database) -> list[Any]:
         sandbox.run_tool,
         sandbox.collect_outputs,
         sandbox.destroy_sandbox,
+        sandbox.pause_sandbox,
+        sandbox.resume_sandbox,
+        setup.setup_sandbox,
+        reaper.reap_sandboxes,
         agent.run_agent_turn,
         delivery.attempt_delivery,
         outbox.pump_outbox,
@@ -86,7 +96,13 @@ def build_worker(client: Client, settings: Settings, db: Database) -> Worker:
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[RunWorkflow, DeliveryWorkflow, OutboxPumpWorkflow, EventRetentionWorkflow],
+        workflows=[
+            RunWorkflow,
+            DeliveryWorkflow,
+            OutboxPumpWorkflow,
+            EventRetentionWorkflow,
+            SandboxReaperWorkflow,
+        ],
         activities=activities(settings, db),
         # Heartbeats go out at least every second, so a cancel reaches a busy activity fast.
         max_heartbeat_throttle_interval=timedelta(seconds=1),
@@ -120,6 +136,29 @@ async def ensure_periodic_jobs(client: Client, settings: Settings) -> None:
         await client.create_schedule(retention_schedule_id(settings.task_queue), schedule)
     except ScheduleAlreadyRunningError:
         pass
+    await ensure_reaper_schedule(client, settings)
+
+
+async def ensure_reaper_schedule(client: Client, settings: Settings) -> None:
+    """The sandbox reaper, every ``RUNYARD_SANDBOX_REAP_SECONDS``: created once per
+    deployment, its interval brought to the setting when a worker starts."""
+    schedule = Schedule(
+        action=ScheduleActionStartWorkflow(
+            SandboxReaperWorkflow.run,
+            id=reaper_schedule_id(settings.task_queue),
+            task_queue=settings.task_queue,
+        ),
+        spec=ScheduleSpec(
+            intervals=[ScheduleIntervalSpec(every=timedelta(seconds=settings.sandbox_reap_seconds))]
+        ),
+    )
+    schedule_id = reaper_schedule_id(settings.task_queue)
+    try:
+        await client.create_schedule(schedule_id, schedule)
+    except ScheduleAlreadyRunningError:
+        await client.get_schedule_handle(schedule_id).update(
+            lambda _: ScheduleUpdate(schedule=schedule)
+        )
 
 
 async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -> None:

@@ -10,7 +10,13 @@ from activities._support import heartbeats, logger, typed_failures
 from runyard.db.engine import Database
 from runyard.db.tables import Run, RunMessage
 from runyard.domain import EventType
-from runyard.errors import InternalError, RunNotFound, SandboxError, TemplateNotFound
+from runyard.errors import (
+    InternalError,
+    RunNotFound,
+    SandboxError,
+    SandboxUnavailable,
+    TemplateNotFound,
+)
 from runyard.final_outputs import repo_outputs
 from runyard.git.intake import clone_url
 from runyard.output_tools import ToolContext, after_bash, needs_context
@@ -25,6 +31,7 @@ from workflows.payloads import (
     CollectInput,
     DestroyInput,
     RunRef,
+    SandboxCall,
     SandboxInfo,
     SandboxRef,
     ToolInput,
@@ -66,12 +73,18 @@ class SandboxActivities:
         if template is None:
             raise TemplateNotFound(f"template {run.template!r} is gone")
         sandbox_id = sandbox_id_for(run.id)
+        network = template.network == "full"
+        if network and not self.settings.sandbox_network:
+            raise SandboxUnavailable(
+                f'template {template.slug!r} asks for network "full", but this server gives '
+                "sandboxes no network access (the operator's RUNYARD_SANDBOX_NETWORK is off)"
+            )
         spec = SandboxSpec(
             size=template.size,
             repo_url=clone_url(run.repo, self.settings) if run.repo else None,
             env={**(template.env or {}), **(run.env or {})},
             setup_script=template.setup_script,
-            network=self.settings.sandbox_network,
+            network=network,
         )
         provider = self._provider(template.provider)
         log = logger(run.id, sandbox_id=sandbox_id, org_id=run.org_id)
@@ -85,6 +98,7 @@ class SandboxActivities:
             ref=SandboxRef(sandbox_id=sandbox_id, provider=provider.name),
             size=template.size,
             resources=spec.resources,
+            setup=bool(template.setup_script),
         )
 
     @activity.defn(name="run_tool")
@@ -161,3 +175,26 @@ class SandboxActivities:
     @heartbeats
     async def destroy_sandbox(self, inp: DestroyInput) -> None:
         await self._provider(inp.sandbox.provider).destroy(inp.sandbox.sandbox_id)
+
+    @activity.defn(name="pause_sandbox")
+    async def pause_sandbox(self, inp: SandboxCall) -> None:
+        """Stop the sandbox of a run waiting for input from using CPU. Never fails the run:
+        a sandbox that cannot be paused keeps running, and that is logged."""
+        await self._pause_or_resume("pause", inp)
+
+    @activity.defn(name="resume_sandbox")
+    async def resume_sandbox(self, inp: SandboxCall) -> None:
+        await self._pause_or_resume("resume", inp)
+
+    async def _pause_or_resume(self, what: str, inp: SandboxCall) -> None:
+        log = logger(inp.run_id, sandbox_id=inp.sandbox.sandbox_id)
+        try:
+            provider = self._provider(inp.sandbox.provider)
+            if what == "pause":
+                await provider.pause(inp.sandbox.sandbox_id)
+            else:
+                await provider.resume(inp.sandbox.sandbox_id)
+        except Exception as exc:  # a failure here must never end the run
+            log.warning(f"sandbox.{what}_failed", error=f"{type(exc).__name__}: {exc}")
+            return
+        log.info("sandbox.paused" if what == "pause" else "sandbox.resumed")

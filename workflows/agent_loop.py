@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.agent import AgentActivities
     from activities.lifecycle import LifecycleActivities
     from activities.sandbox import SandboxActivities
+    from activities.sandbox_setup import SandboxSetupActivities
     from runyard.domain import ErrorCode, FailReason, RunStatus
     from workflows import options
     from workflows.payloads import (
@@ -29,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         ReadyInput,
         RunInput,
         RunRef,
+        SandboxCall,
         SandboxRef,
         ToolInput,
         TurnInput,
@@ -221,6 +223,14 @@ class AgentLoop:
             **options.PROVISION.remote(summary="provision sandbox"),
         )
         self.sandbox = info.ref
+        if info.setup and workflow.patched("setup-script-activity"):
+            # Before sandbox.ready: the run stays pending while its sandbox is set up.
+            self.run.set_details("running the setup script")
+            await workflow.execute_activity_method(
+                SandboxSetupActivities.setup_sandbox,
+                SandboxCall(run_id=self.inp.run_id, sandbox=info.ref),
+                **options.SETUP.remote(summary="setup script"),
+            )
         await workflow.execute_local_activity_method(
             LifecycleActivities.mark_running,
             ReadyInput(run_id=self.inp.run_id, sandbox=info),

@@ -1,0 +1,104 @@
+"""The sandbox reaper: no sandbox outlives its run.
+
+A run's workflow destroys its sandbox when it ends; this catches the ones it could not:
+a workflow terminated in Temporal behind Runyard's back (the store still says running),
+a worker that died while destroying, a run deleted from the store. For each configured
+provider it lists the sandboxes (``list_ids``), maps each Runyard sandbox to its run
+(``sbx_<x>`` belongs to ``run_<x>``) and destroys it when the run is unknown in the
+store, terminal in the store, or its Temporal workflow is closed or gone. A sandbox whose
+run is active in both is never touched, nor one that is not Runyard's (no ``sbx_`` id),
+nor one whose workflow Temporal could not describe just now (it is looked at again on the
+next round).
+"""
+
+from __future__ import annotations
+
+import structlog
+from pydantic import BaseModel
+from temporalio import activity
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities._support import heartbeats
+from runyard.db.engine import Database
+from runyard.db.tables import Run
+from runyard.domain import RunStatus
+from runyard.sandbox.base import SandboxProvider
+
+log = structlog.get_logger("runyard.reaper")
+
+SANDBOX_PREFIX = "sbx_"
+
+
+class ReapResult(BaseModel):
+    reaped: int = 0
+    kept: int = 0
+    failed: int = 0  # could not be destroyed (tried again next round)
+
+
+def run_id_for(sandbox_id: str) -> str | None:
+    """The run a Runyard sandbox belongs to (the inverse of ``sandbox_id_for``)."""
+    if not sandbox_id.startswith(SANDBOX_PREFIX) or len(sandbox_id) == len(SANDBOX_PREFIX):
+        return None
+    return "run_" + sandbox_id.removeprefix(SANDBOX_PREFIX)
+
+
+class ReaperActivities:
+    def __init__(self, db: Database, providers: dict[str, SandboxProvider]) -> None:
+        self.db = db
+        self.providers = providers
+
+    @activity.defn(name="reap_sandboxes")
+    @heartbeats
+    async def reap_sandboxes(self) -> ReapResult:
+        return await reap(self.db, self.providers, activity.client())
+
+
+async def reap(db: Database, providers: dict[str, SandboxProvider], client: Client) -> ReapResult:
+    result = ReapResult()
+    for name, provider in providers.items():
+        try:
+            ids = await provider.list_ids()
+        except Exception as exc:  # one provider's outage must not stop the others' round
+            log.warning("sandbox.reap_list_failed", provider=name, error=str(exc))
+            continue
+        for sandbox_id in ids:
+            run_id = run_id_for(sandbox_id)
+            if run_id is None:
+                continue
+            reason = await why_reap(db, client, run_id)
+            if reason is None:
+                result.kept += 1
+                continue
+            bound = log.bind(run_id=run_id, workflow_id=run_id, sandbox_id=sandbox_id)
+            try:
+                await provider.destroy(sandbox_id)
+            except Exception as exc:
+                result.failed += 1
+                bound.warning("sandbox.reap_failed", provider=name, error=str(exc))
+                continue
+            result.reaped += 1
+            bound.info("sandbox.reaped_one", provider=name, reason=reason)
+    log.info("sandbox.reaped", count=result.reaped, kept=result.kept, failed=result.failed)
+    return result
+
+
+async def why_reap(db: Database, client: Client, run_id: str) -> str | None:
+    """Why the sandbox of ``run_id`` should go, or None to keep it."""
+    async with db.session() as s:
+        run = await s.get(Run, run_id)
+    if run is None:
+        return "the run is unknown"
+    if RunStatus(run.status).is_terminal:
+        return f"the run is {run.status}"
+    try:
+        described = await client.get_workflow_handle(run.workflow_id or run_id).describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return "the run's workflow is not in Temporal"
+        log.warning("sandbox.reap_describe_failed", run_id=run_id, error=str(exc))
+        return None  # cannot tell now: keep it
+    status = described.status
+    if status is None or status == WorkflowExecutionStatus.RUNNING:
+        return None
+    return f"the run's workflow is {status.name.lower()}"
