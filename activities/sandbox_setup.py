@@ -3,10 +3,12 @@ first model turn, for every provider (they only offer ``exec``), its output reco
 ``sandbox.setup`` events.
 
 The output is recorded in batches (about once a second, whole lines where it can), each
-event ``{"stream", "output"}``, at most ``SETUP_OUTPUT_BYTES`` in all; the last event
-adds ``exitCode``, ``timedOut`` and, when output was left out, ``clipped`` with the
-number of bytes left out. A non-zero exit (or the timeout) fails the activity with
-``SandboxSetupFailed``: the run ends ``failed``/``error`` with ``SANDBOX_SETUP_FAILED``.
+event ``{"stream", "output"}``, at most ``SETUP_OUTPUT_BYTES`` in all, from the start of
+the output; the last event adds ``exitCode``, ``timedOut`` and, when output was left out,
+``clipped: true`` and ``tail`` (the last ``TAIL_CHARS`` of each stream that was cut).
+A non-zero exit (or the timeout) fails the activity with ``SandboxSetupFailed``: the run
+ends ``failed``/``error`` with ``SANDBOX_SETUP_FAILED``, the exit code and the output's
+tail in its message.
 
 A retried activity never runs a script that succeeded again: success is stored as the
 event under the key ``sandbox.setup.done`` in the same write as its last output, and a
@@ -39,7 +41,8 @@ from runyard.store.events import NewEvent, append_events, locked_run
 from runyard.store.templates import find_template
 from workflows.payloads import SandboxCall
 
-SETUP_OUTPUT_BYTES = 64 * 1024  # the most of a setup script's output kept as events
+# The most of a setup script's output kept as events (below the head that exec streams).
+SETUP_OUTPUT_BYTES = 32 * 1024
 BATCH_SECONDS = 1.0
 TAIL_CHARS = 2000  # of the output, in the failure's message
 DONE_KEY = "sandbox.setup.done"
@@ -52,10 +55,13 @@ class SetupOutput:
         self.cap = cap
         self.kept = 0  # bytes accepted so far
         self.left_out = 0  # bytes over the cap
+        self.seen: dict[str, int] = {"stdout": 0, "stderr": 0}  # bytes streamed to us
         self.pending: dict[str, str] = {}
 
     def add(self, stream: str, text: str) -> None:
         data = text.encode()
+        key = "stderr" if stream == "stderr" else "stdout"
+        self.seen[key] += len(data)
         room = self.cap - self.kept
         if len(data) > room:
             self.left_out += len(data) - max(room, 0)
@@ -63,7 +69,6 @@ class SetupOutput:
             text = data.decode(errors="ignore")
         self.kept += len(data)
         if text:
-            key = "stderr" if stream == "stderr" else "stdout"
             self.pending[key] = self.pending.get(key, "") + text
 
     def take(self, *, final: bool) -> list[dict[str, Any]]:
@@ -159,8 +164,12 @@ class SandboxSetupActivities:
             await flusher
         code = 124 if res.timed_out else res.exit_code
         end: dict[str, Any] = {"exitCode": code, "timedOut": res.timed_out}
-        if output.left_out:
-            end["clipped"] = output.left_out
+        # Cut here (the cap), or by exec (it streams only the head; the result has the tail).
+        whole = {"stdout": res.stdout, "stderr": res.stderr}
+        cut = {k: v for k, v in whole.items() if len(v.encode()) > output.seen[k]}
+        if output.left_out or cut:
+            end["clipped"] = True
+            end["tail"] = {k: v[-TAIL_CHARS:] for k, v in (cut or whole).items() if v}
         await record(output.take(final=True), end)
         if res.timed_out:
             raise SandboxSetupFailed(
@@ -171,4 +180,4 @@ class SandboxSetupActivities:
             raise SandboxSetupFailed(
                 f"the setup script exited {code}{why}: {_tail(res.stdout, res.stderr)}"
             )
-        log.info("sandbox.setup_done", events=written, clipped=output.left_out)
+        log.info("sandbox.setup_done", events=written, clipped="clipped" in end)
