@@ -66,11 +66,13 @@ async def reap(db: Database, providers: dict[str, SandboxProvider], client: Clie
             run_id = run_id_for(sandbox_id)
             if run_id is None:
                 continue
-            reason = await why_reap(db, client, run_id)
+            reason, org_id = await why_reap(db, client, run_id)
             if reason is None:
                 result.kept += 1
                 continue
-            bound = log.bind(run_id=run_id, workflow_id=run_id, sandbox_id=sandbox_id)
+            bound = log.bind(
+                run_id=run_id, workflow_id=run_id, org_id=org_id, sandbox_id=sandbox_id
+            )
             try:
                 await provider.destroy(sandbox_id)
             except Exception as exc:
@@ -83,12 +85,17 @@ async def reap(db: Database, providers: dict[str, SandboxProvider], client: Clie
     return result
 
 
-async def why_reap(db: Database, client: Client, run_id: str) -> str | None:
-    """Why the sandbox of ``run_id`` should go, or None to keep it."""
+async def why_reap(db: Database, client: Client, run_id: str) -> tuple[str | None, str | None]:
+    """Why the sandbox of ``run_id`` should go (None: keep it), and the run's org."""
     async with db.session() as s:
         run = await s.get(Run, run_id)
     if run is None:
-        return "the run is unknown"
+        return "the run is unknown", None
+    return await _why_reap_active(client, run), run.org_id
+
+
+async def _why_reap_active(client: Client, run: Run) -> str | None:
+    run_id = run.id
     if RunStatus(run.status).is_terminal:
         return f"the run is {run.status}"
     try:

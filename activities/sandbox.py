@@ -187,7 +187,7 @@ class SandboxActivities:
         await self._pause_or_resume("resume", inp)
 
     async def _pause_or_resume(self, what: str, inp: SandboxCall) -> None:
-        log = logger(inp.run_id, sandbox_id=inp.sandbox.sandbox_id)
+        log = logger(inp.run_id, sandbox_id=inp.sandbox.sandbox_id, org_id=inp.org_id)
         try:
             provider = self._provider(inp.sandbox.provider)
             if what == "pause":

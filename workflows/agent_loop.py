@@ -228,7 +228,7 @@ class AgentLoop:
             self.run.set_details("running the setup script")
             await workflow.execute_activity_method(
                 SandboxSetupActivities.setup_sandbox,
-                SandboxCall(run_id=self.inp.run_id, sandbox=info.ref),
+                SandboxCall(run_id=self.inp.run_id, sandbox=info.ref, org_id=self.inp.org_id),
                 **options.SETUP.remote(summary="setup script"),
             )
         await workflow.execute_local_activity_method(

@@ -192,6 +192,7 @@ class SandboxCall(BaseModel):
 
     run_id: str
     sandbox: SandboxRef
+    org_id: str = ""  # for the logs
 
 
 class DestroyInput(BaseModel):

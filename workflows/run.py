@@ -328,7 +328,7 @@ class RunWorkflow:
         try:
             await workflow.execute_activity_method(
                 method,
-                SandboxCall(run_id=self._inp.run_id, sandbox=sandbox),
+                SandboxCall(run_id=self._inp.run_id, sandbox=sandbox, org_id=self._inp.org_id),
                 # Waits for a pause being cancelled to finish: a resume never overtakes it.
                 cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
                 **options.PAUSE.remote(summary=method.__name__.removesuffix("_sandbox")),
