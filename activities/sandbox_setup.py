@@ -151,7 +151,8 @@ class SandboxSetupActivities:
             while not finished.is_set():  # a write under way is never cut short
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(finished.wait(), BATCH_SECONDS)
-                await record(output.take(final=False), None)
+                if not finished.is_set():  # the rest goes with the last event
+                    await record(output.take(final=False), None)
 
         timeout = self.settings.setup_timeout_seconds
         flusher = asyncio.create_task(flush_every_second())
