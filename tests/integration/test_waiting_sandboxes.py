@@ -1,10 +1,13 @@
 """Sandboxes of waiting runs on the real stack: paused while the run waits for input and
 resumed by the answer; and the reaper, which destroys the sandbox of a run whose
-workflow was terminated in Temporal behind Runyard's back, and no other."""
+workflow was terminated in Temporal behind Runyard's back, of a run that ended and of a
+run the store does not know, and no other."""
 
 from __future__ import annotations
 
 import asyncio
+import secrets
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,6 +16,8 @@ import pytest
 from temporalio.client import Client, ScheduleOverlapPolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+from runyard.sandbox.base import SandboxSpec
+from runyard.sandbox.local import LocalSandboxProvider
 from tests.conftest import TERMINAL, poll_until, script, wait_for
 from tests.integration.cgroup_probe import alive, cpu_ticks, freezer_dir, frozen, pids, spinner_in
 from tests.integration.test_events import full_log
@@ -93,6 +98,17 @@ async def test_the_reaper_destroys_the_sandbox_of_a_terminated_workflow(
     api: httpx.AsyncClient, stack: Stack, temporal: Client
 ) -> None:
     terminated, active = await waiting_run(api), await waiting_run(api)
+    ended = await api.post(
+        "/v1/runs", json={"prompt": script({"text": "ok"}), "model": "scripted", "start": True}
+    )
+    completed = str(ended.json()["id"])
+    assert (await wait_for(api, completed, TERMINAL))["status"] == "completed"
+    # Leaked sandboxes of a run that ended and of a run the store never had, as a worker
+    # that died half way through would leave them.
+    leaks = LocalSandboxProvider(sandbox_dir(stack, completed).parent, bwrap=shutil.which("bwrap"))
+    ghost = "run_" + secrets.token_hex(6)
+    for run_id in (completed, ghost):
+        await leaks.create(sandbox_id(run_id), SandboxSpec(size="s"))
     group = freezer_dir(sandbox_id(terminated))
     doomed = pids(group) if group is not None else []
     await temporal.get_workflow_handle(terminated).terminate(reason="behind Runyard's back")
@@ -102,13 +118,15 @@ async def test_the_reaper_destroys_the_sandbox_of_a_terminated_workflow(
 
     schedule = temporal.get_schedule_handle(reaper_schedule_id(stack.env["RUNYARD_TASK_QUEUE"]))
     await schedule.trigger(overlap=ScheduleOverlapPolicy.ALLOW_ALL)
+    reaped = [sandbox_dir(stack, r) for r in (terminated, completed, ghost)]
     await poll_until(
-        lambda: asyncio.sleep(0, not sandbox_dir(stack, terminated).exists()),
-        "the terminated run's sandbox reaped",
+        lambda: asyncio.sleep(0, not any(d.exists() for d in reaped)),
+        "the three sandboxes reaped",
         timeout=60,
         every=0.2,
     )
     assert not [pid for pid in doomed if alive(pid)], "its processes are gone"
+    assert not sandbox_dir(stack, completed).exists() and not sandbox_dir(stack, ghost).exists()
     assert group is None or not group.exists()
     assert sandbox_dir(stack, active).is_dir()  # active in the store and in Temporal: kept
     await answer_and_finish(api, active)
