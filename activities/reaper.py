@@ -5,13 +5,16 @@ a workflow terminated in Temporal behind Runyard's back (the store still says ru
 a worker that died while destroying, a run deleted from the store. For each configured
 provider it lists the sandboxes (``list_ids``), maps each Runyard sandbox to its run
 (``sbx_<x>`` belongs to ``run_<x>``) and destroys it when the run is unknown in the
-store, terminal in the store, or its Temporal workflow is closed or gone. A sandbox whose
-run is active in both is never touched, nor one that is not Runyard's (no ``sbx_`` id),
-nor one whose workflow Temporal could not describe just now (it is looked at again on the
-next round).
+store, or its Temporal workflow is closed or gone, or the run is terminal in the store
+and its workflow has had ``WORKFLOW_CLEANUP_GRACE`` to destroy the sandbox itself (it
+may still be keeping the run's changes). A sandbox whose run is active in both is never
+touched, nor one that is not Runyard's (no ``sbx_`` id), nor one whose workflow Temporal
+could not describe just now (it is looked at again on the next round).
 """
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 import structlog
 from pydantic import BaseModel
@@ -22,12 +25,16 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities._support import heartbeats
 from runyard.db.engine import Database
 from runyard.db.tables import Run
+from runyard.db.types import utcnow
 from runyard.domain import RunStatus
 from runyard.sandbox.base import SandboxProvider
 
 log = structlog.get_logger("runyard.reaper")
 
 SANDBOX_PREFIX = "sbx_"
+# How long a run's workflow may still be cleaning up (keeping the changes, destroying)
+# after the store says the run ended: the COLLECT and DESTROY activities' limits.
+WORKFLOW_CLEANUP_GRACE = timedelta(minutes=15)
 
 
 class ReapResult(BaseModel):
@@ -95,17 +102,20 @@ async def why_reap(db: Database, client: Client, run_id: str) -> tuple[str | Non
 
 
 async def _why_reap_active(client: Client, run: Run) -> str | None:
-    run_id = run.id
-    if RunStatus(run.status).is_terminal:
-        return f"the run is {run.status}"
+    terminal = RunStatus(run.status).is_terminal
+    # A run that just ended may still be keeping its changes (collect) before its
+    # workflow destroys the sandbox itself: a sandbox is taken from a running workflow
+    # only once that is long overdue.
+    ended = run.completed_at or run.failed_at or run.cancelled_at or run.updated_at
+    overdue = terminal and ended is not None and utcnow() - ended > WORKFLOW_CLEANUP_GRACE
     try:
-        described = await client.get_workflow_handle(run.workflow_id or run_id).describe()
+        described = await client.get_workflow_handle(run.workflow_id or run.id).describe()
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             return "the run's workflow is not in Temporal"
-        log.warning("sandbox.reap_describe_failed", run_id=run_id, error=str(exc))
-        return None  # cannot tell now: keep it
+        log.warning("sandbox.reap_describe_failed", run_id=run.id, error=str(exc))
+        return f"the run is {run.status}" if overdue else None  # else: next round
     status = described.status
-    if status is None or status == WorkflowExecutionStatus.RUNNING:
-        return None
-    return f"the run's workflow is {status.name.lower()}"
+    if status is not None and status != WorkflowExecutionStatus.RUNNING:
+        return f"the run's workflow is {status.name.lower()}"
+    return f"the run is {run.status}" if overdue else None

@@ -9,6 +9,7 @@ import asyncio
 import secrets
 import shutil
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -16,6 +17,9 @@ import pytest
 from temporalio.client import Client, ScheduleOverlapPolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+from runyard.db.engine import Database
+from runyard.db.tables import Run
+from runyard.db.types import utcnow
 from runyard.sandbox.base import SandboxSpec
 from runyard.sandbox.local import LocalSandboxProvider
 from tests.conftest import TERMINAL, poll_until, script, wait_for
@@ -132,3 +136,42 @@ async def test_the_reaper_destroys_the_sandbox_of_a_terminated_workflow(
     await answer_and_finish(api, active)
     logs = "".join(p.read_text() for p in (Path(stack.logs)).glob("worker-*.log"))
     assert "sandbox.reaped" in logs and sandbox_id(terminated) in logs
+
+
+def reaper_rounds(stack: Stack) -> int:
+    logs = "".join(p.read_text() for p in Path(stack.logs).glob("worker-*.log"))
+    return logs.count("sandbox.reaped ")
+
+
+async def reap_round(stack: Stack, temporal: Client) -> None:
+    """Trigger the reaper's schedule and wait for the round to be logged."""
+    before = reaper_rounds(stack)
+    schedule = temporal.get_schedule_handle(reaper_schedule_id(stack.env["RUNYARD_TASK_QUEUE"]))
+    await schedule.trigger(overlap=ScheduleOverlapPolicy.ALLOW_ALL)
+    await poll_until(
+        lambda: asyncio.sleep(0, reaper_rounds(stack) > before), "a reaper round", timeout=60
+    )
+
+
+async def test_a_just_ended_runs_sandbox_is_left_to_its_workflow(
+    api: httpx.AsyncClient, stack: Stack, temporal: Client, stack_db: Database
+) -> None:
+    run_id = await waiting_run(api)
+    # The store says the run ended a moment ago while its workflow still runs (as while a
+    # cancelled run's changes are kept): the workflow destroys the sandbox, not the reaper.
+    async with stack_db.write() as s:
+        run = await s.get(Run, run_id)
+        assert run is not None
+        run.status, run.cancelled_at = "cancelled", utcnow()
+        s.add(run)
+    await reap_round(stack, temporal)
+    assert sandbox_dir(stack, run_id).is_dir()
+    # Long overdue: the reaper takes it.
+    async with stack_db.write() as s:
+        run = await s.get(Run, run_id)
+        assert run is not None
+        run.cancelled_at = utcnow() - timedelta(hours=1)
+        s.add(run)
+    await reap_round(stack, temporal)
+    assert not sandbox_dir(stack, run_id).exists()
+    await temporal.get_workflow_handle(run_id).terminate(reason="test over")
