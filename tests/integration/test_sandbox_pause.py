@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from runyard.sandbox.base import SandboxSpec
 from runyard.sandbox.local import LocalSandboxProvider
@@ -89,3 +90,18 @@ async def test_list_ids_names_the_sandboxes(provider: LocalSandboxProvider) -> N
     assert await provider.list_ids() == ["sbx_a", "sbx_b"]
     await provider.destroy("sbx_a")
     assert await provider.list_ids() == ["sbx_b"]
+
+
+async def test_without_a_freezer_pausing_is_a_no_op_said_once(tmp_path: Path) -> None:
+    p = LocalSandboxProvider(tmp_path / "sbx", bwrap=BWRAP, use_cgroups=False, disk="off")
+    sb = await p.create("sbx_nofreeze", SandboxSpec(size="s"))
+    try:
+        with capture_logs() as logs:
+            await p.pause(sb.id)
+            await p.pause(sb.id)
+            await p.resume(sb.id)
+        said = [e for e in logs if e["event"] == "sandbox.pause_unsupported"]
+        assert len(said) == 1 and "keeps running" in said[0]["reason"]
+        assert (await sb.exec("echo still-running", timeout=20)).stdout == "still-running\n"
+    finally:
+        await p.destroy(sb.id)
