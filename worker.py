@@ -1,6 +1,6 @@
 """The Runyard worker: registers the workflows and activities on the task queue and runs
 them, and makes sure the deployment's periodic jobs exist (the outbox pump, the event
-retention schedule).
+retention schedule, the sandbox reaper's schedule).
 
 Each worker polls two task queues: the shared one (``runyard``: workflows, model turns,
 provisioning, the store, notifications), which any host serves, and its host's own
@@ -28,14 +28,17 @@ from temporalio.client import (
     ScheduleAlreadyRunningError,
     ScheduleIntervalSpec,
     ScheduleSpec,
+    ScheduleUpdate,
 )
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
 
 from activities.agent import AgentActivities, ModelRegistry
 from activities.lifecycle import LifecycleActivities
+from activities.reaper import ReaperActivities
 from activities.retention import RetentionActivities
 from activities.sandbox import SandboxActivities
+from activities.sandbox_setup import SandboxSetupActivities
 from notifications.activities import DeliveryActivities, OutboxActivities, PumpInput
 from notifications.delivery import DeliveryWorkflow
 from notifications.pump import OutboxPumpWorkflow, pump_workflow_id
@@ -48,6 +51,7 @@ from runyard.sandbox.base import SandboxProvider
 from runyard.sandbox.local import local_provider
 from runyard.settings import Settings, get_settings
 from runyard.temporal import connect
+from workflows.reaper import ReapInput, SandboxReaperWorkflow, reaper_schedule_id
 from workflows.retention import EventRetentionWorkflow, retention_schedule_id
 from workflows.run import RunWorkflow
 
@@ -81,7 +85,17 @@ def activities(settings: Settings, db: Database) -> Activities:
     delivery = DeliveryActivities(db, Sender(allow_private=settings.allow_private_callbacks))
     outbox = OutboxActivities(db, settings)
     retention = RetentionActivities(db, settings)
-    on_sandbox = [sandbox.run_tool, sandbox.collect_outputs, sandbox.destroy_sandbox]
+    setup = SandboxSetupActivities(db, settings, providers)
+    reaper = ReaperActivities(db, providers)
+    on_sandbox = [
+        sandbox.run_tool,
+        sandbox.collect_outputs,
+        sandbox.destroy_sandbox,
+        sandbox.pause_sandbox,
+        sandbox.resume_sandbox,
+        setup.setup_sandbox,
+        reaper.reap_sandboxes,
+    ]
     shared = [
         lifecycle.start_run,
         lifecycle.mark_running,
@@ -115,7 +129,13 @@ def build_workers(client: Client, settings: Settings, db: Database) -> list[Work
     shared = Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[RunWorkflow, DeliveryWorkflow, OutboxPumpWorkflow, EventRetentionWorkflow],
+        workflows=[
+            RunWorkflow,
+            DeliveryWorkflow,
+            OutboxPumpWorkflow,
+            EventRetentionWorkflow,
+            SandboxReaperWorkflow,
+        ],
         activities=acts.shared,
         # After a worker dies, its cached workflows move to another worker this fast
         # (Temporal's default is 10 s, which an answer or exec then waits out).
@@ -148,6 +168,31 @@ async def ensure_periodic_jobs(client: Client, settings: Settings) -> None:
         await client.create_schedule(retention_schedule_id(settings.task_queue), schedule)
     except ScheduleAlreadyRunningError:
         pass
+    await ensure_reaper_schedule(client, settings)
+
+
+async def ensure_reaper_schedule(client: Client, settings: Settings) -> None:
+    """This host's sandbox reaper, every ``RUNYARD_SANDBOX_REAP_SECONDS``: one schedule
+    per worker host (its round runs on the host's queue, where its sandboxes are),
+    created by the host's first worker, its interval brought to the setting when a
+    worker starts."""
+    every = timedelta(seconds=settings.sandbox_reap_seconds)
+    schedule_id = reaper_schedule_id(settings.host_task_queue)
+    schedule = Schedule(
+        action=ScheduleActionStartWorkflow(
+            SandboxReaperWorkflow.run,
+            ReapInput(task_queue=settings.host_task_queue, seconds=int(every.total_seconds())),
+            id=schedule_id,
+            task_queue=settings.task_queue,
+        ),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
+    )
+    try:
+        await client.create_schedule(schedule_id, schedule)
+    except ScheduleAlreadyRunningError:
+        await client.get_schedule_handle(schedule_id).update(
+            lambda _: ScheduleUpdate(schedule=schedule)
+        )
 
 
 async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -> None:

@@ -10,12 +10,19 @@ from activities._support import heartbeats, logger, typed_failures
 from runyard.db.engine import Database
 from runyard.db.tables import Run, RunMessage
 from runyard.domain import EventType
-from runyard.errors import InternalError, RunNotFound, SandboxError, TemplateNotFound
+from runyard.errors import (
+    InternalError,
+    RunNotFound,
+    SandboxError,
+    SandboxUnavailable,
+    TemplateNotFound,
+)
 from runyard.final_outputs import repo_outputs
 from runyard.git.intake import clone_url
 from runyard.output_tools import ToolContext, after_bash, needs_context
 from runyard.outputs import known_branches, record_outputs
 from runyard.sandbox.base import SandboxProvider, SandboxSpec
+from runyard.sandbox.ids import sandbox_id_for
 from runyard.settings import Settings
 from runyard.store.events import NewEvent, append_events, locked_run
 from runyard.store.templates import find_template
@@ -25,22 +32,11 @@ from workflows.payloads import (
     CollectInput,
     DestroyInput,
     ProvisionInput,
+    SandboxCall,
     SandboxInfo,
     SandboxRef,
     ToolInput,
 )
-
-
-def sandbox_id_for(run_id: str, generation: int = 0) -> str:
-    """Deterministic, so a retried or restarted provision finds the same sandbox; a
-    sandbox rebuilt after its host was lost gets the next generation's id."""
-    base = "sbx_" + run_id.removeprefix("run_")
-    return f"{base}-{generation}" if generation else base
-
-
-def run_id_for(sandbox_id: str) -> str:
-    """The run a sandbox was provisioned for (any generation)."""
-    return "run_" + sandbox_id.removeprefix("sbx_").split("-", 1)[0]
 
 
 class SandboxActivities:
@@ -75,12 +71,18 @@ class SandboxActivities:
         if template is None:
             raise TemplateNotFound(f"template {run.template!r} is gone")
         sandbox_id = sandbox_id_for(run.id, inp.generation)
+        network = template.network == "full"
+        if network and not self.settings.sandbox_network:
+            raise SandboxUnavailable(
+                f'template {template.slug!r} asks for network "full", but this server gives '
+                "sandboxes no network access (the operator's RUNYARD_SANDBOX_NETWORK is off)"
+            )
         spec = SandboxSpec(
             size=template.size,
             repo_url=clone_url(run.repo, self.settings) if run.repo else None,
             env={**(template.env or {}), **(run.env or {})},
             setup_script=template.setup_script,
-            network=self.settings.sandbox_network,
+            network=network,
             image=template.image,
         )
         provider = self._provider(template.provider)
@@ -101,6 +103,7 @@ class SandboxActivities:
             ),
             size=template.size,
             resources=spec.resources,
+            setup=bool(template.setup_script),
         )
 
     @activity.defn(name="run_tool")
@@ -177,3 +180,26 @@ class SandboxActivities:
     @heartbeats
     async def destroy_sandbox(self, inp: DestroyInput) -> None:
         await self._provider(inp.sandbox.provider).destroy(inp.sandbox.sandbox_id)
+
+    @activity.defn(name="pause_sandbox")
+    async def pause_sandbox(self, inp: SandboxCall) -> None:
+        """Stop the sandbox of a run waiting for input from using CPU. Never fails the run:
+        a sandbox that cannot be paused keeps running, and that is logged."""
+        await self._pause_or_resume("pause", inp)
+
+    @activity.defn(name="resume_sandbox")
+    async def resume_sandbox(self, inp: SandboxCall) -> None:
+        await self._pause_or_resume("resume", inp)
+
+    async def _pause_or_resume(self, what: str, inp: SandboxCall) -> None:
+        log = logger(inp.run_id, sandbox_id=inp.sandbox.sandbox_id, org_id=inp.org_id)
+        try:
+            provider = self._provider(inp.sandbox.provider)
+            if what == "pause":
+                await provider.pause(inp.sandbox.sandbox_id)
+            else:
+                await provider.resume(inp.sandbox.sandbox_id)
+        except Exception as exc:  # a failure here must never end the run
+            log.warning(f"sandbox.{what}_failed", error=f"{type(exc).__name__}: {exc}")
+            return
+        log.info("sandbox.paused" if what == "pause" else "sandbox.resumed")

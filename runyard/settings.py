@@ -87,7 +87,14 @@ class Settings(BaseSettings):
     # Where local workspaces live (default: <data dir>/sandboxes). A tmpfs makes clones of
     # big repositories much faster on disks slow at creating files, at the cost of RAM.
     sandbox_dir: Path | None = None
+    # An operator gate: a template's `network: "full"` gets network access only when this
+    # is on; when it is off such a run fails SANDBOX_UNAVAILABLE at provision. A template
+    # with `network: "none"` never gets network, whatever this says.
     sandbox_network: bool = False
+    # How long a template's setupScript may run before the run fails SANDBOX_SETUP_FAILED.
+    setup_timeout_seconds: int = Field(default=900, ge=1, le=6 * 3600)
+    # Every this many seconds the reaper destroys sandboxes whose run is over (or unknown).
+    sandbox_reap_seconds: int = Field(default=300, ge=10)
     tool_timeout_seconds: int = Field(default=600, ge=1)
     # A run continues as new once its workflow history holds this many events (Temporal
     # refuses a history past 51,200); tests lower it to force it after a few turns.

@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.agent import AgentActivities
     from activities.lifecycle import LifecycleActivities
     from activities.sandbox import SandboxActivities
+    from activities.sandbox_setup import SandboxSetupActivities
     from runyard.domain import ErrorCode, FailReason, RunStatus
     from workflows import options
     from workflows.payloads import (
@@ -30,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
         ReadyInput,
         ReplaceInput,
         RunInput,
+        SandboxCall,
         SandboxRef,
         ToolInput,
         TurnInput,
@@ -256,6 +258,9 @@ class AgentLoop:
             **options.PROVISION.remote(summary="provision sandbox"),
         )
         self.sandbox = info.ref
+        if info.setup and workflow.patched("setup-script-activity"):
+            # Before sandbox.ready: the run stays pending while its sandbox is set up.
+            await self._set_up(info.ref)
         await workflow.execute_local_activity_method(
             LifecycleActivities.mark_running,
             ReadyInput(run_id=self.inp.run_id, sandbox=info),
@@ -279,12 +284,25 @@ class AgentLoop:
             **options.PROVISION.remote(summary="rebuild sandbox"),
         )
         self.sandbox = info.ref
+        if info.setup:
+            await self._set_up(info.ref)
         await workflow.execute_local_activity_method(
             LifecycleActivities.replace_sandbox,
             ReplaceInput(run_id=self.inp.run_id, lost=lost, sandbox=info),
             **options.LIFECYCLE.local(),
         )
         self.run.set_running("sandbox rebuilt")
+
+    async def _set_up(self, sandbox: SandboxRef) -> None:
+        """Run the template's setup script in the new sandbox, on its host."""
+        self.run.set_details("running the setup script")
+        await workflow.execute_activity_method(
+            SandboxSetupActivities.setup_sandbox,
+            SandboxCall(run_id=self.inp.run_id, sandbox=sandbox, org_id=self.inp.org_id),
+            **options.SETUP.remote(
+                summary="setup script", **options.on_host(sandbox, self.inp.host_lost_seconds)
+            ),
+        )
 
     def _sandbox(self) -> SandboxRef:
         if self.sandbox is None:

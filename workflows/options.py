@@ -79,6 +79,22 @@ COLLECT = ActivityOptions(start_to_close=timedelta(minutes=5), heartbeat=_HEARTB
 DESTROY = ActivityOptions(start_to_close=timedelta(minutes=5), heartbeat=_HEARTBEAT, retry=_QUICK)
 
 
+# The template's setup script: the activity enforces RUNYARD_SETUP_TIMEOUT_SECONDS itself
+# (at most 6 h); this only bounds a worker that stopped answering. A failing script is not
+# retried (SANDBOX_SETUP_FAILED); an unreachable sandbox is.
+SETUP = ActivityOptions(
+    start_to_close=timedelta(hours=6, minutes=5),
+    heartbeat=_HEARTBEAT,
+    retry=RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3),
+)
+
+# Pausing and resuming a waiting run's sandbox: quick, and never fatal to the run.
+PAUSE = ActivityOptions(
+    start_to_close=timedelta(seconds=30),
+    retry=RetryPolicy(initial_interval=timedelta(milliseconds=500), maximum_attempts=3),
+)
+
+
 def on_host(sandbox: SandboxRef, lost_after_seconds: int) -> dict[str, Any]:
     """Where an activity that touches ``sandbox`` runs: the task queue of the host that
     holds it. If no worker of that host picks it up within ``lost_after_seconds`` the

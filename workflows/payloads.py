@@ -136,6 +136,8 @@ class SandboxInfo(BaseModel):
     ref: SandboxRef
     size: str
     resources: dict[str, int]
+    # The template has a setup script: the workflow runs ``setup_sandbox`` once.
+    setup: bool = False
 
 
 class ReadyInput(BaseModel):
@@ -202,6 +204,14 @@ class NoteInput(BaseModel):
     content: str
     # The update's id: a retried local activity stores the note once.
     key: str
+
+
+class SandboxCall(BaseModel):
+    """One call about a run's sandbox: its setup script, pause, resume."""
+
+    run_id: str
+    sandbox: SandboxRef
+    org_id: str = ""  # for the logs
 
 
 class DestroyInput(BaseModel):

@@ -22,6 +22,7 @@ cancelled run's is cancelled.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from temporalio import workflow
@@ -53,9 +54,13 @@ with workflow.unsafe.imports_passed_through():
         RunInput,
         RunRef,
         RunResult,
+        SandboxCall,
+        SandboxRef,
         StartInput,
         WaitInput,
     )
+
+SandboxMethod = Callable[[SandboxActivities, SandboxCall], Awaitable[None]]
 
 
 @workflow.defn(name="RunWorkflow")
@@ -72,6 +77,7 @@ class RunWorkflow:
         self._question: WaitInput | None = None  # the ask_user call that waits for its answer
         self._answered = False
         self._ended: FinishResult | None = None
+        self._paused: SandboxRef | None = None  # the sandbox paused while the run waits
         # Store writes of waiting and answering happen in the order the workflow decided them.
         self._lifecycle = asyncio.Lock()
         self._loop = AgentLoop(self, inp)
@@ -223,6 +229,7 @@ class RunWorkflow:
             return
         self._loop.sandbox = None
         where = options.on_host(sandbox, self._inp.host_lost_seconds)
+        await self._resume_sandbox()  # cancelled while waiting: thawed to keep its changes
         if not self._loop.collected and workflow.patched("keep-changes-of-every-ending"):
             # Nothing is lost: the unpushed work of a run that did not complete (failed,
             # cancelled) is kept too, as changes.patch, before the sandbox goes.
@@ -301,15 +308,47 @@ class RunWorkflow:
                 LifecycleActivities.mark_waiting, question, **options.LIFECYCLE.local()
             )
         self._set_status(RunStatus.WAITING_FOR_INPUT, f"turn {question.turn}: waiting")
+        if self._loop.sandbox is not None and workflow.patched("pause-while-waiting"):
+            # A waiting sandbox costs nothing: paused until the answer, the wait's end or
+            # the close. A cancel lets _destroy_sandbox resume it (to keep its changes).
+            self._paused = self._loop.sandbox
+            if not await self._pause_or_resume(SandboxActivities.pause_sandbox, self._paused):
+                self._paused = None  # its host is gone: nothing to resume there
         try:
             await workflow.wait_condition(
                 lambda: self._answered or self._loop.close_requested,
                 timeout=timedelta(seconds=wait_seconds),
             )
+            answered = True
         except TimeoutError:
-            return False
+            answered = False
         finally:
             self._question = None
+        await self._resume_sandbox()
+        return answered
+
+    async def _resume_sandbox(self) -> None:
+        paused, self._paused = self._paused, None
+        if paused is not None:
+            await self._pause_or_resume(SandboxActivities.resume_sandbox, paused)
+
+    async def _pause_or_resume(self, method: SandboxMethod, sandbox: SandboxRef) -> bool:
+        """Never fatal: a sandbox that could not be paused just keeps running. False if
+        the sandbox's host is gone (the next tool call rebuilds the sandbox)."""
+        try:
+            await workflow.execute_activity_method(
+                method,
+                SandboxCall(run_id=self._inp.run_id, sandbox=sandbox, org_id=self._inp.org_id),
+                # Waits for a pause being cancelled to finish: a resume never overtakes it.
+                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                **options.PAUSE.remote(
+                    summary=method.__name__.removesuffix("_sandbox"),
+                    **options.on_host(sandbox, self._inp.host_lost_seconds),
+                ),
+            )
+        except (ActivityError, ApplicationError) as err:
+            workflow.logger.warning("could not pause or resume the sandbox: %s", err)
+            return not options.host_lost(err)
         return True
 
     @property

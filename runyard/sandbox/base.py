@@ -39,6 +39,8 @@ class SandboxSpec:
     size: str = "m"
     repo_url: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+    # The template's script. Providers do not run it: the ``setup_sandbox`` activity does,
+    # through ``exec``, so its output becomes ``sandbox.setup`` events on every provider.
     setup_script: str | None = None
     network: bool = False
     image: str | None = None  # the template's image (for E2B, the E2B template)
@@ -113,4 +115,17 @@ class SandboxProvider(Protocol):
 
     async def destroy(self, sandbox_id: str) -> None:
         """Stop every process and delete the sandbox; a no-op if it is gone."""
+        ...
+
+    async def pause(self, sandbox_id: str) -> None:
+        """Stop the sandbox from using CPU until resume; a no-op if it is gone or already
+        paused."""
+        ...
+
+    async def resume(self, sandbox_id: str) -> None:
+        """Let a paused sandbox run again; a no-op if it is gone or not paused."""
+        ...
+
+    async def list_ids(self) -> list[str]:
+        """The ids of the sandboxes this provider holds."""
         ...

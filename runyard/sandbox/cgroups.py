@@ -1,8 +1,10 @@
 """Per-sandbox cgroups: a hard memory limit (the kernel OOM-kills inside the sandbox
 only), a process limit (a fork bomb stops there), a CPU quota from the size's
-``cpuMillis`` (``cpu.max``, or ``cpu.cfs_quota_us`` on v1), plus a way to kill
-everything left in the sandbox. cgroup v1 (memory + pids hierarchies) and v2 are supported; where
-neither is writable the local provider falls back to rlimits and says so.
+``cpuMillis`` (``cpu.max``, or ``cpu.cfs_quota_us`` on v1), a freezer (``cgroup.freeze``,
+or the v1 ``freezer`` hierarchy) that stops every process of a sandbox waiting for input,
+plus a way to kill everything left in the sandbox. cgroup v1 (memory + pids hierarchies)
+and v2 are supported; where neither is writable the local provider falls back to rlimits
+and says so.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ class Cgroup:
     def __init__(self, dirs: list[Path], memory_dir: Path, v2: bool) -> None:
         self.dirs, self.memory_dir, self.v2 = dirs, memory_dir, v2
         self.cpu_limited = False
+        # Where the freeze switch is: the group itself on v2, the freezer hierarchy on v1.
+        self.freezer_dir: Path | None = memory_dir if v2 else None
 
     @classmethod
     def open(
@@ -52,8 +56,13 @@ class Cgroup:
                     (cpu / "cpu.cfs_period_us").write_text(str(_PERIOD))
                     (cpu / "cpu.cfs_quota_us").write_text(str(quota))
                     dirs.append(cpu)
+                freezer = root / "freezer" / "runyard" / name
+                if (root / "freezer" / "cgroup.procs").exists():
+                    freezer.mkdir(parents=True, exist_ok=True)
+                    dirs.append(freezer)
                 group = cls(dirs, mem, v2=False)
                 group.cpu_limited = cpu in dirs
+                group.freezer_dir = freezer if freezer in dirs else None
                 return group
             controllers = (root / "cgroup.controllers").read_text().split()
             if "memory" in controllers and "pids" in controllers:
@@ -89,8 +98,43 @@ class Cgroup:
             pass
         return 0
 
+    @property
+    def can_freeze(self) -> bool:
+        return self.freezer_dir is not None
+
+    def freeze(self) -> None:
+        """Stop every process of the group (they use no CPU until ``thaw``)."""
+        self._set_frozen(True)
+
+    def thaw(self) -> None:
+        self._set_frozen(False)
+
+    def _set_frozen(self, frozen: bool) -> None:
+        if self.freezer_dir is None:
+            return
+        if self.v2:
+            (self.freezer_dir / "cgroup.freeze").write_text("1" if frozen else "0")
+        else:
+            (self.freezer_dir / "freezer.state").write_text("FROZEN" if frozen else "THAWED")
+
+    def frozen(self) -> bool:
+        """The kernel says every process of the group is frozen (v1: FROZEN, not FREEZING)."""
+        if self.freezer_dir is None:
+            return False
+        try:
+            if self.v2:
+                events = (self.freezer_dir / "cgroup.events").read_text().split("\n")
+                return "frozen 1" in events
+            return (self.freezer_dir / "freezer.state").read_text().strip() == "FROZEN"
+        except OSError:
+            return False
+
     def kill_all(self) -> None:
-        """SIGKILL every process of the cgroup, again until none is left (forks race)."""
+        """SIGKILL every process of the cgroup, again until none is left (forks race).
+
+        A frozen group is thawed first: on v1 a frozen process does not die until thawed."""
+        with contextlib.suppress(OSError):
+            self.thaw()
         for _ in range(50):
             pids: set[str] = set()
             for d in self.dirs:

@@ -35,6 +35,7 @@ from runyard.sandbox.e2b_sandbox import (
     guarded,
     sdk_error,
 )
+from runyard.sandbox.ids import run_id_for
 from runyard.sandbox.local_sandbox import FILE_DEADLINE
 from runyard.settings import Settings
 
@@ -59,13 +60,9 @@ _MISSING = (
 )
 
 
-def run_id_for(sandbox_id: str) -> str:
-    return "run_" + sandbox_id.removeprefix("sbx_")
-
-
 def _ids(sandbox_id: str, e2b_id: str | None = None) -> dict[str, str]:
     """What every log line of this provider carries (the run's workflow id is its id)."""
-    run_id = run_id_for(sandbox_id)
+    run_id = run_id_for(sandbox_id) or ""
     ids = {"run_id": run_id, "workflow_id": run_id, "sandbox_id": sandbox_id}
     return ids | ({"e2b_id": e2b_id} if e2b_id else {})
 
@@ -145,7 +142,7 @@ class E2BSandboxProvider:
                 return found  # a retried provision
             log.info("sandbox.e2b_half_made", **_ids(sandbox_id, existing))
             await self._kill(existing)
-        metadata = {META_ID: sandbox_id, META_RUN: run_id_for(sandbox_id)}
+        metadata = {META_ID: sandbox_id, META_RUN: run_id_for(sandbox_id) or ""}
         template = spec.image or DEFAULT_TEMPLATE
         try:
             sdk = await AsyncSandbox.create(

@@ -32,7 +32,6 @@ from runyard.sandbox.base import (
     SandboxError,
     SandboxSpec,
     SandboxUnavailable,
-    ToolError,
 )
 from runyard.sandbox.cgroups import Cgroup, join
 from runyard.sandbox.client import RunnerClient, RunnerGone, boot
@@ -100,6 +99,7 @@ class LocalSandboxProvider:
         self._locks: dict[str, asyncio.Lock] = {}
         self._cgroups: dict[str, Cgroup | None] = {}
         self.destroyed: set[str] = set()  # by this worker, while a call may be running
+        self._said_no_freezer = False
         probe = (
             Cgroup.open(f"probe-{os.getpid()}", memory_bytes=64 * 1024 * 1024, pids_max=8)
             if use_cgroups
@@ -163,6 +163,9 @@ class LocalSandboxProvider:
                     await self._mount(sandbox.root)  # e.g. after the machine restarted
                 if not sandbox.workspace.is_dir():
                     raise SandboxError(f"sandbox {sandbox.id} was destroyed")
+            if group is not None:  # a new runner must not start in a frozen group
+                with contextlib.suppress(OSError):
+                    await asyncio.to_thread(group.thaw)
             try:
                 started = await self._start_runner(sandbox)
             except RunnerGone as exc:
@@ -287,15 +290,7 @@ class LocalSandboxProvider:
             workspace.mkdir()
         sandbox = LocalSandbox(self, sandbox_id, root)
         await self.runner(sandbox)
-        if spec.setup_script:
-            try:
-                res = await sandbox.exec(spec.setup_script, timeout=900)
-            except ToolError as exc:
-                raise SandboxError(f"setup script failed: {exc}") from exc
-            if res.exit_code != 0:
-                output = res.stderr[-2000:] or res.stdout[-2000:]
-                raise SandboxError(f"setup script exited {res.exit_code}: {output}")
-        (root / "ready").touch()
+        (root / "ready").touch()  # the setup script is the setup_sandbox activity's
         return sandbox
 
     async def get(self, sandbox_id: str) -> LocalSandbox:
@@ -310,12 +305,58 @@ class LocalSandboxProvider:
         root = self._dir(sandbox_id)
         await self._remove(sandbox_id, root)
 
+    async def list_ids(self) -> list[str]:
+        """Every sandbox directory under the root (the ones half made or half destroyed
+        too: the reaper finishes those)."""
+
+        def scan() -> list[str]:
+            if not self.root.is_dir():
+                return []
+            return sorted(
+                d.name
+                for d in self.root.iterdir()
+                if d.is_dir() and not d.name.startswith(".") and (d / "meta.json").exists()
+            )
+
+        return await asyncio.to_thread(scan)
+
+    async def pause(self, sandbox_id: str) -> None:
+        """Freeze the sandbox's cgroup: its processes keep their memory, use no CPU."""
+        group = self._freezer(sandbox_id)
+        if group is not None:
+            await asyncio.to_thread(group.freeze)
+
+    async def resume(self, sandbox_id: str) -> None:
+        group = self._freezer(sandbox_id)
+        if group is not None:
+            await asyncio.to_thread(group.thaw)
+
+    def _freezer(self, sandbox_id: str) -> Cgroup | None:
+        """The cgroup to freeze or thaw; None (and a log line, once) where there is none."""
+        root = self._dir(sandbox_id)
+        if sandbox_id in self.destroyed or not (root / "ready").exists():
+            return None  # gone, or being made: nothing to pause
+        group = self.cgroup(LocalSandbox(self, sandbox_id, root))
+        if group is None or not group.can_freeze:
+            if not self._said_no_freezer:
+                self._said_no_freezer = True
+                log.warning(
+                    "sandbox.pause_unsupported",
+                    reason="no writable cgroup freezer on this worker: "
+                    "a sandbox waiting for input keeps running",
+                )
+            return None
+        return group
+
     async def _remove(self, sandbox_id: str, root: Path) -> None:
         self.destroyed.add(sandbox_id)
-        await self.stop_runner(sandbox_id)
         group = self._cgroups.pop(sandbox_id, None)
         if group is None and self.use_cgroups:  # e.g. created by a worker that died
             group = Cgroup.open(sandbox_id, memory_bytes=1 << 30, pids_max=self.pids_max)
+        if group is not None:  # a paused sandbox's processes die only once thawed (v1)
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(group.thaw)
+        await self.stop_runner(sandbox_id)
         if group is not None:
             await asyncio.to_thread(group.remove)
         if self.disks is not None:

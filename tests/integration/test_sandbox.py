@@ -118,11 +118,13 @@ async def test_create_is_idempotent_and_clones(
 ) -> None:
     with pytest.raises(SandboxError, match="git clone"):
         await provider.create("sbx_noclone", SandboxSpec(repo_url=str(tmp_path / "missing")))
-    sb = await provider.create("sbx_twice", SandboxSpec(setup_script="echo ready > setup.txt"))
+    # The provider never runs the setup script: the setup_sandbox activity does, through
+    # exec, for every provider (tests/integration/test_setup_activity.py).
+    sb = await provider.create("sbx_twice", SandboxSpec(setup_script="echo ran > setup.txt"))
+    await sb.write_file("kept.txt", b"kept")
     again = await provider.create("sbx_twice", SandboxSpec())
-    assert again.root == sb.root and (sb.workspace / "setup.txt").read_text() == "ready\n"
-    with pytest.raises(SandboxError, match="setup script exited 4"):
-        await provider.create("sbx_badsetup", SandboxSpec(setup_script="exit 4"))
+    assert again.root == sb.root and (sb.workspace / "kept.txt").read_bytes() == b"kept"
+    assert not (sb.workspace / "setup.txt").exists()
 
 
 @pytest.mark.skipif(

@@ -26,6 +26,7 @@ from workflows.payloads import (
     ReadyInput,
     ReplaceInput,
     RunRef,
+    SandboxCall,
     SandboxInfo,
     SandboxRef,
     StartInput,
@@ -63,6 +64,8 @@ class FakeRun:
     tool_queues: list[str] = field(default_factory=list)  # the task queue each ran on
     sandbox_destroyed: bool = False
     outputs_collected: bool = False
+    # What happened to the sandbox, in order: pause, answer, resume, tool:<name> ...
+    sandbox_log: list[str] = field(default_factory=list)
 
 
 class World:
@@ -76,6 +79,10 @@ class World:
         self.provision_error: str | None = None
         # Set to give sandboxes a host queue: the n-th generation's is host_queues[n].
         self.host_queues: list[str] = []
+        # Set to give the template a setup script that exits with this code.
+        self.setup_exit: int | None = None
+        # Set to make pausing the sandbox fail (it must not fail the run).
+        self.pause_error = False
 
     def add(self, run_id: str, script: list[Turn]) -> FakeRun:
         self.runs[run_id] = FakeRun(script=script)
@@ -121,6 +128,7 @@ class World:
     async def record_answer(self, inp: AnswerInput) -> None:
         run = self.runs[inp.run_id]
         run.answers.append(inp.content)
+        run.sandbox_log.append("answer")
         run.events.append("run.input_received")
         self._set(run, RunStatus.RUNNING, {RunStatus.WAITING_FOR_INPUT}, None)
 
@@ -160,7 +168,31 @@ class World:
             task_queue=self.host_queues[inp.generation] if self.host_queues else None,
             generation=inp.generation,
         )
-        return SandboxInfo(ref=ref, size="m", resources={"cpuMillis": 1})
+        return SandboxInfo(
+            ref=ref, size="m", resources={"cpuMillis": 1}, setup=self.setup_exit is not None
+        )
+
+    @activity.defn(name="setup_sandbox")
+    async def setup_sandbox(self, inp: SandboxCall) -> None:
+        run = self.runs[inp.run_id]
+        run.sandbox_log.append("setup")
+        run.events.append("sandbox.setup")
+        if self.setup_exit:
+            raise ApplicationError(
+                f"the setup script exited {self.setup_exit}: boom",
+                type="SANDBOX_SETUP_FAILED",
+                non_retryable=True,
+            )
+
+    @activity.defn(name="pause_sandbox")
+    async def pause_sandbox(self, inp: SandboxCall) -> None:
+        self.runs[inp.run_id].sandbox_log.append("pause")
+        if self.pause_error:
+            raise ApplicationError("no freezer", non_retryable=True)
+
+    @activity.defn(name="resume_sandbox")
+    async def resume_sandbox(self, inp: SandboxCall) -> None:
+        self.runs[inp.run_id].sandbox_log.append("resume")
 
     @activity.defn(name="run_agent_turn")
     async def run_agent_turn(self, inp: TurnInput) -> TurnResult:
@@ -176,6 +208,7 @@ class World:
     async def run_tool(self, inp: ToolInput) -> None:
         self.runs[inp.run_id].tools_started.append(inp.name)
         self.runs[inp.run_id].tool_queues.append(activity.info().task_queue)
+        self.runs[inp.run_id].sandbox_log.append(f"tool:{inp.name}")
         if self.block_tools:
             await _work(3600)
         self.runs[inp.run_id].tools_run.append(inp.name)
@@ -183,14 +216,23 @@ class World:
     @activity.defn(name="collect_outputs")
     async def collect_outputs(self, inp: CollectInput) -> None:
         self.runs[inp.run_id].outputs_collected = True
+        self.runs[inp.run_id].sandbox_log.append("collect")
 
     @activity.defn(name="destroy_sandbox")
     async def destroy_sandbox(self, inp: DestroyInput) -> None:
         self.runs[inp.run_id].sandbox_destroyed = True
+        self.runs[inp.run_id].sandbox_log.append("destroy")
 
     def sandbox_activities(self) -> list[Any]:
         """What a sandbox host's own task queue serves."""
-        return [self.run_tool, self.collect_outputs, self.destroy_sandbox]
+        return [
+            self.run_tool,
+            self.collect_outputs,
+            self.destroy_sandbox,
+            self.setup_sandbox,
+            self.pause_sandbox,
+            self.resume_sandbox,
+        ]
 
     def activities(self) -> list[Any]:
         return [
@@ -207,6 +249,9 @@ class World:
             self.run_tool,
             self.collect_outputs,
             self.destroy_sandbox,
+            self.setup_sandbox,
+            self.pause_sandbox,
+            self.resume_sandbox,
         ]
 
 

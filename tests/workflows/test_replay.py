@@ -8,7 +8,9 @@ asked and answered, a run cancelled while a tool ran, a run failed by a guardrai
 run that continued as new (each of its Temporal runs), a run whose sandbox host was
 lost and rebuilt elsewhere. ``cancelled-while-running`` was
 recorded before the ``keep-changes-of-every-ending`` patch and replays its old branch;
-``cancelled-keeping-changes`` was recorded after it and replays the new one. A change
+``cancelled-keeping-changes`` was recorded after it and replays the new one; likewise
+``asked-and-answered`` predates ``pause-while-waiting`` and ``asked-paused-answered``
+follows it, and ``set-up`` is a run whose template has a setup script. A change
 that would break a run in flight fails here: guard it with ``workflow.patched()`` and
 record a new history beside the old ones, never in place of them.
 """
@@ -37,6 +39,8 @@ def test_the_representative_runs_are_recorded() -> None:
         "failed-max-turns",
         "continued-as-new",
         "sandbox-host-lost",
+        "asked-paused-answered",
+        "set-up",
     }
 
 

@@ -5,6 +5,7 @@ ending. Waits of hours or days are skipped, so the file runs in seconds."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import pytest
@@ -40,6 +41,28 @@ async def until(predicate: Any, timeout: float = 10) -> None:
     while not predicate():
         if loop.time() > end:
             raise AssertionError("the condition never held")
+        await asyncio.sleep(0.02)
+
+
+async def paused(handle: RunHandle, timeout: float = 10) -> None:
+    """Until the pause activity's completion is in the history: the Java test server
+    mishandles a cancel that races an activity's end (ACTIVITY_UNKNOWN), a real one not."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while True:
+        history = await handle.fetch_history()
+        pause = [
+            e.event_id
+            for e in history.events
+            if e.activity_task_scheduled_event_attributes.activity_type.name == "pause_sandbox"
+        ]
+        done = {
+            e.activity_task_completed_event_attributes.scheduled_event_id for e in history.events
+        }
+        if pause and pause[-1] in done:
+            return
+        if loop.time() > end:
+            raise AssertionError("the sandbox was never paused")
         await asyncio.sleep(0.02)
 
 
@@ -222,6 +245,8 @@ async def test_cancel_at_every_stage(env: WorkflowEnvironment, stage: str) -> No
             await until(lambda: bool(world.runs[handle.id].tools_started))
         if stage == "pending":
             await until(lambda: world.runs[handle.id].provision_started)
+        if stage == "waiting_for_input":
+            await paused(handle)
         answer = await handle.execute_update(RunWorkflow.cancel, CancelRequest())
         assert answer.status == RunStatus.CANCELLED  # final at once
         assert world.runs[handle.id].status == RunStatus.CANCELLED
@@ -296,3 +321,79 @@ async def test_max_turns_is_counted_across_continue_as_new(env: WorkflowEnvironm
         cause = await failure(handle)
     assert isinstance(cause, ApplicationError) and cause.type == "max_turns"
     assert world.runs[handle.id].turns == 9
+
+
+async def test_the_sandbox_is_paused_while_the_run_waits(env: WorkflowEnvironment) -> None:
+    world = World()
+    async with running(env, world) as start:
+        handle = await start([ASK, TOOL, DONE])
+        await handle.execute_update(RunWorkflow.exec, ExecRequest())
+        await until(lambda: "pause" in world.runs[handle.id].sandbox_log)
+        await env.sleep(600)
+        assert world.runs[handle.id].sandbox_log == ["pause"]  # nothing runs while it waits
+        await handle.execute_update(RunWorkflow.answer, AnswerRequest(content="go on"))
+        assert (await handle.result()).status == RunStatus.COMPLETED
+        await record(handle, "asked-paused-answered")
+    log = world.runs[handle.id].sandbox_log
+    assert log == ["pause", "answer", "resume", "tool:bash", "collect", "destroy"]
+
+
+@pytest.mark.parametrize("ending", ["timeout", "cancel", "close"])
+async def test_a_paused_sandbox_is_resumed_however_the_wait_ends(
+    env: WorkflowEnvironment, ending: str
+) -> None:
+    world = World()
+    async with running(env, world) as start:
+        handle = await start([ASK, DONE], input_wait_seconds=3600)
+        await handle.execute_update(RunWorkflow.exec, ExecRequest())
+        if ending != "timeout":
+            await paused(handle)
+        if ending == "cancel":
+            await handle.execute_update(RunWorkflow.cancel, CancelRequest())
+        if ending == "close":
+            await handle.signal(RunWorkflow.close, CloseRequest())
+        with pytest.raises(Exception) if ending != "close" else contextlib.nullcontext():
+            await handle.result()
+    # Resumed before its changes are kept (collect) and before it is destroyed.
+    assert world.runs[handle.id].sandbox_log == ["pause", "resume", "collect", "destroy"]
+
+
+async def test_a_sandbox_that_cannot_pause_does_not_fail_the_run(env: WorkflowEnvironment) -> None:
+    world = World()
+    world.pause_error = True
+    async with running(env, world) as start:
+        handle = await start([ASK, TOOL, DONE])
+        await handle.execute_update(RunWorkflow.exec, ExecRequest())
+        await until(lambda: world.runs[handle.id].status == RunStatus.WAITING_FOR_INPUT)
+        await handle.execute_update(RunWorkflow.answer, AnswerRequest(content="go on"))
+        assert (await handle.result()).status == RunStatus.COMPLETED
+    assert world.runs[handle.id].tools_run == ["bash"]
+
+
+async def test_the_setup_script_runs_before_the_sandbox_is_ready(env: WorkflowEnvironment) -> None:
+    world = World()
+    world.setup_exit = 0
+    async with running(env, world) as start:
+        handle = await start([TOOL, DONE])
+        await handle.execute_update(RunWorkflow.exec, ExecRequest())
+        assert (await handle.result()).status == RunStatus.COMPLETED
+        await record(handle, "set-up")
+    run = world.runs[handle.id]
+    assert run.events == ["run.started", "sandbox.setup", "sandbox.ready", "run.completed"]
+    assert run.sandbox_log[:2] == ["setup", "tool:bash"]
+
+
+async def test_a_failing_setup_script_fails_the_run(env: WorkflowEnvironment) -> None:
+    world = World()
+    world.setup_exit = 3
+    async with running(env, world) as start:
+        handle = await start([TOOL, DONE])
+        await handle.execute_update(RunWorkflow.exec, ExecRequest())
+        cause = await failure(handle)
+    assert isinstance(cause, ApplicationError) and cause.type == "SANDBOX_SETUP_FAILED"
+    run = world.runs[handle.id]
+    assert run.status == RunStatus.FAILED and run.fail_reason == "error"
+    assert run.error is not None and run.error["code"] == "SANDBOX_SETUP_FAILED"
+    assert "exited 3" in run.error["message"]
+    assert run.events == ["run.started", "sandbox.setup", "run.failed"]
+    assert run.tools_started == [] and run.sandbox_destroyed
