@@ -33,10 +33,12 @@ from notifications.activities import DeliveryActivities, OutboxActivities, PumpI
 from notifications.delivery import DeliveryWorkflow
 from notifications.pump import OutboxPumpWorkflow, pump_workflow_id
 from notifications.sender import Sender
+from runyard import tracing
 from runyard.db.engine import Database, migrate
 from runyard.llm.anthropic_client import AnthropicModel
 from runyard.llm.scripted import ScriptedModel
 from runyard.logging import configure_logging
+from runyard.metrics_server import serve_worker_metrics
 from runyard.sandbox.base import SandboxProvider
 from runyard.sandbox.local import local_provider
 from runyard.settings import Settings, get_settings
@@ -88,6 +90,7 @@ def build_worker(client: Client, settings: Settings, db: Database) -> Worker:
         task_queue=settings.task_queue,
         workflows=[RunWorkflow, DeliveryWorkflow, OutboxPumpWorkflow, EventRetentionWorkflow],
         activities=activities(settings, db),
+        interceptors=tracing.worker_interceptors(),  # the client's tracing one comes first
         # Heartbeats go out at least every second, so a cancel reaches a busy activity fast.
         max_heartbeat_throttle_interval=timedelta(seconds=1),
         default_heartbeat_throttle_interval=timedelta(seconds=1),
@@ -126,7 +129,9 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
     """Run the worker until ``stop`` is set (by default: SIGINT or SIGTERM)."""
     migrate(settings.db_url)
     db = Database(settings.db_url)
-    client = await connect(settings)
+    tracing.setup("runyard-worker")  # on only with OTEL_EXPORTER_OTLP_ENDPOINT
+    runtime = serve_worker_metrics(settings)  # with RUNYARD_WORKER_METRICS_PORT
+    client = await connect(settings, runtime=runtime)
     worker = build_worker(client, settings, db)
     if stop is None:
         stop = asyncio.Event()
