@@ -112,6 +112,7 @@ class SandboxActivities:
             out = await run_tool(
                 sandbox, inp.name, args, timeout=self.settings.tool_timeout_seconds, ctx=ctx
             )
+        seconds = time.monotonic() - started
         if ctx is not None and inp.name == "bash":
             out = await after_bash(sandbox, ctx, args, out)  # forwards pushed branches
         block = {
@@ -126,7 +127,7 @@ class SandboxActivities:
             s.add(RunMessage(run_id=inp.run_id, key=key, role="tool_result", content=[block]))
             await record_outputs(s, run, out.outputs, key, out.artifacts)
             await append_events(s, run, [NewEvent(key, EventType.TOOL_RESULT, data)])
-        metrics.tool_call(inp.name, time.monotonic() - started, error=out.is_error)
+        metrics.tool_call(inp.name, seconds, error=out.is_error)  # after the commit: once
 
     async def _tool_context(self, inp: ToolInput) -> ToolContext:
         run = await self._run(inp.run_id)
