@@ -51,6 +51,15 @@ def _age(delta: timedelta) -> str:
     return f"{seconds // 86400}d"
 
 
+def _reason(exc: BaseException) -> str:
+    """A short why: the SDK's connection errors are long Rust debug strings."""
+    text = str(exc)
+    for hint in ("connection refused", "timed out", "dns error", "certificate"):
+        if hint in text.lower():
+            return hint
+    return text.splitlines()[0][:80] if text else type(exc).__name__
+
+
 def _since(when: datetime, now: datetime) -> timedelta:
     return now - (when if when.tzinfo else when.replace(tzinfo=UTC))
 
@@ -126,8 +135,7 @@ async def _temporal(settings: Settings, report: Report) -> None:
             client = await connect(settings)
             await client.service_client.check_health()
     except Exception as exc:
-        reason = str(exc).splitlines()[0][:80] if str(exc) else type(exc).__name__
-        report.checks["temporal"] = (False, f"down at {settings.temporal_address} ({reason})")
+        report.checks["temporal"] = (False, f"down at {settings.temporal_address} ({_reason(exc)})")
         report.checks["worker"] = (False, "unknown: Temporal is down")
         return
     report.checks["temporal"] = (True, f"ok ({settings.temporal_address})")

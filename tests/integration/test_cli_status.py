@@ -57,3 +57,12 @@ async def test_status_exits_1_when_a_part_is_down(stack: Stack) -> None:
     assert code == 1
     assert re.search(r"^  worker +DOWN +none polling task queue 'nobody-polls-this'", out, re.M)
     assert re.search(r"^  temporal +up ", out, re.M), out
+
+    # Temporal away: said in a few words, and the worker cannot be known.
+    gone = f"127.0.0.1:{free_port()}"
+    code, out = await asyncio.to_thread(
+        _status, stack, "--api-url", stack.api_url, TEMPORAL_ADDRESS=gone
+    )
+    assert code == 1
+    assert re.search(rf"^  temporal +DOWN +down at {gone} \(connection refused\)$", out, re.M), out
+    assert re.search(r"^  worker +DOWN +unknown: Temporal is down$", out, re.M), out
