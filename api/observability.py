@@ -60,7 +60,15 @@ class MetricsMiddleware:
 
         try:
             if tracing.enabled():
-                with tracing.span(f"{scope['method']} {scope['path']}", SpanKind.SERVER) as span:
+                # A caller's W3C traceparent is honoured: the request (and a run it
+                # creates) joins the caller's trace.
+                headers = {
+                    k.decode("latin-1"): v.decode("latin-1")
+                    for k, v in scope.get("headers") or []
+                    if k in (b"traceparent", b"tracestate")
+                }
+                name = f"{scope['method']} {scope['path']}"
+                with tracing.span(name, SpanKind.SERVER, headers=headers) as span:
                     await self.app(scope, receive, send_wrapper)
                     if span is not None:
                         route = _route(scope)

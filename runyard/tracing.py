@@ -15,7 +15,7 @@ model call, the tool call, with ``runyard.run_id``, ``runyard.org_id`` and
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -28,6 +28,7 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
 )
 from opentelemetry.trace import Span, SpanKind
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from temporalio import activity
 from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
@@ -54,7 +55,9 @@ def setup(service_name: str) -> bool:
 def install(exporter: SpanExporter, *, service_name: str = "runyard", batch: bool = False) -> None:
     """Export this process's spans to ``exporter`` (tests pass an in-memory exporter)."""
     global _provider
-    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+    # OTEL_SERVICE_NAME (and OTEL_RESOURCE_ATTRIBUTES) win over Runyard's default name.
+    named = {} if os.environ.get("OTEL_SERVICE_NAME") else {"service.name": service_name}
+    provider = TracerProvider(resource=Resource.create(named))
     processor = BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter)
     provider.add_span_processor(processor)
     _provider = provider
@@ -109,13 +112,23 @@ def annotate(
 
 
 @contextmanager
-def span(name: str, kind: SpanKind = SpanKind.INTERNAL, **attributes: str) -> Iterator[Span | None]:
-    """A child span of the current one, or nothing at all when tracing is off."""
+def span(
+    name: str,
+    kind: SpanKind = SpanKind.INTERNAL,
+    *,
+    headers: Mapping[str, str] | None = None,
+    **attributes: str,
+) -> Iterator[Span | None]:
+    """A child span of the current one (or of a W3C ``traceparent`` in ``headers``), or
+    nothing at all when tracing is off."""
     if not enabled():
         yield None
         return
     attrs = {f"runyard.{k}": v for k, v in attributes.items()}
-    with tracer().start_as_current_span(name, kind=kind, attributes=attrs) as current:
+    parent = TraceContextTextMapPropagator().extract(headers) if headers else None
+    with tracer().start_as_current_span(
+        name, context=parent, kind=kind, attributes=attrs
+    ) as current:
         yield current
 
 

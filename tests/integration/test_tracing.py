@@ -130,6 +130,23 @@ async def test_one_trace_from_the_create_request_through_every_activity(
     assert exec_trace in linked
 
 
+async def test_a_callers_traceparent_is_joined(
+    traced_api: httpx.AsyncClient, spans: InMemorySpanExporter
+) -> None:
+    trace_id, parent_id = secrets.token_hex(16), secrets.token_hex(8)
+    headers = {"traceparent": f"00-{trace_id}-{parent_id}-01"}
+    prompt = script({"text": "joined"})
+    created = await traced_api.post(
+        "/v1/runs", json={"prompt": prompt, "model": "scripted"}, headers=headers
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["traceId"] == trace_id
+    (server,) = [s for s in spans.get_finished_spans() if s.name == "POST /v1/runs"]
+    assert format(server.context.trace_id, "032x") == trace_id
+    assert server.parent is not None and format(server.parent.span_id, "016x") == parent_id
+    assert _attrs(server)["http.response.status_code"] == 201
+
+
 async def test_tracing_off_installs_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
