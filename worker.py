@@ -43,10 +43,12 @@ from notifications.activities import DeliveryActivities, OutboxActivities, PumpI
 from notifications.delivery import DeliveryWorkflow
 from notifications.pump import OutboxPumpWorkflow, pump_workflow_id
 from notifications.sender import Sender
+from runyard import tracing
 from runyard.db.engine import Database, migrate
 from runyard.llm.anthropic_client import AnthropicModel
 from runyard.llm.scripted import ScriptedModel
 from runyard.logging import configure_logging
+from runyard.metrics_server import serve_worker_metrics
 from runyard.sandbox.base import SandboxProvider
 from runyard.sandbox.local import local_provider
 from runyard.settings import Settings, get_settings
@@ -121,6 +123,7 @@ def build_workers(client: Client, settings: Settings, db: Database) -> list[Work
     """The shared task queue's worker and this host's."""
     acts = activities(settings, db)
     common: dict[str, Any] = {
+        "interceptors": tracing.worker_interceptors(),  # after the client's tracing one
         # Heartbeats go out at least every second, so a cancel reaches a busy activity fast.
         "max_heartbeat_throttle_interval": timedelta(seconds=1),
         "default_heartbeat_throttle_interval": timedelta(seconds=1),
@@ -199,7 +202,9 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
     """Run the worker until ``stop`` is set (by default: SIGINT or SIGTERM)."""
     migrate(settings.db_url)
     db = Database(settings.db_url)
-    client = await connect(settings)
+    tracing.setup("runyard-worker")  # on only with OTEL_EXPORTER_OTLP_ENDPOINT
+    runtime = serve_worker_metrics(settings)  # with RUNYARD_WORKER_METRICS_PORT
+    client = await connect(settings, runtime=runtime)
     workers = build_workers(client, settings, db)
     if stop is None:
         stop = asyncio.Event()

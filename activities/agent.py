@@ -13,13 +13,14 @@ from typing import Any
 from temporalio import activity
 
 from activities._support import heartbeats, logger, typed_failures
+from runyard import metrics, tracing
 from runyard.db.engine import Database
 from runyard.db.tables import Run, RunMessage
 from runyard.db.types import utcnow
 from runyard.domain import TERMINAL_STATUSES, EventType
 from runyard.errors import InsufficientCredits, ProviderKeyMissing, RunNotActive, RunNotFound
-from runyard.llm.base import ModelClient, ModelRequest
-from runyard.llm.pricing import add_turn_usage, resolve_model
+from runyard.llm.base import ModelClient, ModelRequest, TurnUsage
+from runyard.llm.pricing import add_turn_usage, price_for, resolve_model
 from runyard.store.credits import charge_turn, out_of_credits
 from runyard.store.events import NewEvent, append_events, locked_run
 from runyard.store.transcript import assistant_key, conversation, get_message
@@ -33,6 +34,17 @@ SYSTEM_PROMPT = (
 )
 _FLUSH_SECONDS = 0.05
 _FLUSH_CHARS = 512
+
+
+def turn_cost(model: str, u: TurnUsage) -> float:
+    """US dollars of one turn's tokens (the run's ``costUsd`` sums these)."""
+    p = price_for(model)
+    return (
+        u.input_tokens * p.input
+        + u.output_tokens * p.output
+        + u.cache_write_tokens * p.cache_write
+        + u.cache_read_tokens * p.cache_read
+    ) / 1_000_000
 
 
 class ModelRegistry:
@@ -148,7 +160,10 @@ class AgentActivities:
             f"turn{inp.turn}.a{info.attempt}",
             interval=0 if resolve_model(run.model) == "scripted" else _FLUSH_SECONDS,
         )
-        response = await client.stream(request, writer.add)  # a ModelError is logged once
+        started = time.monotonic()
+        with tracing.span("model.call", run_id=run.id, org_id=run.org_id, model=run.model):
+            response = await client.stream(request, writer.add)  # a ModelError is logged once
+        seconds = time.monotonic() - started
         await writer.flush()
         u = response.usage
         async with self.db.write() as s:
@@ -188,5 +203,16 @@ class AgentActivities:
             ]
             events.append(NewEvent(f"turn{inp.turn}.usage", EventType.USAGE_UPDATED, usage))
             await append_events(s, locked, events)
+        metrics.model_turn(  # after the commit: a retry that finds the turn stored returned
+            run.model,
+            seconds,
+            {
+                "input": u.input_tokens,
+                "output": u.output_tokens,
+                "cache_read": u.cache_read_tokens,
+                "cache_write": u.cache_write_tokens,
+            },
+            turn_cost(run.model, u),
+        )
         log.info("turn.done", tool_calls=len(response.tool_uses), cost_usd=usage["costUsd"])
         return self._result(inp.turn, response.content, locked)

@@ -17,6 +17,7 @@ from temporalio import activity
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities._support import logger, typed_failures
+from runyard import metrics
 from runyard.db.engine import Database
 from runyard.db.tables import Organization, Run, RunMessage
 from runyard.db.types import utcnow
@@ -84,6 +85,7 @@ class LifecycleActivities:
                 s, run, RunStatus.PENDING, allowed_from={RunStatus.QUEUED}, now=utcnow()
             )
             await append_events(s, run, [NewEvent("started", EventType.RUN_STARTED, {})])
+        metrics.run_started()  # after the commit; a retry that finds it done returned above
 
     @activity.defn(name="mark_running")
     @typed_failures
@@ -201,6 +203,8 @@ class LifecycleActivities:
                 fail_reason=inp.fail_reason,
                 error=error,
             )
+        if applied:  # counted once: a retried finish finds the run ended and applies nothing
+            metrics.run_ended(run.status, run.fail_reason)
         logger(inp.run_id, org_id=run.org_id).info(
             "run.finished", status=run.status, applied=applied
         )

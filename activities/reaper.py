@@ -29,6 +29,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities._support import heartbeats
+from runyard import metrics
 from runyard.db.engine import Database
 from runyard.db.tables import Run
 from runyard.db.types import utcnow
@@ -63,6 +64,7 @@ class ReaperActivities:
 async def reap(db: Database, providers: dict[str, SandboxProvider], client: Client) -> ReapResult:
     result = ReapResult()
     for name, provider in providers.items():
+        before = result.reaped
         try:
             ids = await provider.list_ids()
         except Exception as exc:  # one provider's outage must not stop the others' round
@@ -87,6 +89,7 @@ async def reap(db: Database, providers: dict[str, SandboxProvider], client: Clie
                 continue
             result.reaped += 1
             bound.info("sandbox.reaped_one", provider=name, reason=reason)
+        metrics.sandboxes_reaped(result.reaped - before, name)
     log.info("sandbox.reaped", count=result.reaped, kept=result.kept, failed=result.failed)
     return result
 

@@ -4,9 +4,12 @@ in it, destroy it. They change no run status: the workflow does that with what t
 
 from __future__ import annotations
 
+import time
+
 from temporalio import activity
 
 from activities._support import heartbeats, logger, typed_failures
+from runyard import metrics, tracing
 from runyard.db.engine import Database
 from runyard.db.tables import Run, RunMessage
 from runyard.domain import EventType
@@ -94,6 +97,7 @@ class SandboxActivities:
             raise
         host_bound = provider.name == "local"  # its workspace is on this host's disk
         log.info("sandbox.ready", host=self.settings.host_name if host_bound else None)
+        metrics.sandbox_provisioned(provider.name)
         return SandboxInfo(
             ref=SandboxRef(
                 sandbox_id=sandbox_id,
@@ -122,9 +126,12 @@ class SandboxActivities:
         sandbox = await self._provider(inp.sandbox.provider).get(inp.sandbox.sandbox_id)
         args = call.get("input") or {}
         ctx = await self._tool_context(inp) if needs_context(inp.name, args) else None
-        out = await run_tool(
-            sandbox, inp.name, args, timeout=self.settings.tool_timeout_seconds, ctx=ctx
-        )
+        started = time.monotonic()
+        with tracing.span(f"tool {metrics.tool_label(inp.name)}", run_id=inp.run_id):
+            out = await run_tool(
+                sandbox, inp.name, args, timeout=self.settings.tool_timeout_seconds, ctx=ctx
+            )
+        seconds = time.monotonic() - started
         if ctx is not None and inp.name == "bash":
             out = await after_bash(sandbox, ctx, args, out)  # forwards pushed branches
         block = {
@@ -139,6 +146,7 @@ class SandboxActivities:
             s.add(RunMessage(run_id=inp.run_id, key=key, role="tool_result", content=[block]))
             await record_outputs(s, run, out.outputs, key, out.artifacts)
             await append_events(s, run, [NewEvent(key, EventType.TOOL_RESULT, data)])
+        metrics.tool_call(inp.name, seconds, error=out.is_error)  # after the commit: once
 
     async def _tool_context(self, inp: ToolInput) -> ToolContext:
         run = await self._run(inp.run_id)
@@ -180,6 +188,7 @@ class SandboxActivities:
     @heartbeats
     async def destroy_sandbox(self, inp: DestroyInput) -> None:
         await self._provider(inp.sandbox.provider).destroy(inp.sandbox.sandbox_id)
+        metrics.sandbox_destroyed(inp.sandbox.provider)
 
     @activity.defn(name="pause_sandbox")
     async def pause_sandbox(self, inp: SandboxCall) -> None:

@@ -10,6 +10,8 @@ from fastapi import FastAPI
 from api.auth import KeyCache
 from api.errors import install_error_handlers
 from api.middleware import RequestContextMiddleware
+from api.observability import MetricsMiddleware, metrics_port
+from api.observability import router as metrics_router
 from api.orchestrator import TemporalConnector
 from api.ratelimit import RateLimiter
 from api.responses import install_openapi
@@ -28,7 +30,7 @@ from api.routes import (
     usage,
     webhooks,
 )
-from runyard import __version__
+from runyard import __version__, tracing
 from runyard.db.engine import Database, migrate
 from runyard.notifier import EventNotifier
 from runyard.secrets import load_secret_key
@@ -37,6 +39,7 @@ from runyard.settings import Settings, get_settings
 
 def create_app(settings: Settings | None = None, *, run_migrations: bool = True) -> FastAPI:
     settings = settings or get_settings()
+    tracing.setup("runyard-api")  # on only with OTEL_EXPORTER_OTLP_ENDPOINT
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -47,7 +50,8 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         app.state.notifier = EventNotifier(app.state.db)
         await app.state.notifier.start()
         try:
-            yield
+            async with metrics_port(app):
+                yield
         finally:
             await app.state.notifier.stop()
             app.state.rate_limiter.close()
@@ -66,7 +70,9 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     install_error_handlers(app)
     install_openapi(app)
     app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(MetricsMiddleware)  # outermost: it sees every answer, 500s included
     app.include_router(health.router)
+    app.include_router(metrics_router)
     app.include_router(runs.router)
     app.include_router(run_control.router)
     app.include_router(run_input.router)

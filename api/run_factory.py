@@ -24,6 +24,7 @@ from api.errors import ProblemError
 from api.orchestrator import TemporalConnector, run_input
 from api.repo_intake import check_repo
 from api.schemas import CreateRun
+from runyard import metrics, tracing
 from runyard.db.engine import Database
 from runyard.db.tables import Agent, Run, RunEvent, Template, Thread
 from runyard.db.types import utcnow
@@ -189,7 +190,8 @@ async def create_run(
         idempotency_key=idempotency_key,
         workflow_id=run_id,
         instructions=resolved["instructions"],
-        trace_id=new_id("trace"),
+        # With tracing on: this request's trace, which the workflow and its activities join.
+        trace_id=tracing.current_trace_id() or new_id("trace"),
         route_id=route_id,
         persona_id=persona_id,
         created_at=now,
@@ -223,6 +225,8 @@ async def create_run(
                 502, exc.code, f"the workflow engine could not start the run: {exc}"
             ) from exc
         raise ProblemError.of(exc) from exc
+    metrics.run_created()
+    tracing.annotate(run_id=run_id, org_id=principal.org_id, model=run.model)
     if body.start:  # the workflow has made it pending: answer with the row as it is now
         fresh: Run | None = await db.read(lambda s: s.get(Run, run_id))
         run = fresh or run

@@ -77,6 +77,7 @@ def serve_dev(
 ) -> None:
     from runyard.devserver import DevServerConfig, start_dev_server, wait_for_port
 
+    _check_metrics_ports(settings(), {port: "API", temporal_port: "Temporal", ui_port: "UI"})
     # Local development reaches callbacks on this machine, unless the operator said no.
     private = None if "RUNYARD_ALLOW_PRIVATE_CALLBACKS" in os.environ else True
     local_repos = None if "RUNYARD_ALLOW_LOCAL_REPOS" in os.environ else True
@@ -130,6 +131,21 @@ def serve_dev(
     raise typer.Exit(code)
 
 
+def _check_metrics_ports(s: Settings, taken: dict[int, str]) -> None:
+    """The metrics ports (off unless set) must not be one of the others ``runyard dev`` uses."""
+    wanted: dict[int, str] = {}
+    if s.metrics_port is not None:
+        wanted[s.metrics_port] = "RUNYARD_METRICS_PORT"
+    if s.worker_metrics_port is not None:
+        wanted[s.worker_metrics_port] = "RUNYARD_WORKER_METRICS_PORT"
+        wanted[s.worker_metrics_port + 1] = "RUNYARD_WORKER_METRICS_PORT + 1 (Temporal SDK)"
+    for number, name in wanted.items():
+        if number in taken:
+            typer.echo(f"{name} is {number}, the {taken[number]} port: pick another", err=True)
+            raise typer.Exit(2)
+        taken[number] = name
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -149,6 +165,13 @@ def _banner(s: Settings, host: str, port: int, ui_port: int | None) -> None:
     if ui_port is not None:
         typer.echo(f"Temporal UI:   http://127.0.0.1:{ui_port}")
     typer.echo(f"Temporal:      {s.temporal_address}   data: {s.data_dir.resolve()}")
+    api_metrics = f"{s.metrics_host}:{s.metrics_port}" if s.metrics_port else f"{host}:{port}"
+    worker_metrics = (
+        f", worker http://{s.metrics_host}:{s.worker_metrics_port}/metrics"
+        if s.worker_metrics_port
+        else " (worker: set RUNYARD_WORKER_METRICS_PORT)"
+    )
+    typer.echo(f"Metrics:       http://{api_metrics}/metrics{worker_metrics}")
     # `keys create` must write to the store this API reads: the same data dir.
     same = "" if s.data_dir == Path(".runyard") else f"RUNYARD_DATA_DIR={s.data_dir.resolve()} "
     typer.echo(f"Create a key:  {same}{_bin('runyard')} keys create --org demo")

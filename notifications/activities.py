@@ -14,6 +14,7 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from notifications.sender import Attempt, Sender
+from runyard import metrics
 from runyard.db.engine import Database
 from runyard.db.tables import Webhook, WebhookDelivery
 from runyard.db.types import utcnow
@@ -56,6 +57,7 @@ class DeliveryActivities:
         if delivery.kind == "webhook":
             if hook is None or not hook.enabled:
                 await self._record(inp, None, "cancelled")
+                metrics.webhook_attempt("cancelled")
                 return AttemptOutcome(status="cancelled")
             secrets = [hook.secret]
             expires = hook.previous_secret_expires_at
@@ -73,6 +75,7 @@ class DeliveryActivities:
         else:
             status = "failed" if inp.last else "retry"
         await self._record(inp, result, status)
+        metrics.webhook_attempt(status)
         log.info(
             "webhook.attempt",
             delivery_id=inp.delivery_id,

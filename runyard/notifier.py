@@ -19,6 +19,7 @@ import contextlib
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import UTC
 from typing import Any
 
 import psycopg
@@ -40,13 +41,15 @@ class Cached:
     type: str
     json: dict[str, Any]
     frame: bytes  # the SSE frame, encoded once for every stream
+    created: float = 0.0  # the event's commit time (epoch seconds), for the delivery lag
 
 
 def encode(ev: RunEvent) -> Cached:
     body = event_json(ev)
     data = json.dumps(body, separators=(",", ":"))
     frame = f"id: {ev.seq}\nevent: {ev.type}\ndata: {data}\n\n".encode()
-    return Cached(ev.seq, ev.type, body, frame)
+    created = ev.created_at.replace(tzinfo=ev.created_at.tzinfo or UTC).timestamp()
+    return Cached(ev.seq, ev.type, body, frame, created)
 
 
 @dataclass

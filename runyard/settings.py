@@ -123,6 +123,13 @@ class Settings(BaseSettings):
     # Seconds before each delivery attempt (the first is usually 0).
     webhook_retry_schedule: str = "0,5,300,1800,7200,18000,36000,50400,72000,86400"
     max_webhooks_per_org: int = 25
+    # Prometheus metrics. The API serves /metrics on its own port unless metrics_port is
+    # set (then there only, and /metrics on the API port is 404). The worker serves its
+    # metrics on worker_metrics_port (off when unset) and the Temporal SDK's on the next
+    # port. Both bind metrics_host.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65534)
+    metrics_host: str = "127.0.0.1"
     log_level: str = "INFO"
     log_json: bool = False
 

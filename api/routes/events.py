@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -16,6 +17,7 @@ from api.responses_runs import Event
 from api.routes.runs import load_run
 from api.run_factory import invalid
 from api.schemas import Timestamp
+from runyard import metrics
 from runyard.db.engine import Database
 from runyard.db.tables import Run
 from runyard.domain import TERMINAL_EVENT_TYPES, TERMINAL_STATUSES, EventType
@@ -77,6 +79,8 @@ async def _stream(
     """Stored events after ``cursor``, then live ones, until the terminal event."""
     sub = notifier.subscribe(run_id)
     check_status = True  # on the first pass, and after each quiet ping interval
+    opened = time.time()  # events committed since are live: their delivery lag is measured
+    metrics.SSE_STREAMS.inc()
     try:
         yield b": connected\n\n"
         while True:
@@ -95,6 +99,7 @@ async def _stream(
                 send = batch if end is None else batch[: end + 1]
                 cursor = send[-1].seq
                 yield b"".join(ev.frame for ev in send)
+                metrics.events_delivered((ev.created for ev in send), opened)
                 if end is not None:
                     return
                 continue
@@ -107,6 +112,7 @@ async def _stream(
             if check_status:
                 yield b": ping\n\n"
     finally:
+        metrics.SSE_STREAMS.dec()
         sub.close()
 
 

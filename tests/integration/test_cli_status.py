@@ -1,0 +1,68 @@
+"""``runyard status`` against the session stack, as an operator runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import httpx
+from typer.testing import CliRunner
+
+from cli import app as cli
+from runyard.devserver import free_port
+from tests.conftest import script
+from tests.stack import Stack
+
+
+def _status(stack: Stack, *args: str, **env: str) -> tuple[int, str]:
+    names = ("RUNYARD_DATA_DIR", "RUNYARD_DATABASE_URL", "TEMPORAL_ADDRESS", "RUNYARD_TASK_QUEUE")
+    given = {name: stack.env[name] for name in names} | env
+    result = CliRunner().invoke(cli, ["status", *args], env=given)
+    return result.exit_code, result.output
+
+
+async def test_status_shows_a_healthy_stack_and_its_queued_run(
+    stack: Stack, api: httpx.AsyncClient
+) -> None:
+    created = await api.post(
+        "/v1/runs", json={"prompt": script({"text": "x"}), "model": "scripted"}
+    )
+    assert created.status_code == 201
+    for _ in range(60):  # the stack's worker may still be starting
+        code, out = await asyncio.to_thread(_status, stack, "--api-url", stack.api_url)
+        if code == 0:
+            break
+        await asyncio.sleep(0.5)
+    assert code == 0, out
+    for name in ("database", "temporal", "worker", "api"):
+        assert re.search(rf"^  {name} +up ", out, re.M), out
+    queued = re.search(r"^  queued +(\d+)$", out, re.M)
+    assert queued is not None and int(queued.group(1)) >= 1, out
+    assert re.search(r"oldest queued: run_\w+, \d+s", out), out
+    assert re.search(r"pending deliveries: \d+", out), out
+    assert len(out.splitlines()) <= 24  # one screen
+
+
+async def test_status_exits_1_when_a_part_is_down(stack: Stack) -> None:
+    nobody = f"http://127.0.0.1:{free_port()}"
+    code, out = await asyncio.to_thread(_status, stack, "--api-url", nobody)
+    assert code == 1
+    assert re.search(r"^  api +DOWN +down at " + re.escape(nobody), out, re.M), out
+    assert re.search(r"^  database +up ", out, re.M), out
+
+    # A task queue no worker polls: the worker is down, Temporal is not.
+    code, out = await asyncio.to_thread(
+        _status, stack, "--api-url", stack.api_url, RUNYARD_TASK_QUEUE="nobody-polls-this"
+    )
+    assert code == 1
+    assert re.search(r"^  worker +DOWN +none polling task queue 'nobody-polls-this'", out, re.M)
+    assert re.search(r"^  temporal +up ", out, re.M), out
+
+    # Temporal away: said in a few words, and the worker cannot be known.
+    gone = f"127.0.0.1:{free_port()}"
+    code, out = await asyncio.to_thread(
+        _status, stack, "--api-url", stack.api_url, TEMPORAL_ADDRESS=gone
+    )
+    assert code == 1
+    assert re.search(rf"^  temporal +DOWN +down at {gone} \(connection refused\)$", out, re.M), out
+    assert re.search(r"^  worker +DOWN +unknown: Temporal is down$", out, re.M), out
