@@ -23,15 +23,21 @@ def serve_worker_metrics(settings: Settings) -> Runtime | None:
     if port is None:
         return None
     host = settings.metrics_host
-    start_http_server(port, addr=host)  # a daemon thread, for the life of the process
-    runtime = Runtime(
-        telemetry=TelemetryConfig(
-            metrics=PrometheusConfig(
-                bind_address=f"{host}:{port + 1}",
-                counters_total_suffix=True,
-                durations_as_seconds=True,
+    try:
+        start_http_server(port, addr=host)  # a daemon thread, for the life of the process
+        runtime = Runtime(
+            telemetry=TelemetryConfig(
+                metrics=PrometheusConfig(
+                    bind_address=f"{host}:{port + 1}",
+                    counters_total_suffix=True,
+                    durations_as_seconds=True,
+                )
             )
         )
-    )
+    except (OSError, RuntimeError) as exc:  # a port in use: one line, not a traceback
+        raise SystemExit(
+            f"runyard worker: cannot serve metrics on {host}:{port} and {port + 1} "
+            f"(RUNYARD_WORKER_METRICS_PORT): {exc}"
+        ) from None
     log.info("metrics.serving", host=host, port=port, temporal_sdk_port=port + 1)
     return runtime
