@@ -82,8 +82,10 @@ def serve_dev(
     private = None if "RUNYARD_ALLOW_PRIVATE_CALLBACKS" in os.environ else True
     local_repos = None if "RUNYARD_ALLOW_LOCAL_REPOS" in os.environ else True
     external = os.environ.get("TEMPORAL_ADDRESS")
-    # SIGTERM (a service manager, `kill`) stops everything as Ctrl-C does.
+    # SIGTERM (a service manager, `kill`) stops everything as Ctrl-C does. SIGINT is set
+    # too: a shell starts a background job (`runyard dev &`) with it ignored.
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     temporal: subprocess.Popen[bytes] | None = None
     children: list[subprocess.Popen[bytes]] = []
     code = 0
@@ -176,6 +178,19 @@ def _banner(s: Settings, host: str, port: int, ui_port: int | None) -> None:
     same = "" if s.data_dir == Path(".runyard") else f"RUNYARD_DATA_DIR={s.data_dir.resolve()} "
     typer.echo(f"Create a key:  {same}{_bin('runyard')} keys create --org demo")
     typer.echo(f"Temporal CLI:  {_bin('temporal')} --address {s.temporal_address}")
+    # The other commands read the same settings: say which ones this stack needs.
+    env = {
+        "RUNYARD_API_URL": f"http://{host}:{port}",
+        "TEMPORAL_ADDRESS": s.temporal_address,
+        "RUNYARD_DATA_DIR": str(s.data_dir.resolve()),
+    }
+    defaults = {
+        "RUNYARD_API_URL": "http://127.0.0.1:8000",
+        "TEMPORAL_ADDRESS": "localhost:7233",
+        "RUNYARD_DATA_DIR": str(Path(".runyard").resolve()),
+    }
+    needed = " ".join(f"{k}={v}" for k, v in env.items() if v != defaults[k])
+    typer.echo(f"Status:        {needed + ' ' if needed else ''}{_bin('runyard')} status")
     typer.echo("Ctrl-C stops everything.")
 
 
