@@ -134,7 +134,9 @@ async def metrics_port(app: FastAPI) -> AsyncIterator[None]:
         return
     from prometheus_client import start_http_server
 
-    server, thread = start_http_server(settings.metrics_port, addr=settings.metrics_host)
+    server, thread = start_http_server(
+        settings.metrics_port, addr=settings.metrics_host, registry=metrics.API
+    )
     log.info("metrics.serving", host=settings.metrics_host, port=settings.metrics_port)
 
     async def refresh() -> None:

@@ -5,7 +5,7 @@ to read. Label values are bounded: route templates (never paths), tool names fro
 fixed tool set (else ``other``), model names from the known models (else their family),
 never a run, organization or user id.
 
-Each process (API, worker) records into its own default registry and serves it: the API
+Each process kind records into its own registry (``API``, ``WORKER``) and serves it: the API
 on ``/metrics`` (or ``RUNYARD_METRICS_PORT``), the worker on ``RUNYARD_WORKER_METRICS_PORT``.
 Counters of the worker are recorded after the store write they count has committed, and a
 retried activity that finds its work done records nothing: they are exact, except the
@@ -20,10 +20,13 @@ from collections.abc import Iterable
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
-    REGISTRY,
+    CollectorRegistry,
     Counter,
     Gauge,
+    GCCollector,
     Histogram,
+    PlatformCollector,
+    ProcessCollector,
     disable_created_metrics,
     generate_latest,
 )
@@ -35,60 +38,93 @@ __all__ = ["CONTENT_TYPE_LATEST", "render"]
 # No `*_created` series beside each counter: they double the output and nobody alerts on them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
+# One registry per process kind, so neither serves zero-valued copies of the other's
+# metrics; each also carries the process's own (CPU, memory, file descriptors, GC).
+API = CollectorRegistry()
+WORKER = CollectorRegistry()
+for _registry in (API, WORKER):
+    ProcessCollector(registry=_registry)
+    PlatformCollector(registry=_registry)
+    GCCollector(registry=_registry)
+
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 _LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 # Runs (the worker counts started and ended; the API counts created).
-RUNS_CREATED = Counter("runyard_runs_created", "Runs created (POST /v1/runs, thread runs).")
-RUNS_STARTED = Counter("runyard_runs_started", "Runs that went queued -> pending (exec).")
+RUNS_CREATED = Counter(
+    "runyard_runs_created", "Runs created (POST /v1/runs, thread runs).", registry=API
+)
+RUNS_STARTED = Counter(
+    "runyard_runs_started", "Runs that went queued -> pending (exec).", registry=WORKER
+)
 RUNS_ENDED = Counter(
     "runyard_runs_ended",
     "Runs that reached a terminal status, by status and fail reason (none when not failed).",
     ["status", "fail_reason"],
+    registry=WORKER,
 )
 # Filled from the store when the API is scraped: the truth, whichever process moved a run.
-RUNS_OPEN = Gauge("runyard_runs_open", "Runs not yet ended, by status.", ["status"])
+RUNS_OPEN = Gauge("runyard_runs_open", "Runs not yet ended, by status.", ["status"], registry=API)
 WEBHOOKS_PENDING = Gauge(
-    "runyard_webhook_deliveries_pending", "Webhook and callback deliveries not yet final."
+    "runyard_webhook_deliveries_pending",
+    "Webhook and callback deliveries not yet final.",
+    registry=API,
 )
 
 # Model turns.
-MODEL_TURNS = Counter("runyard_model_turns", "Model turns completed, by model.", ["model"])
+MODEL_TURNS = Counter(
+    "runyard_model_turns", "Model turns completed, by model.", ["model"], registry=WORKER
+)
 MODEL_TOKENS = Counter(
     "runyard_model_tokens",
     "Tokens of completed model turns, by model and kind (input, output, cache_read, cache_write).",
     ["model", "kind"],
+    registry=WORKER,
 )
-MODEL_COST = Counter("runyard_model_cost_usd", "US dollars of model turns, by model.", ["model"])
+MODEL_COST = Counter(
+    "runyard_model_cost_usd", "US dollars of model turns, by model.", ["model"], registry=WORKER
+)
 MODEL_TURN_SECONDS = Histogram(
     "runyard_model_turn_duration_seconds",
     "Time of one model call (streamed to the end), by model.",
     ["model"],
     buckets=_LATENCY_BUCKETS,
+    registry=WORKER,
 )
 
 # Tools.
 TOOL_CALLS = Counter(
-    "runyard_tool_calls", "Tool calls run in sandboxes, by tool and is_error.", ["tool", "error"]
+    "runyard_tool_calls",
+    "Tool calls run in sandboxes, by tool and is_error.",
+    ["tool", "error"],
+    registry=WORKER,
 )
 TOOL_SECONDS = Histogram(
     "runyard_tool_duration_seconds",
     "Time of one tool call in its sandbox, by tool.",
     ["tool"],
     buckets=_LATENCY_BUCKETS,
+    registry=WORKER,
 )
 
 # Sandboxes (at least once: a retried provision or destroy counts again).
 SANDBOXES_PROVISIONED = Counter(
-    "runyard_sandboxes_provisioned", "Sandboxes provisioned, by provider.", ["provider"]
+    "runyard_sandboxes_provisioned",
+    "Sandboxes provisioned, by provider.",
+    ["provider"],
+    registry=WORKER,
 )
 SANDBOXES_DESTROYED = Counter(
-    "runyard_sandboxes_destroyed", "Sandboxes destroyed by their run, by provider.", ["provider"]
+    "runyard_sandboxes_destroyed",
+    "Sandboxes destroyed by their run, by provider.",
+    ["provider"],
+    registry=WORKER,
 )
 SANDBOXES_REAPED = Counter(
     "runyard_sandboxes_reaped",
     "Leaked sandboxes (their run ended or is gone) destroyed by the reaper, by provider.",
     ["provider"],
+    registry=WORKER,
 )
 
 # Events and streams (API).
@@ -97,8 +133,11 @@ EVENT_DELIVERY_LAG = Histogram(
     "From an event's commit (its createdAt) to its write on an SSE stream that was open "
     "when it was appended (replays of older events are not counted).",
     buckets=_LAG_BUCKETS,
+    registry=API,
 )
-SSE_STREAMS = Gauge("runyard_sse_streams_open", "SSE event streams open in this API process.")
+SSE_STREAMS = Gauge(
+    "runyard_sse_streams_open", "SSE event streams open in this API process.", registry=API
+)
 
 # Webhooks (worker).
 WEBHOOK_DELIVERIES = Counter(
@@ -106,6 +145,7 @@ WEBHOOK_DELIVERIES = Counter(
     "Webhook and callback delivery attempts, by outcome (delivered, retry, failed, gone, "
     "forbidden, cancelled).",
     ["outcome"],
+    registry=WORKER,
 )
 
 # HTTP (API).
@@ -113,12 +153,14 @@ HTTP_REQUESTS = Counter(
     "runyard_http_requests",
     "HTTP requests answered, by method, route template and status code.",
     ["method", "route", "status"],
+    registry=API,
 )
 HTTP_SECONDS = Histogram(
     "runyard_http_request_duration_seconds",
     "Time to the response's start (an SSE stream counts until its headers), by route.",
     ["method", "route"],
     buckets=_LATENCY_BUCKETS,
+    registry=API,
 )
 
 _KNOWN_MODELS = frozenset({SCRIPTED, *ALIASES.values()})
@@ -204,6 +246,6 @@ def set_open_runs(counts: dict[str, int], statuses: Iterable[str]) -> None:
         RUNS_OPEN.labels(status).set(counts.get(status, 0))
 
 
-def render() -> bytes:
-    """This process's metrics in the Prometheus text format."""
-    return generate_latest(REGISTRY)
+def render(registry: CollectorRegistry = API) -> bytes:
+    """A process's metrics (the API's by default) in the Prometheus text format."""
+    return generate_latest(registry)

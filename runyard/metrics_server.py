@@ -12,6 +12,7 @@ import structlog
 from prometheus_client import start_http_server
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
+from runyard import metrics
 from runyard.settings import Settings
 
 log = structlog.get_logger("runyard.worker")
@@ -24,7 +25,8 @@ def serve_worker_metrics(settings: Settings) -> Runtime | None:
         return None
     host = settings.metrics_host
     try:
-        start_http_server(port, addr=host)  # a daemon thread, for the life of the process
+        # A daemon thread, for the life of the process.
+        start_http_server(port, addr=host, registry=metrics.WORKER)
         runtime = Runtime(
             telemetry=TelemetryConfig(
                 metrics=PrometheusConfig(

@@ -155,6 +155,8 @@ async def test_a_run_moves_the_counters_by_what_it_did(
     lag = "runyard_event_delivery_lag_seconds_count"
     assert delta(api_before, api_after, lag) == len(frames) - 1
     assert not any(run_id in str(labels) for _, labels in api_after)  # never a run id label
+    # Each process serves its own metrics only, never zero-valued copies of the other's.
+    assert not {name for name, _ in api_after} & {"runyard_runs_started_total"}
 
     # The worker: counted once each, after their commits.
     w: Samples = {}
@@ -164,6 +166,7 @@ async def test_a_run_moves_the_counters_by_what_it_did(
             break
         await asyncio.sleep(0.1)
     assert delta(worker_before, w, "runyard_runs_started_total") == 1
+    assert not {name for name, _ in w} & {"runyard_runs_created_total", "runyard_sse_streams_open"}
     ended = {"status": "completed", "fail_reason": "none"}
     assert delta(worker_before, w, "runyard_runs_ended_total", **ended) == 1
     assert delta(worker_before, w, "runyard_model_turns_total", model="scripted") == 3

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from prometheus_client import REGISTRY
-
 from runyard import metrics
 
 
@@ -24,7 +22,8 @@ def test_tool_labels_are_the_agents_tools_or_other() -> None:
 def test_reaper_helper_counts_what_it_reaped() -> None:
     def reaped() -> float:
         return (
-            REGISTRY.get_sample_value("runyard_sandboxes_reaped_total", {"provider": "local"}) or 0
+            metrics.WORKER.get_sample_value("runyard_sandboxes_reaped_total", {"provider": "local"})
+            or 0
         )
 
     before = reaped()
@@ -35,7 +34,7 @@ def test_reaper_helper_counts_what_it_reaped() -> None:
 
 def test_lag_counts_only_events_appended_while_the_stream_was_open() -> None:
     def count() -> float:
-        return REGISTRY.get_sample_value("runyard_event_delivery_lag_seconds_count") or 0
+        return metrics.API.get_sample_value("runyard_event_delivery_lag_seconds_count") or 0
 
     before = count()
     metrics.events_delivered([99.0, 100.0, 101.5], opened_at=100.0)
