@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 
 from runyard.devserver import free_port, wait_for_port
+from runyard.sandbox.cgroups import Cgroup
 from runyard.sandbox.disk import unmount_all
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,6 +92,19 @@ class Stack:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
-        # Sandboxes of runs that never ended keep their disks mounted: release them.
+        # Sandboxes of runs that never ended keep their processes and disks: release them.
         for data_dir in self._data_dirs:
+            release_sandboxes(data_dir / "sandboxes")
             unmount_all(data_dir / "sandboxes")
+
+
+def release_sandboxes(root: Path) -> None:
+    """Kill what is left in the sandboxes of runs that never ended (a waiting run's is
+    frozen: it outlives its worker, as it should in a deployment, but not a test)."""
+    if not root.is_dir():
+        return
+    for sandbox in root.iterdir():
+        if sandbox.name.startswith("sbx_"):
+            group = Cgroup.open(sandbox.name, memory_bytes=1 << 30, pids_max=512)
+            if group is not None:
+                group.remove()
