@@ -13,8 +13,9 @@ from pathlib import Path
 import httpx
 
 from runyard.devserver import free_port
+from runyard.sandbox.disk import unmount_all
 from tests.conftest import script
-from tests.stack import ROOT
+from tests.stack import ROOT, release_sandboxes
 
 
 def descendants(pid: int) -> set[int]:
@@ -114,3 +115,7 @@ def test_ctrl_c_stops_everything_within_10_s_with_a_run_mid_turn(tmp_path: Path)
         for pid in leftover:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        # The unfinished run's sandbox stays for a restarted dev (its disk mounted): not
+        # for the next test.
+        release_sandboxes(tmp_path / "data" / "sandboxes")
+        unmount_all(tmp_path / "data" / "sandboxes")
