@@ -205,6 +205,7 @@ def follow_run(
 ) -> int:
     """Follow the run to its end; 0 when it completed, 1 when not, 130 on Ctrl-C."""
     console = Console(stderr=True)
+    console.soft_wrap = not console.is_terminal  # a log file gets whole lines, not 80 columns
     interactive = sys.stdin.isatty() if interactive is None else interactive
     to_terminal = console.is_terminal and sys.stdout.isatty()
     view = FollowView(console, client.get(run_id), verbose=verbose, hold=not to_terminal)
