@@ -42,7 +42,10 @@ from workflows.payloads import (
 )
 
 
-class SandboxActivities:
+class SandboxAccess:
+    """What the activities that reach a run's sandbox share: the store, the settings and
+    this worker's providers."""
+
     def __init__(
         self, db: Database, settings: Settings, providers: dict[str, SandboxProvider]
     ) -> None:
@@ -63,6 +66,8 @@ class SandboxActivities:
             raise RunNotFound(f"{run_id} is not in the store")
         return run
 
+
+class SandboxActivities(SandboxAccess):
     @activity.defn(name="provision_sandbox")
     @typed_failures
     @heartbeats

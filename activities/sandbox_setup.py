@@ -26,17 +26,15 @@ from sqlmodel import col, select
 from temporalio import activity
 
 from activities._support import heartbeats, logger, typed_failures
-from runyard.db.engine import Database
+from activities.sandbox import SandboxAccess
 from runyard.db.tables import Run, RunEvent
 from runyard.domain import EventType
 from runyard.errors import (
     RunNotFound,
-    SandboxError,
     SandboxSetupFailed,
     TemplateNotFound,
 )
-from runyard.sandbox.base import SandboxProvider, ToolError
-from runyard.settings import Settings
+from runyard.sandbox.base import ToolError
 from runyard.store.events import NewEvent, append_events, locked_run
 from runyard.store.templates import find_template
 from workflows.payloads import SandboxCall
@@ -88,14 +86,7 @@ def _tail(stdout: str, stderr: str) -> str:
     return text[-TAIL_CHARS:] if text else "(no output)"
 
 
-class SandboxSetupActivities:
-    def __init__(
-        self, db: Database, settings: Settings, providers: dict[str, SandboxProvider]
-    ) -> None:
-        self.db = db
-        self.settings = settings
-        self.providers = providers
-
+class SandboxSetupActivities(SandboxAccess):
     @activity.defn(name="setup_sandbox")
     @typed_failures
     @heartbeats
@@ -124,10 +115,7 @@ class SandboxSetupActivities:
         script = template.setup_script
         if not script:
             return
-        provider = self.providers.get(inp.sandbox.provider)
-        if provider is None:
-            raise SandboxError(f"sandbox provider {inp.sandbox.provider!r} is not configured")
-        sandbox = await provider.get(inp.sandbox.sandbox_id)
+        sandbox = await self._provider(inp.sandbox.provider).get(inp.sandbox.sandbox_id)
         log = logger(run.id, sandbox_id=inp.sandbox.sandbox_id, org_id=run.org_id)
         attempt = activity.info().attempt
         output = SetupOutput()
