@@ -184,10 +184,13 @@ def _banner(s: Settings, host: str, port: int, ui_port: int | None) -> None:
         "TEMPORAL_ADDRESS": s.temporal_address,
         "RUNYARD_DATA_DIR": str(s.data_dir.resolve()),
     }
+    from runyard.client import DEFAULT_API_URL
+
+    fields = Settings.model_fields
     defaults = {
-        "RUNYARD_API_URL": "http://127.0.0.1:8000",
-        "TEMPORAL_ADDRESS": "localhost:7233",
-        "RUNYARD_DATA_DIR": str(Path(".runyard").resolve()),
+        "RUNYARD_API_URL": DEFAULT_API_URL,
+        "TEMPORAL_ADDRESS": fields["temporal_address"].default,
+        "RUNYARD_DATA_DIR": str(Path(fields["data_dir"].default).resolve()),
     }
     needed = " ".join(f"{k}={v}" for k, v in env.items() if v != defaults[k])
     typer.echo(f"Status:        {needed + ' ' if needed else ''}{_bin('runyard')} status")
