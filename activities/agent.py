@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from sqlalchemy.orm import Session
 from temporalio import activity
 
 from activities._support import heartbeats, logger, typed_failures
@@ -93,8 +94,7 @@ class _DeltaWriter:
             {"messageId": self.message_id, "text": text},
         )
         self.count += 1
-        async with self.db.write() as s:
-            await append_events(s, await locked_run(s, self.run_id), [event])
+        await self.db.transact(lambda s: append_events(s, locked_run(s, self.run_id), [event]))
 
 
 class AgentActivities:
@@ -123,18 +123,23 @@ class AgentActivities:
         info = activity.info()
         key = assistant_key(inp.turn)
         message_id = f"msg_{inp.run_id.removeprefix('run_')}_{inp.turn}"
-        async with self.db.session() as s:
-            run = await s.get(Run, inp.run_id)
+
+        def prepare(s: Session) -> tuple[Run, RunMessage | None, list[dict[str, Any]]]:
+            run = s.get(Run, inp.run_id)
             if run is None:
                 raise RunNotFound(f"{inp.run_id} is not in the store")
             if run.status in TERMINAL_STATUSES:
                 raise RunNotActive(f"{run.id} is {run.status}")
-            done = await get_message(s, inp.run_id, key)
+            done = get_message(s, inp.run_id, key)
             if done is not None:
-                return self._result(inp.turn, done.content, run)
-            messages = await conversation(s, run)
-            if await out_of_credits(s, run.org_id):
+                return run, done, []
+            if out_of_credits(s, run.org_id):
                 raise InsufficientCredits("the organization has no credits left")
+            return run, None, conversation(s, run)
+
+        run, done, messages = await self.db.read(prepare)
+        if done is not None:
+            return self._result(inp.turn, done.content, run)
         log = logger(run.id, org_id=run.org_id, turn=inp.turn)
         client = self.models.client_for(run.model)
         if info.attempt > 1:
@@ -143,8 +148,7 @@ class AgentActivities:
                 EventType.TURN_RETRIED,
                 {"messageId": message_id, "attempt": info.attempt},
             )
-            async with self.db.write() as s:
-                await append_events(s, await locked_run(s, run.id), [retried])
+            await self.db.transact(lambda s: append_events(s, locked_run(s, run.id), [retried]))
         system = run.instructions or SYSTEM_PROMPT  # an agent's instructions replace the default
         if run.guidance:
             system += f"\n\nAdditional guidance for this run:\n{run.guidance}"
@@ -166,8 +170,9 @@ class AgentActivities:
         seconds = time.monotonic() - started
         await writer.flush()
         u = response.usage
-        async with self.db.write() as s:
-            locked = await locked_run(s, run.id)
+
+        def store(s: Session) -> tuple[Run, dict[str, Any]]:
+            locked = locked_run(s, run.id)
             usage = add_turn_usage(
                 locked.usage or {},
                 run.model,
@@ -177,7 +182,7 @@ class AgentActivities:
                 cache_write=u.cache_write_tokens,
             )
             spent = usage["creditsUsed"] - int((locked.usage or {}).get("creditsUsed", 0))
-            await charge_turn(s, run.org_id, run.id, inp.turn, spent)
+            charge_turn(s, run.org_id, run.id, inp.turn, spent)
             locked.usage = usage
             locked.updated_at = utcnow()
             s.add(locked)
@@ -202,7 +207,10 @@ class AgentActivities:
                 for b in response.tool_uses
             ]
             events.append(NewEvent(f"turn{inp.turn}.usage", EventType.USAGE_UPDATED, usage))
-            await append_events(s, locked, events)
+            append_events(s, locked, events)
+            return locked, usage
+
+        locked, usage = await self.db.transact(store)
         metrics.model_turn(  # after the commit: a retry that finds the turn stored returned
             run.model,
             seconds,

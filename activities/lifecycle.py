@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 from sqlmodel import col
 from temporalio import activity
 from temporalio.service import RPCError, RPCStatusCode
@@ -23,7 +23,7 @@ from runyard.db.tables import Organization, Run, RunMessage
 from runyard.db.types import utcnow
 from runyard.domain import ACTIVE_STATUSES, EventType, RunStatus
 from runyard.errors import ConcurrentRunLimitExceeded, RunAlreadyStarted
-from runyard.store.events import NewEvent, append_events, locked_run
+from runyard.store.events import NewEvent, append_events, is_postgres, locked_run
 from runyard.store.runs import finish, set_status
 from runyard.store.transcript import assistant_key, get_message, note_block, result_key
 from workflows.payloads import (
@@ -40,16 +40,18 @@ from workflows.payloads import (
 )
 
 
-async def _lock_org(session: AsyncSession, org_id: str) -> None:
+def _lock_org(session: Session, org_id: str) -> None:
     """Serialize the starts of one organization's runs (Postgres; SQLite's writers are
     serialized already by ``BEGIN IMMEDIATE``)."""
-    if session.bind is not None and session.bind.dialect.name == "postgresql":
-        await session.execute(
+    if is_postgres(session):
+        session.execute(
             select(col(Organization.id)).where(col(Organization.id) == org_id).with_for_update()
         )
 
 
 class LifecycleActivities:
+    """Each activity is one store transaction (``Database.transact``)."""
+
     def __init__(self, db: Database) -> None:
         self.db = db
 
@@ -59,42 +61,40 @@ class LifecycleActivities:
         """queued → pending with ``run.started``, within the organization's active-run
         cap: the count and the change are one transaction, so of any number of concurrent
         starts exactly as many as the cap allows succeed."""
-        async with self.db.write() as s:
-            run = await locked_run(s, inp.run_id)
+
+        def start(s: Session) -> bool:
+            run = locked_run(s, inp.run_id)
             if run.status == RunStatus.PENDING:
-                return  # a retry after the commit
+                return False  # a retry after the commit
             if run.status != RunStatus.QUEUED:
                 raise RunAlreadyStarted(f"{run.id} is {run.status}")
-            await _lock_org(s, run.org_id)
-            active = (
-                await s.execute(
-                    select(func.count())
-                    .select_from(Run)
-                    .where(
-                        col(Run.org_id) == run.org_id,
-                        col(Run.status).in_(list(ACTIVE_STATUSES)),
-                    )
-                )
+            _lock_org(s, run.org_id)
+            active = s.execute(
+                select(func.count())
+                .select_from(Run)
+                .where(col(Run.org_id) == run.org_id, col(Run.status).in_(list(ACTIVE_STATUSES)))
             ).scalar_one()
             if active >= inp.max_active_runs:
                 raise ConcurrentRunLimitExceeded(
                     f"the organization already has {active} active runs "
                     f"(limit {inp.max_active_runs})"
                 )
-            await set_status(
-                s, run, RunStatus.PENDING, allowed_from={RunStatus.QUEUED}, now=utcnow()
-            )
-            await append_events(s, run, [NewEvent("started", EventType.RUN_STARTED, {})])
-        metrics.run_started()  # after the commit; a retry that finds it done returned above
+            set_status(s, run, RunStatus.PENDING, allowed_from={RunStatus.QUEUED}, now=utcnow())
+            append_events(s, run, [NewEvent("started", EventType.RUN_STARTED, {})])
+            return True
+
+        if await self.db.transact(start):
+            metrics.run_started()  # after the commit, once
 
     @activity.defn(name="mark_running")
     @typed_failures
     async def mark_running(self, inp: ReadyInput) -> None:
         """pending → running once the sandbox is ready, with ``sandbox.ready``."""
         info = _sandbox_object(inp.sandbox)
-        async with self.db.write() as s:
-            run = await locked_run(s, inp.run_id)
-            if await set_status(
+
+        def ready(s: Session) -> None:
+            run = locked_run(s, inp.run_id)
+            if set_status(
                 s,
                 run,
                 RunStatus.RUNNING,
@@ -102,8 +102,9 @@ class LifecycleActivities:
                 now=utcnow(),
                 values={"sandbox": info},
             ):
-                event = NewEvent("sandbox.ready", EventType.SANDBOX_READY, info)
-                await append_events(s, run, [event])
+                append_events(s, run, [NewEvent("sandbox.ready", EventType.SANDBOX_READY, info)])
+
+        await self.db.transact(ready)
 
     @activity.defn(name="replace_sandbox")
     @typed_failures
@@ -113,27 +114,31 @@ class LifecycleActivities:
         info = _sandbox_object(inp.sandbox)
         lost = {"id": inp.lost.sandbox_id, "reason": "its host stopped answering"}
         gen = inp.sandbox.ref.generation
-        async with self.db.write() as s:
-            run = await locked_run(s, inp.run_id)
+
+        def replace(s: Session) -> None:
+            run = locked_run(s, inp.run_id)
             run.sandbox = info
             s.add(run)
             events = [
                 NewEvent(f"sandbox.lost.{gen}", EventType.SANDBOX_LOST, lost),
                 NewEvent(f"sandbox.ready.{gen}", EventType.SANDBOX_READY, info),
             ]
-            await append_events(s, run, events)
+            append_events(s, run, events)
+
+        await self.db.transact(replace)
 
     @activity.defn(name="mark_waiting")
     @typed_failures
     async def mark_waiting(self, inp: WaitInput) -> None:
         """running → waiting_for_input, with the question the agent asked."""
-        async with self.db.session() as s:
-            turn = await get_message(s, inp.run_id, assistant_key(inp.turn))
-        call = next((b for b in (turn.content if turn else []) if b.get("id") == inp.call_id), {})
-        question = str((call.get("input") or {}).get("question", ""))
-        async with self.db.write() as s:
-            run = await locked_run(s, inp.run_id)
-            if await set_status(
+
+        def wait(s: Session) -> None:
+            turn = get_message(s, inp.run_id, assistant_key(inp.turn))
+            blocks = turn.content if turn else []
+            call = next((b for b in blocks if b.get("id") == inp.call_id), {})
+            question = str((call.get("input") or {}).get("question", ""))
+            run = locked_run(s, inp.run_id)
+            if set_status(
                 s,
                 run,
                 RunStatus.WAITING_FOR_INPUT,
@@ -143,20 +148,23 @@ class LifecycleActivities:
             ):
                 data = {"question": question, "toolCallId": inp.call_id}
                 key = f"turn{inp.turn}.ask.{inp.call_id}"
-                await append_events(s, run, [NewEvent(key, EventType.RUN_WAITING_FOR_INPUT, data)])
+                append_events(s, run, [NewEvent(key, EventType.RUN_WAITING_FOR_INPUT, data)])
+
+        await self.db.transact(wait)
 
     @activity.defn(name="record_answer")
     @typed_failures
     async def record_answer(self, inp: AnswerInput) -> None:
         """The answer becomes the ``ask_user`` call's result; waiting_for_input → running."""
         key = result_key(inp.turn, inp.call_id)
-        async with self.db.write() as s:
-            run = await locked_run(s, inp.run_id)
-            if await get_message(s, inp.run_id, key) is not None:
+
+        def answer(s: Session) -> None:
+            run = locked_run(s, inp.run_id)
+            if get_message(s, inp.run_id, key) is not None:
                 return
             block = {"type": "tool_result", "tool_use_id": inp.call_id, "content": inp.content}
             s.add(RunMessage(run_id=run.id, key=key, role="tool_result", content=[block]))
-            await set_status(
+            set_status(
                 s,
                 run,
                 RunStatus.RUNNING,
@@ -165,22 +173,27 @@ class LifecycleActivities:
                 values={"pending_question": None},
             )
             data = {"toolCallId": inp.call_id, "content": inp.content}
-            await append_events(s, run, [NewEvent(key, EventType.RUN_INPUT_RECEIVED, data)])
+            append_events(s, run, [NewEvent(key, EventType.RUN_INPUT_RECEIVED, data)])
+
+        await self.db.transact(answer)
 
     @activity.defn(name="queue_message")
     @typed_failures
     async def queue_message(self, inp: NoteInput) -> None:
         """A user message the agent reads at its next turn."""
         key = f"note.{inp.key}"
-        async with self.db.write() as s:
-            run = await locked_run(s, inp.run_id)
-            if await get_message(s, inp.run_id, key) is not None:
+
+        def queue(s: Session) -> None:
+            run = locked_run(s, inp.run_id)
+            if get_message(s, inp.run_id, key) is not None:
                 return
             s.add(
                 RunMessage(run_id=run.id, key=key, role="user", content=[note_block(inp.content)])
             )
             data = {"content": inp.content, "queued": True}
-            await append_events(s, run, [NewEvent(key, EventType.RUN_INPUT_RECEIVED, data)])
+            append_events(s, run, [NewEvent(key, EventType.RUN_INPUT_RECEIVED, data)])
+
+        await self.db.transact(queue)
 
     @activity.defn(name="finish_run")
     @typed_failures
@@ -190,12 +203,13 @@ class LifecycleActivities:
         error = None
         if inp.error_code:
             error = {"code": inp.error_code, "message": inp.error_message or inp.error_code}
-        async with self.db.write() as s:
-            run = await locked_run(s, inp.run_id)
+
+        def end(s: Session) -> tuple[Run, bool]:
+            run = locked_run(s, inp.run_id)
             if inp.guardrail is not None and not RunStatus(run.status).is_terminal:
                 event = NewEvent("guardrail", EventType.GUARDRAIL_TRIGGERED, dict(inp.guardrail))
-                await append_events(s, run, [event])
-            applied = await finish(
+                append_events(s, run, [event])
+            applied = finish(
                 s,
                 run,
                 RunStatus(inp.status),
@@ -203,6 +217,9 @@ class LifecycleActivities:
                 fail_reason=inp.fail_reason,
                 error=error,
             )
+            return run, applied
+
+        run, applied = await self.db.transact(end)
         if applied:  # counted once: a retried finish finds the run ended and applies nothing
             metrics.run_ended(run.status, run.fail_reason)
         logger(inp.run_id, org_id=run.org_id).info(

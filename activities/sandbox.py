@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 
+from sqlalchemy.orm import Session
 from temporalio import activity
 
 from activities._support import heartbeats, logger, typed_failures
@@ -60,8 +61,7 @@ class SandboxAccess:
         return provider
 
     async def _run(self, run_id: str) -> Run:
-        async with self.db.session() as s:
-            run = await s.get(Run, run_id)
+        run = await self.db.read(lambda s: s.get(Run, run_id))
         if run is None:
             raise RunNotFound(f"{run_id} is not in the store")
         return run
@@ -121,10 +121,15 @@ class SandboxActivities(SandboxAccess):
     async def run_tool(self, inp: ToolInput) -> None:
         """Run one tool call; its result is stored (and announced) exactly once."""
         key = result_key(inp.turn, inp.call_id)
-        async with self.db.session() as s:
-            if await get_message(s, inp.run_id, key) is not None:
-                return  # a retry after the result was stored
-            turn = await get_message(s, inp.run_id, assistant_key(inp.turn))
+
+        def load(s: Session) -> tuple[bool, RunMessage | None]:
+            if get_message(s, inp.run_id, key) is not None:
+                return True, None
+            return False, get_message(s, inp.run_id, assistant_key(inp.turn))
+
+        stored, turn = await self.db.read(load)
+        if stored:
+            return  # a retry after the result was stored
         call = next((b for b in (turn.content if turn else []) if b.get("id") == inp.call_id), None)
         if call is None:
             raise InternalError(f"turn {inp.turn} has no tool call {inp.call_id}")
@@ -146,11 +151,14 @@ class SandboxActivities(SandboxAccess):
             "is_error": out.is_error,
         }
         data = {"toolCallId": inp.call_id, "output": out.text, "isError": out.is_error}
-        async with self.db.write() as s:
-            run = await locked_run(s, inp.run_id)
+
+        def store(s: Session) -> None:
+            run = locked_run(s, inp.run_id)
             s.add(RunMessage(run_id=inp.run_id, key=key, role="tool_result", content=[block]))
-            await record_outputs(s, run, out.outputs, key, out.artifacts)
-            await append_events(s, run, [NewEvent(key, EventType.TOOL_RESULT, data)])
+            record_outputs(s, run, out.outputs, key, out.artifacts)
+            append_events(s, run, [NewEvent(key, EventType.TOOL_RESULT, data)])
+
+        await self.db.transact(store)
         metrics.tool_call(inp.name, seconds, error=out.is_error)  # after the commit: once
 
     async def _tool_context(self, inp: ToolInput) -> ToolContext:
@@ -170,23 +178,26 @@ class SandboxActivities(SandboxAccess):
     async def collect_outputs(self, inp: CollectInput) -> None:
         """Record what the agent produced, each output announced once: the final text,
         branches pushed but not yet forwarded, and ``changes.patch`` for unpushed work."""
-        async with self.db.session() as s:
-            text = await final_text(s, inp.run_id)
-            current = await s.get(Run, inp.run_id)
+        text, current = await self.db.read(
+            lambda s: (final_text(s, inp.run_id), s.get(Run, inp.run_id))
+        )
         if current is None:
             raise RunNotFound(f"{inp.run_id} is not in the store")
         outputs = [{"type": "text", "text": text}] if text and inp.include_text else []
         extra, artifacts = await repo_outputs(current, self.settings, self.providers)
-        async with self.db.write() as s:
-            run = await locked_run(s, inp.run_id)
+
+        def store(s: Session) -> None:
+            run = locked_run(s, inp.run_id)
             kept = [o for o in run.outputs or [] if o.get("type") != "text" or not inp.include_text]
             run.outputs = outputs + kept
             s.add(run)
             events = [
                 NewEvent(f"output.{i}", EventType.OUTPUT_DETECTED, o) for i, o in enumerate(outputs)
             ]
-            await append_events(s, run, events)
-            await record_outputs(s, run, extra, "collect", artifacts)
+            append_events(s, run, events)
+            record_outputs(s, run, extra, "collect", artifacts)
+
+        await self.db.transact(store)
 
     @activity.defn(name="destroy_sandbox")
     @typed_failures

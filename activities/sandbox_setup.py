@@ -135,8 +135,7 @@ class SandboxSetupActivities(SandboxAccess):
                 key = done_key if ok else f"{prefix}.{attempt}.{written}"
                 events.append(NewEvent(key, EventType.SANDBOX_SETUP, data))
                 written += 1
-            async with self.db.write() as s:
-                await append_events(s, await locked_run(s, run.id), events)
+            await self.db.transact(lambda s: append_events(s, locked_run(s, run.id), events))
 
         finished = asyncio.Event()
 

@@ -199,10 +199,13 @@ async def create_run(
     )
     events = [NewEvent("created", EventType.RUN_CREATED, {"status": RunStatus.QUEUED})]
     try:
-        async with db.write() as s:
+
+        def insert(s: Session) -> None:
             s.add(run)
-            await s.flush()
-            await append_events(s, run, events, now=now)
+            s.flush()
+            append_events(s, run, events, now=now)
+
+        await db.transact(insert)
     except IntegrityError as exc:
         # A concurrent create with the same Idempotency-Key won the race: answer with its run.
         if idempotency_key and (

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy.orm import Session
 
 from bench._harness import percentile, report, running_stack
 from runyard.db.engine import Database
@@ -107,12 +108,14 @@ async def one_case(stack: Any, key: str, streams: int, events: int, rate: float)
         commits: dict[int, float] = {}
         interval = 1 / rate
         for i in range(events):
-            async with db.write() as s:
-                locked = await lock_run(s, run["id"])
+
+            def append(s: Session, i: int = i) -> list[int]:
+                locked = lock_run(s, run["id"])
                 assert locked is not None
-                (seq,) = await append_events(
-                    s, locked, [NewEvent(f"b{i}", "message.delta", {"text": "x" * 40})]
-                )
+                event = NewEvent(f"b{i}", "message.delta", {"text": "x" * 40})
+                return append_events(s, locked, [event])
+
+            (seq,) = await db.transact(append)
             commits[seq] = time.time()
             await asyncio.sleep(max(0.0, t_start + (i + 1) * interval - time.monotonic()))
         elapsed = time.monotonic() - t_start

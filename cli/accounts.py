@@ -206,7 +206,10 @@ def credits_grant(
     async def add(db: Database) -> int | None:
         async with db.write() as s:
             o = await find_org(s, org)
-            return None if o is None else await grant(s, o.id, amount)
+            if o is None:
+                return None
+            org_id = o.id
+            return await s.run_sync(lambda sync: grant(sync, org_id, amount))
 
     balance = with_store(store_settings(data_dir), add)
     if balance is None:

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from runyard.db.tables import Run, RunWatcher, Webhook, WebhookDelivery
@@ -65,8 +65,8 @@ def _delivery(
     )
 
 
-async def enqueue(
-    session: AsyncSession, run: Run, events: Sequence[tuple[str, str, int]], now: datetime
+def enqueue(
+    session: Session, run: Run, events: Sequence[tuple[str, str, int]], now: datetime
 ) -> int:
     """Deliveries for the events just appended: (key, type, seq). Returns how many."""
     wanted = [(key, typ) for key, typ, _ in events if typ in WEBHOOK_EVENTS]
@@ -74,12 +74,8 @@ async def enqueue(
         return 0
     body = run_object(run)
     hooks = list(
-        (
-            await session.execute(
-                select(Webhook).where(
-                    col(Webhook.org_id) == run.org_id, col(Webhook.enabled).is_(True)
-                )
-            )
+        session.execute(
+            select(Webhook).where(col(Webhook.org_id) == run.org_id, col(Webhook.enabled).is_(True))
         ).scalars()
     )
     rows: list[WebhookDelivery] = []
@@ -94,13 +90,13 @@ async def enqueue(
             targets: list[tuple[str, str]] = []
             if run.callback_url:
                 targets.append(("callback", run.callback_url))
-            watchers = (
-                await session.execute(select(RunWatcher).where(col(RunWatcher.run_id) == run.id))
+            watchers = session.execute(
+                select(RunWatcher).where(col(RunWatcher.run_id) == run.id)
             ).scalars()
             targets += [("watcher", w.callback_url) for w in watchers]
             for kind, url in targets:
                 rows.append(_delivery(run, _digest(kind, url, run.id), kind, url, typ, body, now))
     for row in rows:
-        if await session.get(WebhookDelivery, row.id) is None:
+        if session.get(WebhookDelivery, row.id) is None:
             session.add(row)
     return len(rows)

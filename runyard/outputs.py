@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from runyard.db.tables import Artifact, Run
 from runyard.store.events import NewEvent, append_events
@@ -42,8 +42,8 @@ def known_branches(run: Run) -> dict[str, str]:
     }
 
 
-async def record_outputs(
-    s: AsyncSession,
+def record_outputs(
+    s: Session,
     run: Run,
     outputs: Iterable[dict[str, Any]],
     key: str,
@@ -57,6 +57,6 @@ async def record_outputs(
         return
     run.outputs = merge_outputs(run.outputs or [], outs)
     s.add(run)
-    await append_events(
+    append_events(
         s, run, [NewEvent(f"{key}.output.{i}", "output.detected", o) for i, o in enumerate(outs)]
     )

@@ -7,6 +7,7 @@ from typing import Any
 
 import structlog
 from fastapi import APIRouter
+from sqlalchemy.orm import Session
 
 from api.callbacks import allowed_callback
 from api.credits import check_credits
@@ -113,14 +114,17 @@ async def watch_run(
     watcher = RunWatcher(
         id=new_id("wch"), run_id=run_id, callback_url=body.callback_url, created_at=now
     )
-    async with db.write() as s:
+
+    def add(s: Session) -> None:
         # Under the run's lock: the terminal event either sees this watcher or came before.
-        locked = await locked_run(s, run_id)
+        locked = locked_run(s, run_id)
         if locked.status in TERMINAL_STATUSES:
             raise ProblemError(
                 409, ErrorCode.CONFLICT, f"{run_id} has already ended ({locked.status})"
             )
         s.add(watcher)
+
+    await db.transact(add)
     return {
         "id": watcher.id,
         "runId": run_id,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import secrets
 
 from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from runyard.db.tables import CreditEntry, Organization
@@ -23,29 +23,27 @@ def charge_key(run_id: str, turn: int) -> str:
     return f"charge.{run_id}.turn{turn}"
 
 
-async def balance(session: AsyncSession, org_id: str) -> int | None:
+def balance(session: Session, org_id: str) -> int | None:
     query = select(col(Organization.credits_balance)).where(col(Organization.id) == org_id)
-    value = (await session.execute(query)).scalar_one_or_none()
+    value = session.execute(query).scalar_one_or_none()
     return None if value is None else int(value)
 
 
-async def out_of_credits(session: AsyncSession, org_id: str) -> bool:
+def out_of_credits(session: Session, org_id: str) -> bool:
     """Credits are on for the organization and its balance is not above zero."""
-    left = await balance(session, org_id)
+    left = balance(session, org_id)
     return left is not None and left <= 0
 
 
-async def grant(session: AsyncSession, org_id: str, amount: int) -> int:
+def grant(session: Session, org_id: str, amount: int) -> int:
     """Add ``amount`` credits (turning credits on); the new balance."""
     if amount <= 0:
         raise ValueError("a grant must be a positive number of credits")
-    new_balance: int | None = (
-        await session.execute(
-            update(Organization)
-            .where(col(Organization.id) == org_id)
-            .values(credits_balance=func.coalesce(col(Organization.credits_balance), 0) + amount)
-            .returning(col(Organization.credits_balance))
-        )
+    new_balance: int | None = session.execute(
+        update(Organization)
+        .where(col(Organization.id) == org_id)
+        .values(credits_balance=func.coalesce(col(Organization.credits_balance), 0) + amount)
+        .returning(col(Organization.credits_balance))
     ).scalar_one_or_none()
     if new_balance is None:
         raise LookupError(f"no organization {org_id}")
@@ -58,13 +56,11 @@ async def grant(session: AsyncSession, org_id: str, amount: int) -> int:
             created_at=utcnow(),
         )
     )
-    await session.flush()
+    session.flush()
     return int(new_balance)
 
 
-async def charge_turn(
-    session: AsyncSession, org_id: str, run_id: str, turn: int, credits: int
-) -> int | None:
+def charge_turn(session: Session, org_id: str, run_id: str, turn: int, credits: int) -> int | None:
     """Charge a completed turn; the balance after, or None when credits are off.
 
     Call it in the transaction that stores the turn, so a turn is charged exactly when it
@@ -74,17 +70,13 @@ async def charge_turn(
     if credits <= 0:
         return None
     key = charge_key(run_id, turn)
-    if (
-        await session.execute(select(col(CreditEntry.id)).where(col(CreditEntry.key) == key))
-    ).first() is not None:
+    if session.execute(select(col(CreditEntry.id)).where(col(CreditEntry.key) == key)).first():
         return None
-    new_balance = (
-        await session.execute(
-            update(Organization)
-            .where(col(Organization.id) == org_id, col(Organization.credits_balance).is_not(None))
-            .values(credits_balance=col(Organization.credits_balance) - credits)
-            .returning(col(Organization.credits_balance))
-        )
+    new_balance = session.execute(
+        update(Organization)
+        .where(col(Organization.id) == org_id, col(Organization.credits_balance).is_not(None))
+        .values(credits_balance=col(Organization.credits_balance) - credits)
+        .returning(col(Organization.credits_balance))
     ).scalar_one_or_none()
     if new_balance is None:  # credits are off for this organization
         return None
@@ -98,5 +90,5 @@ async def charge_turn(
             created_at=utcnow(),
         )
     )
-    await session.flush()
+    session.flush()
     return int(new_balance)

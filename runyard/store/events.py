@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from notifications.outbox import enqueue
@@ -36,29 +37,28 @@ class NewEvent:
     data: dict[str, Any] = field(default_factory=dict)
 
 
-def _is_postgres(session: AsyncSession) -> bool:
-    return session.bind is not None and session.bind.dialect.name == "postgresql"
+def is_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
 
 
-async def lock_run(session: AsyncSession, run_id: str) -> Run | None:
+def lock_run(session: Session, run_id: str) -> Run | None:
     """Load the run row, locked for this transaction on Postgres."""
     stmt = select(Run).where(col(Run.id) == run_id)
-    if _is_postgres(session):
+    if is_postgres(session):
         stmt = stmt.with_for_update()
-    result = await session.execute(stmt)
-    return result.scalars().first()
+    return session.execute(stmt).scalars().first()
 
 
-async def locked_run(session: AsyncSession, run_id: str) -> Run:
+def locked_run(session: Session, run_id: str) -> Run:
     """:func:`lock_run`, for a run that must exist."""
-    run = await lock_run(session, run_id)
+    run = lock_run(session, run_id)
     if run is None:
         raise RunNotFound(f"{run_id} is not in the store")
     return run
 
 
-async def append_events(
-    session: AsyncSession, run: Run, events: Sequence[NewEvent], *, now: datetime | None = None
+def append_events(
+    session: Session, run: Run, events: Sequence[NewEvent], *, now: datetime | None = None
 ) -> list[int]:
     """Append ``events`` to ``run`` (locked by :func:`lock_run` in this transaction).
 
@@ -69,11 +69,9 @@ async def append_events(
         return []
     keys = [e.key for e in events]
     existing = set(
-        (
-            await session.execute(
-                select(col(RunEvent.key)).where(
-                    col(RunEvent.run_id) == run.id, col(RunEvent.key).in_(keys)
-                )
+        session.execute(
+            select(col(RunEvent.key)).where(
+                col(RunEvent.run_id) == run.id, col(RunEvent.key).in_(keys)
             )
         ).scalars()
     )
@@ -94,12 +92,12 @@ async def append_events(
         )
         written.append(seq)
     if written:
-        await session.execute(update(Run).where(col(Run.id) == run.id).values(last_seq=seq))
+        session.execute(update(Run).where(col(Run.id) == run.id).values(last_seq=seq))
         run.last_seq = seq
-        await enqueue(session, run, appended, now)
-        if _is_postgres(session):
+        enqueue(session, run, appended, now)
+        if is_postgres(session):
             # Delivered on commit only, so listeners never see an event that rolled back.
-            await session.execute(
+            session.execute(
                 text("SELECT pg_notify(:channel, :payload)"),
                 {"channel": NOTIFY_CHANNEL, "payload": f"{run.id}:{seq}"},
             )

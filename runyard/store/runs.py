@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from runyard.db.tables import Run
@@ -23,8 +23,8 @@ _TIMESTAMP_FIELD = {
 }
 
 
-async def set_status(
-    session: AsyncSession,
+def set_status(
+    session: Session,
     run: Run,
     to: RunStatus,
     *,
@@ -42,14 +42,14 @@ async def set_status(
         vals[_TIMESTAMP_FIELD[to]] = now
         if run.started_at is None:
             vals["started_at"] = now
-    await session.execute(update(Run).where(col(Run.id) == run.id).values(**vals))
+    session.execute(update(Run).where(col(Run.id) == run.id).values(**vals))
     for k, v in vals.items():
         setattr(run, k, v)
     return True
 
 
-async def finish(
-    session: AsyncSession,
+def finish(
+    session: Session,
     run: Run,
     status: RunStatus,
     *,
@@ -62,12 +62,12 @@ async def finish(
     if status not in TERMINAL_STATUSES:
         raise ValueError(f"{status} is not a terminal status")
     vals = {**(values or {}), "fail_reason": fail_reason, "error": error}
-    if not await set_status(session, run, status, allowed_from=OPEN_STATUSES, now=now, values=vals):
+    if not set_status(session, run, status, allowed_from=OPEN_STATUSES, now=now, values=vals):
         return False
     data: dict[str, Any] = {"status": status}
     if status == RunStatus.FAILED:
         data = {"failReason": fail_reason, "error": error}
     elif error is not None:
         data["error"] = error
-    await append_events(session, run, [NewEvent(TERMINAL_EVENT_KEY, terminal_event(status), data)])
+    append_events(session, run, [NewEvent(TERMINAL_EVENT_KEY, terminal_event(status), data)])
     return True

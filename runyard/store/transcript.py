@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from runyard.db.tables import Run, RunMessage
@@ -20,14 +20,10 @@ def result_key(turn: int, call_id: str) -> str:
     return f"turn{turn}.result.{call_id}"
 
 
-async def get_message(session: AsyncSession, run_id: str, key: str) -> RunMessage | None:
+def get_message(session: Session, run_id: str, key: str) -> RunMessage | None:
     return (
-        (
-            await session.execute(
-                select(RunMessage).where(
-                    col(RunMessage.run_id) == run_id, col(RunMessage.key) == key
-                )
-            )
+        session.execute(
+            select(RunMessage).where(col(RunMessage.run_id) == run_id, col(RunMessage.key) == key)
         )
         .scalars()
         .first()
@@ -58,18 +54,16 @@ def _append(messages: list[dict[str, Any]], role: str, blocks: list[dict[str, An
     messages.append({"role": role, "content": list(blocks)})
 
 
-async def _run_messages(session: AsyncSession, run: Run, into: list[dict[str, Any]]) -> None:
+def _run_messages(session: Session, run: Run, into: list[dict[str, Any]]) -> None:
     _append(into, "user", [{"type": "text", "text": run.prompt}])
-    rows = (
-        await session.execute(
-            select(RunMessage).where(col(RunMessage.run_id) == run.id).order_by(col(RunMessage.id))
-        )
+    rows = session.execute(
+        select(RunMessage).where(col(RunMessage.run_id) == run.id).order_by(col(RunMessage.id))
     ).scalars()
     for row in rows:
         _append(into, "assistant" if row.role == "assistant" else "user", list(row.content))
 
 
-async def conversation(session: AsyncSession, run: Run) -> list[dict[str, Any]]:
+def conversation(session: Session, run: Run) -> list[dict[str, Any]]:
     """The Anthropic ``messages`` for the run's next turn.
 
     For a run in a thread, the completed runs before it come first (their prompts and
@@ -78,35 +72,31 @@ async def conversation(session: AsyncSession, run: Run) -> list[dict[str, Any]]:
     """
     messages: list[dict[str, Any]] = []
     if run.thread_id:
-        earlier = (
-            await session.execute(
-                select(Run)
-                .where(
-                    col(Run.thread_id) == run.thread_id,
-                    col(Run.status) == RunStatus.COMPLETED,
-                    col(Run.created_at) < run.created_at,
-                    col(Run.id) != run.id,
-                )
-                .order_by(col(Run.created_at))
+        earlier = session.execute(
+            select(Run)
+            .where(
+                col(Run.thread_id) == run.thread_id,
+                col(Run.status) == RunStatus.COMPLETED,
+                col(Run.created_at) < run.created_at,
+                col(Run.id) != run.id,
             )
+            .order_by(col(Run.created_at))
         ).scalars()
         for previous in earlier:
-            await _run_messages(session, previous, messages)
-    await _run_messages(session, run, messages)
+            _run_messages(session, previous, messages)
+    _run_messages(session, run, messages)
     if len(messages) == 1 and messages[0]["content"] == [{"type": "text", "text": run.prompt}]:
         messages[0]["content"] = run.prompt  # the plain form for a first turn
     return messages
 
 
-async def final_text(session: AsyncSession, run_id: str) -> str:
+def final_text(session: Session, run_id: str) -> str:
     row = (
-        (
-            await session.execute(
-                select(RunMessage)
-                .where(col(RunMessage.run_id) == run_id, col(RunMessage.role) == "assistant")
-                .order_by(col(RunMessage.id).desc())
-                .limit(1)
-            )
+        session.execute(
+            select(RunMessage)
+            .where(col(RunMessage.run_id) == run_id, col(RunMessage.role) == "assistant")
+            .order_by(col(RunMessage.id).desc())
+            .limit(1)
         )
         .scalars()
         .first()

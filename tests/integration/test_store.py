@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy.orm import Session
 
 from runyard.db.engine import Database, migrate
 from runyard.db.tables import Run
@@ -51,10 +52,12 @@ async def new_run(db: Database) -> Run:
 
 
 async def append(db: Database, run_id: str, *events: NewEvent) -> list[int]:
-    async with db.write() as s:
-        run = await lock_run(s, run_id)
+    def add(s: Session) -> list[int]:
+        run = lock_run(s, run_id)
         assert run is not None
-        return await append_events(s, run, list(events))
+        return append_events(s, run, list(events))
+
+    return await db.transact(add)
 
 
 async def test_appends_are_dense_and_idempotent(db: Database) -> None:
@@ -88,19 +91,24 @@ async def test_concurrent_appenders_never_collide(db: Database) -> None:
 async def test_terminal_event_is_last_and_single(db: Database) -> None:
     run = await new_run(db)
     await append(db, run.id, NewEvent("a", "x"))
-    async with db.write() as s:
-        locked = await lock_run(s, run.id)
+
+    def cancel(s: Session) -> bool:
+        locked = lock_run(s, run.id)
         assert locked is not None
-        assert await finish(s, locked, RunStatus.CANCELLED, now=utcnow())
-    async with db.write() as s:
-        locked = await lock_run(s, run.id)
+        return finish(s, locked, RunStatus.CANCELLED, now=utcnow())
+
+    def late(s: Session) -> tuple[bool, bool]:
+        locked = lock_run(s, run.id)
         assert locked is not None
-        assert not await finish(
-            s, locked, RunStatus.COMPLETED, now=utcnow()
-        )  # the first terminal wins
-        assert not await set_status(
-            s, locked, RunStatus.RUNNING, allowed_from={RunStatus.RUNNING}, now=utcnow()
+        return (
+            finish(s, locked, RunStatus.COMPLETED, now=utcnow()),  # the first terminal wins
+            set_status(
+                s, locked, RunStatus.RUNNING, allowed_from={RunStatus.RUNNING}, now=utcnow()
+            ),
         )
+
+    assert await db.transact(cancel)
+    assert await db.transact(late) == (False, False)
     assert await append(db, run.id, NewEvent("late", "tool.result")) == []
     async with db.session() as s:
         events = await list_events(s, run.id)
