@@ -78,6 +78,7 @@ class RunWorkflow:
         self._answered = False
         self._ended: FinishResult | None = None
         self._paused: SandboxRef | None = None  # the sandbox paused while the run waits
+        self._teardown: asyncio.Task[None] | None = None  # the destroy beside the terminal write
         # Store writes of waiting and answering happen in the order the workflow decided them.
         self._lifecycle = asyncio.Lock()
         self._loop = AgentLoop(self, inp)
@@ -200,6 +201,8 @@ class RunWorkflow:
                 f"{type(err).__name__}: {err}",
             )
         ended = await self._end(outcome)
+        if self._teardown is not None:
+            await self._teardown
         await workflow.wait_condition(workflow.all_handlers_finished)
         return await self._conclude(ended)
 
@@ -221,9 +224,11 @@ class RunWorkflow:
             return await self._loop.supervise(lambda: self._cancel_requested)
         finally:
             if not self._loop.continuing:
-                await self._destroy_sandbox()
+                # Once the outputs and changes are kept, the terminal write need not wait
+                # for the sandbox to go: the destroy runs beside it.
+                await self._destroy_sandbox(beside_end=workflow.patched("destroy-beside-end"))
 
-    async def _destroy_sandbox(self) -> None:
+    async def _destroy_sandbox(self, *, beside_end: bool = False) -> None:
         sandbox = self._loop.sandbox
         if sandbox is None:
             return
@@ -245,16 +250,32 @@ class RunWorkflow:
                 if options.host_lost(err):
                     return  # its host is gone, and the sandbox with it
         self.set_details("destroying the sandbox")
+        destroy = workflow.execute_activity_method(
+            SandboxActivities.destroy_sandbox,
+            DestroyInput(run_id=self._inp.run_id, sandbox=sandbox),
+            **options.DESTROY.remote(summary="destroy sandbox", **where),
+        )
+        if beside_end:
+            self._teardown = asyncio.create_task(self._destroyed(destroy))
+            return
         try:
-            await workflow.execute_activity_method(
-                SandboxActivities.destroy_sandbox,
-                DestroyInput(run_id=self._inp.run_id, sandbox=sandbox),
-                **options.DESTROY.remote(summary="destroy sandbox", **where),
-            )
+            await destroy
         except ActivityError as err:
             if not options.host_lost(err):
                 raise
             workflow.logger.warning("the sandbox's host is gone, and the sandbox with it")
+
+    @staticmethod
+    async def _destroyed(destroy: Awaitable[None]) -> None:
+        """A destroy that runs after the run's outcome is decided: its failure cannot change
+        that outcome. A sandbox left behind is the reaper's (``workflows/reaper.py``)."""
+        try:
+            await destroy
+        except ActivityError as err:
+            if options.host_lost(err):
+                workflow.logger.warning("the sandbox's host is gone, and the sandbox with it")
+            else:
+                workflow.logger.warning("the sandbox was not destroyed (the reaper will): %s", err)
 
     async def _end(self, outcome: Outcome) -> FinishResult:
         """Write the terminal status once; the first terminal write wins."""

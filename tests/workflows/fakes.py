@@ -83,6 +83,8 @@ class World:
         self.setup_exit: int | None = None
         # Set to make pausing the sandbox fail (it must not fail the run).
         self.pause_error = False
+        # Set to make destroying the sandbox fail (the run's outcome stands).
+        self.destroy_error = False
 
     def add(self, run_id: str, script: list[Turn]) -> FakeRun:
         self.runs[run_id] = FakeRun(script=script)
@@ -220,6 +222,8 @@ class World:
 
     @activity.defn(name="destroy_sandbox")
     async def destroy_sandbox(self, inp: DestroyInput) -> None:
+        if self.destroy_error:
+            raise ApplicationError("the sandbox is stuck", type="SANDBOX_ERROR", non_retryable=True)
         self.runs[inp.run_id].sandbox_destroyed = True
         self.runs[inp.run_id].sandbox_log.append("destroy")
 

@@ -10,7 +10,9 @@ lost and rebuilt elsewhere. ``cancelled-while-running`` was
 recorded before the ``keep-changes-of-every-ending`` patch and replays its old branch;
 ``cancelled-keeping-changes`` was recorded after it and replays the new one; likewise
 ``asked-and-answered`` predates ``pause-while-waiting`` and ``asked-paused-answered``
-follows it, and ``set-up`` is a run whose template has a setup script. A change
+follows it, ``completed`` predates ``destroy-beside-end`` and
+``completed-destroy-beside-end`` follows it, and ``set-up`` is a run whose template has a
+setup script. A change
 that would break a run in flight fails here: guard it with ``workflow.patched()`` and
 record a new history beside the old ones, never in place of them.
 """

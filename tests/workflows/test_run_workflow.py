@@ -83,12 +83,28 @@ async def test_completes(env: WorkflowEnvironment) -> None:
         handle = await start([TOOL, TOOL, DONE])
         assert (await handle.execute_update(RunWorkflow.exec, ExecRequest())).status == "pending"
         assert (await handle.result()).status == RunStatus.COMPLETED
-        await record(handle, "completed")
+        await record(handle, "completed-destroy-beside-end")
     run = world.runs[handle.id]
     assert run.events == ["run.started", "sandbox.ready", "run.completed"]
     assert run.tools_run == ["bash", "bash"] and run.turns == 3
     assert run.outputs_collected and run.sandbox_destroyed
+    assert run.sandbox_log[-2:] == ["collect", "destroy"]
     assert await temporal_status(handle) == WorkflowExecutionStatus.COMPLETED
+
+
+async def test_a_sandbox_that_cannot_be_destroyed_does_not_change_the_outcome(
+    env: WorkflowEnvironment,
+) -> None:
+    """The destroy runs beside the terminal write: the run has completed by then, and a
+    sandbox left behind is the reaper's."""
+    world = World()
+    world.destroy_error = True
+    async with running(env, world) as start:
+        handle = await start([TOOL, DONE])
+        await handle.execute_update(RunWorkflow.exec, ExecRequest())
+        assert (await handle.result()).status == RunStatus.COMPLETED
+    run = world.runs[handle.id]
+    assert run.events[-1] == "run.completed" and not run.sandbox_destroyed
 
 
 async def test_a_second_exec_is_refused(env: WorkflowEnvironment) -> None:
