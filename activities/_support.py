@@ -63,9 +63,10 @@ def typed_failures(fn: F) -> F:
 
 
 def heartbeats(fn: F) -> F:
-    """Heartbeat for the whole activity, from its first line: waiting for the store under
-    load must not look like a dead worker to Temporal, and a cancel reaches the activity
-    while it waits on I/O."""
+    """Heartbeat for the whole activity, every second from its first: waiting for the store
+    under load must not look like a dead worker to Temporal, and a cancel reaches the
+    activity while it waits on I/O. An activity done within its first second sends none:
+    each heartbeat is a call to Temporal and a write of its store."""
 
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -79,8 +80,8 @@ def heartbeats(fn: F) -> F:
 async def heartbeating(interval: float = 1.0) -> AsyncIterator[None]:
     async def beat() -> None:
         while True:
-            activity.heartbeat()
             await asyncio.sleep(interval)
+            activity.heartbeat()
 
     task = asyncio.create_task(beat())
     try:
