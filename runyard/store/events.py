@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col
 
 from notifications.outbox import enqueue
@@ -79,7 +80,7 @@ def append_events(
         return []
     now = now or utcnow()
     seq = run.last_seq
-    written: list[int] = []
+    rows: list[dict[str, Any]] = []
     appended: list[tuple[str, str, int]] = []
     for ev in events:
         if ev.key in existing:
@@ -87,13 +88,20 @@ def append_events(
         existing.add(ev.key)
         seq += 1
         appended.append((ev.key, ev.type, seq))
-        session.add(
-            RunEvent(run_id=run.id, seq=seq, key=ev.key, type=ev.type, data=ev.data, created_at=now)
+        rows.append(
+            {
+                "run_id": run.id,
+                "seq": seq,
+                "key": ev.key,
+                "type": ev.type,
+                "data": ev.data,
+                "created_at": now,
+            }
         )
-        written.append(seq)
-    if written:
-        session.execute(update(Run).where(col(Run.id) == run.id).values(last_seq=seq))
-        run.last_seq = seq
+    if rows:
+        # Plain statements, not the unit of work: this is the hottest write of the store.
+        session.execute(insert(RunEvent), rows)
+        set_columns(session, run, {"last_seq": seq})
         enqueue(session, run, appended, now)
         if is_postgres(session):
             # Delivered on commit only, so listeners never see an event that rolled back.
@@ -101,7 +109,16 @@ def append_events(
                 text("SELECT pg_notify(:channel, :payload)"),
                 {"channel": NOTIFY_CHANNEL, "payload": f"{run.id}:{seq}"},
             )
-    return written
+    return [seq for _, _, seq in appended]
+
+
+def set_columns(session: Session, run: Run, values: dict[str, Any]) -> None:
+    """``UPDATE runs SET …`` for the locked ``run``, and the same values on the object,
+    without the ORM comparing or flushing them again."""
+    stmt = update(Run).where(col(Run.id) == run.id).values(**values)
+    session.execute(stmt.execution_options(synchronize_session=False))
+    for key, value in values.items():
+        set_committed_value(run, key, value)
 
 
 async def list_events(

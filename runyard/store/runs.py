@@ -8,13 +8,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import update
 from sqlalchemy.orm import Session
-from sqlmodel import col
 
 from runyard.db.tables import Run
 from runyard.domain import OPEN_STATUSES, TERMINAL_STATUSES, RunStatus, terminal_event
-from runyard.store.events import TERMINAL_EVENT_KEY, NewEvent, append_events
+from runyard.store.events import TERMINAL_EVENT_KEY, NewEvent, append_events, set_columns
 
 _TIMESTAMP_FIELD = {
     RunStatus.COMPLETED: "completed_at",
@@ -42,9 +40,7 @@ def set_status(
         vals[_TIMESTAMP_FIELD[to]] = now
         if run.started_at is None:
             vals["started_at"] = now
-    session.execute(update(Run).where(col(Run.id) == run.id).values(**vals))
-    for k, v in vals.items():
-        setattr(run, k, v)
+    set_columns(session, run, vals)
     return True
 
 
