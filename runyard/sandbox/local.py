@@ -96,6 +96,7 @@ class LocalSandboxProvider:
         self.bwrap = bwrap
         self.pids_max = pids_max
         self._runners: dict[str, RunnerClient] = {}
+        self._starting: dict[str, asyncio.Task[RunnerClient]] = {}  # runners started by create
         self._locks: dict[str, asyncio.Lock] = {}
         self._cgroups: dict[str, Cgroup | None] = {}
         self.destroyed: set[str] = set()  # by this worker, while a call may be running
@@ -289,9 +290,24 @@ class LocalSandboxProvider:
         else:
             workspace.mkdir()
         sandbox = LocalSandbox(self, sandbox_id, root)
-        await self.runner(sandbox)
         (root / "ready").touch()  # the setup script is the setup_sandbox activity's
+        self._start_soon(sandbox)
         return sandbox
+
+    def _start_soon(self, sandbox: LocalSandbox) -> None:
+        """Start the new sandbox's runner without waiting for it (~40 ms of bubblewrap and
+        Python start): it comes up while the run's first model turn runs, and the first
+        call waits for it (``runner``). A start that fails is tried again by that call."""
+
+        def started(task: asyncio.Task[RunnerClient]) -> None:
+            if self._starting.get(sandbox.id) is task:
+                del self._starting[sandbox.id]
+            if not task.cancelled() and (exc := task.exception()) is not None:
+                log.warning("sandbox.runner_start_failed", sandbox_id=sandbox.id, error=str(exc))
+
+        task = asyncio.create_task(self.runner(sandbox), name=f"runner-start-{sandbox.id}")
+        task.add_done_callback(started)
+        self._starting[sandbox.id] = task
 
     async def get(self, sandbox_id: str) -> LocalSandbox:
         if self.unavailable is not None:
@@ -356,6 +372,9 @@ class LocalSandboxProvider:
         if group is not None:  # a paused sandbox's processes die only once thawed (v1)
             with contextlib.suppress(OSError):
                 await asyncio.to_thread(group.thaw)
+        starting = self._starting.pop(sandbox_id, None)
+        if starting is not None:  # let it finish, so that the runner it starts is stopped
+            await asyncio.wait([starting])
         await self.stop_runner(sandbox_id)
         if group is not None:
             await asyncio.to_thread(group.remove)

@@ -113,6 +113,24 @@ async def test_destroy_kills_processes_and_removes_the_directory(
         await provider.get("../etc")
 
 
+async def test_the_runner_starts_behind_create_and_a_destroy_waits_for_it(
+    provider: LocalSandboxProvider,
+) -> None:
+    """create returns before the runner is up; the first call waits for it, and a destroy
+    right after create leaves no runner behind."""
+    sb = await provider.create("sbx_soon", SandboxSpec())
+    assert "sbx_soon" in provider._starting
+    assert (await sb.exec("echo up", timeout=10)).stdout.strip() == "up"
+    await provider.destroy("sbx_soon")
+
+    await provider.create("sbx_brief", SandboxSpec())
+    starting = provider._starting["sbx_brief"]
+    await provider.destroy("sbx_brief")
+    runner = starting.result()
+    assert not runner.alive and runner.proc.returncode is not None
+    assert "sbx_brief" not in provider._runners
+
+
 async def test_create_is_idempotent_and_clones(
     provider: LocalSandboxProvider, tmp_path: Path
 ) -> None:
