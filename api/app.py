@@ -47,7 +47,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
             migrate(settings.db_url)
         app.state.secret_key = load_secret_key(settings)
         app.state.db = Database(settings.db_url)
-        app.state.notifier = EventNotifier(app.state.db)
+        app.state.notifier = EventNotifier(app.state.db, ping_seconds=settings.sse_ping_seconds)
         await app.state.notifier.start()
         try:
             async with metrics_port(app):

@@ -49,6 +49,13 @@ def store_url(store: str, data: Path) -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def async_url(db_url: str) -> str:
+    """The URL of the store's async drivers, as the API and the worker use it."""
+    return db_url.replace("sqlite://", "sqlite+aiosqlite://").replace(
+        "postgresql://", "postgresql+psycopg://"
+    )
+
+
 def add_store_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", choices=STORES, default="sqlite", help="the stack's store")
 
@@ -78,11 +85,8 @@ async def _stack(data: Path, db_url: str, **env: str) -> AsyncIterator[tuple[Sta
         "RUNYARD_LOG_LEVEL": "WARNING",
         **env,
     }
-    async_url = db_url.replace("sqlite://", "sqlite+aiosqlite://").replace(
-        "postgresql://", "postgresql+psycopg://"
-    )
-    migrate(async_url)
-    db = Database(async_url)
+    migrate(async_url(db_url))
+    db = Database(async_url(db_url))
     async with db.write() as s:
         org = await ensure_org(s, "bench")
         key, _ = await create_key(s, org.id, ["runs:read", "runs:write"])

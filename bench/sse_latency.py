@@ -1,6 +1,7 @@
 """Latency from an event's commit to its arrival at SSE clients, 1 and 500 streams.
 
     .venv/bin/python -m bench.sse_latency [--events 1000] [--streams 1 500] [--rate 200]
+                                          [--store sqlite|postgres]
 
 A producer commits events one per transaction into the store (as a worker streaming
 deltas does) and records each commit time; the clients, in a separate process so they
@@ -24,7 +25,7 @@ from typing import Any
 import httpx
 from sqlalchemy.orm import Session
 
-from bench._harness import percentile, report, running_stack
+from bench._harness import add_store_argument, async_url, percentile, report, running_stack
 from runyard.db.engine import Database
 from runyard.store.events import NewEvent, append_events, lock_run
 
@@ -102,7 +103,7 @@ async def one_case(stack: Any, key: str, streams: int, events: int, rate: float)
         proc.start()
         ready_q.get(timeout=120)
         await asyncio.sleep(3)  # let the freshly started processes settle; not measured
-        db = Database(stack.env["RUNYARD_DATABASE_URL"].replace("sqlite://", "sqlite+aiosqlite://"))
+        db = Database(async_url(stack.env["RUNYARD_DATABASE_URL"]))
         cpu0, _ = _proc_cpu_rss(stack.api.pid)
         t_start = time.monotonic()
         commits: dict[int, float] = {}
@@ -144,12 +145,12 @@ async def one_case(stack: Any, key: str, streams: int, events: int, rate: float)
     }
 
 
-async def main(events: int, streams: list[int], rate: float) -> None:
-    rows: dict[str, Any] = {}
-    async with running_stack() as (stack, key, _):
+async def main(events: int, streams: list[int], rate: float, store: str) -> None:
+    rows: dict[str, Any] = {"store": store}
+    async with running_stack(store) as (stack, key, _):
         for n in streams:
             rows[f"{n} stream(s)"] = await one_case(stack, key, n, events, rate)
-    report("sse_latency", rows)
+    report(f"sse_latency-{store}", rows)
 
 
 if __name__ == "__main__":
@@ -157,5 +158,6 @@ if __name__ == "__main__":
     parser.add_argument("--events", type=int, default=1000)
     parser.add_argument("--streams", type=int, nargs="+", default=[1, 500])
     parser.add_argument("--rate", type=float, default=200, help="events committed per second")
+    add_store_argument(parser)
     args = parser.parse_args()
-    asyncio.run(main(args.events, args.streams, args.rate))
+    asyncio.run(main(args.events, args.streams, args.rate, args.store))

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from api.deps import DbDep, KnownQueryOnly, ReaderDep, SettingsDep
+from api.deps import DbDep, KnownQueryOnly, ReaderDep
 from api.errors import ProblemError
 from api.responses import AUTHENTICATED, answers, operation_id, problems
 from api.responses_runs import Event
@@ -74,11 +74,12 @@ async def _check_retention(db: Database, run: Run, cursor: int) -> None:
 
 
 async def _stream(
-    db: Database, notifier: EventNotifier, run_id: str, cursor: int, ping: float
+    db: Database, notifier: EventNotifier, run_id: str, cursor: int
 ) -> AsyncIterator[bytes]:
     """Stored events after ``cursor``, then live ones, until the terminal event."""
     sub = notifier.subscribe(run_id)
     check_status = True  # on the first pass, and after each quiet ping interval
+    quiet = True  # nothing was sent since the hub's last ping
     opened = time.time()  # events committed since are live: their delivery lag is measured
     metrics.SSE_STREAMS.inc()
     try:
@@ -98,6 +99,7 @@ async def _stream(
                 )
                 send = batch if end is None else batch[: end + 1]
                 cursor = send[-1].seq
+                quiet = False
                 yield b"".join(ev.frame for ev in send)
                 metrics.events_delivered((ev.created for ev in send), opened)
                 if end is not None:
@@ -108,9 +110,12 @@ async def _stream(
                     run = await s.get(Run, run_id)
                 if run is None or (run.status in TERMINAL_STATUSES and cursor >= run.last_seq):
                     return  # the client already has the terminal event
-            check_status = not await sub.wait(ping)
-            if check_status:
-                yield b": ping\n\n"
+            check_status = False
+            if not await sub.wait():  # the hub's ping: a stream quiet since the last one
+                if quiet:  # pings, and looks whether its run ended without a word
+                    check_status = True
+                    yield b": ping\n\n"
+                quiet = True
     finally:
         metrics.SSE_STREAMS.dec()
         sub.close()
@@ -136,7 +141,6 @@ async def run_events(
     request: Request,
     principal: ReaderDep,
     db: DbDep,
-    settings: SettingsDep,
     after_seq: Annotated[int | None, Query(ge=0, le=2**62)] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     last_event_id: Annotated[str | None, Header(max_length=32)] = None,
@@ -151,7 +155,7 @@ async def run_events(
         return JSONResponse([event_json(e) for e in events])
     notifier: EventNotifier = request.app.state.notifier
     return StreamingResponse(
-        _stream(db, notifier, run_id, cursor, settings.sse_ping_seconds),
+        _stream(db, notifier, run_id, cursor),
         media_type="text/event-stream",
         headers=_SSE_HEADERS,
     )
