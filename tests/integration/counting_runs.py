@@ -7,6 +7,7 @@ count, the event log or the run's outputs.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import httpx
@@ -52,4 +53,13 @@ async def assert_each_step_ran_once(
         assert_gapless(log)
         last = [e for e in log if e["type"] == "tool.result"][-1]
         assert last["data"]["output"].split("stdout:\n")[1].strip() == str(steps)
-        assert not (sandboxes / done["sandbox"]["id"]).exists()
+        await gone(sandboxes / done["sandbox"]["id"])
+
+
+async def gone(path: Path, timeout: float = 60) -> None:
+    """The sandbox's destroy runs beside the run's terminal write and may be retried on
+    another worker after a kill: the directory goes soon after the run completes."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while path.exists():
+        assert asyncio.get_running_loop().time() < deadline, f"{path} is still there"
+        await asyncio.sleep(0.1)

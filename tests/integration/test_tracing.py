@@ -8,6 +8,7 @@ update span.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -92,9 +93,14 @@ async def test_one_trace_from_the_create_request_through_every_activity(
 
     trace_id = run["traceId"]
     assert len(trace_id) == 32 and int(trace_id, 16) != 0
-    finished = spans.get_finished_spans()
-    in_trace = [s for s in finished if format(s.context.trace_id, "032x") == trace_id]
-    names = {s.name for s in in_trace}
+    # The sandbox's destroy runs beside the terminal write: its span may end just after.
+    for _ in range(100):
+        finished = spans.get_finished_spans()
+        in_trace = [s for s in finished if format(s.context.trace_id, "032x") == trace_id]
+        names = {s.name for s in in_trace}
+        if "RunActivity:destroy_sandbox" in names:
+            break
+        await asyncio.sleep(0.1)
 
     # The root: the create request, with the run's identity.
     (root,) = [s for s in in_trace if s.parent is None]
