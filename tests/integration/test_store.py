@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +16,7 @@ from runyard.db.tables import Run
 from runyard.db.types import utcnow
 from runyard.domain import RunStatus
 from runyard.ids import new_id
-from runyard.store.events import NewEvent, append_events, list_events, lock_run
+from runyard.store.events import NewEvent, append_events, list_events, lock_run, locked_run
 from runyard.store.orgs import create_key, ensure_org, find_key
 from runyard.store.runs import finish, set_status
 
@@ -116,6 +117,45 @@ async def test_terminal_event_is_last_and_single(db: Database) -> None:
     assert [e.type for e in events] == ["x", "run.cancelled"]
     assert stored is not None and stored.status == "cancelled" and stored.cancelled_at is not None
     assert stored.last_seq == 2
+
+
+async def test_a_failed_transaction_leaves_nothing(db: Database) -> None:
+    run = await new_run(db)
+
+    def fails(s: Session) -> None:
+        append_events(s, locked_run(s, run.id), [NewEvent("lost", "x")])
+        raise ValueError("refused")
+
+    with pytest.raises(ValueError, match="refused"):
+        await db.transact(fails)
+    assert await append(db, run.id, NewEvent("kept", "x")) == [1]  # no hole where "lost" was
+
+
+async def test_a_cancelled_callers_transaction_ends_before_the_next_one(db: Database) -> None:
+    """SQLite: the writer thread cannot be stopped, so the write lock stays held until its
+    transaction has ended, and the next writer never overlaps it."""
+    if not db.is_sqlite:
+        pytest.skip("Postgres transactions run on the event loop (run_sync)")
+    run = await new_run(db)
+    seen: list[str] = []
+
+    def slow(s: Session) -> None:
+        time.sleep(0.3)
+        append_events(s, locked_run(s, run.id), [NewEvent("slow", "x")])
+        seen.append("slow committed")
+
+    def after(s: Session) -> int:
+        seen.append("next began")
+        return locked_run(s, run.id).last_seq
+
+    first = asyncio.create_task(db.transact(slow))
+    await asyncio.sleep(0.05)
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert seen == ["slow committed"]  # the cancel waited for the thread
+    assert await db.transact(after) == 1
+    assert seen == ["slow committed", "next began"]
 
 
 async def test_keys_and_filters(db: Database) -> None:
