@@ -20,6 +20,7 @@ from typing import Any
 
 from runyard.db.engine import Database, migrate
 from runyard.devserver import DevServerConfig, free_port, start_dev_server, wait_for_port
+from runyard.settings import async_store_url
 from runyard.store.orgs import create_key, ensure_org
 from tests.stack import Stack
 
@@ -47,13 +48,6 @@ def store_url(store: str, data: Path) -> Iterator[str]:
     finally:
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def async_url(db_url: str) -> str:
-    """The URL of the store's async drivers, as the API and the worker use it."""
-    return db_url.replace("sqlite://", "sqlite+aiosqlite://").replace(
-        "postgresql://", "postgresql+psycopg://"
-    )
 
 
 def add_store_argument(parser: argparse.ArgumentParser) -> None:
@@ -85,8 +79,8 @@ async def _stack(data: Path, db_url: str, **env: str) -> AsyncIterator[tuple[Sta
         "RUNYARD_LOG_LEVEL": "WARNING",
         **env,
     }
-    migrate(async_url(db_url))
-    db = Database(async_url(db_url))
+    migrate(async_store_url(db_url))
+    db = Database(async_store_url(db_url))
     async with db.write() as s:
         org = await ensure_org(s, "bench")
         key, _ = await create_key(s, org.id, ["runs:read", "runs:write"])

@@ -25,8 +25,9 @@ from typing import Any
 import httpx
 from sqlalchemy.orm import Session
 
-from bench._harness import add_store_argument, async_url, percentile, report, running_stack
+from bench._harness import add_store_argument, percentile, report, running_stack
 from runyard.db.engine import Database
+from runyard.settings import async_store_url
 from runyard.store.events import NewEvent, append_events, lock_run
 
 _DATA = re.compile(rb'data: \{"seq":(\d+),')
@@ -103,7 +104,7 @@ async def one_case(stack: Any, key: str, streams: int, events: int, rate: float)
         proc.start()
         ready_q.get(timeout=120)
         await asyncio.sleep(3)  # let the freshly started processes settle; not measured
-        db = Database(async_url(stack.env["RUNYARD_DATABASE_URL"]))
+        db = Database(async_store_url(stack.env["RUNYARD_DATABASE_URL"]))
         cpu0, _ = _proc_cpu_rss(stack.api.pid)
         t_start = time.monotonic()
         commits: dict[int, float] = {}

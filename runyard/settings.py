@@ -162,14 +162,9 @@ class Settings(BaseSettings):
     @property
     def db_url(self) -> str:
         """The SQLAlchemy async URL of the store."""
-        url = self.database_url or f"sqlite:///{self.data_dir.resolve() / 'runyard.db'}"
-        if url.startswith("postgres://"):
-            url = "postgresql://" + url.removeprefix("postgres://")
-        if url.startswith("postgresql://"):
-            url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-        if url.startswith("sqlite://") and not url.startswith("sqlite+"):
-            url = "sqlite+aiosqlite://" + url.removeprefix("sqlite://")
-        return url
+        return async_store_url(
+            self.database_url or f"sqlite:///{self.data_dir.resolve() / 'runyard.db'}"
+        )
 
     @property
     def pr_token(self) -> str | None:
@@ -188,3 +183,15 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+def async_store_url(url: str) -> str:
+    """A store URL as given (``sqlite://…``, ``postgres[ql]://…``) with the async driver
+    Runyard's processes use (aiosqlite, psycopg); a URL naming its driver is kept."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url.removeprefix("postgres://")
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    if url.startswith("sqlite://") and not url.startswith("sqlite+"):
+        url = "sqlite+aiosqlite://" + url.removeprefix("sqlite://")
+    return url

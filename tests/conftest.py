@@ -20,7 +20,7 @@ from fastapi import FastAPI
 from api.app import create_app
 from runyard.db.engine import Database, migrate
 from runyard.devserver import DevServerConfig, free_port, start_dev_server, wait_for_port
-from runyard.settings import Settings
+from runyard.settings import Settings, async_store_url
 from runyard.store.orgs import create_key, ensure_org
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.stack import Stack
@@ -126,7 +126,7 @@ def launch_stack(data: Path, env: dict[str, str]) -> Stack:
 
 
 def async_db_url(env: dict[str, str]) -> str:
-    return env["RUNYARD_DATABASE_URL"].replace("sqlite://", "sqlite+aiosqlite://")
+    return async_store_url(env["RUNYARD_DATABASE_URL"])
 
 
 @pytest.fixture(scope="session")
