@@ -12,7 +12,7 @@ from temporalio import activity
 from activities._support import heartbeats, logger, typed_failures
 from runyard import metrics, tracing
 from runyard.db.engine import Database
-from runyard.db.tables import Run, RunMessage
+from runyard.db.tables import Run, RunMessage, Template
 from runyard.domain import EventType
 from runyard.errors import (
     InternalError,
@@ -74,8 +74,14 @@ class SandboxActivities(SandboxAccess):
     async def provision_sandbox(self, inp: ProvisionInput) -> SandboxInfo:
         """Create the run's sandbox on this host. A local sandbox's later activities go to
         this host's task queue (``SandboxRef.task_queue``), where its files are."""
-        run = await self._run(inp.run_id)
-        template = await self.db.read(lambda s: find_template(s, run.org_id, run.template))
+
+        def load(s: Session) -> tuple[Run | None, Template | None]:
+            run = s.get(Run, inp.run_id)
+            return run, None if run is None else find_template(s, run.org_id, run.template)
+
+        run, template = await self.db.read(load)  # one read for both
+        if run is None:
+            raise RunNotFound(f"{inp.run_id} is not in the store")
         if template is None:
             raise TemplateNotFound(f"template {run.template!r} is gone")
         sandbox_id = sandbox_id_for(run.id, inp.generation)
