@@ -250,12 +250,7 @@ class World:
             self.cancel_workflow,
             self.provision_sandbox,
             self.run_agent_turn,
-            self.run_tool,
-            self.collect_outputs,
-            self.destroy_sandbox,
-            self.setup_sandbox,
-            self.pause_sandbox,
-            self.resume_sandbox,
+            *self.sandbox_activities(),
         ]
 
 
