@@ -10,9 +10,10 @@ encoded, refreshed with one query per changed run; it then wakes that run's stre
 which read the tail. A thousand streams on one run cost one query per change, not a
 thousand. A stream that is behind the tail reads the store itself.
 
-Pings. Every ``ping_seconds`` the hub wakes every subscriber with ``pinged`` set (one
-timer for the process, where a timeout per wait cost a timer per stream and wake: 12% of
-the API's time with 500 streams), so a lost notification costs at most one ping interval.
+Pings. Every ``ping_seconds`` the hub wakes every subscriber with ``pinged`` set, and
+each stream writes a ping comment (one timer for the process, where a timeout per wait
+cost a timer per stream and wake: 12% of the API's time with 500 streams); a lost
+notification costs at most one ping interval.
 """
 
 from __future__ import annotations
@@ -23,15 +24,18 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC
+from functools import partial
 from typing import Any
 
 import psycopg
 import structlog
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from runyard.db.engine import Database
-from runyard.db.tables import RunEvent
+from runyard.db.tables import Run, RunEvent
+from runyard.domain import TERMINAL_STATUSES
 from runyard.store.events import NOTIFY_CHANNEL, event_json
 
 log = structlog.get_logger("runyard.notifier")
@@ -59,6 +63,8 @@ def encode(ev: RunEvent) -> Cached:
 class _Tail:
     events: list[Cached] = field(default_factory=list)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # The run's (status, last_seq) as the last ping read it; None: the run is not stored.
+    state: tuple[str, int] | None = ("", 0)
 
     def after(self, cursor: int) -> list[Cached] | None:
         """Events after ``cursor``, or None when the tail does not reach back that far."""
@@ -76,6 +82,16 @@ class Subscription:
     def clear(self) -> None:
         """Call before reading, so a change after the read still wakes ``wait``."""
         self.event.clear()
+
+    def ended(self, cursor: int) -> bool:
+        """As of the last ping: the run is gone, or has ended and ``cursor`` is its last
+        event (the stream has nothing more to send)."""
+        tail = self.hub._tails.get(self.run_id)
+        if tail is None:
+            return False
+        return tail.state is None or (
+            tail.state[0] in TERMINAL_STATUSES and cursor >= tail.state[1]
+        )
 
     def cached(self, cursor: int) -> list[Cached] | None:
         tail = self.hub._tails.get(self.run_id)
@@ -160,8 +176,16 @@ class EventNotifier:
                 await task
 
     async def _ping(self) -> None:
+        """Every interval: each watched run's status, read once for all its streams (a
+        read per stream, all at the same moment, stalled 500 streams for seconds), then
+        a ping for every stream."""
         while True:
             await asyncio.sleep(self.ping_seconds)
+            for run_id, tail in list(self._tails.items()):
+                try:
+                    tail.state = await self.db.read(partial(_state, run_id=run_id))
+                except Exception as exc:  # the streams ping on, and look again next time
+                    log.warning("notifier.status_failed", run_id=run_id, error=str(exc))
             for subs in list(self._subs.values()):
                 for sub in subs:
                     sub.pinged = True
@@ -210,3 +234,9 @@ class EventNotifier:
                 self.wake_all()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10)
+
+
+def _state(session: Session, run_id: str) -> tuple[str, int] | None:
+    """The run's (status, last_seq); None if it is not stored."""
+    run = session.get(Run, run_id)
+    return None if run is None else (run.status, run.last_seq)

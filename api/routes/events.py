@@ -78,8 +78,8 @@ async def _stream(
 ) -> AsyncIterator[bytes]:
     """Stored events after ``cursor``, then live ones, until the terminal event."""
     sub = notifier.subscribe(run_id)
-    check_status = True  # on the first pass, and after each quiet ping interval
-    quiet = True  # nothing was sent since the hub's last ping
+    check_status = True  # on the first pass (then the hub's pings look, once per run)
+    quiet = True  # no event was sent since the hub's last ping
     opened = time.time()  # events committed since are live: their delivery lag is measured
     metrics.SSE_STREAMS.inc()
     try:
@@ -111,10 +111,10 @@ async def _stream(
                 if run is None or (run.status in TERMINAL_STATUSES and cursor >= run.last_seq):
                     return  # the client already has the terminal event
             check_status = False
-            if not await sub.wait():  # the hub's ping: a stream quiet since the last one
-                if quiet:  # pings, and looks whether its run ended without a word
-                    check_status = True
-                    yield b": ping\n\n"
+            if not await sub.wait():  # the hub's ping: at least one comment per interval
+                yield b": ping\n\n"
+                if quiet and sub.ended(cursor):  # no event for a whole interval, and
+                    return  # the run is gone or the client has its terminal event
                 quiet = True
     finally:
         metrics.SSE_STREAMS.dec()

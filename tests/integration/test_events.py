@@ -110,6 +110,17 @@ async def test_pings_while_nothing_happens(api: httpx.AsyncClient) -> None:
     assert comments.count("ping") >= 1
 
 
+async def test_pings_keep_coming_while_events_flow(api: httpx.AsyncClient) -> None:
+    """A ping at least every interval (1 s here), events or not: about 4 s of tool calls
+    of 0.3 s each, an event every few tenths of a second."""
+    step = {"tool": "bash", "input": {"command": "sleep 0.3"}}
+    run_id = await start(api, *([step] * 12), {"text": "busy"})
+    comments: list[str] = []
+    events = await read_events(api, run_id, comments=comments)
+    assert_gapless(events)
+    assert comments.count("ping") >= 2, comments
+
+
 async def test_json_variant_and_filters(api: httpx.AsyncClient) -> None:
     run_id = await start(api, {"tool": "bash", "input": {"command": "true"}}, {"text": "ok"})
     await wait_for(api, run_id, {"completed"})
