@@ -16,6 +16,7 @@ Postgres uses one engine for both; writers that allocate event numbers lock the 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, nullcontext
@@ -116,6 +117,7 @@ class Database:
             self._sync_engine, self._sync_read, self._threads = None, None, None
             self._sync_write_engine, self._sync_write, self._writer = None, None, None
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
+        self._version_conn: sqlite3.Connection | None = None
         self._read = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
         self._write = async_sessionmaker(
             self.write_engine, class_=AsyncSession, expire_on_commit=False
@@ -171,6 +173,27 @@ class Database:
         async with self._write() as session, session.begin():
             return await session.run_sync(fn)
 
+    def data_version(self) -> int | None:
+        """SQLite: a number that changes whenever a connection other than its own commits
+        to the database (``PRAGMA data_version`` on a connection kept for it): about 4 µs,
+        never waits for a lock (busy: None, as if changed). Postgres: None (use LISTEN).
+
+        For the loop that watches for new events; call it from one thread only.
+        """
+        if not self.is_sqlite:
+            return None
+        path = make_url(self.url).database
+        if not path or path == ":memory:":
+            return None
+        try:
+            if self._version_conn is None:
+                # timeout=0: a busy database answers at once instead of blocking the loop.
+                self._version_conn = sqlite3.connect(path, timeout=0, check_same_thread=False)
+            row = self._version_conn.execute("PRAGMA data_version").fetchone()
+        except sqlite3.Error:
+            return None
+        return int(row[0])
+
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
         """A session inside one write transaction, committed on success."""
@@ -182,6 +205,9 @@ class Database:
             yield session
 
     async def dispose(self) -> None:
+        if self._version_conn is not None:
+            self._version_conn.close()
+            self._version_conn = None
         if self._threads is not None and self._sync_engine is not None:
             self._threads.shutdown(wait=True)
             self._sync_engine.dispose()

@@ -158,6 +158,22 @@ async def test_a_cancelled_callers_transaction_ends_before_the_next_one(db: Data
     assert seen == ["slow committed", "next began"]
 
 
+async def test_data_version_moves_with_each_commit(db: Database) -> None:
+    """SQLite's change counter, which the API's event hub polls: a commit by any other
+    connection moves it, and nothing else does."""
+    if not db.is_sqlite:
+        assert db.data_version() is None  # Postgres: LISTEN/NOTIFY instead
+        return
+    run = await new_run(db)
+    before = db.data_version()
+    assert before is not None and db.data_version() == before  # nothing committed
+    await append(db, run.id, NewEvent("x", "x"))
+    after = db.data_version()
+    assert after is not None and after != before
+
+    assert db.data_version() == after
+
+
 async def test_keys_and_filters(db: Database) -> None:
     async with db.write() as s:
         org = await ensure_org(s, "keys-org")
