@@ -8,6 +8,7 @@ import asyncio
 import structlog
 from pydantic import BaseModel
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 from sqlmodel import col
 from temporalio import activity
 from temporalio.common import WorkflowIDReusePolicy
@@ -127,33 +128,31 @@ class OutboxActivities:
     async def pump_outbox(self, inp: PumpInput) -> None:
         """Sweep the outbox every ``inp.every`` seconds for ``inp.seconds``: start one
         ``DeliveryWorkflow`` per pending delivery (workflow id = delivery id, so a second
-        start is refused and harmless), then mark it started."""
+        start is refused and harmless), then mark it started.
+
+        On SQLite a sweep runs only when something was committed since the last one
+        (``Database.data_version``): an idle worker spent 17 ms of CPU a second sweeping
+        an empty outbox. A sweep's own marks are commits too, so a backlog of more than
+        one sweep's worth is worked through; a failed sweep is tried again next time."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + inp.seconds
+        seen: int | None = None
         while loop.time() < deadline:
             activity.heartbeat()
-            try:
-                await self._sweep()
-            except Exception as exc:  # the store or Temporal away for a moment: go on
-                log.warning("outbox.sweep_failed", error=str(exc))
+            version = self.db.data_version()
+            if version is None or version != seen:
+                try:
+                    await self._sweep()
+                    seen = version
+                except Exception as exc:  # the store or Temporal away for a moment: go on
+                    log.warning("outbox.sweep_failed", error=str(exc))
+                    seen = None
             await asyncio.sleep(inp.every)
 
     async def _sweep(self) -> None:
         from notifications.delivery import DeliveryInput, DeliveryWorkflow
 
-        async with self.db.session() as s:
-            ids = list(
-                (
-                    await s.execute(
-                        select(col(WebhookDelivery.id))
-                        .where(
-                            col(WebhookDelivery.status) == "pending",
-                            col(WebhookDelivery.workflow_started).is_(False),
-                        )
-                        .limit(200)
-                    )
-                ).scalars()
-            )
+        ids = await self.db.read(_unstarted)
         client = activity.client()
         for delivery_id in ids:
             try:
@@ -174,3 +173,16 @@ class OutboxActivities:
                     .where(col(WebhookDelivery.id) == delivery_id)
                     .values(workflow_started=True)
                 )
+
+
+def _unstarted(session: Session) -> list[str]:
+    """Pending deliveries whose workflow has not been started (200 at most)."""
+    stmt = (
+        select(col(WebhookDelivery.id))
+        .where(
+            col(WebhookDelivery.status) == "pending",
+            col(WebhookDelivery.workflow_started).is_(False),
+        )
+        .limit(200)
+    )
+    return list(session.scalars(stmt))
