@@ -86,6 +86,7 @@ async def _stack(data: Path, db_url: str, **env: str) -> AsyncIterator[tuple[Sta
         key, _ = await create_key(s, org.id, ["runs:read", "runs:write"])
     await db.dispose()
     stack = Stack(stack_env, data / "logs")
+    stack.temporal_pid = temporal.pid
     stack.start_worker()
     stack.start_api()
     try:
@@ -94,6 +95,16 @@ async def _stack(data: Path, db_url: str, **env: str) -> AsyncIterator[tuple[Sta
         stack.stop()
         os.killpg(temporal.pid, signal.SIGTERM)
         temporal.wait(10)
+
+
+def cpu_ms(pid: int | None = None) -> float:
+    """CPU time (user + system) a process has used, in ms: ``pid``'s from /proc, or this
+    process's. Linux only, as are the stacks these benchmarks start."""
+    if pid is None:
+        t = os.times()
+        return (t.user + t.system) * 1000
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: list[float], p: float) -> float:

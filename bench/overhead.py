@@ -8,9 +8,13 @@
     -> completed (polled). K = the activities of that run: provision, 6 model turns,
     5 tools, collect_outputs, destroy_sandbox, finish_run = 15.
 Latency: median of N single runs, (a) and (b) alternating; a run's status is polled every
-10 ms. Throughput: N runs at once, each polled every 250 ms (at 10 ms, 50 runs alone sent
-the API 5,000 requests a second, more than it serves: the poller was measured, not the
-runs; 250 ms adds at most that to a wall time of many seconds).
+10 ms. CPU per run, over those same single runs (/proc): the Temporal server's, and bare's
+worker and client (this process) against Runyard's worker and API (the polling client in
+this process is not counted). Throughput on this machine cannot beat the ratio of the
+totals once it is CPU-bound.
+Throughput: N runs at once, each polled every 250 ms (at 10 ms, 50 runs alone sent the
+API 5,000 requests a second, more than it serves: the poller was measured, not the runs;
+250 ms adds at most that to a wall time of many seconds).
 """
 
 from __future__ import annotations
@@ -21,12 +25,20 @@ import json
 import statistics
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from bench._harness import add_store_argument, report, running_stack, wait_terminal
+from bench._harness import (
+    add_store_argument,
+    cpu_ms,
+    report,
+    running_stack,
+    wait_terminal,
+)
 from bench.bare_workflow import BareWorkflow, bare_noop
 
 K = 15
@@ -56,6 +68,19 @@ async def runyard_once(c: httpx.AsyncClient, poll: float = 0.01) -> float:
     return (time.perf_counter() - t0) * 1000
 
 
+@contextmanager
+def cpu_into(totals: dict[str, float], pids: dict[str, int | None]) -> Iterator[None]:
+    """Add the CPU each process used in the block to ``totals`` (None: this process)."""
+    before = {name: cpu_ms(pid) for name, pid in pids.items()}
+    yield
+    for name, pid in pids.items():
+        totals[name] += cpu_ms(pid) - before[name]
+
+
+def per_run(totals: dict[str, float], runs: int) -> dict[str, float]:
+    return {name: round(ms / runs, 1) for name, ms in totals.items()}
+
+
 async def main(latency_runs: int, concurrency: list[int], store: str) -> None:
     async with running_stack(store) as (stack, key, address):
         client = await Client.connect(address)
@@ -72,9 +97,17 @@ async def main(latency_runs: int, concurrency: list[int], store: str) -> None:
                     await bare_once(client)
                     await runyard_once(c)
                 bare, ry = [], []
+                assert stack.api is not None
+                server, worker, api = stack.temporal_pid, stack.workers[0].pid, stack.api.pid
+                bare_pids: dict[str, int | None] = {"server": server, "worker+client": None}
+                ry_pids: dict[str, int | None] = {"server": server, "worker": worker, "api": api}
+                bare_cpu = dict.fromkeys(bare_pids, 0.0)
+                ry_cpu = dict.fromkeys(ry_pids, 0.0)
                 for _ in range(latency_runs):
-                    bare.append(await bare_once(client))
-                    ry.append(await runyard_once(c))
+                    with cpu_into(bare_cpu, bare_pids):
+                        bare.append(await bare_once(client))
+                    with cpu_into(ry_cpu, ry_pids):
+                        ry.append(await runyard_once(c))
                 rows: dict[str, object] = {
                     "store": store,
                     "activities per run (K)": K,
@@ -82,6 +115,11 @@ async def main(latency_runs: int, concurrency: list[int], store: str) -> None:
                     "latency median runyard (ms)": round(statistics.median(ry), 1),
                     "latency ratio runyard/bare": round(
                         statistics.median(ry) / statistics.median(bare), 2
+                    ),
+                    "CPU ms per run, bare": per_run(bare_cpu, latency_runs),
+                    "CPU ms per run, runyard": per_run(ry_cpu, latency_runs),
+                    "CPU total ratio bare/runyard": round(
+                        sum(bare_cpu.values()) / sum(ry_cpu.values()), 2
                     ),
                 }
                 for n in concurrency:

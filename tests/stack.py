@@ -27,6 +27,7 @@ class Stack:
         self.api_port = free_port()
         self.api: subprocess.Popen[bytes] | None = None
         self.workers: list[subprocess.Popen[bytes]] = []
+        self.temporal_pid: int | None = None  # when the stack's owner started the server
         self._n = 0
         self._data_dirs = {Path(self.env.get("RUNYARD_DATA_DIR", ".runyard"))}
 
