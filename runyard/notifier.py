@@ -1,9 +1,10 @@
 """One event hub per API process: streams wait on it instead of polling the store.
 
 Change detection. Postgres: the transaction that appends events also runs
-``pg_notify``; one connection per process LISTENs. SQLite: one shared loop looks at
-``max(run_events.id)`` each tick (one tiny query, however many streams are open) and,
-when it moved, asks which runs got events.
+``pg_notify``; one connection per process LISTENs. SQLite: one shared loop asks SQLite's
+change counter each tick and, only when something was committed, reads
+``max(run_events.id)`` and which runs got events (one read, however many streams are
+open).
 
 Fan-out. For each watched run the hub keeps a contiguous tail of recent events, already
 encoded, refreshed with one query per changed run; it then wakes that run's streams,
