@@ -197,14 +197,11 @@ class EventNotifier:
                 version = self.db.data_version()
                 if version is None or version != seen:
                     # Read after the version: a commit during the read changes it again.
-                    last, (last_id, runs) = (
-                        last_id,
-                        await self.db.read(
-                            partial(_new_events, after=last_id, watched=bool(self._subs))
-                        ),
+                    last_id, runs = await self.db.read(
+                        partial(_new_events, after=last_id, watched=bool(self._subs))
                     )
                     seen = version
-                    for run_id in runs if last is not None else ():
+                    for run_id in runs:  # none on the first look
                         await self.changed(run_id)
             except Exception as exc:  # keep the loop alive; subscribers time out and re-read
                 log.warning("notifier.poll_failed", error=str(exc))
