@@ -16,6 +16,7 @@ import pytest
 from activities.sandbox_setup import SETUP_OUTPUT_BYTES
 from tests.conftest import TERMINAL, Keys, launch_stack, script, stack_env, wait_for
 from tests.fakes.anthropic_server import FakeAnthropic
+from tests.integration.counting_runs import gone
 from tests.integration.test_events import assert_gapless, full_log
 from tests.stack import Stack
 
@@ -86,7 +87,7 @@ async def test_a_failing_setup_script_fails_the_run(api: httpx.AsyncClient, stac
     assert last["data"]["exitCode"] == 7
     assert log[-1]["data"]["error"]["code"] == "SANDBOX_SETUP_FAILED"
     sandboxes = Path(stack.env["RUNYARD_DATA_DIR"]) / "sandboxes"
-    assert not (sandboxes / ("sbx_" + done["id"].removeprefix("run_"))).exists()
+    await gone(sandboxes / ("sbx_" + done["id"].removeprefix("run_")))  # destroyed beside the end
 
 
 async def test_setup_output_is_capped(api: httpx.AsyncClient) -> None:
