@@ -146,3 +146,16 @@ async def wait_terminal(client: Any, run_id: str, poll: float = 0.005) -> dict[s
         if body["status"] in ("completed", "failed", "cancelled"):
             return body
         await asyncio.sleep(poll)
+
+
+async def follow_to_end(client: Any, run_id: str) -> dict[str, Any]:
+    """Wait for the run's end as a client watching it live does: its event stream (SSE),
+    which the API closes after the terminal event; then its status, once."""
+    async with client.stream(
+        "GET", f"/v1/runs/{run_id}/events", headers={"Accept": "text/event-stream"}
+    ) as resp:
+        assert resp.status_code == 200, resp.status_code
+        async for _ in resp.aiter_raw():
+            pass
+    body: dict[str, Any] = (await client.get(f"/v1/runs/{run_id}/status")).json()
+    return body

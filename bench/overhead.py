@@ -10,11 +10,12 @@
 Latency: median of N single runs, (a) and (b) alternating; a run's status is polled every
 10 ms. CPU per run, over those same single runs (/proc): the Temporal server's, and bare's
 worker and client (this process) against Runyard's worker and API (the polling client in
-this process is not counted). Throughput on this machine cannot beat the ratio of the
-totals once it is CPU-bound.
-Throughput: N runs at once, each polled every 250 ms (at 10 ms, 50 runs alone sent the
-API 5,000 requests a second, more than it serves: the poller was measured, not the runs;
-250 ms adds at most that to a wall time of many seconds).
+this process is not counted), and the same over each throughput phase. Throughput on a
+machine cannot beat the ratio of the totals once it is CPU-bound.
+Throughput: N runs at once, each followed on its event stream to its end, as bare's
+client waits on ``result()``. Polling measured the poller: at 10 ms, 50 runs sent the API
+5,000 requests a second, more than it serves; at 250 ms the API still spent 120 ms of CPU
+a run on polls, as each run lasts longer the more run at once.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from temporalio.worker import Worker
 from bench._harness import (
     add_store_argument,
     cpu_ms,
+    follow_to_end,
     report,
     running_stack,
     wait_terminal,
@@ -58,12 +60,17 @@ async def bare_once(client: Client) -> float:
     return (time.perf_counter() - t0) * 1000
 
 
-async def runyard_once(c: httpx.AsyncClient, poll: float = 0.01) -> float:
+async def runyard_once(c: httpx.AsyncClient, poll: float | None = 0.01) -> float:
+    """One run, created, started and waited for: its status polled every ``poll``
+    seconds, or (None) followed on its event stream."""
     t0 = time.perf_counter()
     run = (await c.post("/v1/runs", json={"prompt": PROMPT, "model": "scripted"})).json()
     resp = await c.post(f"/v1/runs/{run['id']}/exec")
     assert resp.status_code == 202, resp.text
-    status = await wait_terminal(c, run["id"], poll=poll)
+    if poll is None:
+        status = await follow_to_end(c, run["id"])
+    else:
+        status = await wait_terminal(c, run["id"], poll=poll)
     assert status["status"] == "completed", status
     return (time.perf_counter() - t0) * 1000
 
@@ -123,13 +130,20 @@ async def main(latency_runs: int, concurrency: list[int], store: str) -> None:
                     ),
                 }
                 for n in concurrency:
+                    bare_n_cpu, ry_n_cpu = (
+                        dict.fromkeys(bare_pids, 0.0),
+                        dict.fromkeys(ry_pids, 0.0),
+                    )
                     t0 = time.perf_counter()
-                    await asyncio.gather(*(bare_once(client) for _ in range(n)))
+                    with cpu_into(bare_n_cpu, bare_pids):
+                        await asyncio.gather(*(bare_once(client) for _ in range(n)))
                     bare_tp = n / (time.perf_counter() - t0)
                     t0 = time.perf_counter()
-                    results = await asyncio.gather(
-                        *(runyard_once(c, poll=0.25) for _ in range(n)), return_exceptions=True
-                    )
+                    with cpu_into(ry_n_cpu, ry_pids):
+                        results = await asyncio.gather(
+                            *(runyard_once(c, poll=None) for _ in range(n)),
+                            return_exceptions=True,
+                        )
                     failed = [r for r in results if isinstance(r, BaseException)]
                     ry_tp = (n - len(failed)) / (time.perf_counter() - t0)
                     rows[f"runyard runs failed N={n}"] = (
@@ -138,6 +152,11 @@ async def main(latency_runs: int, concurrency: list[int], store: str) -> None:
                     rows[f"throughput N={n} bare (runs/s)"] = round(bare_tp, 2)
                     rows[f"throughput N={n} runyard (runs/s)"] = round(ry_tp, 2)
                     rows[f"throughput ratio N={n} runyard/bare"] = round(ry_tp / bare_tp, 2)
+                    rows[f"CPU ms per run N={n}, bare"] = per_run(bare_n_cpu, n)
+                    rows[f"CPU ms per run N={n}, runyard"] = per_run(ry_n_cpu, n)
+                    rows[f"CPU total ratio N={n} bare/runyard"] = round(
+                        sum(bare_n_cpu.values()) / sum(ry_n_cpu.values()), 2
+                    )
     report(f"overhead-{store}", rows)
 
 
