@@ -3,14 +3,16 @@
 Two ways in: ``read(fn)`` and ``transact(fn)`` run a synchronous ``fn(session)`` in one
 transaction, for the hot paths (the API's reads, every store write of a run's
 lifecycle, turns and tools); ``session()`` and ``write()`` give async sessions for the
-rest. On SQLite, aiosqlite hops to a thread for every statement, cursor and transaction
-step (measured: 7.7 ms for a tool call's write transaction); the synchronous path hops
-once (1.8 ms).
+rest. The synchronous sessions run on threads of this module's own: on SQLite, aiosqlite
+hops to a thread for every statement, cursor and transaction step (measured: 7.7 ms for
+a tool call's write transaction) where they hop once (1.8 ms); on Postgres, SQLAlchemy's
+async adaptation of psycopg cost a third more CPU per read than a thread does.
 
 SQLite runs in WAL mode: reads use deferred transactions (readers never block); writes
 start with ``BEGIN IMMEDIATE`` so that two processes (API and worker) never deadlock
 upgrading a read lock to a write lock, and a process queues its own writers on a lock.
-Postgres uses one engine for both; writers that allocate event numbers lock the run row.
+Postgres uses one pool of threads and connections for both; writers that allocate event
+numbers lock the run row.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ T = TypeVar("T")
 # Two reader threads measured best on 2 cores (bench/api.py: 1 → 504, 2 → 566, 8 → 460
 # get-run/s); more threads mostly contend for the GIL.
 _READ_THREADS = 2
+# Postgres: reads and writes share one pool; its threads mostly wait on the network.
+_PG_THREADS = 8
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
@@ -82,17 +86,17 @@ class Database:
             self.write_engine = _sqlite_engine(url, immediate=True)
             # read() runs on plain sqlite3 in a small thread pool: one thread hop per
             # read instead of one per statement, cursor and transaction step.
-            self._sync_engine: Engine | None = create_engine(
+            self._sync_engine: Engine = create_engine(
                 sync_url(url),
                 connect_args={"timeout": 30, "check_same_thread": False},
                 pool_size=_READ_THREADS,
                 max_overflow=0,
             )
             _sqlite_setup(self._sync_engine, immediate=False)
-            self._sync_read: sessionmaker[Session] | None = sessionmaker(
+            self._sync_read: sessionmaker[Session] = sessionmaker(
                 self._sync_engine, expire_on_commit=False
             )
-            self._threads: ThreadPoolExecutor | None = ThreadPoolExecutor(
+            self._threads: ThreadPoolExecutor = ThreadPoolExecutor(
                 _READ_THREADS, thread_name_prefix="runyard-read"
             )
             # One writer thread: this process's writes are serialized anyway.
@@ -103,10 +107,10 @@ class Database:
                 max_overflow=0,
             )
             _sqlite_setup(self._sync_write_engine, immediate=True)
-            self._sync_write: sessionmaker[Session] | None = sessionmaker(
+            self._sync_write: sessionmaker[Session] = sessionmaker(
                 self._sync_write_engine, expire_on_commit=False
             )
-            self._writer: ThreadPoolExecutor | None = ThreadPoolExecutor(
+            self._writer: ThreadPoolExecutor = ThreadPoolExecutor(
                 1, thread_name_prefix="runyard-write"
             )
         else:
@@ -114,8 +118,17 @@ class Database:
                 url, pool_size=10, max_overflow=20, pool_pre_ping=True
             )
             self.write_engine = self.engine
-            self._sync_engine, self._sync_read, self._threads = None, None, None
-            self._sync_write_engine, self._sync_write, self._writer = None, None, None
+            # read() and transact() run synchronous psycopg sessions on a thread pool, as
+            # on SQLite: SQLAlchemy's async adaptation cost a third more CPU (a run read by
+            # id: 1.74 vs 1.33 ms), and a thread waits on the network without the GIL.
+            # Writers need no lock of ours: row locks (lock_run) order them.
+            self._sync_engine = create_engine(
+                url, pool_size=_PG_THREADS, max_overflow=0, pool_pre_ping=True
+            )
+            self._sync_read = sessionmaker(self._sync_engine, expire_on_commit=False)
+            self._threads = ThreadPoolExecutor(_PG_THREADS, thread_name_prefix="runyard-db")
+            self._sync_write_engine = None
+            self._sync_write, self._writer = self._sync_read, self._threads
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
         self._version_conn: sqlite3.Connection | None = None
         self._read = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
@@ -130,48 +143,40 @@ class Database:
     async def read(self, fn: Callable[[Session], T]) -> T:
         """``fn`` on a synchronous session inside one read transaction; its result.
 
-        The hot read paths (authentication, a run by id) use this: on SQLite it costs one
-        hop to a reader thread, where an async session costs one per driver call. On
-        Postgres it runs on the async engine through ``run_sync``.
+        The hot read paths (authentication, a run by id) use this: one hop to a thread of
+        the store's, where an async session on SQLite costs one per driver call.
         """
-        if self._threads is not None and self._sync_read is not None:
-            factory = self._sync_read
+        factory = self._sync_read
 
-            def call() -> T:
-                with factory() as session:
-                    return fn(session)
+        def call() -> T:
+            with factory() as session:
+                return fn(session)
 
-            return await asyncio.get_running_loop().run_in_executor(self._threads, call)
-        async with self._read() as session:
-            return await session.run_sync(fn)
+        return await asyncio.get_running_loop().run_in_executor(self._threads, call)
 
     async def transact(self, fn: Callable[[Session], T]) -> T:
         """``fn`` on a synchronous session inside one write transaction, committed if it
         returns (rolled back if it raises); its result.
 
-        The store's hot writes use this: on SQLite the whole transaction is one hop to the
-        writer thread, queued behind this process's other writers; on Postgres it runs on
-        the async engine through ``run_sync``.
+        The store's hot writes use this: the whole transaction is one hop to a thread; on
+        SQLite to the one writer thread, queued behind this process's other writers.
         """
-        if self._writer is not None and self._sync_write is not None:
-            factory = self._sync_write
+        factory = self._sync_write
 
-            def call() -> T:
-                with factory() as session, session.begin():
-                    return fn(session)
+        def call() -> T:
+            with factory() as session, session.begin():
+                return fn(session)
 
-            assert self._write_lock is not None
-            async with self._write_lock:
-                done = asyncio.get_running_loop().run_in_executor(self._writer, call)
-                try:
-                    return await asyncio.shield(done)
-                except asyncio.CancelledError:
-                    # The thread cannot be stopped: the lock is held until its transaction
-                    # has ended (committed or not), so writers never overlap.
-                    await asyncio.wait([done])
-                    raise
-        async with self._write() as session, session.begin():
-            return await session.run_sync(fn)
+        async with self._write_lock or nullcontext():
+            done = asyncio.get_running_loop().run_in_executor(self._writer, call)
+            try:
+                return await asyncio.shield(done)
+            except asyncio.CancelledError:
+                # The thread cannot be stopped: a cancelled caller waits for its transaction
+                # to end (committed or not); on SQLite the lock is held until then, so
+                # writers never overlap.
+                await asyncio.wait([done])
+                raise
 
     def data_version(self) -> int | None:
         """SQLite: a number that changes whenever a connection other than its own commits
@@ -208,11 +213,11 @@ class Database:
         if self._version_conn is not None:
             self._version_conn.close()
             self._version_conn = None
-        if self._threads is not None and self._sync_engine is not None:
-            self._threads.shutdown(wait=True)
-            self._sync_engine.dispose()
-        if self._writer is not None and self._sync_write_engine is not None:
+        self._threads.shutdown(wait=True)
+        self._sync_engine.dispose()
+        if self._writer is not self._threads:
             self._writer.shutdown(wait=True)
+        if self._sync_write_engine is not None:
             self._sync_write_engine.dispose()
         await self.engine.dispose()
         if self.write_engine is not self.engine:

@@ -132,10 +132,9 @@ async def test_a_failed_transaction_leaves_nothing(db: Database) -> None:
 
 
 async def test_a_cancelled_callers_transaction_ends_before_the_next_one(db: Database) -> None:
-    """SQLite: the writer thread cannot be stopped, so the write lock stays held until its
-    transaction has ended, and the next writer never overlaps it."""
-    if not db.is_sqlite:
-        pytest.skip("Postgres transactions run on the event loop (run_sync)")
+    """A transaction's thread cannot be stopped: its cancelled caller waits until it has
+    ended (on SQLite holding the write lock), so the caller's next writer never overlaps
+    it."""
     run = await new_run(db)
     seen: list[str] = []
 
