@@ -136,6 +136,20 @@ async def stack_db(stack: Stack) -> AsyncIterator[Database]:
     await db.dispose()
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    """A migrated store of its own, on SQLite and on Postgres (no stack)."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    migrate(url)
+    migrate(url)  # idempotent
+    database = Database(url)
+    yield database
+    await database.dispose()
+
+
 class Keys:
     def __init__(self, db: Database) -> None:
         self.db = db

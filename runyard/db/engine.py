@@ -183,7 +183,8 @@ class Database:
         to the database (``PRAGMA data_version`` on a connection kept for it): about 4 µs,
         never waits for a lock (busy: None, as if changed). Postgres: None (use LISTEN).
 
-        For the loop that watches for new events; call it from one thread only.
+        For the loops that watch the store (the API's event hub, the worker's outbox
+        pump), on the event loop's thread only.
         """
         if not self.is_sqlite:
             return None

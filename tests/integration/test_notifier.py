@@ -5,27 +5,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from runyard.db.engine import Database, migrate
+from runyard.db.engine import Database
 from runyard.notifier import EventNotifier
 from runyard.store.events import NewEvent
 from tests.integration.test_store import append, new_run
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    migrate(url)
-    database = Database(url)
-    yield database
-    await database.dispose()
 
 
 @pytest.fixture

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session
 
-from runyard.db.engine import Database, migrate
+from runyard.db.engine import Database
 from runyard.db.tables import Run
 from runyard.db.types import utcnow
 from runyard.domain import RunStatus
@@ -19,19 +17,6 @@ from runyard.ids import new_id
 from runyard.store.events import NewEvent, append_events, list_events, lock_run, locked_run
 from runyard.store.orgs import create_key, ensure_org, find_key
 from runyard.store.runs import finish, set_status
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    migrate(url)
-    migrate(url)  # idempotent
-    database = Database(url)
-    yield database
-    await database.dispose()
 
 
 async def new_run(db: Database) -> Run:
