@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from runyard.db.engine import Database, migrate
-from tests.conftest import Keys, async_db_url, script, stack_env, wait_for
+from tests.conftest import Keys, async_db_url, poll_until, script, stack_env, wait_for
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.integration.test_events import assert_gapless, full_log
 from tests.sse import read_events
@@ -194,9 +194,16 @@ async def test_a_killed_host_has_its_runs_rebuilt_on_the_other(
             assert body["status"] == "completed", body
             assert f"stdout:\n{token}" in results(log)[-1], results(log)
     assert lost_runs == len(on_victim), (lost_runs, on_victim)
-    # The survivor holds no sandbox of these runs any more: each was destroyed at its end.
+    # The survivor holds no sandbox of these runs any more: each was destroyed at its end
+    # (beside the terminal write, so possibly a moment after it).
     survivor = next(h for h in cluster.hosts.values() if h is not victim)
-    assert not survivor.sandboxes() & {"sbx_" + r.removeprefix("run_") for r in run_ids}
+    ours = {"sbx_" + r.removeprefix("run_") for r in run_ids}
+    await poll_until(
+        lambda: asyncio.sleep(0, not survivor.sandboxes() & ours),
+        "the survivor's sandboxes of these runs destroyed",
+        timeout=60,
+        every=0.1,
+    )
 
 
 async def test_a_stream_moves_between_replicas_without_gap_or_repeat(

@@ -25,6 +25,7 @@ from runyard.sandbox.base import SandboxSpec
 from runyard.sandbox.local import LocalSandboxProvider
 from tests.conftest import TERMINAL, poll_until, script, wait_for
 from tests.integration.cgroup_probe import alive, cpu_ticks, freezer_dir, frozen, pids, spinner_in
+from tests.integration.counting_runs import gone
 from tests.integration.test_events import full_log
 from tests.stack import Stack
 from workflows.reaper import reaper_schedule_id
@@ -114,6 +115,7 @@ async def test_the_reaper_destroys_the_sandbox_of_a_terminated_workflow(
     )
     completed = str(ended.json()["id"])
     assert (await wait_for(api, completed, TERMINAL))["status"] == "completed"
+    await gone(sandbox_dir(stack, completed))  # its own destroy runs beside the end
     # Leaked sandboxes of a run that ended and of a run the store never had, as a worker
     # that died half way through would leave them.
     leaks = LocalSandboxProvider(sandbox_dir(stack, completed).parent, bwrap=shutil.which("bwrap"))
