@@ -25,7 +25,14 @@ from typing import Any
 import httpx
 from sqlalchemy.orm import Session
 
-from bench._harness import add_store_argument, percentile, report, running_stack
+from bench._harness import (
+    add_store_argument,
+    cpu_ms,
+    percentile,
+    report,
+    rss_kib,
+    running_stack,
+)
 from runyard.db.engine import Database
 from runyard.settings import async_store_url
 from runyard.store.events import NewEvent, append_events, lock_run
@@ -79,18 +86,6 @@ def _clients_main(port: int, key: str, run_id: str, n: int, out: str, ready_q: A
     asyncio.run(main())
 
 
-def _proc_cpu_rss(pid: int) -> tuple[float, int]:
-    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    cpu = (int(stat[11]) + int(stat[12])) / ticks
-    rss = next(
-        int(line.split()[1])
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-        if line.startswith("VmRSS:")
-    )
-    return cpu, rss
-
-
 async def one_case(stack: Any, key: str, streams: int, events: int, rate: float) -> dict[str, Any]:
     async with httpx.AsyncClient(
         base_url=stack.api_url, headers={"Authorization": f"Bearer {key}"}
@@ -105,7 +100,7 @@ async def one_case(stack: Any, key: str, streams: int, events: int, rate: float)
         ready_q.get(timeout=120)
         await asyncio.sleep(3)  # let the freshly started processes settle; not measured
         db = Database(async_store_url(stack.env["RUNYARD_DATABASE_URL"]))
-        cpu0, _ = _proc_cpu_rss(stack.api.pid)
+        cpu0 = cpu_ms(stack.api.pid)
         t_start = time.monotonic()
         commits: dict[int, float] = {}
         interval = 1 / rate
@@ -121,7 +116,7 @@ async def one_case(stack: Any, key: str, streams: int, events: int, rate: float)
             commits[seq] = time.time()
             await asyncio.sleep(max(0.0, t_start + (i + 1) * interval - time.monotonic()))
         elapsed = time.monotonic() - t_start
-        cpu1, rss = _proc_cpu_rss(stack.api.pid)
+        cpu1, rss = cpu_ms(stack.api.pid), rss_kib(stack.api.pid)
         await c.post(f"/v1/runs/{run['id']}/cancel")
         await asyncio.to_thread(proc.join, 120)
         await db.dispose()
@@ -140,7 +135,7 @@ async def one_case(stack: Any, key: str, streams: int, events: int, rate: float)
         "p50_ms": percentile(lat, 50),
         "p99_ms": percentile(lat, 99),
         "max_ms": max(lat),
-        "api_cpu_percent": 100 * (cpu1 - cpu0) / elapsed,
+        "api_cpu_percent": 100 * (cpu1 - cpu0) / 1000 / elapsed,
         "api_rss_mib": rss / 1024,
         "api_peak_rss_mib": hwm / 1024,
     }

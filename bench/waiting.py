@@ -13,19 +13,10 @@ import argparse
 import asyncio
 import json
 import time
-from pathlib import Path
 
 import httpx
 
-from bench._harness import report, running_stack, summary
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
-
+from bench._harness import report, rss_kib, running_stack, summary
 
 PROMPT = "#!scripted\n" + "\n".join(
     json.dumps(x)
