@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import TERMINAL, script, wait_for
+from tests.conftest import TERMINAL, poll_until, script, wait_for
 from tests.integration.test_events import assert_gapless, full_log
 from tests.stack import Stack
 
@@ -59,7 +59,6 @@ async def assert_each_step_ran_once(
 async def gone(path: Path, timeout: float = 60) -> None:
     """The sandbox's destroy runs beside the run's terminal write and may be retried on
     another worker after a kill: the directory goes soon after the run completes."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while path.exists():
-        assert asyncio.get_running_loop().time() < deadline, f"{path} is still there"
-        await asyncio.sleep(0.1)
+    await poll_until(
+        lambda: asyncio.sleep(0, not path.exists()), f"{path} removed", timeout, every=0.1
+    )

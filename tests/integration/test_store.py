@@ -154,7 +154,6 @@ async def test_data_version_moves_with_each_commit(db: Database) -> None:
     await append(db, run.id, NewEvent("x", "x"))
     after = db.data_version()
     assert after is not None and after != before
-
     assert db.data_version() == after
 
 
