@@ -85,14 +85,9 @@ class Subscription:
         self.event.clear()
 
     def ended(self, cursor: int) -> bool:
-        """As of the last ping: the run is gone, or has ended and ``cursor`` is its last
-        event (the stream has nothing more to send)."""
+        """:func:`nothing_more` for this stream, as of the last ping."""
         tail = self.hub._tails.get(self.run_id)
-        if tail is None:
-            return False
-        return tail.state is None or (
-            tail.state[0] in TERMINAL_STATUSES and cursor >= tail.state[1]
-        )
+        return tail is not None and nothing_more(tail.state, cursor)
 
     def cached(self, cursor: int) -> list[Cached] | None:
         tail = self.hub._tails.get(self.run_id)
@@ -177,7 +172,7 @@ class EventNotifier:
             await asyncio.sleep(self.ping_seconds)
             for run_id, tail in list(self._tails.items()):
                 try:
-                    tail.state = await self.db.read(partial(_state, run_id=run_id))
+                    tail.state = await self.db.read(partial(run_state, run_id=run_id))
                 except Exception as exc:  # the streams ping on, and look again next time
                     log.warning("notifier.status_failed", run_id=run_id, error=str(exc))
             for subs in list(self._subs.values()):
@@ -229,10 +224,16 @@ class EventNotifier:
                 backoff = min(backoff * 2, 10)
 
 
-def _state(session: Session, run_id: str) -> tuple[str, int] | None:
+def run_state(session: Session, run_id: str) -> tuple[str, int] | None:
     """The run's (status, last_seq); None if it is not stored."""
     run = session.get(Run, run_id)
     return None if run is None else (run.status, run.last_seq)
+
+
+def nothing_more(state: tuple[str, int] | None, cursor: int) -> bool:
+    """Whether a stream at ``cursor`` has nothing more to send: the run (``state``, as
+    :func:`run_state` read it) is gone, or has ended and ``cursor`` is its last event."""
+    return state is None or (state[0] in TERMINAL_STATUSES and cursor >= state[1])
 
 
 def _events_after(session: Session, run_id: str, last: int | None) -> list[RunEvent]:

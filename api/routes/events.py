@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
@@ -20,8 +21,8 @@ from api.schemas import Timestamp
 from runyard import metrics
 from runyard.db.engine import Database
 from runyard.db.tables import Run
-from runyard.domain import TERMINAL_EVENT_TYPES, TERMINAL_STATUSES, EventType
-from runyard.notifier import EventNotifier, encode
+from runyard.domain import TERMINAL_EVENT_TYPES, EventType
+from runyard.notifier import EventNotifier, encode, nothing_more, run_state
 from runyard.store.events import event_json, first_seq, list_events
 
 router = APIRouter(
@@ -106,9 +107,8 @@ async def _stream(
                     return
                 continue
             if check_status:
-                async with db.session() as s:
-                    run = await s.get(Run, run_id)
-                if run is None or (run.status in TERMINAL_STATUSES and cursor >= run.last_seq):
+                state = await db.read(partial(run_state, run_id=run_id))
+                if nothing_more(state, cursor):
                     return  # the client already has the terminal event
             check_status = False
             if not await sub.wait():  # the hub's ping: at least one comment per interval
