@@ -5,6 +5,7 @@ in it, destroy it. They change no run status: the workflow does that with what t
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 
 from sqlalchemy.orm import Session
 from temporalio import activity
@@ -13,7 +14,7 @@ from activities._support import heartbeats, logger, typed_failures
 from runyard import metrics, tracing
 from runyard.db.engine import Database
 from runyard.db.tables import Run, RunMessage, Template
-from runyard.domain import EventType
+from runyard.domain import TERMINAL_STATUSES, EventType
 from runyard.errors import (
     InternalError,
     RunNotFound,
@@ -65,6 +66,16 @@ class SandboxAccess:
         if run is None:
             raise RunNotFound(f"{run_id} is not in the store")
         return run
+
+    def _active(self, run_id: str) -> Callable[[], Awaitable[bool]]:
+        """Whether the run is still active, as the store says now: asked right before
+        anything leaves for the outside. A cancel writes the terminal status first."""
+
+        async def active() -> bool:
+            run = await self.db.read(lambda s: s.get(Run, run_id))
+            return run is not None and run.status not in TERMINAL_STATUSES
+
+        return active
 
 
 class SandboxActivities(SandboxAccess):
@@ -131,11 +142,14 @@ class SandboxActivities(SandboxAccess):
         def load(s: Session) -> tuple[bool, RunMessage | None]:
             if get_message(s, inp.run_id, key) is not None:
                 return True, None
+            run = s.get(Run, inp.run_id)
+            if run is not None and run.status in TERMINAL_STATUSES:
+                return True, None  # the run ended (cancelled): a late attempt does nothing
             return False, get_message(s, inp.run_id, assistant_key(inp.turn))
 
         stored, turn = await self.db.read(load)
         if stored:
-            return  # a retry after the result was stored
+            return  # a retry after the result was stored, or after the run ended
         call = next((b for b in (turn.content if turn else []) if b.get("id") == inp.call_id), None)
         if call is None:
             raise InternalError(f"turn {inp.turn} has no tool call {inp.call_id}")
@@ -176,6 +190,7 @@ class SandboxActivities(SandboxAccess):
             run.repo,
             inp.sandbox.sandbox_id,
             known_branches(run),
+            self._active(run.id),
         )
 
     @activity.defn(name="collect_outputs")
@@ -190,7 +205,13 @@ class SandboxActivities(SandboxAccess):
         if current is None:
             raise RunNotFound(f"{inp.run_id} is not in the store")
         outputs = [{"type": "text", "text": text}] if text and inp.include_text else []
-        extra, artifacts = await repo_outputs(current, self.settings, self.providers)
+        extra, artifacts = await repo_outputs(
+            current,
+            self.settings,
+            self.providers,
+            forward=inp.forward,
+            active=self._active(inp.run_id),
+        )
 
         def store(s: Session) -> None:
             run = locked_run(s, inp.run_id)

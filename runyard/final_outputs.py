@@ -4,6 +4,7 @@ relay did not watch, and ``changes.patch`` for work left in the workspace unpush
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -23,9 +24,18 @@ log = structlog.get_logger("runyard.outputs")
 
 
 async def repo_outputs(
-    run: Run, settings: Settings, providers: dict[str, SandboxProvider]
+    run: Run,
+    settings: Settings,
+    providers: dict[str, SandboxProvider],
+    *,
+    forward: bool = True,
+    active: Callable[[], Awaitable[bool]] | None = None,
 ) -> tuple[list[dict[str, Any]], list[Artifact]]:
     """(outputs, artifact rows) from the run's repository; nothing without a repository.
+
+    ``forward``: also forward the branches pushed but not yet forwarded (not for a
+    cancelled run, whose work is only kept as ``changes.patch``), while ``active`` says
+    the run has not ended.
 
     Inside an activity, it gives up (with a warning) a few seconds before the activity's
     start-to-close timeout, so a slow repository never fails a run that completed."""
@@ -33,7 +43,9 @@ async def repo_outputs(
     if activity.in_activity() and (limit := activity.info().start_to_close_timeout):
         budget = max(1.0, limit.total_seconds() - 4)
     try:
-        return await asyncio.wait_for(_repo_outputs(run, settings, providers), budget)
+        return await asyncio.wait_for(
+            _repo_outputs(run, settings, providers, forward, active), budget
+        )
     except TimeoutError:
         log.warning(
             "outputs.timed_out", run_id=run.id, workflow_id=run.id, org_id=run.org_id, budget=budget
@@ -42,7 +54,11 @@ async def repo_outputs(
 
 
 async def _repo_outputs(
-    run: Run, settings: Settings, providers: dict[str, SandboxProvider]
+    run: Run,
+    settings: Settings,
+    providers: dict[str, SandboxProvider],
+    forward: bool,
+    active: Callable[[], Awaitable[bool]] | None,
 ) -> tuple[list[dict[str, Any]], list[Artifact]]:
     info = run.sandbox or {}
     provider = providers.get(str(info.get("provider", "")))
@@ -59,7 +75,8 @@ async def _repo_outputs(
     except SandboxError:
         return [], []
     known = known_branches(run)
-    pushes = await Relay(sandbox, mirror, settings, known).forward()
+    relay = Relay(sandbox, mirror, settings, known, active)
+    pushes = await relay.forward() if forward else []
     outputs: list[dict[str, Any]] = [p.output for p in pushes if p.output is not None]
     log_pushes(pushes, run_id=run.id, org_id=run.org_id)
     try:

@@ -8,6 +8,7 @@ returned in the ``ToolOutput`` and written by the activity with the tool result.
 from __future__ import annotations
 
 import shlex
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -91,6 +92,9 @@ class ToolContext:
     known: dict[str, str] = field(default_factory=dict)  # branches forwarded: name → sha
     provider: GitProvider | None = None
     store: ArtifactStore | None = None
+    # The store's answer, asked right before anything leaves for the outside (a push, a
+    # pull request, an issue): is the run still active? Nothing leaves once it has ended.
+    active: Callable[[], Awaitable[bool]] | None = None
 
     @staticmethod
     def build(
@@ -100,6 +104,7 @@ class ToolContext:
         repo: str | None,
         sandbox_id: str,
         known: dict[str, str],
+        active: Callable[[], Awaitable[bool]] | None = None,
     ) -> ToolContext:
         return ToolContext(
             run_id,
@@ -110,12 +115,20 @@ class ToolContext:
             dict(known),
             provider_for(repo, settings),
             artifact_store(settings),
+            active,
         )
 
     def relay(self, sandbox: Sandbox) -> Relay:
         return Relay(
-            sandbox, mirror_path(self.settings, self.sandbox_id), self.settings, self.known
+            sandbox,
+            mirror_path(self.settings, self.sandbox_id),
+            self.settings,
+            self.known,
+            self.active,
         )
+
+    async def still_active(self) -> bool:
+        return self.active is None or await self.active()
 
 
 async def after_bash(
@@ -165,6 +178,8 @@ async def run_output_tool(
             + ("" if name == "create_issue" else _PUSH_HINT),
             is_error=True,
         )
+    if not await ctx.still_active():
+        return ToolOutput(f"{name} was not run: the run has ended", is_error=True)
     try:
         if name == "create_issue":
             labels = args.get("labels") or []
@@ -212,6 +227,12 @@ async def _pull_request(sandbox: Sandbox, args: dict[str, Any], ctx: ToolContext
     if mine is None and branch not in ctx.known:
         return ToolOutput(
             f"pushing HEAD to {branch} failed:\n{res.stdout[-1500:]}",
+            is_error=True,
+            outputs=tuple(outputs),
+        )
+    if not await ctx.still_active():
+        return ToolOutput(
+            f"{describe(pushes)}\nno pull request opened: the run has ended".strip(),
             is_error=True,
             outputs=tuple(outputs),
         )

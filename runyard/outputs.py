@@ -6,10 +6,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import structlog
 from sqlalchemy.orm import Session
 
 from runyard.db.tables import Artifact, Run
+from runyard.domain import TERMINAL_STATUSES
 from runyard.store.events import NewEvent, append_events
+
+# What may still be added to a run that has ended: the ``changes.patch`` that its own
+# ending keeps (a cancelled run's is collected after the cancel is written). Nothing that
+# reached the outside (a branch, a pull request, an issue) and no other artifact is
+# recorded on a terminal run: an activity that finishes or is retried late adds nothing.
+AFTER_END = frozenset({"patch"})
 
 
 def merge_outputs(
@@ -49,9 +57,27 @@ def record_outputs(
     key: str,
     artifacts: Iterable[Artifact] = (),
 ) -> None:
-    """Add ``outputs`` (and artifact rows) to the locked ``run``; one event per output."""
+    """Add ``outputs`` (and artifact rows) to the locked ``run``; one event per output.
+
+    On a run that has ended only ``AFTER_END`` outputs (and their artifacts) are kept."""
     outs = list(outputs)
-    for art in artifacts:
+    arts = list(artifacts)
+    if run.status in TERMINAL_STATUSES:
+        kept = [o for o in outs if o.get("type") in AFTER_END]
+        ids = {o.get("artifactId") for o in kept}
+        dropped = [o.get("type") for o in outs if o not in kept]
+        dropped += ["artifact" for a in arts if a.id not in ids]
+        if dropped:
+            structlog.get_logger("runyard.outputs").warning(
+                "outputs.refused",
+                run_id=run.id,
+                workflow_id=run.id,
+                org_id=run.org_id,
+                status=run.status,
+                refused=dropped,
+            )
+        outs, arts = kept, [a for a in arts if a.id in ids]
+    for art in arts:
         s.add(art)
     if not outs:
         return

@@ -184,6 +184,8 @@ class CollectInput(BaseModel):
     sandbox: SandboxRef
     # False for a run that did not complete: keep its unpushed work, not a final text.
     include_text: bool = True
+    # False for a cancelled run: nothing is forwarded upstream, the work is only kept.
+    forward: bool = True
 
 
 class WaitInput(BaseModel):

@@ -222,6 +222,9 @@ class RunWorkflow:
                 return Outcome(RunStatus.CANCELLED)
         try:
             return await self._loop.supervise(lambda: self._cancel_requested)
+        except asyncio.CancelledError:  # through Temporal: a cancel like any other
+            self._cancel_requested = self._temporal_cancelled = True
+            raise
         finally:
             if not self._loop.continuing:
                 # Once the outputs and changes are kept, the terminal write need not wait
@@ -239,10 +242,14 @@ class RunWorkflow:
             # Nothing is lost: the unpushed work of a run that did not complete (failed,
             # cancelled) is kept too, as changes.patch, before the sandbox goes.
             self.set_details("keeping the workspace's changes")
+            keep = CollectInput(run_id=self._inp.run_id, sandbox=sandbox, include_text=False)
+            if self._cancel_requested and workflow.patched("no-forwarding-after-cancel"):
+                # A cancelled run sends nothing more upstream: its work is only kept.
+                keep.forward = False
             try:
                 await workflow.execute_activity_method(
                     SandboxActivities.collect_outputs,
-                    CollectInput(run_id=self._inp.run_id, sandbox=sandbox, include_text=False),
+                    keep,
                     **options.COLLECT.remote(summary="keep the workspace's changes", **where),
                 )
             except (ActivityError, ApplicationError) as err:  # a lost sandbox: nothing to keep

@@ -4,7 +4,8 @@ Nothing on the host reads the sandbox's repository: inside the sandbox, git writ
 bundle of the pushed branches, which is read out through the ``Sandbox`` protocol with a
 byte cap, fetched into Runyard's mirror with ``transfer.fsckObjects``, checked against
 the policy (a branch, not the default one, no deletion, fast-forward only) and pushed
-upstream from the mirror with Runyard's credentials. Works for any sandbox provider.
+upstream from the mirror with Runyard's credentials, each push only while the run is
+still active (``active``). Works for any sandbox provider.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import re
 import shlex
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,9 @@ class Relay:
     mirror: Path
     settings: Settings
     known: dict[str, str] = field(default_factory=dict)  # already forwarded: name → sha
+    # Asked right before each push upstream: False once the run has ended (or is being
+    # cancelled), and nothing more is forwarded.
+    active: Callable[[], Awaitable[bool]] | None = None
 
     @property
     def state(self) -> GitState | None:
@@ -95,13 +100,25 @@ class Relay:
                 wanted[branch] = sha
         if not wanted:
             return results
+        if not await self._still_active():
+            return results + [self._ended(b, s) for b, s in wanted.items()]
         try:
             fetched = await self._fetch(state, wanted)
         except (GitError, TooLarge, FileNotFoundError) as exc:
             return results + [Push(b, s, False, f"not forwarded: {exc}") for b, s in wanted.items()]
         for branch, sha in fetched.items():
+            if not await self._still_active():
+                results.append(self._ended(branch, sha))
+                continue
             results.append(await self._push(state, branch, sha))
         return results
+
+    async def _still_active(self) -> bool:
+        return self.active is None or await self.active()
+
+    @staticmethod
+    def _ended(branch: str, sha: str) -> Push:
+        return Push(branch, sha, False, f"not forwarded {branch}: the run has ended")
 
     async def _fetch(self, state: GitState, wanted: dict[str, str]) -> dict[str, str]:
         """Bring the pushed commits into the mirror; the shas as the bundle had them."""

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from runyard.artifacts.signing import signed_path
-from tests.conftest import TERMINAL, script, wait_for
+from tests.conftest import TERMINAL, poll_until, script, wait_for
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.github import FakeGitHub
 from tests.integration.git_support import (
@@ -287,3 +287,46 @@ async def test_a_run_that_fails_keeps_its_unpushed_work(gs: GitStack) -> None:
     assert (done["status"], done["failReason"]) == ("failed", "max_turns")
     patch = [o for o in done["outputs"] if o["type"] == "patch"]
     assert len(patch) == 1 and patch[0]["files"] == 1 and patch[0]["insertions"] == 1
+
+
+async def test_a_cancel_forwards_nothing_more(gs: GitStack) -> None:
+    """A branch pushed to the sandbox's origin but not yet forwarded (the command did not
+    say `push`) is not forwarded by the cancel: no push, no branch output, after the 200.
+    The work is kept as changes.patch."""
+    bare = make_remote(gs.remotes, "acme/cancel")
+    before = refs(bare)
+    resp = await gs.api.post(
+        "/v1/runs",
+        json={
+            "prompt": script(
+                bash(
+                    f"git checkout -q -b late && printf {ADD!r} >> calc.py && "
+                    "git commit -qam late && p=pu && git ${p}sh -q origin late"
+                ),
+                {"sleep": 60},
+                {"text": "never"},
+            ),
+            "model": "scripted",
+            "repo": "acme/cancel",
+            "start": True,
+        },
+    )
+    assert resp.status_code == 201, resp.text
+    run_id = resp.json()["id"]
+
+    async def pushed_inside() -> bool:
+        return bool(tool_results(await events(gs.api, run_id)))
+
+    await poll_until(pushed_inside, "the push to the sandbox's origin", timeout=60)
+    cancel = await gs.api.post(f"/v1/runs/{run_id}/cancel")
+    assert cancel.json() == {"id": run_id, "status": "cancelled"}
+
+    async def kept() -> bool:  # what the end of the run keeps (or, before, forwarded)
+        return bool((await gs.api.get(f"/v1/runs/{run_id}")).json()["outputs"])
+
+    await poll_until(kept, "the cancelled run's changes kept", timeout=30)
+    done = (await gs.api.get(f"/v1/runs/{run_id}")).json()
+    assert done["status"] == "cancelled"
+    assert [o["type"] for o in done["outputs"]] == ["patch"]
+    assert refs(bare) == before  # nothing reached the real remote
+    assert not [e for e in await events(gs.api, run_id) if e["type"] == "output.detected"]

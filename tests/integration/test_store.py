@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from runyard.db.engine import Database
-from runyard.db.tables import Run
+from runyard.db.tables import Artifact, Run
 from runyard.db.types import utcnow
 from runyard.domain import RunStatus
 from runyard.ids import new_id
+from runyard.outputs import record_outputs
 from runyard.store.events import NewEvent, append_events, list_events, lock_run, locked_run
 from runyard.store.orgs import create_key, ensure_org, find_key
 from runyard.store.runs import finish, set_status
@@ -102,6 +106,54 @@ async def test_terminal_event_is_last_and_single(db: Database) -> None:
     assert [e.type for e in events] == ["x", "run.cancelled"]
     assert stored is not None and stored.status == "cancelled" and stored.cancelled_at is not None
     assert stored.last_seq == 2
+
+
+async def test_an_ended_run_takes_no_output_but_its_patch(db: Database) -> None:
+    """A tool call or a sweep finishing after the cancel records no branch, pull request,
+    issue or artifact; the changes.patch the ending keeps is the one thing still added."""
+    run = await new_run(db)
+    branch: dict[str, Any] = {"type": "branch", "name": "late", "sha": "a" * 40, "url": "u"}
+    patch: dict[str, Any] = {
+        "type": "patch",
+        "artifactId": "art_p",
+        "files": 1,
+        "insertions": 1,
+        "deletions": 0,
+    }
+
+    def artifact(art_id: str) -> Artifact:
+        return Artifact(
+            id=art_id,
+            org_id=run.org_id,
+            run_id=run.id,
+            name=art_id,
+            storage_path=f"p/{art_id}",
+            size=1,
+            content_type="text/plain",
+            sha256="0" * 64,
+            created_at=utcnow(),
+        )
+
+    def cancel(s: Session) -> None:
+        locked = locked_run(s, run.id)
+        finish(s, locked, RunStatus.CANCELLED, now=utcnow())
+
+    def late(s: Session) -> None:
+        locked = locked_run(s, run.id)
+        outputs: list[dict[str, Any]] = [
+            branch,
+            {"type": "pr", "number": 1, "url": "u", "branch": "late"},
+            patch,
+        ]
+        record_outputs(s, locked, outputs, "late", [artifact("art_x"), artifact("art_p")])
+
+    await db.transact(cancel)
+    await db.transact(late)
+    async with db.session() as s:
+        stored = await s.get(Run, run.id)
+        arts = await s.execute(select(col(Artifact.id)).where(col(Artifact.run_id) == run.id))
+    assert stored is not None and stored.outputs == [patch]
+    assert list(arts.scalars()) == ["art_p"]
 
 
 async def test_a_failed_transaction_leaves_nothing(db: Database) -> None:

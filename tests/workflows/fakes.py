@@ -64,6 +64,7 @@ class FakeRun:
     tool_queues: list[str] = field(default_factory=list)  # the task queue each ran on
     sandbox_destroyed: bool = False
     outputs_collected: bool = False
+    forwarded_at_end: list[bool] = field(default_factory=list)  # CollectInput.forward, each
     # What happened to the sandbox, in order: pause, answer, resume, tool:<name> ...
     sandbox_log: list[str] = field(default_factory=list)
 
@@ -218,6 +219,7 @@ class World:
     @activity.defn(name="collect_outputs")
     async def collect_outputs(self, inp: CollectInput) -> None:
         self.runs[inp.run_id].outputs_collected = True
+        self.runs[inp.run_id].forwarded_at_end.append(inp.forward)
         self.runs[inp.run_id].sandbox_log.append("collect")
 
     @activity.defn(name="destroy_sandbox")

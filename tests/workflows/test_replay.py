@@ -11,8 +11,8 @@ recorded before the ``keep-changes-of-every-ending`` patch and replays its old b
 ``cancelled-keeping-changes`` was recorded after it and replays the new one; likewise
 ``asked-and-answered`` predates ``pause-while-waiting`` and ``asked-paused-answered``
 follows it, ``completed`` predates ``destroy-beside-end`` and
-``completed-destroy-beside-end`` follows it, and ``set-up`` is a run whose template has a
-setup script. A change
+``completed-destroy-beside-end`` follows it, ``set-up`` is a run whose template has a
+setup script, and ``cancelled-not-forwarding`` follows ``no-forwarding-after-cancel``. A change
 that would break a run in flight fails here: guard it with ``workflow.patched()`` and
 record a new history beside the old ones, never in place of them.
 """
@@ -43,6 +43,7 @@ def test_the_representative_runs_are_recorded() -> None:
         "sandbox-host-lost",
         "asked-paused-answered",
         "set-up",
+        "cancelled-not-forwarding",
     }
 
 

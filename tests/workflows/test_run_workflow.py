@@ -172,6 +172,7 @@ async def test_guardrails_fail_the_run_and_the_workflow(
     assert run.status == RunStatus.FAILED and run.fail_reason == reason
     assert run.events[-2:] == ["guardrail.triggered", "run.failed"]
     assert run.sandbox_destroyed
+    assert run.forwarded_at_end == [True]  # a failed run's pushes are still forwarded
     assert await temporal_status(handle) == WorkflowExecutionStatus.FAILED
 
 
@@ -268,10 +269,12 @@ async def test_cancel_at_every_stage(env: WorkflowEnvironment, stage: str) -> No
         assert world.runs[handle.id].status == RunStatus.CANCELLED
         assert isinstance(await failure(handle), CancelledError)
         if stage == "running":
-            await record(handle, "cancelled-keeping-changes")
+            await record(handle, "cancelled-not-forwarding")
     run = world.runs[handle.id]
     assert run.events[-1] == "run.cancelled" and run.events.count("run.cancelled") == 1
     assert run.sandbox_destroyed == (stage in ("running", "waiting_for_input"))
+    # Its work is kept (changes.patch), but nothing more is forwarded upstream.
+    assert run.forwarded_at_end == ([False] if run.sandbox_destroyed else [])
     assert await temporal_status(handle) == WorkflowExecutionStatus.CANCELED
 
 
@@ -288,6 +291,7 @@ async def test_cancel_through_temporal_itself(env: WorkflowEnvironment) -> None:
         assert isinstance(await failure(handle), CancelledError)
     run = world.runs[handle.id]
     assert run.status == RunStatus.CANCELLED and run.sandbox_destroyed
+    assert run.forwarded_at_end == [False]
 
 
 async def test_close_ends_the_run_completed(env: WorkflowEnvironment) -> None:
