@@ -103,6 +103,14 @@ class Settings(BaseSettings):
     # Repositories on the worker's disk (a path or file://) are refused unless this is on
     # (runyard dev turns it on). The clone copies them, never hardlinks.
     allow_local_repos: bool = False
+    # Where local repositories may be (absolute paths, ":"-separated like PATH). Unset: a
+    # local repository may be anywhere the worker can read, and is read-only to runs (no
+    # push is forwarded into it). Set: only repositories under these directories are
+    # accepted, and a run's pushes are forwarded into them, as new branches under
+    # local_push_prefix only.
+    local_repo_roots: str = ""
+    # The branch namespace of pushes forwarded into a local repository (with roots set).
+    local_push_prefix: str = Field(default="runyard/", min_length=1, max_length=100)
     # Authenticates clone and push over https; never enters a sandbox.
     git_token: str | None = None
     github_api_url: str = "https://api.github.com"
@@ -110,6 +118,10 @@ class Settings(BaseSettings):
     git_timeout_seconds: float = 600
     # The most a relayed push may carry (the bundle read out of the sandbox).
     git_push_max_bytes: int = 256 * 1024 * 1024
+    # The most branches one push (one bash command, one final sweep) forwards upstream, and
+    # the most distinct branches a run forwards in all; the rest are refused, saying so.
+    git_max_branches_per_push: int = Field(default=10, ge=1, le=1000)
+    git_max_branches_per_run: int = Field(default=10, ge=1, le=1000)
     # Artifacts: a local directory in the data dir, or s3://bucket/prefix.
     artifacts_url: str | None = None
     artifact_max_bytes: int = 100 * 1024 * 1024
@@ -153,6 +165,30 @@ class Settings(BaseSettings):
         if value not in ("auto", "on", "off"):
             raise ValueError(f"RUNYARD_SANDBOX_BWRAP must be auto, on or off (got {value!r})")
         return value
+
+    @field_validator("local_repo_roots")
+    @classmethod
+    def _roots(cls, value: str) -> str:
+        if any(not p.startswith("/") for p in value.split(":") if p.strip()):
+            raise ValueError(
+                f"RUNYARD_LOCAL_REPO_ROOTS needs absolute paths, ':'-separated (got {value!r})"
+            )
+        return value
+
+    @field_validator("local_push_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if not value.endswith("/") or value.startswith(("/", "-")) or ".." in value:
+            raise ValueError(
+                "RUNYARD_LOCAL_PUSH_PREFIX must be a branch namespace ending in '/' "
+                f"(got {value!r})"
+            )
+        return value
+
+    @property
+    def local_roots(self) -> list[Path]:
+        """``local_repo_roots`` as resolved directories (symlinks followed)."""
+        return [Path(p.strip()).resolve() for p in self.local_repo_roots.split(":") if p.strip()]
 
     @property
     def webhook_retry_delays(self) -> list[float]:

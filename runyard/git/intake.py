@@ -4,7 +4,9 @@
 - ``https://``, ``ssh://`` and ``user@host:path`` URLs from a client: their host must
   pass the callback address policy (``runyard.ssrf``), checked by the API at
   create and again by the worker right before it clones.
-- a local path or ``file://`` URL: only with ``RUNYARD_ALLOW_LOCAL_REPOS``.
+- a local path or ``file://`` URL: only with ``RUNYARD_ALLOW_LOCAL_REPOS``, and only
+  under ``RUNYARD_LOCAL_REPO_ROOTS`` when the operator sets it (``runyard.git.push_policy``
+  says what a run may push into one).
 Only https, ssh and (for local repositories) file transports are used; plain http only
 when the operator's own base URL is http.
 """
@@ -68,12 +70,53 @@ def protocols(settings: Settings) -> str:
     return ":".join(allowed)
 
 
+def _forms(settings: Settings) -> str:
+    """The forms of ``repo`` this install accepts, for a refusal's message."""
+    local = ", or an absolute local path or file:// URL" if settings.allow_local_repos else ""
+    return f"repo must be an owner/name slug, an https:// or ssh:// URL, git@host:path{local}"
+
+
+def _relative(repo: str) -> bool:
+    return repo in (".", "..", "~") or repo.startswith(("./", "../", "~/"))
+
+
+def under_roots(path: Path, settings: Settings) -> bool:
+    """Whether ``path`` (resolved) is one of the operator's local repository roots or
+    under one; always true when no roots are set."""
+    roots = settings.local_roots
+    return not roots or any(path == r or path.is_relative_to(r) for r in roots)
+
+
+def _local_refusal(repo: str, settings: Settings) -> str:
+    if not settings.allow_local_repos:
+        return (
+            "local repositories (paths and file:// URLs) are disabled on this server "
+            "(RUNYARD_ALLOW_LOCAL_REPOS)"
+        )
+    return f"a local repository must be an absolute path or file:// URL (got {repo!r})"
+
+
+def _local(repo: str, settings: Settings) -> RepoSource:
+    path = urlsplit(repo).path if repo.startswith("file://") else repo
+    if not settings.allow_local_repos or not path.startswith("/"):
+        raise InvalidRepo(_local_refusal(repo, settings))
+    resolved = Path(path).resolve()
+    if not under_roots(resolved, settings):
+        raise InvalidRepo(
+            f"{resolved} is not under the directories this server allows local "
+            "repositories in (RUNYARD_LOCAL_REPO_ROOTS)"
+        )
+    return RepoSource(resolved.as_uri(), "local", True)
+
+
 def parse_repo(repo: str, settings: Settings) -> RepoSource:
     """Classify ``repo``; InvalidRepo when it is not allowed on this install."""
     repo = repo.strip()
     base = settings.git_base_url.rstrip("/")
     if not repo or any(c in repo for c in "\0\n\r\t ") or repo.startswith("-"):
-        raise InvalidRepo("repo must be an owner/name slug, an https or ssh URL")
+        raise InvalidRepo(_forms(settings))
+    if _relative(repo):  # ./x is a path, not the owner "." (the CLI sends absolute paths)
+        raise InvalidRepo(_local_refusal(repo, settings))
     if _SLUG.match(repo) and ".." not in repo:
         owner, slug_name = repo.split("/")
         slug_name = slug_name.removesuffix(".git")
@@ -86,15 +129,7 @@ def parse_repo(repo: str, settings: Settings) -> RepoSource:
         o, n = _owner_name(repo[len(base) :])
         return RepoSource(repo, "url", True, owner=o, name=n)
     if repo.startswith("file://") or repo.startswith("/"):
-        if not settings.allow_local_repos:
-            raise InvalidRepo(
-                "local repositories (paths and file:// URLs) are disabled on this server "
-                "(RUNYARD_ALLOW_LOCAL_REPOS)"
-            )
-        path = urlsplit(repo).path if repo.startswith("file://") else repo
-        if not path.startswith("/"):
-            raise InvalidRepo("a local repository must be an absolute path")
-        return RepoSource(Path(path).resolve().as_uri(), "local", True)
+        return _local(repo, settings)
     if m := _SCP.match(repo):
         host, path = m["host"], m["path"]
         if path.startswith("-") or host.startswith("-"):
@@ -116,9 +151,7 @@ def parse_repo(repo: str, settings: Settings) -> RepoSource:
         return RepoSource(repo, "url", False, host=host, port=port, owner=o, name=n)
     if parts.scheme == "http":
         raise InvalidRepo("plain http repositories are not allowed: use https or ssh")
-    raise InvalidRepo(
-        "repo must be an owner/name slug, an https:// or ssh:// URL, or git@host:path"
-    )
+    raise InvalidRepo(_forms(settings))
 
 
 async def check_address(

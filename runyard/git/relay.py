@@ -3,9 +3,10 @@
 Nothing on the host reads the sandbox's repository: inside the sandbox, git writes a
 bundle of the pushed branches, which is read out through the ``Sandbox`` protocol with a
 byte cap, fetched into Runyard's mirror with ``transfer.fsckObjects``, checked against
-the policy (a branch, not the default one, no deletion, fast-forward only) and pushed
-upstream from the mirror with Runyard's credentials, each push only while the run is
-still active (``active``). Works for any sandbox provider.
+the policy (``push_policy``: a branch, not the default one, no deletion, fast-forward
+only, within the caps, a local repository's rules) and pushed upstream from the mirror
+with Runyard's credentials, each push only while the run is still active (``active``).
+Works for any sandbox provider.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from typing import Any
 
 import structlog
 
-from runyard.git.clone import GitState, valid_branch
+from runyard.git.clone import GitState
 from runyard.git.gitcmd import GitError, run_git
 from runyard.git.intake import InvalidRepo
+from runyard.git.push_policy import is_local, select
 from runyard.git.remote import upstream_access
 from runyard.sandbox.base import Sandbox
 from runyard.sandbox.capped import TooLarge, read_capped
@@ -81,23 +83,9 @@ class Relay:
             if self.known.get(b) != sha
             and not (b == state.default_branch and sha == state.base_sha)
         }
-        results: list[Push] = []
-        wanted: dict[str, str] = {}
-        for branch, sha in sorted(changed.items()):
-            if not valid_branch(branch):
-                results.append(Push(branch, sha, False, f"refused {branch}: not a valid name"))
-            elif branch == state.default_branch:
-                results.append(
-                    Push(
-                        branch,
-                        sha,
-                        False,
-                        f"refused pushing to {branch}: it is the repository's default branch; "
-                        "push to a new branch and open a pull request",
-                    )
-                )
-            else:
-                wanted[branch] = sha
+        chosen = select(changed, state, self.known, self.settings)
+        results = [Push(r.branch, r.sha, False, r.message) for r in chosen.refused]
+        wanted = chosen.wanted
         if not wanted:
             return results
         if not await self._still_active():
@@ -185,6 +173,13 @@ class Relay:
                     False,
                     f"refused non-fast-forward push to {branch}: force pushes are not allowed",
                 )
+        # Into a local repository, never over a branch that existed before this run
+        # forwarded it: the push must find the branch absent, or where the run left it.
+        lease = (
+            [f"--force-with-lease=refs/heads/{branch}:{old or ''}"]
+            if is_local(state.upstream, self.settings)
+            else []
+        )
         try:
             protos, config = await upstream_access(state.upstream, self.settings)
             await run_git(
@@ -193,6 +188,7 @@ class Relay:
                 "push",
                 "--quiet",
                 "--no-verify",
+                *lease,
                 "--",
                 state.upstream,
                 f"{sha}:refs/heads/{branch}",
@@ -231,4 +227,4 @@ def log_pushes(pushes: list[Push], *, run_id: str, org_id: str) -> None:
 
 def describe(pushes: list[Push]) -> str:
     """The lines appended to the tool result of the command that pushed."""
-    return "\n".join(f"runyard: {p.message}" for p in pushes)
+    return "\n".join(f"runyard: {m}" for m in dict.fromkeys(p.message for p in pushes))

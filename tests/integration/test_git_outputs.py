@@ -330,3 +330,24 @@ async def test_a_cancel_forwards_nothing_more(gs: GitStack) -> None:
     assert [o["type"] for o in done["outputs"]] == ["patch"]
     assert refs(bare) == before  # nothing reached the real remote
     assert not [e for e in await events(gs.api, run_id) if e["type"] == "output.detected"]
+
+
+async def test_branches_per_push_are_capped(gs: GitStack) -> None:
+    """One push of 12 branches forwards 10 (the default cap); the agent reads why the rest
+    were not, and the run's later pushes stay within the cap per run."""
+    bare = make_remote(gs.remotes, "acme/spam")
+    branches = " ".join(f"HEAD:refs/heads/b{i:02d}" for i in range(12))
+    done = await _run(
+        gs,
+        "acme/spam",
+        bash(f"git commit -q --allow-empty -m spam && git push -q origin {branches}"),
+        bash("git push -q origin HEAD:refs/heads/one-more"),
+        {"text": "spammed"},
+    )
+    forwarded = sorted(r.removeprefix("refs/heads/") for r in refs(bare) if r != "refs/heads/main")
+    assert forwarded == [f"b{i:02d}" for i in range(10)]
+    assert len([o for o in done["outputs"] if o["type"] == "branch"]) == 10
+    first, second = tool_results(await events(gs.api, str(done["id"])))[:2]
+    assert "refused forwarding b10, b11: a run forwards at most 10 branches" in first
+    assert first.count("refused forwarding") == 1  # one line for the branches refused
+    assert "refused forwarding b10, b11, one-more: a run forwards at most 10" in second

@@ -144,3 +144,45 @@ async def test_anthropic_client_error_fails_the_run(
         "MODEL_ERROR",
     )
     assert len(fake_anthropic.requests) == 1  # a 400 is never retried
+
+
+async def test_a_local_repository_is_read_only_to_runs(
+    api: httpx.AsyncClient, git_repo: Path
+) -> None:
+    """Local repositories are allowed on this stack, with no RUNYARD_LOCAL_REPO_ROOTS: a
+    run reads one, but nothing it pushes reaches it; its work is kept as changes.patch."""
+
+    def branches() -> str:
+        return subprocess.run(
+            ["git", "-C", str(git_repo), "for-each-ref", "--format=%(refname) %(objectname)"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+
+    before = branches()
+    push = (
+        "git checkout -q -b feat && echo more >> README.md && git commit -qam more && "
+        "git push -q origin feat HEAD:runyard/feat"
+    )
+    run = (
+        await api.post(
+            "/v1/runs",
+            json={
+                "prompt": script({"tool": "bash", "input": {"command": push}}, {"text": "done"}),
+                "model": "scripted",
+                "repo": str(git_repo),
+                "start": True,
+            },
+        )
+    ).json()
+    done = await wait_for(api, run["id"], TERMINAL)
+    assert done["status"] == "completed", done
+    assert branches() == before
+    assert [o["type"] for o in done["outputs"]] == ["text", "patch"]
+    events = (
+        await api.get(f"/v1/runs/{run['id']}/events", headers={"Accept": "application/json"})
+    ).json()
+    results = [e["data"]["output"] for e in events if e["type"] == "tool.result"]
+    assert "refused forwarding feat: this run's repository is a local path" in results[0]
+    assert "refused forwarding runyard/feat" in results[0]

@@ -1,0 +1,93 @@
+"""The relay against real git and a real local sandbox (bubblewrap when installed), without
+a stack: what it forwards into a local repository, and that nothing leaves once the run
+has ended (``Relay.active``)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from runyard.git.relay import Relay, describe
+from runyard.sandbox.base import SandboxSpec
+from runyard.sandbox.local import LocalSandbox, LocalSandboxProvider
+from runyard.settings import Settings
+from tests.integration.git_support import git, make_remote, refs
+
+
+@pytest.fixture
+async def provider(tmp_path: Path) -> AsyncIterator[LocalSandboxProvider]:
+    p = LocalSandboxProvider(tmp_path / "sandboxes", bwrap=shutil.which("bwrap"))
+    yield p
+    for d in list(p.root.glob("sbx_*")) if p.root.exists() else []:
+        await p.destroy(d.name)
+
+
+async def _sandbox(provider: LocalSandboxProvider, repo: Path, sid: str) -> LocalSandbox:
+    return await provider.create(sid, SandboxSpec(size="s", repo_url=str(repo)))
+
+
+async def _push(sb: LocalSandbox, *branches: str) -> None:
+    specs = " ".join(f"HEAD:refs/heads/{b}" for b in branches)
+    res = await sb.exec(
+        f"git commit -q --allow-empty -m work && git push -q origin {specs}", timeout=30
+    )
+    assert res.exit_code == 0, res.stdout
+
+
+def _relay(provider: LocalSandboxProvider, sb: LocalSandbox, settings: Settings) -> Relay:
+    return Relay(sb, provider.root / sb.id / "mirror.git", settings)
+
+
+async def test_a_local_repository_takes_new_branches_under_the_prefix_only(
+    provider: LocalSandboxProvider, tmp_path: Path
+) -> None:
+    roots = tmp_path / "repos"
+    bare = make_remote(roots, "proj")
+    git("--git-dir", str(bare), "branch", "runyard/taken", "main")
+    before = refs(bare)
+    sb = await _sandbox(provider, bare, "sbx_prefix")
+
+    # No roots: the repository is read-only to runs.
+    await _push(sb, "feat", "runyard/feat")
+    readonly = Settings(allow_local_repos=True)
+    pushes = await _relay(provider, sb, readonly).forward()
+    assert not any(p.forwarded for p in pushes)
+    assert "read-only to runs" in describe(pushes)
+    assert refs(bare) == before
+
+    # Roots: new branches under the prefix only, never over a branch that was there.
+    settings = Settings(allow_local_repos=True, local_repo_roots=str(roots))
+    await _push(sb, "runyard/taken")
+    relay = _relay(provider, sb, settings)
+    by_branch = {p.branch: p for p in await relay.forward()}
+    assert by_branch["runyard/feat"].forwarded
+    assert "push to runyard/feat" in by_branch["feat"].message
+    assert not by_branch["runyard/taken"].forwarded
+    after = refs(bare)
+    assert after["refs/heads/runyard/taken"] == before["refs/heads/runyard/taken"]
+    assert after["refs/heads/main"] == before["refs/heads/main"] and "refs/heads/feat" not in after
+    # The branch the run created moves on, fast-forward.
+    await _push(sb, "runyard/feat")
+    (again,) = [p for p in await relay.forward() if p.branch == "runyard/feat"]
+    assert again.forwarded and refs(bare)["refs/heads/runyard/feat"] == again.sha
+
+
+async def test_nothing_is_forwarded_once_the_run_has_ended(
+    provider: LocalSandboxProvider, tmp_path: Path
+) -> None:
+    bare = make_remote(tmp_path / "repos", "acme/ended")
+    before = refs(bare)
+    sb = await _sandbox(provider, bare, "sbx_ended")
+    await _push(sb, "late")
+
+    async def ended() -> bool:
+        return False
+
+    settings = Settings(git_base_url=(tmp_path / "repos").as_uri())
+    relay = Relay(sb, provider.root / sb.id / "mirror.git", settings, active=ended)
+    (push,) = await relay.forward()
+    assert not push.forwarded and "the run has ended" in push.message
+    assert refs(bare) == before
