@@ -9,6 +9,7 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -49,13 +50,27 @@ def _client(api_url: str, api_key: str | None) -> Iterator[Runyard]:
         raise typer.Exit(1) from None
 
 
+def repo_argument(repo: str | None) -> str | None:
+    """``--repo`` as the API takes it: a relative path (``.``, ``..``, ``./x``, ``../x``,
+    ``~/x``) becomes the absolute path it names here; anything else is sent as given
+    (``src/x`` is an owner/name slug: write ``./src/x`` for the directory)."""
+    if repo is None:
+        return None
+    if repo in (".", "..", "~") or repo.startswith(("./", "../", "~/")):
+        return str(Path(repo).expanduser().resolve())
+    return repo
+
+
 def _dump(data: object) -> None:
     typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
 def run(
     prompt: Annotated[str, typer.Argument(help="The prompt ('-' reads standard input).")],
-    repo: Annotated[str | None, typer.Option(help="Repository: path, URL or owner/name.")] = None,
+    repo: Annotated[
+        str | None,
+        typer.Option(help="Repository: owner/name, a URL, or a path (./x, ../x, /abs/x)."),
+    ] = None,
     model: Annotated[
         str | None, typer.Option(help="sonnet, opus, haiku, scripted or a model id.")
     ] = None,
@@ -71,7 +86,9 @@ def run(
 
     text = sys.stdin.read() if prompt == "-" else prompt
     with _client(api_url, api_key) as client:
-        created = client.create(text, start=True, repo=repo, model=model, template=template)
+        created = client.create(
+            text, start=True, repo=repo_argument(repo), model=model, template=template
+        )
         typer.echo(created.id)
         if follow:
             code = follow_run(client, created.id, verbose=verbose)

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pexpect
 
@@ -209,3 +210,58 @@ async def test_an_api_url_that_is_not_runyard_is_one_line(stack: Stack) -> None:
             assert out.returncode == 1, (args, out.stderr)
             assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr, out.stderr
             assert "NOT_RUNYARD_API" in out.stderr and f"is {url} the Runyard API" in out.stderr
+
+
+async def test_run_resolves_a_relative_repo_path(stack: Stack, keys: Keys, tmp_path: Path) -> None:
+    """`--repo .` and `--repo ../x` name directories here, not owner/name slugs: the CLI
+    sends the absolute path, which the API finds (or reports missing under that path)."""
+    key = await keys.make("cli-repo")
+    project = tmp_path / "project"
+    project.mkdir()
+    subprocess.run(["git", "init", "-q", str(project)], check=True)
+    (project / "README.md").write_text("# here\n")
+    subprocess.run(["git", "-C", str(project), "add", "-A"], check=True)
+    subprocess.run(
+        [
+            "git",
+            "-C",
+            str(project),
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-qm",
+            "init",
+        ],
+        check=True,
+    )
+    env = {**stack.env, "RUNYARD_API_URL": stack.api_url, "RUNYARD_API_KEY": key}
+
+    def run_in_project(repo: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "cli",
+                "run",
+                script({"text": "ok"}),
+                "--model",
+                "scripted",
+                "--repo",
+                repo,
+            ],
+            env=env | {"PYTHONPATH": str(ROOT)},
+            cwd=project,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    created = run_in_project(".")
+    assert created.returncode == 0, created.stderr
+    got = runyard(stack, "runs", "get", created.stdout.strip(), key=key)
+    assert json.loads(got.stdout)["repo"] == str(project.resolve())
+    missing = run_in_project("../nope")
+    assert missing.returncode == 1 and "REPOSITORY_NOT_FOUND" in missing.stderr
+    assert str(project.parent.resolve() / "nope") in missing.stderr
