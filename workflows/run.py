@@ -224,6 +224,10 @@ class RunWorkflow:
             return await self._loop.supervise(lambda: self._cancel_requested)
         except asyncio.CancelledError:  # through Temporal: a cancel like any other
             self._cancel_requested = self._temporal_cancelled = True
+            if workflow.patched("temporal-cancel-ends-first"):
+                # As the cancel update does: the terminal status first, so that the
+                # store refuses what a tool call still under way would forward.
+                await self._end(Outcome(RunStatus.CANCELLED))
             raise
         finally:
             if not self._loop.continuing:

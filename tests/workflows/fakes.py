@@ -65,6 +65,7 @@ class FakeRun:
     sandbox_destroyed: bool = False
     outputs_collected: bool = False
     forwarded_at_end: list[bool] = field(default_factory=list)  # CollectInput.forward, each
+    ended_before_collect: bool = False  # the terminal status was written before the collect
     # What happened to the sandbox, in order: pause, answer, resume, tool:<name> ...
     sandbox_log: list[str] = field(default_factory=list)
 
@@ -220,6 +221,9 @@ class World:
     async def collect_outputs(self, inp: CollectInput) -> None:
         self.runs[inp.run_id].outputs_collected = True
         self.runs[inp.run_id].forwarded_at_end.append(inp.forward)
+        self.runs[inp.run_id].ended_before_collect = self.runs[inp.run_id].status in (
+            TERMINAL_STATUSES
+        )
         self.runs[inp.run_id].sandbox_log.append("collect")
 
     @activity.defn(name="destroy_sandbox")

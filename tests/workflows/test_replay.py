@@ -12,7 +12,8 @@ recorded before the ``keep-changes-of-every-ending`` patch and replays its old b
 ``asked-and-answered`` predates ``pause-while-waiting`` and ``asked-paused-answered``
 follows it, ``completed`` predates ``destroy-beside-end`` and
 ``completed-destroy-beside-end`` follows it, ``set-up`` is a run whose template has a
-setup script, and ``cancelled-not-forwarding`` follows ``no-forwarding-after-cancel``. A change
+setup script, ``cancelled-not-forwarding`` follows ``no-forwarding-after-cancel`` and
+``cancelled-through-temporal`` follows ``temporal-cancel-ends-first``. A change
 that would break a run in flight fails here: guard it with ``workflow.patched()`` and
 record a new history beside the old ones, never in place of them.
 """
@@ -44,6 +45,7 @@ def test_the_representative_runs_are_recorded() -> None:
         "asked-paused-answered",
         "set-up",
         "cancelled-not-forwarding",
+        "cancelled-through-temporal",
     }
 
 

@@ -289,9 +289,14 @@ async def test_cancel_through_temporal_itself(env: WorkflowEnvironment) -> None:
         await until(lambda: bool(world.runs[handle.id].tools_started))
         await handle.cancel()  # as the Temporal UI or CLI would
         assert isinstance(await failure(handle), CancelledError)
+        await record(handle, "cancelled-through-temporal")
     run = world.runs[handle.id]
     assert run.status == RunStatus.CANCELLED and run.sandbox_destroyed
     assert run.forwarded_at_end == [False]
+    # Ended before its changes were kept: nothing a tool call still under way forwards
+    # after the cancel (the store says cancelled).
+    assert run.sandbox_log[-2:] == ["collect", "destroy"]
+    assert run.ended_before_collect
 
 
 async def test_close_ends_the_run_completed(env: WorkflowEnvironment) -> None:
