@@ -7,6 +7,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from pydantic import AliasChoices
+
 from runyard.settings import Settings
 from runyard.tools import TOOLS
 from workflows.reaper import reaper_schedule_id
@@ -97,3 +99,43 @@ def test_section_references_point_at_sections_that_exist() -> None:
             assert section in headings.get(target, set()), (name, target, section)
             checked += 1
     assert checked
+
+
+def _defaults(text: str) -> dict[str, str]:
+    """A settings table's default column, by variable."""
+    found: dict[str, str] = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`"):
+            for env in re.findall(r"`([A-Z][A-Z0-9_]+)`", cells[0]):
+                found.setdefault(env, cells[1])
+    return found
+
+
+def _renderings(value: object) -> list[str]:
+    if isinstance(value, bool):
+        return [f"`{str(value).lower()}`"]
+    if isinstance(value, int | float):
+        shown = [f"{value:g}"]
+        if isinstance(value, int) and value % 2**20 == 0:
+            shown.append(f"{value // 2**20} MiB")
+        return shown
+    return [f"`{value}`"]
+
+
+def test_operations_lists_every_setting_with_its_default() -> None:
+    """docs/operations.md "Settings" says it lists all of them (the E2B provider's own
+    are in docs/sandbox.md, where it points), each with the default the code has."""
+    operations = _section((ROOT / "docs" / "operations.md").read_text(), "## Settings")
+    sandbox = _section((ROOT / "docs" / "sandbox.md").read_text(), "## The E2B provider")
+    defaults = {**_defaults(sandbox), **_defaults(operations)}
+    for name, field in Settings.model_fields.items():
+        alias = field.validation_alias
+        env = f"RUNYARD_{name.upper()}"
+        if isinstance(alias, AliasChoices):
+            env = str(alias.choices[0])
+        where = sandbox if name.startswith("e2b_") and name != "e2b_api_key" else operations
+        assert f"`{env}`" in where, env
+        if field.default_factory is None and field.default is not None:
+            shown = defaults[env]
+            assert any(shown.startswith(r) for r in _renderings(field.default)), (env, shown)
