@@ -115,6 +115,7 @@ class Settings(BaseSettings):
     git_token: str | None = None
     github_api_url: str = "https://api.github.com"
     github_token: str | None = None  # default: git_token
+    # The longest one git command may run (the clone, a forwarded push, a PR's push).
     git_timeout_seconds: float = 600
     # The most a relayed push may carry (the bundle read out of the sandbox).
     git_push_max_bytes: int = 256 * 1024 * 1024

@@ -115,7 +115,9 @@ def _first(s: Any, stmt: Any) -> Artifact | None:
         **problems(400, 403, 404),
         200: {
             "description": "The artifact's bytes, with its content type",
-            "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
         },
     },
 )

@@ -169,7 +169,7 @@ async def run_events(
         **problems(404),
         200: {
             "description": "One event a line, as JSON",
-            "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+            "content": {"application/x-ndjson": {"schema": {"type": "string", "format": "binary"}}},
         },
     },
 )

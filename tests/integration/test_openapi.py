@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -117,16 +118,21 @@ async def test_document_is_valid_typed_and_answers_problems(served: dict[str, An
     assert set(by_id["get_run"]["responses"]) == {"200", "401", "403", "404", "429"}
 
 
+def documented_config() -> str:
+    """The generator's configuration as docs/api.md gives it to users."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
+    found = re.search(r"`openapi-python-client\.yaml`:\n\n```yaml\n(.*?)```", text, re.S)
+    assert found, "docs/api.md shows no configuration for openapi-python-client"
+    return found[1]
+
+
 def _generate(doc: dict[str, Any], where: Path) -> ModuleType:
     spec, config = where / "openapi.json", where / "config.yaml"
     spec.write_text(json.dumps(doc))
-    # No formatter run after generation (nothing to install, nothing to wait for); the
-    # newline-delimited log is read as bytes.
+    # The documented configuration, and no formatter run after generation (nothing to
+    # install, nothing to wait for).
     config.write_text(
-        "post_hooks: []\n"
-        "package_name_override: runyard_api_client\n"
-        "content_type_overrides:\n"
-        "  application/x-ndjson: application/octet-stream\n"
+        documented_config() + "post_hooks: []\npackage_name_override: runyard_api_client\n"
     )
     out = subprocess.run(
         [
@@ -149,7 +155,8 @@ def _generate(doc: dict[str, Any], where: Path) -> ModuleType:
     )
     assert out.returncode == 0, out.stdout + out.stderr
     # A warning means a piece of the API is missing from the client.
-    assert "Warning" not in out.stdout and "WARNING" not in out.stdout, out.stdout
+    said = out.stdout + out.stderr
+    assert "Warning" not in said and "WARNING" not in said, said
     sys.path.insert(0, str(where))
     try:
         return importlib.import_module("runyard_api_client")
@@ -176,6 +183,10 @@ async def test_generated_client_is_typed(
         ("usage.get_usage", "UsageReport"),
         ("templates.list_templates", "TemplatePage"),
         ("webhooks.create_webhook", "WebhookWithSecret"),
+        # Bytes, not a str: the JSON-lines log (as the documented configuration has it
+        # read) and an artifact's download.
+        ("events.run_logs", "File"),
+        ("artifacts.download", "File"),
     ):
         module = importlib.import_module(f"runyard_api_client.api.{operation}")
         for function in ("sync", "sync_detailed", "asyncio", "asyncio_detailed"):
