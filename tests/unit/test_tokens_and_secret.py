@@ -13,6 +13,7 @@ from api.errors import ProblemError
 from api.tokens import AUDIENCE, issue_token, token_opens, verify_token
 from runyard.secrets import load_secret_key
 from runyard.settings import Settings
+from runyard.store.orgs import DelegationRefused, delegated_expiry
 
 SECRET = b"s" * 48
 
@@ -88,3 +89,17 @@ def test_secret_is_generated_once_private(tmp_path: Path) -> None:
     assert load_secret_key(given) == b"k" * 40 and not (tmp_path / "e").exists()
     with pytest.raises(ValueError, match="at least 32"):
         load_secret_key(Settings(data_dir=tmp_path, secret_key="short"))
+
+
+def test_delegated_keys_stay_within_their_creator() -> None:
+    """Issue 23, item 7: scopes within the creator's (admin implies all), expiry no later."""
+    t = datetime(2026, 1, 1, tzinfo=UTC)
+    with pytest.raises(DelegationRefused, match="runs:write"):
+        delegated_expiry(
+            ["runs:read", "runs:write"], None, creator_scopes=["runs:read"], creator_expires_at=None
+        )
+    admin_until_t = {"creator_scopes": ["admin"], "creator_expires_at": t}
+    assert delegated_expiry(["runs:write"], None, **admin_until_t) == t  # type: ignore[arg-type]
+    with pytest.raises(DelegationRefused, match="expiresAt"):
+        delegated_expiry(["admin"], t + timedelta(days=1), **admin_until_t)  # type: ignore[arg-type]
+    assert delegated_expiry(["admin"], t, creator_scopes=["admin"], creator_expires_at=None) == t
