@@ -180,10 +180,11 @@ async def test_a_key_hands_on_no_more_than_it_holds(stack: Stack, stack_db: Data
         org = await ensure_org(s, "delegate-" + secrets.token_hex(4))
         short, _ = await create_key(s, org.id, ["admin"], expires_at=soon)
     async with client(stack, short) as api:
-        for body in [
+        bodies: list[dict[str, Any]] = [
             {"name": "forever", "scopes": ["admin"]},  # inherits the creator's expiry
             {"name": "later", "expiresAt": rfc3339(soon + timedelta(days=1))},
-        ]:
+        ]
+        for body in bodies:
             resp = await api.post("/v1/api-keys", json=body)
             if "expiresAt" in body:
                 assert_problem(resp, 403, "FORBIDDEN")
