@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
+from runyard.datadir import private_file
 from runyard.jsonsafe import store_dumps, store_loads
 
 T = TypeVar("T")
@@ -88,7 +89,7 @@ class Database:
         if self.is_sqlite:
             path = make_url(url).database
             if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                private_file(Path(path))  # SQLite gives -wal and -shm the file's mode
             self.engine = _sqlite_engine(url, immediate=False)
             self.write_engine = _sqlite_engine(url, immediate=True)
             # read() runs on plain sqlite3 in a small thread pool: one thread hop per
@@ -244,7 +245,7 @@ def migrate(url: str) -> None:
     if url.startswith("sqlite"):
         path = make_url(url).database
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            private_file(Path(path))
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("sqlalchemy.url", sync_url(url).replace("%", "%%"))
