@@ -44,6 +44,7 @@ from notifications.delivery import DeliveryWorkflow
 from notifications.pump import OutboxPumpWorkflow, pump_workflow_id
 from notifications.sender import Sender
 from runyard import tracing
+from runyard.datadir import private_data_dir
 from runyard.db.engine import Database, migrate
 from runyard.llm.anthropic_client import AnthropicModel
 from runyard.llm.scripted import ScriptedModel
@@ -200,6 +201,7 @@ async def ensure_reaper_schedule(client: Client, settings: Settings) -> None:
 
 async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
     """Run the worker until ``stop`` is set (by default: SIGINT or SIGTERM)."""
+    private_data_dir(settings.data_dir)  # before anything is created there
     migrate(settings.db_url)
     db = Database(settings.db_url)
     tracing.setup("runyard-worker")  # on only with OTEL_EXPORTER_OTLP_ENDPOINT

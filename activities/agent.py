@@ -20,11 +20,12 @@ from runyard.db.tables import Run, RunMessage
 from runyard.db.types import utcnow
 from runyard.domain import TERMINAL_STATUSES, EventType
 from runyard.errors import InsufficientCredits, ProviderKeyMissing, RunNotActive, RunNotFound
+from runyard.jsonsafe import finite, json_problem
 from runyard.llm.base import ModelClient, ModelRequest, TurnUsage
 from runyard.llm.pricing import add_turn_usage, price_for, resolve_model
 from runyard.store.credits import charge_turn, out_of_credits
 from runyard.store.events import NewEvent, append_events, locked_run
-from runyard.store.transcript import assistant_key, conversation, get_message
+from runyard.store.transcript import assistant_key, conversation, get_message, result_key
 from runyard.tools import TOOLS
 from workflows.payloads import ToolCallRef, TurnInput, TurnResult
 
@@ -46,6 +47,30 @@ def turn_cost(model: str, u: TurnUsage) -> float:
         + u.cache_write_tokens * p.cache_write
         + u.cache_read_tokens * p.cache_read
     ) / 1_000_000
+
+
+def _checked_tool_inputs(
+    content: list[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The model's content as it is stored, and the tool calls refused (id → why).
+
+    A model's tool input is JSON from outside like a client's body, under the same rules
+    (``runyard.jsonsafe``): a non-finite number, a NUL character or too deep a nesting
+    refuses the call (the agent sees a tool error), and the input is stored with any
+    non-finite number as null, so nothing stored is ever NaN or Infinity. ``ask_user``
+    is never refused: the workflow asks its question, which is a string anyway.
+    """
+    refused: dict[str, str] = {}
+    out: list[dict[str, Any]] = []
+    for block in content:
+        if block.get("type") == "tool_use":
+            problem = json_problem(block.get("input", {}))
+            if problem is not None:
+                if block.get("name") != "ask_user":
+                    refused[str(block["id"])] = problem
+                block = {**block, "input": finite(block.get("input", {}))}
+        out.append(block)
+    return out, refused
 
 
 class ModelRegistry:
@@ -186,7 +211,8 @@ class AgentActivities:
             locked.usage = usage
             locked.updated_at = utcnow()
             s.add(locked)
-            s.add(RunMessage(run_id=run.id, key=key, role="assistant", content=response.content))
+            content, refused = _checked_tool_inputs(response.content)
+            s.add(RunMessage(run_id=run.id, key=key, role="assistant", content=content))
             events = [
                 NewEvent(
                     f"turn{inp.turn}.completed",
@@ -204,8 +230,23 @@ class AgentActivities:
                     EventType.TOOL_CALL,
                     {"toolCallId": b["id"], "name": b["name"], "input": b.get("input", {})},
                 )
-                for b in response.tool_uses
+                for b in content
+                if b.get("type") == "tool_use"
             ]
+            # A call whose input breaks the JSON rules gets its error result now; its
+            # run_tool finds the result stored and runs nothing.
+            for call_id, problem in refused.items():
+                text = f"the tool input was refused and nothing ran: it {problem}"
+                rkey = result_key(inp.turn, call_id)
+                block = {
+                    "type": "tool_result",
+                    "tool_use_id": call_id,
+                    "content": text,
+                    "is_error": True,
+                }
+                s.add(RunMessage(run_id=run.id, key=rkey, role="tool_result", content=[block]))
+                data = {"toolCallId": call_id, "output": text, "isError": True}
+                events.append(NewEvent(rkey, EventType.TOOL_RESULT, data))
             events.append(NewEvent(f"turn{inp.turn}.usage", EventType.USAGE_UPDATED, usage))
             append_events(s, locked, events)
             return locked, usage

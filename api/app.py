@@ -31,6 +31,7 @@ from api.routes import (
     webhooks,
 )
 from runyard import __version__, tracing
+from runyard.datadir import private_data_dir
 from runyard.db.engine import Database, migrate
 from runyard.notifier import EventNotifier
 from runyard.secrets import load_secret_key
@@ -43,6 +44,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        private_data_dir(settings.data_dir)  # before anything is created there
         if run_migrations:
             migrate(settings.db_url)
         app.state.secret_key = load_secret_key(settings)

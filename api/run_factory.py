@@ -9,10 +9,11 @@ workflow cannot be started, or whose start is refused, leaves nothing behind.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlmodel import col
@@ -54,13 +55,22 @@ async def find_by_idempotency_key(db: Database, org_id: str, key: str) -> Run | 
     return await db.read(lambda s: s.execute(query).scalars().first())
 
 
-async def _thread_is_busy(db: Database, thread_id: str) -> Run | None:
-    query = (
-        select(Run)
+def _claim_thread(s: Session, thread_id: str, now: datetime) -> None:
+    """Make ``thread_id`` this transaction's, or raise 409 if it has an open run.
+
+    The update locks the thread's row (Postgres) or takes the store's write lock
+    (SQLite, ``BEGIN IMMEDIATE``) before the check, so concurrent creates in one thread,
+    from any number of API replicas, check and insert one after the other: exactly one
+    of them finds the thread free.
+    """
+    s.execute(update(Thread).where(col(Thread.id) == thread_id).values(updated_at=now))
+    busy = s.execute(
+        select(col(Run.id))
         .where(col(Run.thread_id) == thread_id, col(Run.status).in_(list(OPEN_STATUSES)))
         .limit(1)
-    )
-    return await db.read(lambda s: s.execute(query).scalars().first())
+    ).scalar()
+    if busy is not None:
+        raise ProblemError(409, "CONFLICT", f"thread {thread_id} already has an open run, {busy}")
 
 
 async def _resolve(
@@ -163,10 +173,6 @@ async def create_run(
     ):
         return found, True
     resolved = await _resolve(body, principal.org_id, db, settings)
-    if body.thread_id is not None and (busy := await _thread_is_busy(db, body.thread_id)):
-        raise ProblemError(
-            409, "CONFLICT", f"thread {body.thread_id} already has an open run, {busy.id}"
-        )
     if body.start:
         await check_credits(db, principal.org_id)
     now = utcnow()
@@ -201,6 +207,8 @@ async def create_run(
     try:
 
         def insert(s: Session) -> None:
+            if run.thread_id is not None:
+                _claim_thread(s, run.thread_id, now)
             s.add(run)
             s.flush()
             append_events(s, run, events, now=now)

@@ -17,6 +17,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from runyard.jsonsafe import json_problem
+
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -34,30 +36,18 @@ def _iso_8601_only(value: Any) -> Any:
 Timestamp = Annotated[datetime, BeforeValidator(_iso_8601_only)]
 
 
-def has_nul(value: Any, depth: int = 0) -> bool:
-    """Whether a NUL character is anywhere in a JSON value (keys included).
-
-    Postgres cannot store one in text, a sandbox cannot put one in an environment
-    variable, and no prompt needs one: every string the API takes refuses them.
-    """
-    if isinstance(value, str):
-        return "\x00" in value
-    if depth > 64:
-        return False
-    if isinstance(value, dict):
-        return any(has_nul(k) or has_nul(v, depth + 1) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return any(has_nul(v, depth + 1) for v in value)
-    return False
-
-
-def _no_nul(data: Any) -> Any:
+def _json_rules(data: Any) -> Any:
+    """The one check of every JSON body a client sends (``runyard.jsonsafe``): no NUL
+    character anywhere (Postgres cannot store one, a sandbox cannot put one in an
+    environment variable, no prompt needs one), no NaN or Infinity (JSON has neither; a
+    stored one broke every later read), no nesting deeper than 32 levels."""
     if isinstance(data, dict):
         for key, value in data.items():
-            if has_nul(key) or has_nul(value):
-                raise ValueError(f"{key!r} contains a NUL character (\\u0000), which is refused")
-    elif has_nul(data):
-        raise ValueError("the body contains a NUL character (\\u0000), which is refused")
+            problem = json_problem(key) or json_problem(value, depth=1)
+            if problem:
+                raise ValueError(f"{key!r} {problem}")
+    elif problem := json_problem(data):
+        raise ValueError(f"the body {problem}")
     return data
 
 
@@ -66,8 +56,8 @@ class Body(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _reject_nul(cls, data: Any) -> Any:
-        return _no_nul(data)
+    def _json_rules(cls, data: Any) -> Any:
+        return _json_rules(data)
 
 
 class CreateRun(Body):

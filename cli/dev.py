@@ -75,6 +75,7 @@ def serve_dev(
     host: str,
     settings: Callable[..., Settings],
 ) -> None:
+    from runyard.datadir import private_data_dir
     from runyard.devserver import DevServerConfig, start_dev_server, wait_for_port
 
     _check_metrics_ports(settings(), {port: "API", temporal_port: "Temporal", ui_port: "UI"})
@@ -95,7 +96,7 @@ def serve_dev(
             cfg = DevServerConfig.load()
             cfg.port, cfg.ui_port = temporal_port, ui_port
             address = cfg.address
-            data_dir.mkdir(parents=True, exist_ok=True)
+            private_data_dir(data_dir)  # the dev server's database and log: 0600
             temporal = start_dev_server(cfg, data_dir)
             try:
                 wait_for_port(cfg.ip, cfg.port, timeout=60, proc=temporal)

@@ -235,3 +235,14 @@ def receiver() -> Iterator[Any]:
     r.start()
     yield r
     r.stop()
+
+
+def readable_by_others(data_dir: Path) -> list[str]:
+    """Paths in a data dir that another local user could read (issue 23, item 8): the dir
+    itself, and everything in it but the sandboxes (agent files keep the usual umask)."""
+    paths = [data_dir]
+    for p in data_dir.iterdir():
+        paths.append(p)
+        if p.is_dir() and not p.is_symlink() and p.name != "sandboxes":
+            paths += p.rglob("*")
+    return [f"{p}: {oct(p.lstat().st_mode & 0o777)}" for p in paths if p.lstat().st_mode & 0o077]

@@ -69,6 +69,9 @@ class ContinueAsNew(Exception):
         self.carried = carried
 
 
+_CODES = frozenset(ErrorCode)
+
+
 def cause_of(err: ActivityError | ApplicationError) -> ApplicationError:
     """The typed failure an activity raised (see ``runyard/errors.py``); a failed local
     activity raises it as it is, a remote one wraps it in an ``ActivityError``."""
@@ -76,8 +79,14 @@ def cause_of(err: ActivityError | ApplicationError) -> ApplicationError:
     while isinstance(cause, ActivityError) and cause.cause is not None:
         cause = cause.cause
     if isinstance(cause, ApplicationError) and cause.type:
-        return ApplicationError(cause.message, type=cause.type, non_retryable=True)
-    return ApplicationError(str(cause or err), type=ErrorCode.INTERNAL_ERROR, non_retryable=True)
+        if cause.type in _CODES:
+            return ApplicationError(cause.message, type=cause.type, non_retryable=True)
+        # Not a Runyard error: Temporal typed it with its Python class, which is no
+        # contract code; the class goes in the message, error.code is INTERNAL_ERROR.
+        message = f"{cause.type}: {cause.message}"
+    else:
+        message = str(cause or err)
+    return ApplicationError(message, type=ErrorCode.INTERNAL_ERROR, non_retryable=True)
 
 
 class RunControl(Protocol):

@@ -21,7 +21,13 @@ from api.run_factory import invalid
 from api.schemas import Body, Timestamp
 from runyard.db.tables import ApiKey
 from runyard.db.types import utcnow
-from runyard.store.orgs import ALL_SCOPES, create_key, revoke_key
+from runyard.store.orgs import (
+    ALL_SCOPES,
+    DelegationRefused,
+    create_key,
+    delegated_expiry,
+    revoke_key,
+)
 
 router = APIRouter(
     generate_unique_id_function=operation_id,
@@ -78,13 +84,20 @@ async def create_api_key(body: CreateKey, principal: AdminDep, db: DbDep) -> dic
             raise invalid("expiresAt", "needs a time zone (for instance a trailing Z)", "timezone")
         if body.expires_at <= utcnow():
             raise invalid("expiresAt", "must be in the future", "greater_than")
+    scopes = body.scopes or DEFAULT_SCOPES
+    try:
+        # 403, not 400: the body is valid, but this key may not hand on more than it holds.
+        expires_at = delegated_expiry(
+            scopes,
+            body.expires_at,
+            creator_scopes=principal.scopes,
+            creator_expires_at=principal.expires_at,
+        )
+    except DelegationRefused as exc:
+        raise ProblemError(403, "FORBIDDEN", str(exc)) from exc
     async with db.write() as s:
         raw, key = await create_key(
-            s,
-            principal.org_id,
-            body.scopes or DEFAULT_SCOPES,
-            name=body.name,
-            expires_at=body.expires_at,
+            s, principal.org_id, scopes, name=body.name, expires_at=expires_at
         )
     log.info("api_key.created", org_id=principal.org_id, key_id=key.id, scopes=key.scopes)
     out = key_object(key)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from typing import Any
 
@@ -19,11 +18,12 @@ from api.responses import AUTHENTICATED, answers, operation_id, problems
 from api.responses_runs import InputAccepted, RpcResponse
 from api.routes.run_control import cancel_run
 from api.routes.runs import load_run
-from api.schemas import RunInputBody, has_nul
+from api.schemas import RunInputBody
 from runyard.db.engine import Database
 from runyard.db.tables import Run
 from runyard.domain import TERMINAL_STATUSES, RunStatus
 from runyard.errors import NotWaitingForInput, RunNotActive, RunyardError
+from runyard.jsonsafe import json_problem, loads_strict
 
 router = APIRouter(
     generate_unique_id_function=operation_id,
@@ -164,8 +164,8 @@ async def command(
 ) -> Response:
     run = await load_run(db, principal.org_id, run_id)
     try:
-        msg = json.loads(await request.body())
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        msg = loads_strict(await request.body())
+    except (ValueError, UnicodeDecodeError):  # NaN and Infinity are not JSON either
         return _error(None, RpcError(-32700, "Parse error: the body is not JSON"))
     rid = msg.get("id") if isinstance(msg, dict) else None
     if isinstance(rid, bool) or not isinstance(rid, str | int | None):
@@ -182,8 +182,8 @@ async def command(
         params = msg.get("params", {})
         if not isinstance(params, dict):
             raise RpcError(-32602, "Invalid params: params must be an object")
-        if has_nul(params):
-            raise RpcError(-32602, "Invalid params: NUL characters (\\u0000) are refused")
+        if problem := json_problem(params, depth=1):
+            raise RpcError(-32602, f"Invalid params: params {problem}")
         if msg["method"] not in ("user_message", "cancel", "close"):
             raise RpcError(-32601, f"Method not found: {msg['method']}")
         result = await _dispatch(msg["method"], params, run, principal, db, temporal)

@@ -37,6 +37,9 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
+from runyard.datadir import private_file
+from runyard.jsonsafe import store_dumps, store_loads
+
 T = TypeVar("T")
 # Two reader threads measured best on 2 cores (bench/api.py: 1 → 504, 2 → 566, 8 → 460
 # get-run/s); more threads mostly contend for the GIL.
@@ -44,13 +47,18 @@ _READ_THREADS = 2
 # Postgres: reads and writes share one pool; its threads mostly wait on the network.
 _PG_THREADS = 8
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+# Every JSON column reads and writes standard JSON: a NaN or Infinity is never stored
+# (written as null) and one stored before this rule reads as null (runyard/jsonsafe.py).
+JSON_CODEC: dict[str, Any] = {"json_serializer": store_dumps, "json_deserializer": store_loads}
 
 
 def _sqlite_engine(url: str, *, immediate: bool) -> AsyncEngine:
     # Ten kept connections (SQLAlchemy's default keeps five): under fifty concurrent
     # creates the overflow ones were opened and closed per request, a thread and the
     # PRAGMAs each time (seen in py-spy as threads numbered past a hundred).
-    engine = create_async_engine(url, connect_args={"timeout": 30}, pool_size=10, max_overflow=10)
+    engine = create_async_engine(
+        url, connect_args={"timeout": 30}, pool_size=10, max_overflow=10, **JSON_CODEC
+    )
     _sqlite_setup(engine.sync_engine, immediate=immediate)
     return engine
 
@@ -81,7 +89,7 @@ class Database:
         if self.is_sqlite:
             path = make_url(url).database
             if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                private_file(Path(path))  # SQLite gives -wal and -shm the file's mode
             self.engine = _sqlite_engine(url, immediate=False)
             self.write_engine = _sqlite_engine(url, immediate=True)
             # read() runs on plain sqlite3 in a small thread pool: one thread hop per
@@ -91,6 +99,7 @@ class Database:
                 connect_args={"timeout": 30, "check_same_thread": False},
                 pool_size=_READ_THREADS,
                 max_overflow=0,
+                **JSON_CODEC,
             )
             _sqlite_setup(self._sync_engine, immediate=False)
             self._sync_read: sessionmaker[Session] = sessionmaker(
@@ -105,6 +114,7 @@ class Database:
                 connect_args={"timeout": 30, "check_same_thread": False},
                 pool_size=1,
                 max_overflow=0,
+                **JSON_CODEC,
             )
             _sqlite_setup(self._sync_write_engine, immediate=True)
             self._sync_write: sessionmaker[Session] = sessionmaker(
@@ -115,7 +125,7 @@ class Database:
             )
         else:
             self.engine = create_async_engine(
-                url, pool_size=10, max_overflow=20, pool_pre_ping=True
+                url, pool_size=10, max_overflow=20, pool_pre_ping=True, **JSON_CODEC
             )
             self.write_engine = self.engine
             # read() and transact() run synchronous psycopg sessions on a thread pool, as
@@ -123,7 +133,7 @@ class Database:
             # id: 1.74 vs 1.33 ms), and a thread waits on the network without the GIL.
             # Writers need no lock of ours: row locks (lock_run) order them.
             self._sync_engine = create_engine(
-                url, pool_size=_PG_THREADS, max_overflow=0, pool_pre_ping=True
+                url, pool_size=_PG_THREADS, max_overflow=0, pool_pre_ping=True, **JSON_CODEC
             )
             self._sync_read = sessionmaker(self._sync_engine, expire_on_commit=False)
             self._threads = ThreadPoolExecutor(_PG_THREADS, thread_name_prefix="runyard-db")
@@ -235,7 +245,7 @@ def migrate(url: str) -> None:
     if url.startswith("sqlite"):
         path = make_url(url).database
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            private_file(Path(path))
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("sqlalchemy.url", sync_url(url).replace("%", "%%"))

@@ -54,7 +54,7 @@ class AnthropicModel:
                     f"stream interrupted: {type(exc).__name__}: {exc}", retryable=True
                 ) from exc
             raise
-        content = [b.model_dump(mode="json", exclude_none=True) for b in final.content]
+        content = [_block(b) for b in final.content]
         u = final.usage
         return ModelResponse(
             content=content,
@@ -66,3 +66,13 @@ class AnthropicModel:
                 cache_write_tokens=u.cache_creation_input_tokens or 0,
             ),
         )
+
+
+def _block(block: Any) -> dict[str, Any]:
+    """A content block as a dict. A tool call keeps its input exactly as the model sent
+    it: a JSON dump would turn a NaN into null silently, and the tool-call path must see
+    it to refuse the call (``activities/agent.py``)."""
+    out: dict[str, Any] = block.model_dump(mode="json", exclude_none=True)
+    if out.get("type") == "tool_use":
+        out["input"] = block.input
+    return out

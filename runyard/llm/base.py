@@ -13,12 +13,36 @@ __all__ = ["ModelError"]
 TextSink = Callable[[str], Awaitable[None]]
 
 
+# No model turn reads or writes more tokens than this (the largest context windows hold
+# about a million); a client reporting more is wrong, and such numbers overflowed the
+# store's integers and ended runs with a Python exception's name as their error code.
+MAX_TURN_TOKENS = 1_000_000_000
+
+
 @dataclass(frozen=True)
 class TurnUsage:
+    """One turn's token counts, as a model client reports them: whole numbers from 0 to
+    ``MAX_TURN_TOKENS``, or the turn fails with ``MODEL_ERROR`` (never retried: the
+    provider's report, not the connection, is at fault)."""
+
     input_tokens: int = 0
     output_tokens: int = 0
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"):
+            value = getattr(self, name)
+            if (
+                not isinstance(value, int)
+                or isinstance(value, bool)
+                or not 0 <= value <= MAX_TURN_TOKENS
+            ):
+                raise ModelError(
+                    f"the model reported an impossible usage: {name} = {value!r} "
+                    f"(a turn uses 0 to {MAX_TURN_TOKENS:,} tokens)",
+                    retryable=False,
+                )
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from typing import Any
 
 from runyard.llm.base import ModelError, ModelRequest, ModelResponse, TextSink, TurnUsage
@@ -44,7 +45,11 @@ def parse_script(prompt: str) -> list[dict[str, Any]] | None:
         if not actions and "sleep" not in step:
             raise ScriptError(f"line {n}: needs one of tool, ask, text, fail or sleep")
         sleep = step.get("sleep", 0)
-        if not isinstance(sleep, int | float) or isinstance(sleep, bool) or sleep < 0:
+        if (
+            not isinstance(sleep, int | float)
+            or isinstance(sleep, bool)
+            or not 0 <= sleep < math.inf  # NaN compares false: refused too
+        ):
             raise ScriptError(f"line {n}: sleep must be a non-negative number")
         if "tool" in step and not isinstance(step["tool"], str):
             raise ScriptError(f"line {n}: tool must be a string")

@@ -68,6 +68,7 @@ def _preexec(resources: dict[str, int], cgroup_procs: list[str] | None) -> Any:
 
     def apply() -> None:  # runs in the child between fork and exec
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        os.umask(0o022)  # the worker's is 077 (runyard/datadir.py); the agent's files are usual
         if cgroup_procs:
             join(cgroup_procs)  # the cgroup enforces memory, CPU and process count
         else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Iterable
 from datetime import datetime
 
 from sqlalchemy import select, update
@@ -17,6 +18,46 @@ from runyard.ids import new_id
 
 ALL_SCOPES = ("runs:read", "runs:write", "admin")
 KEY_PREFIX = "ry_live_"
+
+
+class DelegationRefused(ValueError):
+    """A key asked for more than the key creating it holds (scopes or lifetime)."""
+
+
+def effective_scopes(scopes: Iterable[str]) -> frozenset[str]:
+    """What a key holding ``scopes`` may do: ``admin`` implies every scope."""
+    held = frozenset(scopes)
+    return frozenset(ALL_SCOPES) if "admin" in held else held
+
+
+def delegated_expiry(
+    scopes: Iterable[str],
+    expires_at: datetime | None,
+    *,
+    creator_scopes: Iterable[str],
+    creator_expires_at: datetime | None,
+) -> datetime | None:
+    """The expiry of a key that a key (``creator_*``) creates; raises DelegationRefused.
+
+    A key can hand on no more than it holds: its scopes must be within the creator's, and
+    it expires no later than the creator. Without an expiry of its own it takes the
+    creator's, so a key that expires in five minutes cannot mint one that never does.
+    """
+    extra = sorted(set(scopes) - effective_scopes(creator_scopes), key=ALL_SCOPES.index)
+    if extra:
+        raise DelegationRefused(
+            f"this API key cannot grant scope(s) it does not hold: {', '.join(extra)}"
+        )
+    if creator_expires_at is None:
+        return expires_at
+    if expires_at is None:
+        return creator_expires_at
+    if expires_at > creator_expires_at:
+        limit = creator_expires_at.isoformat().replace("+00:00", "Z")
+        raise DelegationRefused(
+            f"expiresAt must not be later than this API key's own expiry, {limit}"
+        )
+    return expires_at
 
 
 def hash_key(raw: str) -> str:

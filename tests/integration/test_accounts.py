@@ -170,3 +170,30 @@ async def test_usage_is_the_sum_of_the_runs(api: httpx.AsyncClient) -> None:
         assert_problem(resp, 400, "VALIDATION_FAILED")
         assert resp.json()["errors"][0]["field"] == field, resp.text
     await api.post(f"/v1/runs/{queued.json()['id']}/cancel")
+
+
+async def test_a_key_hands_on_no_more_than_it_holds(stack: Stack, stack_db: Database) -> None:
+    """Issue 23, item 7: a key that expires soon cannot mint a longer-lived (or never
+    expiring) key; without expiresAt the new key expires with its creator."""
+    soon = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=5)
+    async with stack_db.write() as s:
+        org = await ensure_org(s, "delegate-" + secrets.token_hex(4))
+        short, _ = await create_key(s, org.id, ["admin"], expires_at=soon)
+    async with client(stack, short) as api:
+        bodies: list[dict[str, Any]] = [
+            {"name": "forever", "scopes": ["admin"]},  # inherits the creator's expiry
+            {"name": "later", "expiresAt": rfc3339(soon + timedelta(days=1))},
+        ]
+        for body in bodies:
+            resp = await api.post("/v1/api-keys", json=body)
+            if "expiresAt" in body:
+                assert_problem(resp, 403, "FORBIDDEN")
+                assert "expiresAt" in resp.json()["detail"]
+            else:
+                assert resp.status_code == 201, resp.text
+                assert resp.json()["expiresAt"] == rfc3339(soon)
+        earlier = rfc3339(soon - timedelta(minutes=1))
+        resp = await api.post("/v1/api-keys", json={"name": "ok", "expiresAt": earlier})
+        assert resp.status_code == 201 and resp.json()["expiresAt"] == earlier, resp.text
+        listed = (await api.get("/v1/api-keys")).json()["data"]
+        assert all(k["expiresAt"] is not None for k in listed), listed

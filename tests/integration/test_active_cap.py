@@ -76,3 +76,19 @@ async def test_concurrent_execs(client: httpx.AsyncClient) -> None:
     statuses = Counter([(await client.get(f"/v1/runs/{r}")).json()["status"] for r in runs])
     assert statuses[("queued")] == 30 - CAP  # the refused stay queued and may exec later
     await cancel_all(client, runs)
+
+
+async def test_concurrent_runs_in_one_thread(client: httpx.AsyncClient) -> None:
+    """Issue 23, item 11: of 8 simultaneous runs in one thread exactly one starts; the
+    others get 409 CONFLICT and leave no run behind."""
+    thread = (await client.post("/v1/threads", json={})).json()["id"]
+    body = {"prompt": HOLD, "model": "scripted"}
+    answers = await asyncio.gather(
+        *(client.post(f"/v1/threads/{thread}/runs", json=body) for _ in range(8))
+    )
+    codes = Counter(a.status_code for a in answers)
+    assert codes == {201: 1, 409: 7}, [a.text for a in answers]
+    assert {a.json()["type"] for a in answers if a.status_code == 409} == {"CONFLICT"}
+    runs = (await client.get(f"/v1/threads/{thread}/runs")).json()["data"]
+    assert [r["id"] for r in runs] == [a.json()["runId"] for a in answers if a.status_code == 201]
+    await cancel_all(client, [r["id"] for r in runs])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
@@ -122,6 +124,47 @@ async def test_malformed_requests(api: httpx.AsyncClient) -> None:
     assert_problem(await api.get("/v1/runs/run_doesnotexist"), 404, "RUN_NOT_FOUND")
     assert_problem(await api.get("/v1/nowhere"), 404, "NOT_FOUND")
     assert_problem(await api.delete("/v1/runs"), 405, "BAD_REQUEST")
+
+
+def _nested(depth: int, leaf: object) -> object:
+    """``leaf`` inside ``depth`` objects."""
+    for _ in range(depth):
+        leaf = {"n": leaf}
+    return leaf
+
+
+async def test_one_json_rule_for_every_body(api: httpx.AsyncClient) -> None:
+    """Issue 23, items 13 and 14: a NUL at any depth, NaN or Infinity anywhere, and
+    nesting past 32 levels are 400 VALIDATION_FAILED in every JSON body (metadata, env,
+    template fields, JSON-RPC params), and nothing of them is stored."""
+    raw = {"content-type": "application/json"}
+    deep_nul = json.dumps({"prompt": "x", "metadata": _nested(70, "a\u0000b")})
+    too_deep = json.dumps({"prompt": "x", "metadata": _nested(32, 1)})  # 33 with the body
+    bodies = [
+        ("/v1/runs", deep_nul),
+        ("/v1/runs", too_deep),
+        ("/v1/runs", '{"prompt": "x", "metadata": {"score": NaN}}'),
+        ("/v1/runs", '{"prompt": "x", "metadata": {"a": [1, -Infinity]}}'),
+        ("/v1/runs", '{"prompt": "x", "maxCostUsd": Infinity}'),
+        ("/v1/threads", '{"metadata": {"x": [NaN]}}'),
+        ("/v1/threads", json.dumps({"metadata": _nested(40, "a\u0000")})),
+        ("/v1/templates", '{"slug": "nan-t", "name": "n", "defaults": {"maxCostUsd": NaN}}'),
+        ("/v1/agents", '{"name": "a", "instructions": "i", "model": "scripted", "x": NaN}'),
+    ]
+    for path, body in bodies:
+        resp = await api.post(path, content=body, headers=raw)
+        assert_problem(resp, 400, "VALIDATION_FAILED")
+    # Exactly 32 levels (the body and 31 inside metadata) is fine.
+    ok = {"prompt": "x", "model": "scripted", "metadata": _nested(31, 1)}
+    run = (await api.post("/v1/runs", json=ok)).json()
+    assert run["metadata"] == _nested(31, 1)
+    assert (await api.get("/v1/runs")).json()["pagination"]["total"] == 1
+    # JSON-RPC params follow the same rule (its own error objects).
+    for params in ['{"content": NaN}', json.dumps({"content": "x", "p": _nested(40, "\u0000")})]:
+        body = '{"jsonrpc": "2.0", "method": "user_message", "id": 1, "params": ' + params + "}"
+        resp = await api.post(f"/v1/runs/{run['id']}/command", content=body, headers=raw)
+        assert resp.json()["error"]["code"] in (-32700, -32602), resp.text
+    await api.post(f"/v1/runs/{run['id']}/cancel")
 
 
 async def test_create_checks(api: httpx.AsyncClient) -> None:

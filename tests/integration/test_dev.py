@@ -14,7 +14,7 @@ import httpx
 
 from runyard.devserver import free_port
 from runyard.sandbox.disk import unmount_all
-from tests.conftest import script
+from tests.conftest import readable_by_others, script
 from tests.stack import ROOT, release_sandboxes
 
 
@@ -54,6 +54,11 @@ def test_ctrl_c_stops_everything_within_10_s_with_a_run_mid_turn(tmp_path: Path)
         **{k: v for k, v in os.environ.items() if not k.startswith(("RUNYARD_", "TEMPORAL_"))},
         "RUNYARD_DATA_DIR": str(tmp_path / "data"),
     }
+    # A data dir an older version left open to every local user is tightened at start.
+    (tmp_path / "data").mkdir(mode=0o755)
+    (tmp_path / "data").chmod(0o755)
+    (tmp_path / "data" / "temporal.log").write_text("old\n")
+    (tmp_path / "data" / "temporal.log").chmod(0o644)
     argv = [sys.executable, "-m", "cli", "dev", "--port", str(port)]
     argv += ["--data-dir", str(tmp_path / "data")]
     argv += ["--temporal-port", str(free_port()), "--ui-port", str(free_port())]
@@ -108,6 +113,12 @@ def test_ctrl_c_stops_everything_within_10_s_with_a_run_mid_turn(tmp_path: Path)
         output = log.read()
         assert "Traceback" not in output, output
         assert "stopped" in output and str(Path(sys.executable).parent / "runyard") in output
+        # Issue 23, item 8: the store, its WAL, the secret key, the Temporal dev server's
+        # database and log are 0600 in a 0700 data dir.
+        data = tmp_path / "data"
+        for name in ("runyard.db", "runyard.db-wal", "temporal.db", "temporal.log", "secret_key"):
+            assert (data / name).exists(), sorted(p.name for p in data.iterdir())
+        assert readable_by_others(data) == []
     finally:
         leftover = descendants(dev.pid)  # before dev is gone and they are orphans
         if dev.poll() is None:

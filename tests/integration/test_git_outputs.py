@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from runyard.artifacts.signing import signed_path
-from tests.conftest import TERMINAL, poll_until, script, wait_for
+from tests.conftest import TERMINAL, poll_until, readable_by_others, script, wait_for
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.github import FakeGitHub
 from tests.integration.git_support import (
@@ -189,6 +189,10 @@ async def test_artifacts_patch_and_signed_downloads(gs: GitStack, tmp_path: Path
 
     listed = (await gs.api.get(f"/v1/runs/{run_id}/artifacts")).json()
     assert listed["pagination"]["total"] == 2
+    # Artifacts, the store and the secret key are the user's alone (issue 23, item 8).
+    data = Path(gs.stack.env["RUNYARD_DATA_DIR"])
+    assert len(list((data / "artifacts").rglob("*"))) >= 2
+    assert readable_by_others(data) == []
     names = {a["name"]: a for a in listed["data"]}
     assert set(names) == {"report.txt", "changes.patch"}
     assert names["changes.patch"]["id"] == patch["artifactId"]

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from runyard.jsonsafe import loads_strict
 from tests.conftest import TERMINAL, script, wait_for
 from tests.fakes.anthropic_server import FakeAnthropic, Reply
 
@@ -186,3 +188,81 @@ async def test_a_local_repository_is_read_only_to_runs(
     results = [e["data"]["output"] for e in events if e["type"] == "tool.result"]
     assert "refused forwarding feat: this run's repository is a local path" in results[0]
     assert "refused forwarding runyard/feat" in results[0]
+
+
+async def _strict_events(api: httpx.AsyncClient, run_id: str) -> list[dict[str, Any]]:
+    """The run's events read both ways, each checked to be standard JSON (no NaN)."""
+    resp = await api.get(f"/v1/runs/{run_id}/events", headers={"Accept": "application/json"})
+    assert resp.status_code == 200, resp.text
+    events: list[dict[str, Any]] = loads_strict(resp.text)
+    logs = await api.get(f"/v1/runs/{run_id}/logs")
+    assert logs.status_code == 200
+    assert [loads_strict(line) for line in logs.text.splitlines()] == events
+    return events
+
+
+async def test_a_non_finite_tool_input_is_a_tool_error(
+    api: httpx.AsyncClient, fake_anthropic: FakeAnthropic
+) -> None:
+    """Issue 23, item 14: a NaN in a model's tool input (through the real SDK, and from
+    the scripted model) becomes a tool error the agent sees; nothing ran, nothing stored
+    is non-finite, and the events read back as JSON."""
+    nan = float("nan")
+    fake_anthropic.reset()
+    fake_anthropic.queue(
+        Reply(
+            blocks=[
+                {
+                    "tool_use": {
+                        "id": "toolu_nan",
+                        "name": "bash",
+                        "input": {"command": "touch ran", "timeout": nan},
+                    }
+                }
+            ]
+        ),
+        Reply(blocks=[{"text": "saw the error"}]),
+    )
+    claude = script({"tool": "bash", "input": {"command": "touch ran", "x": [float("inf")]}})
+    runs = [
+        (await api.post("/v1/runs", json=body)).json()["id"]
+        for body in [
+            {"prompt": "go", "model": "sonnet", "start": True},
+            {"prompt": claude + '\n{"text": "done"}', "model": "scripted", "start": True},
+        ]
+    ]
+    for run_id in runs:
+        done = await wait_for(api, run_id, TERMINAL)
+        assert done["status"] == "completed", done
+        events = await _strict_events(api, run_id)
+        calls = [e["data"] for e in events if e["type"] == "tool.call"]
+        results = [e["data"] for e in events if e["type"] == "tool.result"]
+        assert len(calls) == 1 and len(results) == 1, events
+        assert None in [*calls[0]["input"].values(), *calls[0]["input"].get("x", [])]
+        assert results[0]["isError"] is True and "non-finite" in results[0]["output"]
+    # The model saw the error as the call's result.
+    tool_result = fake_anthropic.requests[1]["messages"][2]["content"][0]
+    assert tool_result["is_error"] is True and "non-finite" in tool_result["content"]
+
+
+@pytest.mark.parametrize("model", ["sonnet", "scripted"])
+async def test_absurd_usage_is_a_model_error(
+    api: httpx.AsyncClient, fake_anthropic: FakeAnthropic, model: str
+) -> None:
+    """Issue 23, item 15: a turn reporting 10^25 tokens fails the run with MODEL_ERROR
+    (a contract code), not OverflowError, and nothing of that turn is charged."""
+    fake_anthropic.reset()
+    fake_anthropic.queue(Reply(blocks=[{"text": "hi"}], usage={"input": 10**25}))
+    prompt = script({"text": "hi", "usage": {"inputTokens": 10**25}})
+    body = {"prompt": prompt if model == "scripted" else "hi", "model": model, "start": True}
+    run = (await api.post("/v1/runs", json=body)).json()
+    done = await wait_for(api, run["id"], TERMINAL)
+    assert (done["status"], done["failReason"], done["error"]["code"]) == (
+        "failed",
+        "error",
+        "MODEL_ERROR",
+    ), done
+    assert "impossible usage" in done["error"]["message"]
+    assert done["usage"]["inputTokens"] == 0
+    if model == "sonnet":
+        assert len(fake_anthropic.requests) == 1  # never retried

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
@@ -232,3 +232,27 @@ async def test_keys_and_filters(db: Database) -> None:
         limited = await list_events(s, run.id, limit=1, after_time=datetime(2000, 1, 1, tzinfo=UTC))
     assert [e.seq for e in deltas] == [1, 3] and [e.seq for e in others] == [2]
     assert [e.seq for e in limited] == [1]
+
+
+async def test_nothing_stored_is_non_finite(db: Database) -> None:
+    """Issue 23, item 14: a NaN or Infinity handed to the store is written as null, on
+    SQLite and Postgres; one written before this rule (SQLite took it) reads as null."""
+    run = await new_run(db)
+    data = {"input": {"t": float("nan"), "l": [float("inf"), 1.5]}}
+    await append(db, run.id, NewEvent("a", "tool.call", data))
+    if db.is_sqlite:
+
+        def legacy(s: Session) -> None:
+            s.execute(
+                text(
+                    "INSERT INTO run_events (run_id, seq, key, type, data, created_at) "
+                    "VALUES (:r, 2, 'old', 'tool.call', '{\"t\": NaN}', :now)"
+                ),
+                {"r": run.id, "now": utcnow()},
+            )
+
+        await db.transact(legacy)
+    async with db.session() as s:
+        events = await list_events(s, run.id)
+    assert events[0].data == {"input": {"t": None, "l": [None, 1.5]}}
+    assert all(e.data == {"t": None} for e in events[1:])

@@ -24,6 +24,8 @@ def test_parse_rejects_bad_lines() -> None:
         ('{"tool": "a", "text": "b"}', "one of"),
         ("{}", "needs one of"),
         ('{"sleep": -1}', "sleep"),
+        ('{"sleep": NaN}', "sleep"),  # issue 23, item 14: asyncio.sleep(nan) raised
+        ('{"sleep": Infinity}', "sleep"),
         ('{"tool": 3}', "tool must"),
         ('{"text": "a", "usage": {"inputTokens": -1}}', "usage"),
     ]:

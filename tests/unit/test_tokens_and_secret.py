@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,8 +12,10 @@ import pytest
 
 from api.errors import ProblemError
 from api.tokens import AUDIENCE, issue_token, token_opens, verify_token
+from runyard.datadir import private_data_dir
 from runyard.secrets import load_secret_key
 from runyard.settings import Settings
+from runyard.store.orgs import DelegationRefused, delegated_expiry
 
 SECRET = b"s" * 48
 
@@ -88,3 +91,40 @@ def test_secret_is_generated_once_private(tmp_path: Path) -> None:
     assert load_secret_key(given) == b"k" * 40 and not (tmp_path / "e").exists()
     with pytest.raises(ValueError, match="at least 32"):
         load_secret_key(Settings(data_dir=tmp_path, secret_key="short"))
+
+
+def test_delegated_keys_stay_within_their_creator() -> None:
+    """Issue 23, item 7: scopes within the creator's (admin implies all), expiry no later."""
+    t = datetime(2026, 1, 1, tzinfo=UTC)
+    with pytest.raises(DelegationRefused, match="runs:write"):
+        delegated_expiry(
+            ["runs:read", "runs:write"], None, creator_scopes=["runs:read"], creator_expires_at=None
+        )
+    admin_until_t = {"creator_scopes": ["admin"], "creator_expires_at": t}
+    assert delegated_expiry(["runs:write"], None, **admin_until_t) == t  # type: ignore[arg-type]
+    with pytest.raises(DelegationRefused, match="expiresAt"):
+        delegated_expiry(["admin"], t + timedelta(days=1), **admin_until_t)  # type: ignore[arg-type]
+    assert delegated_expiry(["admin"], t, creator_scopes=["admin"], creator_expires_at=None) == t
+
+
+def test_a_data_dir_is_made_private(tmp_path: Path) -> None:
+    """Issue 23, item 8: an existing data dir (and what an older version left in it,
+    artifacts included) loses group and other permissions; new files are 0600."""
+    data = tmp_path / "data"
+    (data / "artifacts" / "run_x").mkdir(parents=True)
+    for p in (data / "runyard.db", data / "artifacts" / "run_x" / "a.txt"):
+        p.write_text("x")
+        p.chmod(0o644)
+    for d in (data / "artifacts" / "run_x", data / "artifacts", data):
+        d.chmod(0o755)
+    old = os.umask(0o022)
+    try:
+        private_data_dir(data)
+        (data / "new.log").write_text("x")
+        assert stat.S_IMODE((data / "new.log").stat().st_mode) == 0o600
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    assert stat.S_IMODE((data / "runyard.db").stat().st_mode) == 0o600
+    assert stat.S_IMODE((data / "artifacts" / "run_x" / "a.txt").stat().st_mode) == 0o600
+    assert stat.S_IMODE((data / "artifacts" / "run_x").stat().st_mode) == 0o700
