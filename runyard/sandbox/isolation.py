@@ -85,7 +85,13 @@ def bwrap_argv(
     """
     # Run as root, bubblewrap keeps every capability unless told: the sandbox would
     # mount, load modules, ptrace the runner. All are dropped.
+    # ``--as-pid-1``: the runner itself is pid 1 of the sandbox, no bubblewrap init
+    # beside it. That init would hold a copy of the protocol pipes (its fds 0 and 1) and
+    # be dumpable, so any command could open ``/proc/1/fd/1`` and forge answers. Now the
+    # only holder inside is the runner, which is not dumpable; as pid 1 it gets no signal
+    # it has no handler for from inside, and it can kill every other process at once.
     argv = [bwrap, "--die-with-parent", "--new-session", "--unshare-all", "--cap-drop", "ALL"]
+    argv += ["--as-pid-1"]
     if info_fd is not None:
         argv += ["--info-fd", str(info_fd)]
     for d in ("/bin", "/lib", "/lib64", "/sbin"):

@@ -200,12 +200,22 @@ class Runner:
         self.sweep()
 
     def sweep(self) -> None:
-        """Kill the processes that ended calls left behind, now children of this runner.
+        """Kill the processes that ended calls left behind.
 
-        A process tagged with a call still running is left alone; one whose tag is gone
-        (it cleared its environment) is killed.
+        As pid 1 of the sandbox (bubblewrap's ``--as-pid-1``) with no other call running,
+        every process but this one is killed (``kill(-1)``, again until ``/proc`` holds
+        only pid 1): nothing a command did (``setsid``, a double fork, a cleared or forged
+        environment) keeps a process alive past its call. While another call runs, or
+        unisolated (not pid 1: ``kill(-1)`` would reach the worker's user), the children of
+        this runner whose tag is not a running call's are killed instead; a process that
+        forged the tag of a running call then dies when that call ends.
         """
         me = os.getpid()
+        if me == 1:
+            with self.calls_lock:  # no command starts while the sandbox is emptied
+                if not self.calls:
+                    _kill_all_but_me()
+                    return
         for _ in range(400):
             found = False
             with self.calls_lock:
@@ -386,6 +396,27 @@ def _tag(pid: int) -> str | None:
     return None
 
 
+def _kill_all_but_me() -> None:
+    """Only as pid 1 of the sandbox's pid namespace: SIGKILL every other process in it and
+    reap them. A fork racing the first ``kill(-1)`` fails (its parent has a fatal signal
+    pending) or is caught by the next; the process count is capped by the cgroup."""
+    for _ in range(400):
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except OSError:  # ESRCH: no other process
+            pass
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+        if not [n for n in os.listdir("/proc") if n.isdigit() and n != "1"]:
+            return
+        time.sleep(0.002)
+
+
 def _killpg(pid: int) -> None:
     try:
         os.killpg(pid, signal.SIGKILL)
@@ -414,11 +445,19 @@ def _prctl(option: int, value: int) -> None:
         pass
 
 
+def _ignore(signum: int, frame: Any) -> None:
+    pass
+
+
 def main() -> None:
     config = json.loads(sys.argv[-1])
     _prctl(_PR_SET_CHILD_SUBREAPER, 1)  # orphans of commands come back here to be killed
     _prctl(_PR_SET_DUMPABLE, 0)  # commands cannot open /proc/<runner>/fd/* nor ptrace it
     _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    # As pid 1 the kernel only delivers, from inside, the signals it has a handler for:
+    # Python's SIGINT handler would let a command stop the runner. A no-op one instead
+    # (a handler, unlike SIG_IGN, is not inherited by the commands it execs).
+    signal.signal(signal.SIGINT, _ignore)
     for name, value in (config.get("rlimits") or {}).items():
         resource.setrlimit(getattr(resource, name), (value, value))
     # The protocol's pipes move to private descriptors; nothing else may write on them.

@@ -5,8 +5,10 @@ real cgroups and loop mounts where this machine has them."""
 from __future__ import annotations
 
 import asyncio
+import os
 import resource
 import shutil
+import signal
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,6 +27,7 @@ from runyard.sandbox.disk import loop_mounts_possible
 from runyard.sandbox.isolation import SECRET_PREFIXES
 from runyard.sandbox.local import LocalSandboxProvider
 from runyard.tools import run_tool
+from tests.conftest import poll_until
 
 BWRAP = shutil.which("bwrap")
 
@@ -146,21 +149,41 @@ async def test_bwrap_missing_means_unavailable(tmp_path: Path) -> None:
     assert local.bwrap_path("off") is None
 
 
+def _runner_pid(provider: LocalSandboxProvider, sandbox_id: str) -> int:
+    """The runner's pid as the host sees it: the process bubblewrap started (or the one
+    the provider started, unisolated)."""
+    pid = provider._runners[sandbox_id].proc.pid
+    if provider.bwrap is None:
+        return pid
+    kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    assert len(kids) == 1, kids  # --as-pid-1: no bubblewrap init between
+    return int(kids[0])
+
+
 async def test_a_stopped_or_killed_runner_fails_one_call_and_is_restarted(
     provider: LocalSandboxProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(local_sandbox, "EXEC_GRACE", 1.0)
     sb = await provider.create("sbx_stuck", SandboxSpec())
     await sb.write_file("kept.txt", b"kept")
-    out = await run_tool(sb, "bash", {"command": "kill -STOP $PPID; sleep 1"}, timeout=1)
+    if provider.bwrap:  # pid 1 of the sandbox: no command can stop, interrupt or kill it
+        cmd = "kill -STOP 1; kill -INT 1; kill -TERM 1; kill -9 1; echo alive"
+        out = await run_tool(sb, "bash", {"command": cmd}, timeout=10)
+        assert "alive" in out.text and "exit code: 0" in out.text, out
+    os.kill(_runner_pid(provider, sb.id), signal.SIGSTOP)  # as a command could unisolated
+    out = await run_tool(sb, "bash", {"command": "sleep 1"}, timeout=1)
     assert out.is_error and "did not answer" in out.text and "restarted" in out.text, out
     marker = f"left{id(sb)}"
-    out = await run_tool(
-        sb,
-        "bash",
-        {"command": f"(exec -a {marker} sleep 300) & kill -9 $PPID; sleep 5"},
-        timeout=10,
+    task = asyncio.create_task(
+        run_tool(sb, "bash", {"command": f"(exec -a {marker} sleep 300) & sleep 5"}, timeout=10)
     )
+
+    async def started() -> bool:
+        return _pgrep(marker) != ""
+
+    await poll_until(started, "the command's start")
+    os.kill(_runner_pid(provider, sb.id), signal.SIGKILL)
+    out = await task
     assert out.is_error and "exited" in out.text and "restarted" in out.text, out
     assert (await run_tool(sb, "read_file", {"path": "kept.txt"}, timeout=10)).text == "kept"
     if provider.use_cgroups or provider.bwrap:  # what the dead runner's command left is gone
@@ -168,6 +191,41 @@ async def test_a_stopped_or_killed_runner_fails_one_call_and_is_restarted(
     if provider.bwrap:  # the runner's protocol pipes are out of the commands' reach
         res = await sb.exec("ls /proc/$PPID/fd; echo x > /proc/$PPID/fd/1", timeout=10)
         assert res.exit_code != 0 and "Permission denied" in res.stderr, res
+
+
+@pytest.mark.skipif(BWRAP is None, reason="bubblewrap is not installed")
+async def test_no_command_reaches_the_runners_pipes(
+    tmp_path: Path, made: list[LocalSandboxProvider]
+) -> None:
+    """Every process a command can see is tried: none lets it read the worker's requests
+    or write an answer (a forged result for its own call, here) on the runner's channel."""
+    p = LocalSandboxProvider(tmp_path / "sbx", bwrap=BWRAP)
+    made.append(p)
+    sb = await p.create("sbx_pipes", SandboxSpec())
+    forge = (
+        "import json, os, struct\n"
+        "rid = int(os.environ['SANDBOX_CALL_ID'])\n"
+        "ok = {'exit_code': 0, 'stdout': 'FORGED', 'stderr': '', 'timed_out': False}\n"
+        "body = json.dumps({'id': rid, 'ok': ok}).encode()\n"
+        "frame = struct.pack('>I', len(body)) + body\n"
+        "for pid in sorted(p for p in os.listdir('/proc') if p.isdigit()):\n"
+        "    if int(pid) == os.getpid():\n"
+        "        continue\n"
+        "    for fd in ('0', '1'):\n"
+        "        try:\n"
+        "            w = os.open(f'/proc/{pid}/fd/{fd}', os.O_WRONLY | os.O_NONBLOCK)\n"
+        "            os.write(w, frame)\n"
+        "            print('wrote', pid, fd)\n"
+        "        except OSError as exc:\n"
+        "            print('refused', pid, fd, exc.errno)\n"
+        "import time; time.sleep(1)\n"
+        "print('real answer')\n"
+    )
+    await sb.write_file("forge.py", forge.encode())
+    res = await sb.exec("python3 forge.py", timeout=20)
+    assert "FORGED" not in res.stdout and "real answer" in res.stdout, res
+    assert "wrote" not in res.stdout and "refused 1 1" in res.stdout, res
+    assert (await sb.exec("echo next", timeout=10)).stdout == "next\n"
 
 
 async def test_a_restarted_worker_gets_a_new_runner_on_the_same_workspace(
