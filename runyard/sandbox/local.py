@@ -46,6 +46,7 @@ from runyard.sandbox.isolation import (
     announce,
     bwrap_argv,
     bwrap_path,
+    make_scratch,
     sandbox_env,
     system_python,
 )
@@ -187,6 +188,7 @@ class LocalSandboxProvider:
                 argv, env=env, cwd=str(sandbox.workspace), preexec_fn=preexec
             )
         env = sandbox_env(sandbox.spec.env, home="/tmp", workspace="/workspace")
+        await asyncio.to_thread(make_scratch, sandbox.workspace)
         info_r, info_w, resolv = -1, -1, None
         if sandbox.spec.network:
             info_r, info_w = os.pipe()

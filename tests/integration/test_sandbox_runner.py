@@ -250,7 +250,7 @@ async def test_the_local_remote_is_writable_but_not_its_hooks_or_config(
     p = LocalSandboxProvider(tmp_path / "sbx", bwrap=BWRAP)
     made.append(p)
     sb = await p.create("sbx_remote", SandboxSpec())
-    bare = sb.root / "remote" / "origin.git"
+    bare = sb.workspace.parent / "remote" / "origin.git"
     subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
     await p.stop_runner(sb.id)  # the next call's runner sees the remote
     res = await sb.exec(
@@ -261,6 +261,48 @@ async def test_the_local_remote_is_writable_but_not_its_hooks_or_config(
     assert res.stdout.split() == ["w1", "ro1", "ro2"], res
     assert (bare / "refs" / "heads" / "ok").exists()
     assert not (bare / "hooks" / "pre-receive").exists()
+    await p.destroy(sb.id)
+
+
+@pytest.mark.skipif(
+    BWRAP is None or loop_mounts_possible() is not None, reason="needs bwrap and loop mounts"
+)
+async def test_everything_a_sandbox_can_write_counts_against_its_disk(
+    tmp_path: Path, made: list[LocalSandboxProvider]
+) -> None:
+    p = LocalSandboxProvider(tmp_path / "sbx", bwrap=BWRAP)
+    made.append(p)
+    sb = await p.create("sbx_quota", SandboxSpec(size="s"))  # 5120 MiB
+    bare = sb.workspace.parent / "remote" / "origin.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+    await p.stop_runner(sb.id)  # the next call's runner sees the remote
+    places = (
+        "/ /etc /usr /opt /runyard /runyard/remote /runyard/remote/origin.git /dev /dev/shm "
+        "/dev/pts /tmp $HOME /var /run /root /proc /workspace"
+    )
+    res = await sb.exec(
+        f"for d in {places}; do touch $d/.w 2>/dev/null && echo $d $(stat -c %d $d); done",
+        timeout=10,
+    )
+    writable = dict(line.split() for line in res.stdout.splitlines())
+    assert set(writable) == {
+        "/runyard/remote",
+        "/runyard/remote/origin.git",
+        "/dev/shm",
+        "/tmp",
+        "/workspace",
+    }, res
+    assert len(set(writable.values())) == 1, writable  # one device: the sandbox's image
+    # 700 MB written through the remote are 700 MB less on the sandbox's disk.
+    used = "df -B1M --output=used /workspace | tail -1"
+    before = int((await sb.exec(used, timeout=10)).stdout)
+    await sb.exec("fallocate -l 700M /runyard/remote/origin.git/big", timeout=30)
+    assert int((await sb.exec(used, timeout=10)).stdout) - before >= 700
+    await sb.exec("rm /runyard/remote/origin.git/big", timeout=10)
+    for where in ("/runyard/remote/origin.git", "/tmp", "/dev/shm"):
+        with pytest.raises(ResourceLimitExceeded, match="disk is full"):
+            await sb.exec(f"fallocate -l 3G {where}/a; fallocate -l 3G {where}/b", timeout=30)
+        await sb.exec(f"rm -f {where}/a {where}/b", timeout=10)
     await p.destroy(sb.id)
 
 
