@@ -75,9 +75,16 @@ def cause_of(err: ActivityError | ApplicationError) -> ApplicationError:
     cause: BaseException | None = err
     while isinstance(cause, ActivityError) and cause.cause is not None:
         cause = cause.cause
-    if isinstance(cause, ApplicationError) and cause.type:
+    if isinstance(cause, ApplicationError) and cause.type in _CODES:
         return ApplicationError(cause.message, type=cause.type, non_retryable=True)
+    if isinstance(cause, ApplicationError) and cause.type:
+        # An exception no Runyard error wraps (its class name is the type): never a code.
+        message = f"{cause.type}: {cause.message}"
+        return ApplicationError(message, type=ErrorCode.INTERNAL_ERROR, non_retryable=True)
     return ApplicationError(str(cause or err), type=ErrorCode.INTERNAL_ERROR, non_retryable=True)
+
+
+_CODES = frozenset(ErrorCode)  # the contract's codes: the only ones error.code may hold
 
 
 class RunControl(Protocol):

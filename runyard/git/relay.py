@@ -22,7 +22,7 @@ from runyard.git.clone import GitState, valid_branch
 from runyard.git.gitcmd import GitError, run_git
 from runyard.git.intake import InvalidRepo
 from runyard.git.remote import upstream_access
-from runyard.sandbox.base import Sandbox
+from runyard.sandbox.base import Sandbox, ToolError
 from runyard.sandbox.capped import TooLarge, read_capped
 from runyard.settings import Settings
 from runyard.ssrf import ForbiddenURL
@@ -97,7 +97,7 @@ class Relay:
             return results
         try:
             fetched = await self._fetch(state, wanted)
-        except (GitError, TooLarge, FileNotFoundError) as exc:
+        except (GitError, TooLarge, FileNotFoundError, ToolError) as exc:
             return results + [Push(b, s, False, f"not forwarded: {exc}") for b, s in wanted.items()]
         for branch, sha in fetched.items():
             results.append(await self._push(state, branch, sha))

@@ -6,7 +6,7 @@ stay standard-library only. It talks to the worker over its stdin/stdout with fr
 a 4-byte big-endian length and a JSON object:
 
     worker → runner  {"id": 7, "op": "exec", "command": "…", "timeout": 30, "cap": 100000}
-                     {"id": 8, "op": "read", "path": "a.txt", "max_bytes": 131072}
+                     {"id": 8, "op": "read", "path": "a.txt", "max_bytes": 131072, "offset": 0}
                      {"id": 9, "op": "write", "path": "a.txt", "data": "<base64>"}
                      {"id": 10, "op": "edit", "path": "a.txt", "old": "x", "new": "y"}
                      {"id": 11, "op": "list", "path": ".", "max_entries": 2000}
@@ -104,7 +104,8 @@ class Runner:
             if op == "exec":
                 result = self.exec(rid, req["command"], float(req["timeout"]), int(req["cap"]))
             elif op == "read":
-                result = self.read(req["path"], int(req["max_bytes"]))
+                offset = int(req.get("offset", 0))
+                result = self.read(req["path"], int(req["max_bytes"]), offset)
             elif op == "write":
                 result = self.write(req["path"], binascii.a2b_base64(req["data"]))
             elif op == "edit":
@@ -269,13 +270,21 @@ class Runner:
             raise NotARegularFile(f"{path} is {kind}, not a regular file")
         return fd, st
 
-    def read(self, path: str, max_bytes: int) -> dict[str, Any]:
+    def read(self, path: str, max_bytes: int, offset: int = 0) -> dict[str, Any]:
+        """Up to ``max_bytes`` from ``offset`` (a large file is read in several calls: one
+        answer is one frame); ``version`` tells the caller the file did not change."""
         fd, st = self._open_regular(path, os.O_RDONLY)
         try:
+            if offset:
+                os.lseek(fd, offset, os.SEEK_SET)
             data = _read_upto(fd, max_bytes)
         finally:
             os.close(fd)
-        return {"data": binascii.b2a_base64(data, newline=False).decode(), "size": st.st_size}
+        return {
+            "data": binascii.b2a_base64(data, newline=False).decode(),
+            "size": st.st_size,
+            "version": f"{st.st_dev}:{st.st_ino}:{st.st_mtime_ns}:{st.st_size}",
+        }
 
     def write(self, path: str, data: bytes) -> dict[str, Any]:
         full = self.resolve(path)

@@ -5,6 +5,7 @@ real cgroups and loop mounts where this machine has them."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import resource
 import shutil
@@ -12,6 +13,7 @@ import signal
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
@@ -23,6 +25,7 @@ from runyard.sandbox.base import (
     SandboxUnavailable,
     ToolError,
 )
+from runyard.sandbox.capped import TooLarge, read_capped
 from runyard.sandbox.disk import loop_mounts_possible
 from runyard.sandbox.isolation import SECRET_PREFIXES
 from runyard.sandbox.local import LocalSandboxProvider
@@ -360,6 +363,41 @@ async def test_filling_the_disk_is_a_resource_limit(
         await sb.write_file("x", b"x")
     await p.destroy(sb.id)
     assert not sb.root.exists()
+
+
+async def test_large_files_are_read_whole_in_chunks(
+    provider: LocalSandboxProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One runner answer is at most MAX_FRAME (4 MiB): a 10 MB file (a push's bundle, a
+    patch, an artifact) crosses in chunks, whole; a file that changes meanwhile is refused."""
+    sb = await provider.create("sbx_large", SandboxSpec())
+    res = await sb.exec("head -c 10000000 /dev/urandom > big && sha256sum big", timeout=30)
+    data = await read_capped(sb, "big", 100 * 1024 * 1024)
+    assert hashlib.sha256(data).hexdigest() == res.stdout.split()[0], len(data)
+    with pytest.raises(TooLarge):
+        await read_capped(sb, "big", 9_999_999)
+    part = await sb.read_file("big", max_bytes=2_500_000)  # a cap inside a chunk
+    assert part.data == data[:2_500_000] and part.size == 10_000_000 and part.truncated
+
+    monkeypatch.setattr(local_sandbox, "READ_CHUNK", 1000)
+    await sb.write_file("grows", b"x" * 5000)
+    original, reads = sb._call, []
+
+    async def appending(op: str, args: dict[str, Any], **kw: Any) -> dict[str, Any]:
+        if op == "read":
+            reads.append(args["offset"])
+            if len(reads) == 2:  # between two chunks, a command appends to the file
+                await original(
+                    "exec",
+                    {"command": "echo more >> grows", "timeout": 10, "cap": 100},
+                    deadline=20,
+                )
+        return await original(op, args, **kw)
+
+    monkeypatch.setattr(sb, "_call", appending)
+    with pytest.raises(ToolError, match="changed while it was read"):
+        await sb.read_file("grows", max_bytes=100_000)
+    assert reads == [0, 1000]
 
 
 async def test_tool_errors_are_results(provider: LocalSandboxProvider) -> None:
