@@ -87,7 +87,7 @@ async def test_fifo_and_a_1_gib_sparse_file_are_read_bounded(
 
 async def test_no_process_outlives_its_call(provider: LocalSandboxProvider) -> None:
     sb = await provider.create("sbx_orphans2", SandboxSpec())
-    marker = f"orph{id(sb)}"
+    marker = f"orph{os.getpid()}x{id(sb)}"  # unique on a machine shared by test runs
     cmd = (
         f"setsid bash -c 'exec -a {marker}-a sleep 300' > /dev/null 2>&1 & "
         f"( (exec -a {marker}-b sleep 300) & ) > /dev/null 2>&1; "
@@ -176,7 +176,7 @@ async def test_a_stopped_or_killed_runner_fails_one_call_and_is_restarted(
     os.kill(_runner_pid(provider, sb.id), signal.SIGSTOP)  # as a command could unisolated
     out = await run_tool(sb, "bash", {"command": "sleep 1"}, timeout=1)
     assert out.is_error and "did not answer" in out.text and "restarted" in out.text, out
-    marker = f"left{id(sb)}"
+    marker = f"left{os.getpid()}x{id(sb)}"
     task = asyncio.create_task(
         run_tool(sb, "bash", {"command": f"(exec -a {marker} sleep 300) & sleep 5"}, timeout=10)
     )
