@@ -133,6 +133,7 @@ def bwrap_argv(
         argv += ["--ro-bind-try", p, p]
     argv += ["--bind", str(workspace), "/workspace", "--chdir", "/workspace"]
     argv += ["--ro-bind", str(RUNNER), "/runyard/runner.py"]
+    argv += ["--ro-bind", str(RUNNER.with_name("runner_procs.py")), "/runyard/runner_procs.py"]
     # A local bare "origin" the agent may push to, whose hooks and config it cannot change.
     # A sandbox made before the remote moved onto its disk keeps its old one.
     remote = scratch["remote"]

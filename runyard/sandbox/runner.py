@@ -16,15 +16,16 @@ a 4-byte big-endian length and a JSON object:
                      {"id": 7, "ok": {…}} | {"id": 7, "error": {"type": "…", "message": "…"}}
 
 Every call runs in its own thread. A command runs in its own process group; when its
-call ends (exit, deadline, cancel) its group is killed, and so is every orphan it left:
-the runner is a child subreaper, so a ``setsid``/double-forked process is reparented to
-it and killed. Output and file reads are capped here; the worker checks again.
+call ends (exit, deadline, cancel) its group is killed, and so is everything it left:
+inside bubblewrap the runner is pid 1 of the sandbox and, no other call running, kills
+every other process (``sweep``); otherwise, as a child subreaper, every orphan that a
+``setsid``/double fork reparented to it. Output is capped here, and a file is read in
+chunks (``offset``) that each fit a frame; the worker checks again.
 """
 
 from __future__ import annotations
 
 import binascii
-import ctypes
 import json
 import os
 import resource
@@ -41,6 +42,37 @@ TYPE_CHECKING = False  # typing itself is not imported: it costs the runner's st
 if TYPE_CHECKING:
     from typing import IO, Any
 
+if __package__:  # imported by the worker, as runyard.sandbox.runner
+    from runyard.sandbox.runner_procs import (
+        CALL_TAG,
+        Capped,
+        _children,
+        _ignore,
+        _kill,
+        _kill_all_but_me,
+        _killpg,
+        _pidfd,
+        _prctl,
+        _read_upto,
+        _reap,
+        _tag,
+    )
+else:  # inside the sandbox: /runyard/runner_procs.py beside it
+    from runner_procs import (  # type: ignore[import-not-found,no-redef]
+        CALL_TAG,
+        Capped,
+        _children,
+        _ignore,
+        _kill,
+        _kill_all_but_me,
+        _killpg,
+        _pidfd,
+        _prctl,
+        _read_upto,
+        _reap,
+        _tag,
+    )
+
 HEADER = struct.Struct(">I")
 _READY = b'{"id": 0, "ready": true}'
 READY_FRAME = HEADER.pack(len(_READY)) + _READY
@@ -52,7 +84,6 @@ BOOT = (
 )
 MAX_REQUEST = 64 * 1024 * 1024  # write_file content is the biggest request
 MAX_EDIT_BYTES = 8 * 1024 * 1024
-CALL_TAG = "SANDBOX_CALL_ID"  # set in every command's environment: which call made a process
 _PR_SET_PDEATHSIG, _PR_SET_DUMPABLE, _PR_SET_CHILD_SUBREAPER = 1, 4, 36
 
 
@@ -328,133 +359,6 @@ class Runner:
 
 
 class NotARegularFile(Exception):
-    pass
-
-
-class Capped:
-    """A stream's output: the first cap/2 bytes (streamed as they come) and the last cap/2."""
-
-    def __init__(self, cap: int) -> None:
-        self.half = cap // 2
-        self.head = bytearray()
-        self.tail = bytearray()
-        self.total = 0
-
-    def add(self, chunk: bytes) -> str:
-        self.total += len(chunk)
-        room = self.half - len(self.head)
-        streamed = chunk[:room] if room > 0 else b""
-        self.head += streamed
-        rest = chunk[len(streamed) :]
-        if rest:
-            self.tail += rest
-            del self.tail[: max(0, len(self.tail) - self.half)]
-        return streamed.decode("utf-8", "replace")
-
-    def text(self) -> str:
-        cut = self.total - len(self.head) - len(self.tail)
-        data = bytes(self.head)
-        if cut > 0:
-            data += f"\n… [{cut} bytes cut] …\n".encode()
-        return (data + bytes(self.tail)).decode("utf-8", "replace")
-
-
-def _pidfd(pid: int) -> int | None:
-    try:
-        return os.pidfd_open(pid)
-    except (AttributeError, OSError):  # Python < 3.9 or Linux < 5.3: poll instead
-        return None
-
-
-def _read_upto(fd: int, limit: int) -> bytes:
-    parts, left = [], limit
-    while left > 0:
-        chunk = os.read(fd, min(left, 1 << 20))
-        if not chunk:
-            break
-        parts.append(chunk)
-        left -= len(chunk)
-    return b"".join(parts)
-
-
-def _children(parent: int) -> list[tuple[int, str]]:
-    out = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == parent:
-            out.append((int(name), fields[0].decode()))
-    return out
-
-
-def _tag(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            env = f.read(1 << 20).split(b"\0")
-    except OSError:
-        return None
-    prefix = CALL_TAG.encode() + b"="
-    for item in env:
-        if item.startswith(prefix):
-            return item[len(prefix) :].decode(errors="replace")
-    return None
-
-
-def _kill_all_but_me() -> None:
-    """Only as pid 1 of the sandbox's pid namespace: SIGKILL every other process in it and
-    reap them. A fork racing the first ``kill(-1)`` fails (its parent has a fatal signal
-    pending) or is caught by the next; the process count is capped by the cgroup."""
-    for _ in range(400):
-        try:
-            os.kill(-1, signal.SIGKILL)
-        except OSError:  # ESRCH: no other process
-            pass
-        while True:
-            try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                break
-        if not [n for n in os.listdir("/proc") if n.isdigit() and n != "1"]:
-            return
-        time.sleep(0.002)
-
-
-def _killpg(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except OSError:
-        pass
-
-
-def _kill(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except OSError:
-        pass
-
-
-def _reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except OSError:
-        pass
-
-
-def _prctl(option: int, value: int) -> None:
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
-
-
-def _ignore(signum: int, frame: Any) -> None:
     pass
 
 
