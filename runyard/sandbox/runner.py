@@ -84,6 +84,7 @@ BOOT = (
 )
 MAX_REQUEST = 64 * 1024 * 1024  # write_file content is the biggest request
 MAX_EDIT_BYTES = 8 * 1024 * 1024
+MAX_LIST_BYTES = 1024 * 1024  # of names in a list answer (a frame is at most 4 MiB)
 _PR_SET_PDEATHSIG, _PR_SET_DUMPABLE, _PR_SET_CHILD_SUBREAPER = 1, 4, 36
 
 
@@ -349,11 +350,17 @@ class Runner:
         base = self.resolve(path)
         deadline = time.monotonic() + timeout
         found: list[str] = []
+        size = 0  # the answer is one frame: long names stop the list at MAX_LIST_BYTES
         for dirpath, dirnames, filenames in os.walk(base):
             dirnames[:] = sorted(d for d in dirnames if d != ".git")
             for name in sorted(filenames):
                 found.append(os.path.relpath(os.path.join(dirpath, name), self.workspace))
-                if len(found) >= max_entries or time.monotonic() > deadline:
+                size += len(found[-1]) + 4
+                if (
+                    len(found) >= max_entries
+                    or size >= MAX_LIST_BYTES
+                    or time.monotonic() > deadline
+                ):
                     return {"files": found}
         return {"files": found}
 

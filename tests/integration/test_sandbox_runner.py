@@ -379,6 +379,17 @@ async def test_large_files_are_read_whole_in_chunks(
     part = await sb.read_file("big", max_bytes=2_500_000)  # a cap inside a chunk
     assert part.data == data[:2_500_000] and part.size == 10_000_000 and part.truncated
 
+    # 2,000 names of ~4,000 characters: a list answer stays one frame, it stops earlier.
+    deep = "/".join(["d" * 250] * 15)
+    res = await sb.exec(
+        f"mkdir -p {deep} && cd {deep} && n=$(printf 'f%.0s' $(seq 200)) && "
+        "for i in $(seq 2000); do : > $n$i; done",
+        timeout=60,
+    )
+    assert res.exit_code == 0, res
+    files = await sb.list_files(".", max_entries=2000)
+    assert 200 < len(files) < 2000 and sum(map(len, files)) < 1100 * 1024, len(files)
+
     monkeypatch.setattr(local_sandbox, "READ_CHUNK", 1000)
     await sb.write_file("grows", b"x" * 5000)
     original, reads = sb._call, []
