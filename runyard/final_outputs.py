@@ -17,7 +17,7 @@ from runyard.git.clone import GitState, mirror_path
 from runyard.git.patch import unpushed_changes
 from runyard.git.relay import Relay, log_pushes
 from runyard.outputs import known_branches
-from runyard.sandbox.base import SandboxError, SandboxProvider
+from runyard.sandbox.base import SandboxError, SandboxProvider, ToolError
 from runyard.settings import Settings
 
 log = structlog.get_logger("runyard.outputs")
@@ -83,7 +83,9 @@ async def _repo_outputs(
         patch = await unpushed_changes(
             sandbox, mirror, state, list(known.values()), settings.artifact_max_bytes
         )
-    except (RuntimeError, OSError, ValueError) as exc:  # a broken repository, too large
+    # A broken repository, a patch over the limit, a read the sandbox failed: the run
+    # keeps its outcome and its other outputs, the log says why there is no patch.
+    except (RuntimeError, OSError, ValueError, ToolError) as exc:
         log.warning(
             "patch.failed", run_id=run.id, workflow_id=run.id, org_id=run.org_id, error=str(exc)
         )

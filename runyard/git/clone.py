@@ -1,13 +1,14 @@
 """The hardened clone of a run's repository, and the credential-free ``origin`` the agent
 pushes to.
 
-Layout under a local sandbox's root (only ``workspace`` and ``remote`` are visible inside):
+Layout under a local sandbox's root (only ``workspace`` and ``remote`` are visible inside;
+both are on the sandbox's disk, ``disk/``, and count against its ``diskMi``):
 
 - ``mirror.git``: Runyard's own bare clone of the real remote (never visible to the agent);
   pushes are fetched into it from a bundle and forwarded upstream from it.
-- ``workspace``: a copy of the mirror (``--no-local``: no hardlinks, no shared file), whose
-  ``origin`` is ``/runyard/remote/origin.git``.
-- ``remote/origin.git``: the bare repository the agent pushes to. Its objects borrow the
+- ``disk/workspace``: a copy of the mirror (``--no-local``: no hardlinks, no shared file),
+  whose ``origin`` is ``/runyard/remote/origin.git``.
+- ``disk/remote/origin.git``: the bare repository the agent pushes to. Its objects borrow the
   workspace's (alternates), its hooks and config are bound read-only, and its pre-receive
   hook refuses what Runyard would refuse, with a message the agent reads.
 """
@@ -102,8 +103,8 @@ async def clone_for_sandbox(
     url: str, root: Path, *, isolated: bool, workspace: Path | None = None
 ) -> None:
     """Clone ``url`` into ``workspace`` (default ``root/workspace``) through
-    ``root/mirror.git`` and set up ``root/remote/origin.git``. ``isolated``: paths as
-    bubblewrap shows them."""
+    ``root/mirror.git`` and set up ``remote/origin.git`` beside the workspace.
+    ``isolated``: paths as bubblewrap shows them."""
     settings = get_settings()
     if url.startswith(("/", "file://")):  # allowed by the caller (the provision activity)
         path = urlsplit(url).path if url.startswith("file://") else url
@@ -144,7 +145,9 @@ async def clone_for_sandbox(
         "clone", "--no-local", "--quiet", "--", mirror.as_uri(), str(workspace), protocols="file"
     )
     ws_in = "/workspace" if isolated else str(workspace)
-    remote_in = "/runyard/remote/origin.git" if isolated else str(root / "remote" / "origin.git")
+    # The agent's origin lives beside the workspace: on the sandbox's disk, within its size.
+    origin = workspace.parent / "remote" / "origin.git"
+    remote_in = "/runyard/remote/origin.git" if isolated else str(origin)
     state = await _state(source.url, mirror, workspace, ws_in, remote_in)
     for key, value in (
         ("remote.origin.url", remote_in),
@@ -152,7 +155,7 @@ async def clone_for_sandbox(
         ("user.email", "agent@runyard.invalid"),
     ):
         await run_git("-C", str(workspace), "config", key, value)
-    await _sandbox_remote(root / "remote" / "origin.git", state)
+    await _sandbox_remote(origin, state)
     (mirror / STATE_FILE).write_text(json.dumps(asdict(state)))
 
 

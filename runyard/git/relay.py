@@ -26,7 +26,7 @@ from runyard.git.gitcmd import GitError, run_git
 from runyard.git.intake import InvalidRepo
 from runyard.git.push_policy import is_local, select
 from runyard.git.remote import upstream_access
-from runyard.sandbox.base import Sandbox
+from runyard.sandbox.base import Sandbox, ToolError
 from runyard.sandbox.capped import TooLarge, read_capped
 from runyard.settings import Settings
 from runyard.ssrf import ForbiddenURL
@@ -92,7 +92,7 @@ class Relay:
             return results + [self._ended(b, s) for b, s in wanted.items()]
         try:
             fetched = await self._fetch(state, wanted)
-        except (GitError, TooLarge, FileNotFoundError) as exc:
+        except (GitError, TooLarge, FileNotFoundError, ToolError) as exc:
             return results + [Push(b, s, False, f"not forwarded: {exc}") for b, s in wanted.items()]
         for branch, sha in fetched.items():
             if not await self._still_active():

@@ -37,7 +37,13 @@ from runyard.sandbox.base import (
     SandboxUnavailable,
     ToolError,
 )
-from runyard.sandbox.local_sandbox import EXEC_GRACE, FILE_DEADLINE, OUTPUT_CAP, _clip
+from runyard.sandbox.local_sandbox import (
+    EXEC_GRACE,
+    FILE_DEADLINE,
+    OUTPUT_CAP,
+    READ_DEADLINE,
+    _clip,
+)
 from runyard.sandbox.runner import MAX_EDIT_BYTES
 
 if TYPE_CHECKING:
@@ -242,7 +248,13 @@ class E2BSandbox:
             finally:
                 await reader.aclose()
 
-        await guarded(download, "reading a file", path)
+        try:  # streamed, bounded in bytes (above) and in time like the local provider's
+            async with asyncio.timeout(READ_DEADLINE):
+                await guarded(download, "reading a file", path)
+        except TimeoutError as exc:
+            raise ToolError(
+                f"reading {path} took more than {READ_DEADLINE:.0f} s ({len(data)} bytes read)"
+            ) from exc
         return FileContent(bytes(data[:max_bytes]), max(size, len(data)))
 
     async def write_file(self, path: str, data: bytes) -> None:

@@ -68,6 +68,23 @@ def sandbox_env(user_env: dict[str, str], *, home: str, workspace: str) -> dict[
     }
 
 
+def writable_dirs(workspace: Path) -> dict[str, Path]:
+    """The host directories bound writable into a sandbox besides its workspace: all
+    beside it, on the sandbox's own disk (``remote`` is made by the clone, if any)."""
+    disk = workspace.parent
+    return {"tmp": disk / "tmp", "shm": disk / "shm", "remote": disk / "remote"}
+
+
+def make_scratch(workspace: Path) -> None:
+    """Create ``/tmp`` and ``/dev/shm`` of a sandbox on its disk (before each runner
+    start: a sandbox made by an older worker has none). Runyard's own directory, which no
+    command can reach (only the directories inside it are bound)."""
+    dirs = writable_dirs(workspace)
+    for name in ("tmp", "shm"):
+        dirs[name].mkdir(exist_ok=True)
+        dirs[name].chmod(0o1777)
+
+
 def bwrap_argv(
     bwrap: str,
     *,
@@ -85,7 +102,13 @@ def bwrap_argv(
     """
     # Run as root, bubblewrap keeps every capability unless told: the sandbox would
     # mount, load modules, ptrace the runner. All are dropped.
+    # ``--as-pid-1``: the runner itself is pid 1 of the sandbox, no bubblewrap init
+    # beside it. That init would hold a copy of the protocol pipes (its fds 0 and 1) and
+    # be dumpable, so any command could open ``/proc/1/fd/1`` and forge answers. Now the
+    # only holder inside is the runner, which is not dumpable; as pid 1 it gets no signal
+    # it has no handler for from inside, and it can kill every other process at once.
     argv = [bwrap, "--die-with-parent", "--new-session", "--unshare-all", "--cap-drop", "ALL"]
+    argv += ["--as-pid-1"]
     if info_fd is not None:
         argv += ["--info-fd", str(info_fd)]
     for d in ("/bin", "/lib", "/lib64", "/sbin"):
@@ -98,21 +121,31 @@ def bwrap_argv(
             argv += ["--ro-bind", str(resolv_conf), p]
         else:
             argv += ["--ro-bind-try", p, p]
-    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    # Every place a command may write is a directory beside the workspace, on the same
+    # disk (the sandbox's image of ``diskMi``, see ``disk.py``): /workspace, /tmp (also
+    # HOME), /dev/shm and /runyard/remote. bubblewrap's own tmpfs (/, /dev) is read-only.
+    scratch = writable_dirs(workspace)
+    argv += ["--proc", "/proc", "--dev", "/dev"]
+    argv += ["--bind", str(scratch["tmp"]), "/tmp", "--bind", str(scratch["shm"]), "/dev/shm"]
     # The host's sysctls (and sysrq) are files that uid 0 may write even without
     # capabilities: read-only over themselves.
     for p in _PROC_COVERED:
         argv += ["--ro-bind-try", p, p]
     argv += ["--bind", str(workspace), "/workspace", "--chdir", "/workspace"]
     argv += ["--ro-bind", str(RUNNER), "/runyard/runner.py"]
+    argv += ["--ro-bind", str(RUNNER.with_name("runner_procs.py")), "/runyard/runner_procs.py"]
     # A local bare "origin" the agent may push to, whose hooks and config it cannot change.
-    remote = sandbox_root / "remote"
+    # A sandbox made before the remote moved onto its disk keeps its old one.
+    remote = scratch["remote"]
+    if not remote.is_dir() and (sandbox_root / "remote").is_dir():
+        remote = sandbox_root / "remote"
     if remote.is_dir():
         argv += ["--bind", str(remote), "/runyard/remote"]
         for name in ("hooks", "config"):
             guarded = remote / "origin.git" / name
             if guarded.exists():
                 argv += ["--ro-bind", str(guarded), f"/runyard/remote/origin.git/{name}"]
+    argv += ["--remount-ro", "/dev", "--remount-ro", "/"]
     argv += ["--clearenv"]
     for k, v in env.items():
         argv += ["--setenv", k, v]

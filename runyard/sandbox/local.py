@@ -2,9 +2,10 @@
 long-lived process per sandbox (``runner.py``) that executes every tool inside it.
 
 The runner is started at provision inside bubblewrap (pid, net, ipc, uts and mount
-namespaces; a read-only system; only the workspace writable; a private /tmp) and the
-sandbox's cgroup (``memory.max``, ``pids.max``, ``cpu.max`` from the size). The
-workspace is its own loop-mounted ext4 image of the size's ``diskMi``. The worker only
+namespaces, the runner as pid 1; a read-only system and root; writable only the
+workspace, /tmp, /dev/shm and the agent's origin) and the sandbox's cgroup
+(``memory.max``, ``pids.max``, ``cpu.max`` from the size). All the writable directories
+are on the sandbox's own loop-mounted ext4 image of the size's ``diskMi``. The worker only
 sends it framed requests (``client.py``), so nothing an agent makes in the workspace (a
 FIFO, a 10 GiB sparse file, a symlink) is ever opened by a worker thread. A worker that
 restarts finds the sandbox again by id (its state is the directory) and starts a new
@@ -46,6 +47,7 @@ from runyard.sandbox.isolation import (
     announce,
     bwrap_argv,
     bwrap_path,
+    make_scratch,
     sandbox_env,
     system_python,
 )
@@ -188,6 +190,7 @@ class LocalSandboxProvider:
                 argv, env=env, cwd=str(sandbox.workspace), preexec_fn=preexec
             )
         env = sandbox_env(sandbox.spec.env, home="/tmp", workspace="/workspace")
+        await asyncio.to_thread(make_scratch, sandbox.workspace)
         info_r, info_w, resolv = -1, -1, None
         if sandbox.spec.network:
             info_r, info_w = os.pipe()

@@ -7,6 +7,7 @@ read after each call (OOM kills from the cgroup, free space of the workspace's d
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from pathlib import Path
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
 OUTPUT_CAP = 100_000  # bytes of stdout/stderr kept per command (head and tail)
 EXEC_GRACE = 10.0  # seconds past a command's timeout before its runner counts as stuck
 FILE_DEADLINE = 30.0  # seconds a file operation may take before the runner counts as stuck
+READ_CHUNK = 1024 * 1024  # bytes of a file per runner answer (base64: 1.4 MB < MAX_FRAME)
+READ_DEADLINE = 120.0  # seconds a whole read_file may take (100 MiB take about 1 s)
 DISK_FULL_BYTES = 1024 * 1024  # less free than this on the workspace: the disk is full
 
 
@@ -114,15 +117,36 @@ class LocalSandbox:
         )
 
     async def read_file(self, path: str, *, max_bytes: int) -> FileContent:
-        res = await self._call(
-            "read", {"path": path, "max_bytes": max_bytes}, deadline=FILE_DEADLINE
-        )
-        raw = res.get("data")
-        if not isinstance(raw, str) or len(raw) > (max_bytes + 2) * 4 // 3 + 4:
-            raise ToolError("the sandbox process answered more than was asked for")
-        data = base64.b64decode(raw)[:max_bytes]
-        size = res.get("size")
-        return FileContent(data, size if isinstance(size, int) else len(data))
+        """The file in chunks of ``READ_CHUNK`` (one runner answer is one frame, at most
+        ``MAX_FRAME``), each a call with its own deadline, all within ``READ_DEADLINE``; a
+        file that changes between two chunks is a ToolError."""
+        parts: list[bytes] = []
+        got, size, version = 0, 0, None
+        try:
+            async with asyncio.timeout(READ_DEADLINE):
+                while True:
+                    want = min(READ_CHUNK, max_bytes - got)
+                    args = {"path": path, "max_bytes": want, "offset": got}
+                    res = await self._call("read", args, deadline=FILE_DEADLINE)
+                    raw = res.get("data")
+                    if not isinstance(raw, str) or len(raw) > (want + 2) * 4 // 3 + 4:
+                        raise ToolError("the sandbox process answered more than was asked for")
+                    chunk = base64.b64decode(raw)[:want]
+                    if version is not None and res.get("version") != version:
+                        raise ToolError(f"{path} changed while it was read; read it again")
+                    version = res.get("version")
+                    reported = res.get("size")
+                    size = reported if isinstance(reported, int) else got + len(chunk)
+                    parts.append(chunk)
+                    got += len(chunk)
+                    if not chunk or got >= max_bytes or got >= size:
+                        break
+        except TimeoutError as exc:
+            raise ToolError(
+                f"reading {path} took more than {READ_DEADLINE:.0f} s ({got} bytes read)"
+            ) from exc
+        data = b"".join(parts)
+        return FileContent(data, max(size, len(data)))
 
     async def write_file(self, path: str, data: bytes) -> None:
         await self._call(

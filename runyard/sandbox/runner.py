@@ -6,7 +6,7 @@ stay standard-library only. It talks to the worker over its stdin/stdout with fr
 a 4-byte big-endian length and a JSON object:
 
     worker → runner  {"id": 7, "op": "exec", "command": "…", "timeout": 30, "cap": 100000}
-                     {"id": 8, "op": "read", "path": "a.txt", "max_bytes": 131072}
+                     {"id": 8, "op": "read", "path": "a.txt", "max_bytes": 131072, "offset": 0}
                      {"id": 9, "op": "write", "path": "a.txt", "data": "<base64>"}
                      {"id": 10, "op": "edit", "path": "a.txt", "old": "x", "new": "y"}
                      {"id": 11, "op": "list", "path": ".", "max_entries": 2000}
@@ -16,15 +16,16 @@ a 4-byte big-endian length and a JSON object:
                      {"id": 7, "ok": {…}} | {"id": 7, "error": {"type": "…", "message": "…"}}
 
 Every call runs in its own thread. A command runs in its own process group; when its
-call ends (exit, deadline, cancel) its group is killed, and so is every orphan it left:
-the runner is a child subreaper, so a ``setsid``/double-forked process is reparented to
-it and killed. Output and file reads are capped here; the worker checks again.
+call ends (exit, deadline, cancel) its group is killed, and so is everything it left:
+inside bubblewrap the runner is pid 1 of the sandbox and, no other call running, kills
+every other process (``sweep``); otherwise, as a child subreaper, every orphan that a
+``setsid``/double fork reparented to it. Output is capped here, and a file is read in
+chunks (``offset``) that each fit a frame; the worker checks again.
 """
 
 from __future__ import annotations
 
 import binascii
-import ctypes
 import json
 import os
 import resource
@@ -41,6 +42,37 @@ TYPE_CHECKING = False  # typing itself is not imported: it costs the runner's st
 if TYPE_CHECKING:
     from typing import IO, Any
 
+if __package__:  # imported by the worker, as runyard.sandbox.runner
+    from runyard.sandbox.runner_procs import (
+        CALL_TAG,
+        Capped,
+        _children,
+        _ignore,
+        _kill,
+        _kill_all_but_me,
+        _killpg,
+        _pidfd,
+        _prctl,
+        _read_upto,
+        _reap,
+        _tag,
+    )
+else:  # inside the sandbox: /runyard/runner_procs.py beside it
+    from runner_procs import (  # type: ignore[import-not-found,no-redef]
+        CALL_TAG,
+        Capped,
+        _children,
+        _ignore,
+        _kill,
+        _kill_all_but_me,
+        _killpg,
+        _pidfd,
+        _prctl,
+        _read_upto,
+        _reap,
+        _tag,
+    )
+
 HEADER = struct.Struct(">I")
 _READY = b'{"id": 0, "ready": true}'
 READY_FRAME = HEADER.pack(len(_READY)) + _READY
@@ -52,7 +84,7 @@ BOOT = (
 )
 MAX_REQUEST = 64 * 1024 * 1024  # write_file content is the biggest request
 MAX_EDIT_BYTES = 8 * 1024 * 1024
-CALL_TAG = "SANDBOX_CALL_ID"  # set in every command's environment: which call made a process
+MAX_LIST_BYTES = 1024 * 1024  # of names in a list answer (a frame is at most 4 MiB)
 _PR_SET_PDEATHSIG, _PR_SET_DUMPABLE, _PR_SET_CHILD_SUBREAPER = 1, 4, 36
 
 
@@ -104,7 +136,8 @@ class Runner:
             if op == "exec":
                 result = self.exec(rid, req["command"], float(req["timeout"]), int(req["cap"]))
             elif op == "read":
-                result = self.read(req["path"], int(req["max_bytes"]))
+                offset = int(req.get("offset", 0))
+                result = self.read(req["path"], int(req["max_bytes"]), offset)
             elif op == "write":
                 result = self.write(req["path"], binascii.a2b_base64(req["data"]))
             elif op == "edit":
@@ -200,12 +233,22 @@ class Runner:
         self.sweep()
 
     def sweep(self) -> None:
-        """Kill the processes that ended calls left behind, now children of this runner.
+        """Kill the processes that ended calls left behind.
 
-        A process tagged with a call still running is left alone; one whose tag is gone
-        (it cleared its environment) is killed.
+        As pid 1 of the sandbox (bubblewrap's ``--as-pid-1``) with no other call running,
+        every process but this one is killed (``kill(-1)``, again until ``/proc`` holds
+        only pid 1): nothing a command did (``setsid``, a double fork, a cleared or forged
+        environment) keeps a process alive past its call. While another call runs, or
+        unisolated (not pid 1: ``kill(-1)`` would reach the worker's user), the children of
+        this runner whose tag is not a running call's are killed instead; a process that
+        forged the tag of a running call then dies when that call ends.
         """
         me = os.getpid()
+        if me == 1:
+            with self.calls_lock:  # no command starts while the sandbox is emptied
+                if not self.calls:
+                    _kill_all_but_me()
+                    return
         for _ in range(400):
             found = False
             with self.calls_lock:
@@ -259,13 +302,21 @@ class Runner:
             raise NotARegularFile(f"{path} is {kind}, not a regular file")
         return fd, st
 
-    def read(self, path: str, max_bytes: int) -> dict[str, Any]:
+    def read(self, path: str, max_bytes: int, offset: int = 0) -> dict[str, Any]:
+        """Up to ``max_bytes`` from ``offset`` (a large file is read in several calls: one
+        answer is one frame); ``version`` tells the caller the file did not change."""
         fd, st = self._open_regular(path, os.O_RDONLY)
         try:
+            if offset:
+                os.lseek(fd, offset, os.SEEK_SET)
             data = _read_upto(fd, max_bytes)
         finally:
             os.close(fd)
-        return {"data": binascii.b2a_base64(data, newline=False).decode(), "size": st.st_size}
+        return {
+            "data": binascii.b2a_base64(data, newline=False).decode(),
+            "size": st.st_size,
+            "version": f"{st.st_dev}:{st.st_ino}:{st.st_mtime_ns}:{st.st_size}",
+        }
 
     def write(self, path: str, data: bytes) -> dict[str, Any]:
         full = self.resolve(path)
@@ -299,11 +350,17 @@ class Runner:
         base = self.resolve(path)
         deadline = time.monotonic() + timeout
         found: list[str] = []
+        size = 0  # the answer is one frame: long names stop the list at MAX_LIST_BYTES
         for dirpath, dirnames, filenames in os.walk(base):
             dirnames[:] = sorted(d for d in dirnames if d != ".git")
             for name in sorted(filenames):
                 found.append(os.path.relpath(os.path.join(dirpath, name), self.workspace))
-                if len(found) >= max_entries or time.monotonic() > deadline:
+                size += len(found[-1]) + 4
+                if (
+                    len(found) >= max_entries
+                    or size >= MAX_LIST_BYTES
+                    or time.monotonic() > deadline
+                ):
                     return {"files": found}
         return {"files": found}
 
@@ -312,113 +369,15 @@ class NotARegularFile(Exception):
     pass
 
 
-class Capped:
-    """A stream's output: the first cap/2 bytes (streamed as they come) and the last cap/2."""
-
-    def __init__(self, cap: int) -> None:
-        self.half = cap // 2
-        self.head = bytearray()
-        self.tail = bytearray()
-        self.total = 0
-
-    def add(self, chunk: bytes) -> str:
-        self.total += len(chunk)
-        room = self.half - len(self.head)
-        streamed = chunk[:room] if room > 0 else b""
-        self.head += streamed
-        rest = chunk[len(streamed) :]
-        if rest:
-            self.tail += rest
-            del self.tail[: max(0, len(self.tail) - self.half)]
-        return streamed.decode("utf-8", "replace")
-
-    def text(self) -> str:
-        cut = self.total - len(self.head) - len(self.tail)
-        data = bytes(self.head)
-        if cut > 0:
-            data += f"\n… [{cut} bytes cut] …\n".encode()
-        return (data + bytes(self.tail)).decode("utf-8", "replace")
-
-
-def _pidfd(pid: int) -> int | None:
-    try:
-        return os.pidfd_open(pid)
-    except (AttributeError, OSError):  # Python < 3.9 or Linux < 5.3: poll instead
-        return None
-
-
-def _read_upto(fd: int, limit: int) -> bytes:
-    parts, left = [], limit
-    while left > 0:
-        chunk = os.read(fd, min(left, 1 << 20))
-        if not chunk:
-            break
-        parts.append(chunk)
-        left -= len(chunk)
-    return b"".join(parts)
-
-
-def _children(parent: int) -> list[tuple[int, str]]:
-    out = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == parent:
-            out.append((int(name), fields[0].decode()))
-    return out
-
-
-def _tag(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            env = f.read(1 << 20).split(b"\0")
-    except OSError:
-        return None
-    prefix = CALL_TAG.encode() + b"="
-    for item in env:
-        if item.startswith(prefix):
-            return item[len(prefix) :].decode(errors="replace")
-    return None
-
-
-def _killpg(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except OSError:
-        pass
-
-
-def _kill(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except OSError:
-        pass
-
-
-def _reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except OSError:
-        pass
-
-
-def _prctl(option: int, value: int) -> None:
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
-
-
 def main() -> None:
     config = json.loads(sys.argv[-1])
     _prctl(_PR_SET_CHILD_SUBREAPER, 1)  # orphans of commands come back here to be killed
     _prctl(_PR_SET_DUMPABLE, 0)  # commands cannot open /proc/<runner>/fd/* nor ptrace it
     _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    # As pid 1 the kernel only delivers, from inside, the signals it has a handler for:
+    # Python's SIGINT handler would let a command stop the runner. A no-op one instead
+    # (a handler, unlike SIG_IGN, is not inherited by the commands it execs).
+    signal.signal(signal.SIGINT, _ignore)
     for name, value in (config.get("rlimits") or {}).items():
         resource.setrlimit(getattr(resource, name), (value, value))
     # The protocol's pipes move to private descriptors; nothing else may write on them.

@@ -4,6 +4,7 @@ code runs (REST API, envd's Connect RPC and /files), only the cloud is local."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from e2b import AsyncSandbox
 
 from runyard.errors import RepositoryNotFound
 from runyard.sandbox.base import SandboxError, SandboxSpec, SandboxUnavailable, ToolError
+from runyard.sandbox.capped import read_capped
 from runyard.sandbox.e2b import META_ID, META_RUN, READY, E2BSandboxProvider
 from runyard.sandbox.e2b_sandbox import E2BSandbox
 from runyard.sandbox.local_sandbox import OUTPUT_CAP
@@ -182,6 +184,10 @@ async def test_read_file_is_bounded_and_refuses_what_is_not_a_regular_file(
     # The download was closed: not the whole GiB went over the wire.
     [(_, sent, whole)] = [d for d in fake.downloads if d[0] == "/workspace/huge"]
     assert not whole and sent < 128 * 1024 * 1024
+    # Up to the limit a large file (a push's bundle, a patch, an artifact) comes whole.
+    res = await sandbox.exec("head -c 10000000 /dev/urandom > big && sha256sum big", timeout=30)
+    data = await read_capped(sandbox, "big", 100 * 1024 * 1024)
+    assert hashlib.sha256(data).hexdigest() == res.stdout.split()[0], len(data)
     for path in ("f", "./f", "/workspace/f"):
         with pytest.raises(ToolError, match="not a regular file"):
             await sandbox.read_file(path, max_bytes=10)

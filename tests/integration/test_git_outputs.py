@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from runyard.artifacts.signing import signed_path
+from runyard.sandbox.disk import loop_mounts_possible
 from tests.conftest import TERMINAL, poll_until, readable_by_others, script, wait_for
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.github import FakeGitHub
@@ -355,3 +356,63 @@ async def test_branches_per_push_are_capped(gs: GitStack) -> None:
     assert "refused forwarding b10, b11: a run forwards at most 10 branches" in first
     assert first.count("refused forwarding") == 1  # one line for the branches refused
     assert "refused forwarding b10, b11, one-more: a run forwards at most 10" in second
+
+
+async def test_large_pushes_patches_and_artifacts_survive(gs: GitStack, tmp_path: Path) -> None:
+    """Up to the documented limits the work arrives whole, whatever the size of one runner
+    message; beyond them the agent gets a tool error and the run goes on."""
+    bare = make_remote(gs.remotes, "acme/large")
+    done = await _run(
+        gs,
+        "acme/large",
+        bash(
+            "git checkout -q -b big && head -c 4500000 /dev/urandom > pushed.bin && "
+            "git add pushed.bin && git commit -qm big && git push -q origin big && "
+            "git checkout -q main"
+        ),
+        bash(
+            "head -c 3600000 /dev/urandom | base64 > unpushed.txt && "
+            "head -c 6000000 /dev/urandom > art.bin && truncate -s 101M huge.bin"
+        ),
+        {"tool": "save_artifact", "input": {"path": "art.bin"}},
+        {"tool": "save_artifact", "input": {"path": "huge.bin"}},  # over 100 MiB
+        bash("rm huge.bin && echo goes on"),
+        {"text": "done"},
+    )
+    run_id = str(done["id"])
+    results = tool_results(await events(gs.api, run_id))
+    assert "runyard: forwarded big" in results[0], results[0]
+    size = git("--git-dir", str(bare), "cat-file", "-s", "big:pushed.bin")
+    assert size == "4500000", size
+    assert "saved art.bin as artifact" in results[2] and "6000000 bytes" in results[2]
+    assert "more than the limit of 104857600" in results[3], results[3]
+    assert "goes on" in results[4]
+    patch = next(o for o in done["outputs"] if o["type"] == "patch")
+    assert patch["files"] == 2, patch  # unpushed.txt and art.bin
+    listed = (await gs.api.get(f"/v1/runs/{run_id}/artifacts")).json()["data"]
+    sizes = {a["name"]: a["size"] for a in listed}
+    assert sizes["art.bin"] == 6_000_000 and sizes["changes.patch"] > 12_000_000, sizes
+
+
+@pytest.mark.skipif(loop_mounts_possible() is not None, reason="no loop mounts here")
+async def test_filling_the_disk_through_the_remote_ends_the_run(gs: GitStack) -> None:
+    make_remote(gs.remotes, "acme/fill")
+    resp = await gs.api.post(
+        "/v1/runs",
+        json={
+            "prompt": script(
+                bash(
+                    "fallocate -l 6G /runyard/remote/origin.git/a; "
+                    "fallocate -l 6G /runyard/remote/origin.git/b"
+                ),
+                {"text": "never"},
+            ),
+            "model": "scripted",
+            "repo": "acme/fill",
+            "start": True,
+        },
+    )
+    assert resp.status_code == 201, resp.text
+    done = await wait_for(gs.api, resp.json()["id"], TERMINAL, timeout=60)
+    assert (done["status"], done["failReason"]) == ("failed", "error"), done
+    assert done["error"]["code"] == "RUN_RESOURCE_LIMIT_EXCEEDED", done

@@ -5,11 +5,15 @@ real cgroups and loop mounts where this machine has them."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
 import resource
 import shutil
+import signal
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
@@ -21,10 +25,12 @@ from runyard.sandbox.base import (
     SandboxUnavailable,
     ToolError,
 )
+from runyard.sandbox.capped import TooLarge, read_capped
 from runyard.sandbox.disk import loop_mounts_possible
 from runyard.sandbox.isolation import SECRET_PREFIXES
 from runyard.sandbox.local import LocalSandboxProvider
 from runyard.tools import run_tool
+from tests.conftest import poll_until
 
 BWRAP = shutil.which("bwrap")
 
@@ -81,7 +87,7 @@ async def test_fifo_and_a_1_gib_sparse_file_are_read_bounded(
 
 async def test_no_process_outlives_its_call(provider: LocalSandboxProvider) -> None:
     sb = await provider.create("sbx_orphans2", SandboxSpec())
-    marker = f"orph{id(sb)}"
+    marker = f"orph{os.getpid()}x{id(sb)}"  # unique on a machine shared by test runs
     cmd = (
         f"setsid bash -c 'exec -a {marker}-a sleep 300' > /dev/null 2>&1 & "
         f"( (exec -a {marker}-b sleep 300) & ) > /dev/null 2>&1; "
@@ -146,21 +152,41 @@ async def test_bwrap_missing_means_unavailable(tmp_path: Path) -> None:
     assert local.bwrap_path("off") is None
 
 
+def _runner_pid(provider: LocalSandboxProvider, sandbox_id: str) -> int:
+    """The runner's pid as the host sees it: the process bubblewrap started (or the one
+    the provider started, unisolated)."""
+    pid = provider._runners[sandbox_id].proc.pid
+    if provider.bwrap is None:
+        return pid
+    kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    assert len(kids) == 1, kids  # --as-pid-1: no bubblewrap init between
+    return int(kids[0])
+
+
 async def test_a_stopped_or_killed_runner_fails_one_call_and_is_restarted(
     provider: LocalSandboxProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(local_sandbox, "EXEC_GRACE", 1.0)
     sb = await provider.create("sbx_stuck", SandboxSpec())
     await sb.write_file("kept.txt", b"kept")
-    out = await run_tool(sb, "bash", {"command": "kill -STOP $PPID; sleep 1"}, timeout=1)
+    if provider.bwrap:  # pid 1 of the sandbox: no command can stop, interrupt or kill it
+        cmd = "kill -STOP 1; kill -INT 1; kill -TERM 1; kill -9 1; echo alive"
+        out = await run_tool(sb, "bash", {"command": cmd}, timeout=10)
+        assert "alive" in out.text and "exit code: 0" in out.text, out
+    os.kill(_runner_pid(provider, sb.id), signal.SIGSTOP)  # as a command could unisolated
+    out = await run_tool(sb, "bash", {"command": "sleep 1"}, timeout=1)
     assert out.is_error and "did not answer" in out.text and "restarted" in out.text, out
-    marker = f"left{id(sb)}"
-    out = await run_tool(
-        sb,
-        "bash",
-        {"command": f"(exec -a {marker} sleep 300) & kill -9 $PPID; sleep 5"},
-        timeout=10,
+    marker = f"left{os.getpid()}x{id(sb)}"
+    task = asyncio.create_task(
+        run_tool(sb, "bash", {"command": f"(exec -a {marker} sleep 300) & sleep 5"}, timeout=10)
     )
+
+    async def started() -> bool:
+        return _pgrep(marker) != ""
+
+    await poll_until(started, "the command's start")
+    os.kill(_runner_pid(provider, sb.id), signal.SIGKILL)
+    out = await task
     assert out.is_error and "exited" in out.text and "restarted" in out.text, out
     assert (await run_tool(sb, "read_file", {"path": "kept.txt"}, timeout=10)).text == "kept"
     if provider.use_cgroups or provider.bwrap:  # what the dead runner's command left is gone
@@ -168,6 +194,41 @@ async def test_a_stopped_or_killed_runner_fails_one_call_and_is_restarted(
     if provider.bwrap:  # the runner's protocol pipes are out of the commands' reach
         res = await sb.exec("ls /proc/$PPID/fd; echo x > /proc/$PPID/fd/1", timeout=10)
         assert res.exit_code != 0 and "Permission denied" in res.stderr, res
+
+
+@pytest.mark.skipif(BWRAP is None, reason="bubblewrap is not installed")
+async def test_no_command_reaches_the_runners_pipes(
+    tmp_path: Path, made: list[LocalSandboxProvider]
+) -> None:
+    """Every process a command can see is tried: none lets it read the worker's requests
+    or write an answer (a forged result for its own call, here) on the runner's channel."""
+    p = LocalSandboxProvider(tmp_path / "sbx", bwrap=BWRAP)
+    made.append(p)
+    sb = await p.create("sbx_pipes", SandboxSpec())
+    forge = (
+        "import json, os, struct\n"
+        "rid = int(os.environ['SANDBOX_CALL_ID'])\n"
+        "ok = {'exit_code': 0, 'stdout': 'FORGED', 'stderr': '', 'timed_out': False}\n"
+        "body = json.dumps({'id': rid, 'ok': ok}).encode()\n"
+        "frame = struct.pack('>I', len(body)) + body\n"
+        "for pid in sorted(p for p in os.listdir('/proc') if p.isdigit()):\n"
+        "    if int(pid) == os.getpid():\n"
+        "        continue\n"
+        "    for fd in ('0', '1'):\n"
+        "        try:\n"
+        "            w = os.open(f'/proc/{pid}/fd/{fd}', os.O_WRONLY | os.O_NONBLOCK)\n"
+        "            os.write(w, frame)\n"
+        "            print('wrote', pid, fd)\n"
+        "        except OSError as exc:\n"
+        "            print('refused', pid, fd, exc.errno)\n"
+        "import time; time.sleep(1)\n"
+        "print('real answer')\n"
+    )
+    await sb.write_file("forge.py", forge.encode())
+    res = await sb.exec("python3 forge.py", timeout=20)
+    assert "FORGED" not in res.stdout and "real answer" in res.stdout, res
+    assert "wrote" not in res.stdout and "refused 1 1" in res.stdout, res
+    assert (await sb.exec("echo next", timeout=10)).stdout == "next\n"
 
 
 async def test_a_restarted_worker_gets_a_new_runner_on_the_same_workspace(
@@ -192,7 +253,7 @@ async def test_the_local_remote_is_writable_but_not_its_hooks_or_config(
     p = LocalSandboxProvider(tmp_path / "sbx", bwrap=BWRAP)
     made.append(p)
     sb = await p.create("sbx_remote", SandboxSpec())
-    bare = sb.root / "remote" / "origin.git"
+    bare = sb.workspace.parent / "remote" / "origin.git"
     subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
     await p.stop_runner(sb.id)  # the next call's runner sees the remote
     res = await sb.exec(
@@ -203,6 +264,48 @@ async def test_the_local_remote_is_writable_but_not_its_hooks_or_config(
     assert res.stdout.split() == ["w1", "ro1", "ro2"], res
     assert (bare / "refs" / "heads" / "ok").exists()
     assert not (bare / "hooks" / "pre-receive").exists()
+    await p.destroy(sb.id)
+
+
+@pytest.mark.skipif(
+    BWRAP is None or loop_mounts_possible() is not None, reason="needs bwrap and loop mounts"
+)
+async def test_everything_a_sandbox_can_write_counts_against_its_disk(
+    tmp_path: Path, made: list[LocalSandboxProvider]
+) -> None:
+    p = LocalSandboxProvider(tmp_path / "sbx", bwrap=BWRAP)
+    made.append(p)
+    sb = await p.create("sbx_quota", SandboxSpec(size="s"))  # 5120 MiB
+    bare = sb.workspace.parent / "remote" / "origin.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+    await p.stop_runner(sb.id)  # the next call's runner sees the remote
+    places = (
+        "/ /etc /usr /opt /runyard /runyard/remote /runyard/remote/origin.git /dev /dev/shm "
+        "/dev/pts /tmp $HOME /var /run /root /proc /workspace"
+    )
+    res = await sb.exec(
+        f"for d in {places}; do touch $d/.w 2>/dev/null && echo $d $(stat -c %d $d); done",
+        timeout=10,
+    )
+    writable = dict(line.split() for line in res.stdout.splitlines())
+    assert set(writable) == {
+        "/runyard/remote",
+        "/runyard/remote/origin.git",
+        "/dev/shm",
+        "/tmp",
+        "/workspace",
+    }, res
+    assert len(set(writable.values())) == 1, writable  # one device: the sandbox's image
+    # 700 MB written through the remote are 700 MB less on the sandbox's disk.
+    used = "df -B1M --output=used /workspace | tail -1"
+    before = int((await sb.exec(used, timeout=10)).stdout)
+    await sb.exec("fallocate -l 700M /runyard/remote/origin.git/big", timeout=30)
+    assert int((await sb.exec(used, timeout=10)).stdout) - before >= 700
+    await sb.exec("rm /runyard/remote/origin.git/big", timeout=10)
+    for where in ("/runyard/remote/origin.git", "/tmp", "/dev/shm"):
+        with pytest.raises(ResourceLimitExceeded, match="disk is full"):
+            await sb.exec(f"fallocate -l 3G {where}/a; fallocate -l 3G {where}/b", timeout=30)
+        await sb.exec(f"rm -f {where}/a {where}/b", timeout=10)
     await p.destroy(sb.id)
 
 
@@ -260,6 +363,52 @@ async def test_filling_the_disk_is_a_resource_limit(
         await sb.write_file("x", b"x")
     await p.destroy(sb.id)
     assert not sb.root.exists()
+
+
+async def test_large_files_are_read_whole_in_chunks(
+    provider: LocalSandboxProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One runner answer is at most MAX_FRAME (4 MiB): a 10 MB file (a push's bundle, a
+    patch, an artifact) crosses in chunks, whole; a file that changes meanwhile is refused."""
+    sb = await provider.create("sbx_large", SandboxSpec())
+    res = await sb.exec("head -c 10000000 /dev/urandom > big && sha256sum big", timeout=30)
+    data = await read_capped(sb, "big", 100 * 1024 * 1024)
+    assert hashlib.sha256(data).hexdigest() == res.stdout.split()[0], len(data)
+    with pytest.raises(TooLarge):
+        await read_capped(sb, "big", 9_999_999)
+    part = await sb.read_file("big", max_bytes=2_500_000)  # a cap inside a chunk
+    assert part.data == data[:2_500_000] and part.size == 10_000_000 and part.truncated
+
+    # 2,000 names of ~4,000 characters: a list answer stays one frame, it stops earlier.
+    deep = "/".join(["d" * 250] * 15)
+    res = await sb.exec(
+        f"mkdir -p {deep} && cd {deep} && n=$(printf 'f%.0s' $(seq 200)) && "
+        "for i in $(seq 2000); do : > $n$i; done",
+        timeout=60,
+    )
+    assert res.exit_code == 0, res
+    files = await sb.list_files(".", max_entries=2000)
+    assert 200 < len(files) < 2000 and sum(map(len, files)) < 1100 * 1024, len(files)
+
+    monkeypatch.setattr(local_sandbox, "READ_CHUNK", 1000)
+    await sb.write_file("grows", b"x" * 5000)
+    original, reads = sb._call, []
+
+    async def appending(op: str, args: dict[str, Any], **kw: Any) -> dict[str, Any]:
+        if op == "read":
+            reads.append(args["offset"])
+            if len(reads) == 2:  # between two chunks, a command appends to the file
+                await original(
+                    "exec",
+                    {"command": "echo more >> grows", "timeout": 10, "cap": 100},
+                    deadline=20,
+                )
+        return await original(op, args, **kw)
+
+    monkeypatch.setattr(sb, "_call", appending)
+    with pytest.raises(ToolError, match="changed while it was read"):
+        await sb.read_file("grows", max_bytes=100_000)
+    assert reads == [0, 1000]
 
 
 async def test_tool_errors_are_results(provider: LocalSandboxProvider) -> None:
