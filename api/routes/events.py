@@ -35,17 +35,26 @@ _BATCH = 500
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
 
 
+# The largest cursor either way in: far above any run's seq, and within the store's
+# 64-bit integers (a bigger one reached SQLite as an OverflowError mid-stream).
+MAX_SEQ = 2**62
+
+
 def _cursor(after_seq: int | None, last_event_id: str | None) -> int:
     if after_seq is not None:
         return after_seq
     if last_event_id is None or last_event_id.strip() == "":
         return 0
-    try:
-        value = int(last_event_id.strip())
-    except ValueError:
-        raise invalid("Last-Event-ID", "must be an event seq (a whole number)") from None
-    if value < 0:
-        raise invalid("Last-Event-ID", "must not be negative")
+    raw = last_event_id.strip()
+    if raw.startswith("-") and raw[1:].isdecimal():
+        raise invalid("Last-Event-ID", "must not be negative", "greater_than_equal")
+    # Plain ASCII digits, as the stream sends them (int() would also take "+1", "1_0"
+    # and other scripts' digits).
+    if not (raw.isascii() and raw.isdecimal()):
+        raise invalid("Last-Event-ID", "must be an event seq (a whole number)")
+    value = int(raw)
+    if value > MAX_SEQ:
+        raise invalid("Last-Event-ID", f"must be at most {MAX_SEQ}", "less_than_equal")
     return value
 
 
@@ -141,7 +150,7 @@ async def run_events(
     request: Request,
     principal: ReaderDep,
     db: DbDep,
-    after_seq: Annotated[int | None, Query(ge=0, le=2**62)] = None,
+    after_seq: Annotated[int | None, Query(ge=0, le=MAX_SEQ)] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     last_event_id: Annotated[str | None, Header(max_length=32)] = None,
 ) -> Response:
