@@ -5,9 +5,9 @@ from __future__ import annotations
 import base64
 import secrets
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Response
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
@@ -16,7 +16,7 @@ from api.callbacks import allowed_callback
 from api.deps import DbDep, KnownQueryOnly, ReaderDep, SettingsDep, WriterDep
 from api.errors import ProblemError
 from api.ownership import load_owned
-from api.pagination import paginate
+from api.pagination import PageDep, paginate
 from api.responses import AUTHENTICATED, answers, operation_id, problems
 from api.responses_org import Delivery, DeliveryPage, WebhookPage, WebhookRotated, WebhookWithSecret
 from api.responses_org import Webhook as WebhookOut
@@ -143,20 +143,10 @@ async def create_webhook(
 
 
 @router.get("", summary="List webhooks", dependencies=[KnownQueryOnly], **answers(WebhookPage, 400))
-async def list_webhooks(principal: ReaderDep, db: DbDep) -> dict[str, Any]:
-    async with db.session() as s:
-        rows = (
-            await s.execute(
-                select(Webhook)
-                .where(col(Webhook.org_id) == principal.org_id)
-                .order_by(col(Webhook.created_at))
-            )
-        ).scalars()
-        data = [webhook_object(h) for h in rows]
-    return {
-        "data": data,
-        "pagination": {"page": 1, "limit": 100, "total": len(data), "totalPages": 1 if data else 0},
-    }
+async def list_webhooks(principal: ReaderDep, db: DbDep, paging: PageDep) -> dict[str, Any]:
+    conds = [col(Webhook.org_id) == principal.org_id]
+    order = [col(Webhook.created_at), col(Webhook.id)]
+    return await paginate(db, Webhook, conds, order, paging, webhook_object)
 
 
 @router.get("/{webhook_id}", summary="A webhook", **answers(WebhookOut, 404))
@@ -241,13 +231,12 @@ async def list_deliveries(
     webhook_id: str,
     principal: ReaderDep,
     db: DbDep,
-    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    paging: PageDep,
 ) -> dict[str, Any]:
     hook = await _load(db, principal.org_id, webhook_id)
     conds = [col(WebhookDelivery.webhook_id) == hook.id]
     order = [col(WebhookDelivery.created_at).desc(), col(WebhookDelivery.id)]
-    return await paginate(db, WebhookDelivery, conds, order, page, limit, delivery_object)
+    return await paginate(db, WebhookDelivery, conds, order, paging, delivery_object)
 
 
 @router.post(
