@@ -13,8 +13,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
 from api.callbacks import allowed_callback
-from api.deps import DbDep, KnownQueryOnly, ReaderDep, SettingsDep, WriterDep
+from api.deps import DbDep, KnownQueryOnly, ReaderDep, SettingsDep, TemporalDep, WriterDep
 from api.errors import ProblemError
+from api.orchestrator import TemporalConnector
 from api.ownership import load_owned
 from api.pagination import PageDep, paginate
 from api.responses import AUTHENTICATED, answers, operation_id, problems
@@ -22,7 +23,7 @@ from api.responses_org import Delivery, DeliveryPage, WebhookPage, WebhookRotate
 from api.responses_org import Webhook as WebhookOut
 from api.run_factory import invalid
 from api.schemas import WebhookBody, WebhookPatch
-from notifications.outbox import WEBHOOK_EVENTS
+from notifications.outbox import WEBHOOK_EVENTS, cancel_delivery_workflows, stop_deliveries
 from runyard.db.engine import Database
 from runyard.db.tables import Webhook, WebhookDelivery
 from runyard.db.types import utcnow
@@ -160,7 +161,12 @@ async def get_webhook(webhook_id: str, principal: ReaderDep, db: DbDep) -> dict[
     **answers(WebhookOut, 400, 404, 409, 422, s409="WEBHOOK_URL_DUPLICATE", s422="url"),
 )
 async def patch_webhook(
-    webhook_id: str, body: WebhookPatch, principal: WriterDep, db: DbDep, settings: SettingsDep
+    webhook_id: str,
+    body: WebhookPatch,
+    principal: WriterDep,
+    db: DbDep,
+    settings: SettingsDep,
+    temporal: TemporalDep,
 ) -> dict[str, Any]:
     hook = await _load(db, principal.org_id, webhook_id)
     changes = body.model_dump(exclude_unset=True)
@@ -170,35 +176,60 @@ async def patch_webhook(
         hook.url = await allowed_callback(changes["url"], settings, "url")
     if "events" in changes:
         hook.events = _events(changes["events"])
+    disabling = False
     if "enabled" in changes:
         if changes["enabled"] is None:
             raise invalid("enabled", "cannot be null")
+        disabling = hook.enabled and not changes["enabled"]
         hook.enabled = changes["enabled"]
         if hook.enabled:
             hook.disabled_reason = None
     hook.updated_at = utcnow()
+    started: list[str] = []
     try:
         async with db.write() as s:
             await s.merge(hook)
+            if disabling:  # a disabled endpoint gets nothing, pending deliveries included
+                started = await stop_deliveries(s, hook.id, hook.updated_at)
     except IntegrityError:
         raise _duplicate(hook.url) from None
+    await _cancel_workflows(temporal, started)
     return webhook_object(hook)
 
 
 @router.delete(
     "/{webhook_id}",
     status_code=204,
-    summary="Delete a webhook (pending deliveries stop)",
+    summary="Delete a webhook; its pending deliveries stop",
     response_class=Response,
     responses=problems(404),
 )
-async def delete_webhook(webhook_id: str, principal: WriterDep, db: DbDep) -> Response:
+async def delete_webhook(
+    webhook_id: str, principal: WriterDep, db: DbDep, temporal: TemporalDep
+) -> Response:
     hook = await _load(db, principal.org_id, webhook_id)
+    started: list[str] = []
     async with db.write() as s:
         found = await s.get(Webhook, hook.id)
         if found is not None:
+            # In the same transaction: once the delete is committed, no attempt is made.
+            started = await stop_deliveries(s, hook.id, utcnow())
             await s.delete(found)
+    await _cancel_workflows(temporal, started)
     return Response(status_code=204)
+
+
+async def _cancel_workflows(temporal: TemporalConnector, delivery_ids: list[str]) -> None:
+    """End the stopped deliveries' workflows now rather than at their next attempt (up to
+    a day away). Temporal being away does not fail the request: the deliveries are
+    cancelled in the store already, so those workflows send nothing when they wake."""
+    if not delivery_ids:
+        return
+    try:
+        runs = await temporal()
+    except ProblemError:
+        return  # the connector logged it
+    await cancel_delivery_workflows(runs.temporal, delivery_ids)
 
 
 @router.post(
