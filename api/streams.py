@@ -50,9 +50,6 @@ class StreamCaps:
         self.retry_after = max(1, math.ceil(retry_after))
         self._open: Counter[tuple[str, str]] = Counter()
 
-    def open(self, kind: str, ident: str) -> int:
-        return self._open[(kind, ident)]
-
     def acquire(self, principal: Principal) -> StreamLease:
         """A place for one more stream of ``principal``, or 429 if a cap is reached."""
         buckets = [("org", principal.org_id), ("key", principal.key_id)]
