@@ -30,6 +30,7 @@ from api.routes import (
     usage,
     webhooks,
 )
+from api.streams import StreamCaps
 from runyard import __version__, tracing
 from runyard.datadir import private_data_dir
 from runyard.db.engine import Database, migrate
@@ -69,6 +70,12 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.state.temporal = TemporalConnector(settings)
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
     app.state.key_cache = KeyCache(settings.api_key_cache_seconds)
+    app.state.stream_caps = StreamCaps(
+        per_token=settings.max_streams_per_token,
+        per_key=settings.max_streams_per_key,
+        per_org=settings.max_streams_per_org,
+        retry_after=settings.sse_ping_seconds,
+    )
     install_error_handlers(app)
     install_openapi(app)
     app.add_middleware(RequestContextMiddleware)

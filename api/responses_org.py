@@ -26,6 +26,7 @@ class ThreadRunCreated(Out):
 
 class ThreadRuns(Out):
     data: list[Run]
+    pagination: Pagination
 
 
 class Agent(Out):

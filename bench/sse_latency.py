@@ -143,7 +143,14 @@ async def one_case(stack: Any, key: str, streams: int, events: int, rate: float)
 
 async def main(events: int, streams: list[int], rate: float, store: str) -> None:
     rows: dict[str, Any] = {"store": store}
-    async with running_stack(store) as (stack, key, _):
+    # Every stream is one key's, on one run: lift the per-process stream caps above them.
+    caps = str(max(streams))
+    async with running_stack(
+        store,
+        RUNYARD_MAX_STREAMS_PER_TOKEN=caps,
+        RUNYARD_MAX_STREAMS_PER_KEY=caps,
+        RUNYARD_MAX_STREAMS_PER_ORG=caps,
+    ) as (stack, key, _):
         for n in streams:
             rows[f"{n} stream(s)"] = await one_case(stack, key, n, events, rate)
     report(f"sse_latency-{store}", rows)

@@ -14,6 +14,7 @@ from temporalio import activity
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from notifications.outbox import cancel_delivery_workflows, stop_deliveries
 from notifications.sender import Attempt, Sender
 from runyard import metrics
 from runyard.db.engine import Database
@@ -75,7 +76,7 @@ class DeliveryActivities:
             status = "gone"
         else:
             status = "failed" if inp.last else "retry"
-        await self._record(inp, result, status)
+        status = await self._record(inp, result, status)
         metrics.webhook_attempt(status)
         log.info(
             "webhook.attempt",
@@ -88,12 +89,17 @@ class DeliveryActivities:
         )
         return AttemptOutcome(status=status, retry_after=result.retry_after)
 
-    async def _record(self, inp: AttemptInput, result: Attempt | None, status: str) -> None:
+    async def _record(self, inp: AttemptInput, result: Attempt | None, status: str) -> str:
+        """Record the attempt; the delivery's status now (a delivery stopped while its
+        attempt was in flight stays ``cancelled``)."""
         now = utcnow()
+        stopped: list[str] = []
         async with self.db.write() as s:
             delivery = await s.get(WebhookDelivery, inp.delivery_id)
             if delivery is None:
-                return
+                return "cancelled"
+            if delivery.status == "cancelled":  # its webhook was deleted or disabled
+                status = "cancelled"
             if result is not None:
                 entry = {
                     "attempt": inp.attempt,
@@ -111,6 +117,10 @@ class DeliveryActivities:
                     hook.enabled = False
                     hook.disabled_reason = "the endpoint answered 410 Gone"
                     hook.updated_at = now
+                    stopped = await stop_deliveries(s, hook.id, now, but=delivery.id)
+        if stopped:
+            await cancel_delivery_workflows(activity.client(), stopped)
+        return status
 
 
 class PumpInput(BaseModel):

@@ -3,23 +3,34 @@
 So an event is never committed without its deliveries, nor a delivery without its
 event. The pump (``notifications/pump.py``) then starts one ``DeliveryWorkflow`` per
 pending delivery (workflow id = delivery id, so starting twice is harmless).
+
+A webhook that is deleted or disabled (or answers 410) stops its pending deliveries in
+the same transaction (:func:`stop_deliveries`): no attempt is made for a cancelled
+delivery, and the caller then cancels their workflows, which would otherwise sleep
+until their next attempt, up to a day away (:func:`cancel_delivery_workflows`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+import structlog
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 from sqlmodel import col
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 
 from runyard.db.tables import Run, RunWatcher, Webhook, WebhookDelivery
 from runyard.domain import TERMINAL_EVENT_TYPES, EventType
 from runyard.store.run_view import run_object
 
+log = structlog.get_logger("runyard.webhooks")
 WEBHOOK_EVENTS = frozenset(
     {
         EventType.RUN_STARTED,
@@ -100,3 +111,50 @@ def enqueue(
         if session.get(WebhookDelivery, row.id) is None:
             session.add(row)
     return len(rows)
+
+
+async def stop_deliveries(
+    session: AsyncSession, webhook_id: str, now: datetime, *, but: str | None = None
+) -> list[str]:
+    """Cancel the webhook's pending deliveries (``but`` one) in the caller's transaction;
+    the ids of those whose ``DeliveryWorkflow`` was started, to cancel once it commits."""
+    conds = [
+        col(WebhookDelivery.webhook_id) == webhook_id,
+        col(WebhookDelivery.status) == "pending",
+    ]
+    if but is not None:
+        conds.append(col(WebhookDelivery.id) != but)
+    stopped = await session.execute(
+        update(WebhookDelivery)
+        .where(*conds)
+        .values(status="cancelled", updated_at=now)
+        .returning(col(WebhookDelivery.id), col(WebhookDelivery.workflow_started))
+    )
+    return sorted(delivery_id for delivery_id, started in stopped.all() if started)
+
+
+async def cancel_delivery_workflows(client: Client, delivery_ids: Sequence[str]) -> None:
+    """Cancel the deliveries' workflows (a few at a time). One that has ended already is
+    fine; any other failure is logged once: such a workflow sends nothing more either, as
+    its next attempt finds its delivery cancelled, but it lingers until then."""
+    gate = asyncio.Semaphore(16)
+    failed: list[str] = []
+
+    async def cancel(delivery_id: str) -> None:
+        async with gate:
+            try:
+                await asyncio.wait_for(client.get_workflow_handle(delivery_id).cancel(), 10)
+            except RPCError as exc:
+                if exc.status != RPCStatusCode.NOT_FOUND:  # not found: it has ended
+                    failed.append(f"{delivery_id}: {exc}")
+            except Exception as exc:
+                failed.append(f"{delivery_id}: {type(exc).__name__}: {exc}")
+
+    await asyncio.gather(*(cancel(d) for d in delivery_ids))
+    if failed:
+        log.warning(
+            "webhook.cancel_deliveries_failed",
+            failed=len(failed),
+            of=len(delivery_ids),
+            first=failed[0],
+        )

@@ -15,6 +15,15 @@ Pings. Every ``ping_seconds`` the hub wakes every subscriber with ``pinged`` set
 each stream writes a ping comment (one timer for the process, where a timeout per wait
 cost a timer per stream and wake: 12% of the API's time with 500 streams); a lost
 notification costs at most one ping interval.
+
+The store. A stream holds no store connection while it waits. The first stream of a run
+seeds the run's tail (:meth:`EventNotifier.seed`, one read for all of them), and the
+reads a stream still makes on its own (its run's status, events behind the tail) go
+through :meth:`EventNotifier.read`: at most ``stream_reads`` at a time for all of the
+process's streams, so that a burst of streams queues behind its own gate instead of
+taking every connection and reader thread of the store from health checks and other
+requests (1,800 streams opened at once made ``/healthz`` fail and another
+organization's list wait 12 s).
 """
 
 from __future__ import annotations
@@ -23,10 +32,11 @@ import asyncio
 import contextlib
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 import structlog
@@ -40,7 +50,13 @@ from runyard.domain import TERMINAL_STATUSES
 from runyard.store.events import NOTIFY_CHANNEL, event_json
 
 log = structlog.get_logger("runyard.notifier")
+T = TypeVar("T")
 _TAIL = 1000  # events kept per watched run
+# Store reads in flight for all of a process's streams together: fewer than the store's
+# pool (SQLite: 2 reader threads and 20 connections; Postgres: 8 and 30) keeps some for
+# everything else, while a stream's read (a run by id, a page of events) takes about a
+# millisecond.
+STREAM_READS = 2
 
 
 @dataclass(frozen=True)
@@ -66,6 +82,7 @@ class _Tail:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     # The run's (status, last_seq) as the last ping read it; None: the run is not stored.
     state: tuple[str, int] | None = ("", 0)
+    seeded: bool = False  # the newest events were read once (by seed() or changed())
 
     def after(self, cursor: int) -> list[Cached] | None:
         """Events after ``cursor``, or None when the tail does not reach back that far."""
@@ -105,11 +122,17 @@ class Subscription:
 
 class EventNotifier:
     def __init__(
-        self, db: Database, *, ping_seconds: float = 15.0, poll_interval: float = 0.02
+        self,
+        db: Database,
+        *,
+        ping_seconds: float = 15.0,
+        poll_interval: float = 0.02,
+        stream_reads: int = STREAM_READS,
     ) -> None:
         self.db = db
         self.ping_seconds = ping_seconds
         self.poll_interval = poll_interval
+        self._reads = asyncio.Semaphore(stream_reads)
         self._subs: dict[str, set[Subscription]] = defaultdict(set)
         self._tails: dict[str, _Tail] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -128,6 +151,30 @@ class EventNotifier:
                 del self._subs[sub.run_id]
                 self._tails.pop(sub.run_id, None)
 
+    async def read(self, fn: Callable[[Session], T]) -> T:
+        """A stream's own read of the store, through the process's gate for streams."""
+        async with self._reads:
+            return await self.db.read(fn)
+
+    async def events_after(self, run_id: str, cursor: int) -> list[Cached]:
+        """A stream's page of events after ``cursor``, from the store (gated)."""
+        rows = await self.read(partial(_events_after, run_id=run_id, last=cursor))
+        return [encode(r) for r in rows]
+
+    async def seed(self, run_id: str) -> None:
+        """Read the run's newest events into its tail, unless that was done: the first of
+        a run's streams reads them for all the others."""
+        tail = self._tails.get(run_id)
+        if tail is None or tail.seeded:
+            return
+        async with tail.lock:
+            if tail.seeded or self._tails.get(run_id) is not tail:
+                return
+            rows = await self.read(partial(_events_after, run_id=run_id, last=None))
+            if not tail.events:  # else changed() got there first, with the same rows
+                tail.events = [encode(r) for r in rows]
+            tail.seeded = True
+
     async def changed(self, run_id: str) -> None:
         """Bring the run's tail up to date (one query), then wake its streams."""
         tail = self._tails.get(run_id)
@@ -140,6 +187,7 @@ class EventNotifier:
                 tail.events = []  # never keep a tail with a hole; streams read the store
             tail.events.extend(encode(r) for r in rows)
             del tail.events[:-_TAIL]
+            tail.seeded = tail.seeded or last is None
         self.wake(run_id)
 
     def wake(self, run_id: str) -> None:

@@ -130,6 +130,12 @@ class Settings(BaseSettings):
     # Events older than this are purged by the worker; a cursor into them gets 410.
     event_retention_days: float = Field(default=30, gt=0)
     sse_ping_seconds: float = Field(default=15, gt=0)
+    # Event streams (SSE) one API process holds open at once, per connection token (all
+    # of a run's tokens together), per API key (with the tokens it asked for) and per
+    # organization; past one, 429 RATE_LIMIT_EXCEEDED. Per process: see api/streams.py.
+    max_streams_per_token: int = Field(default=20, ge=1)
+    max_streams_per_key: int = Field(default=100, ge=1)
+    max_streams_per_org: int = Field(default=200, ge=1)
 
     # Callbacks and webhooks may reach loopback and private addresses (runyard dev sets it).
     allow_private_callbacks: bool = False

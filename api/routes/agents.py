@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Response
 from sqlalchemy import func, select
 from sqlmodel import col
 
 from api.deps import DbDep, KnownQueryOnly, ReaderDep, WriterDep
 from api.errors import ProblemError
 from api.ownership import load_owned
-from api.pagination import paginate
+from api.pagination import PageDep, paginate
 from api.responses import AUTHENTICATED, answers, operation_id, problems
 from api.responses_org import Agent as AgentOut
 from api.responses_org import AgentPage
@@ -87,12 +87,11 @@ async def create_agent(body: AgentBody, principal: WriterDep, db: DbDep) -> dict
 async def list_agents(
     principal: ReaderDep,
     db: DbDep,
-    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    paging: PageDep,
 ) -> dict[str, Any]:
     conds = [col(Agent.org_id) == principal.org_id]
     order = [col(Agent.created_at).desc(), col(Agent.id)]
-    return await paginate(db, Agent, conds, order, page, limit, agent_object)
+    return await paginate(db, Agent, conds, order, paging, agent_object)
 
 
 @router.get("/{agent_id}", summary="An agent", **answers(AgentOut, 404))

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
 import structlog
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from pydantic import Field, field_validator
 from sqlmodel import col
 
 from api.auth import KeyCache
 from api.deps import AdminDep, DbDep, KnownQueryOnly
 from api.errors import ProblemError
-from api.pagination import paginate
+from api.pagination import PageDep, paginate
 from api.responses import AUTHENTICATED, answers, operation_id
 from api.responses_org import ApiKey as ApiKeyOut
 from api.responses_org import ApiKeyCreated, ApiKeyPage
@@ -114,12 +114,11 @@ async def create_api_key(body: CreateKey, principal: AdminDep, db: DbDep) -> dic
 async def list_api_keys(
     principal: AdminDep,
     db: DbDep,
-    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    paging: PageDep,
 ) -> dict[str, Any]:
     conds = [col(ApiKey.org_id) == principal.org_id, col(ApiKey.revoked_at).is_(None)]
     order = [col(ApiKey.created_at).desc(), col(ApiKey.id).desc()]
-    return await paginate(db, ApiKey, conds, order, page, limit, key_object)
+    return await paginate(db, ApiKey, conds, order, paging, key_object)
 
 
 @router.delete(

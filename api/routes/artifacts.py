@@ -17,7 +17,7 @@ from sqlmodel import col, select
 from api.deps import DbDep, KnownQueryOnly, ReaderDep, SettingsDep
 from api.errors import ProblemError
 from api.ownership import load_owned
-from api.pagination import paginate
+from api.pagination import PageDep, paginate
 from api.responses import answers, operation_id, problems
 from api.responses_runs import ArtifactPage, PresignedUrl
 from api.schemas import Body
@@ -56,8 +56,7 @@ async def list_artifacts(
     run_id: str,
     principal: ReaderDep,
     db: DbDep,
-    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    paging: PageDep,
 ) -> dict[str, Any]:
     await load_owned(db, Run, principal.org_id, run_id, "run")
     return await paginate(
@@ -65,8 +64,7 @@ async def list_artifacts(
         Artifact,
         [col(Artifact.run_id) == run_id],
         [col(Artifact.created_at), col(Artifact.id)],
-        page,
-        limit,
+        paging,
         artifact_object,
     )
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from sqlalchemy.orm import Session
 
 from api.deps import DbDep, KnownQueryOnly, ReaderDep
 from api.errors import ProblemError
@@ -18,11 +19,11 @@ from api.responses_runs import Event
 from api.routes.runs import load_run
 from api.run_factory import invalid
 from api.schemas import Timestamp
+from api.streams import LeasedStream, StreamCaps
 from runyard import metrics
-from runyard.db.engine import Database
 from runyard.db.tables import Run
 from runyard.domain import TERMINAL_EVENT_TYPES, EventType
-from runyard.notifier import EventNotifier, encode, nothing_more, run_state
+from runyard.notifier import EventNotifier, nothing_more, run_state
 from runyard.store.events import event_json, first_seq, list_events
 
 router = APIRouter(
@@ -35,17 +36,26 @@ _BATCH = 500
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
 
 
+# The largest cursor either way in: far above any run's seq, and within the store's
+# 64-bit integers (a bigger one reached SQLite as an OverflowError mid-stream).
+MAX_SEQ = 2**62
+
+
 def _cursor(after_seq: int | None, last_event_id: str | None) -> int:
     if after_seq is not None:
         return after_seq
     if last_event_id is None or last_event_id.strip() == "":
         return 0
-    try:
-        value = int(last_event_id.strip())
-    except ValueError:
-        raise invalid("Last-Event-ID", "must be an event seq (a whole number)") from None
-    if value < 0:
-        raise invalid("Last-Event-ID", "must not be negative")
+    raw = last_event_id.strip()
+    if raw.startswith("-") and raw[1:].isdecimal():
+        raise invalid("Last-Event-ID", "must not be negative", "greater_than_equal")
+    # Plain ASCII digits, as the stream sends them (int() would also take "+1", "1_0"
+    # and other scripts' digits).
+    if not (raw.isascii() and raw.isdecimal()):
+        raise invalid("Last-Event-ID", "must be an event seq (a whole number)")
+    value = int(raw)
+    if value > MAX_SEQ:
+        raise invalid("Last-Event-ID", f"must be at most {MAX_SEQ}", "less_than_equal")
     return value
 
 
@@ -59,12 +69,13 @@ def _types(raw: str | None, field: str) -> list[str] | None:
     return wanted
 
 
-async def _check_retention(db: Database, run: Run, cursor: int) -> None:
+async def _check_retention(
+    read: Callable[[Callable[[Session], int | None]], Awaitable[int | None]], run: Run, cursor: int
+) -> None:
     """410 when the events right after ``cursor`` were purged by retention."""
     if cursor >= run.last_seq:
         return
-    async with db.session() as s:
-        first = await first_seq(s, run.id)
+    first = await read(partial(first_seq, run_id=run.id))
     if first is None or first > cursor + 1:
         raise ProblemError(
             410,
@@ -74,10 +85,9 @@ async def _check_retention(db: Database, run: Run, cursor: int) -> None:
         )
 
 
-async def _stream(
-    db: Database, notifier: EventNotifier, run_id: str, cursor: int
-) -> AsyncIterator[bytes]:
-    """Stored events after ``cursor``, then live ones, until the terminal event."""
+async def _stream(notifier: EventNotifier, run_id: str, cursor: int) -> AsyncIterator[bytes]:
+    """Stored events after ``cursor``, then live ones, until the terminal event. Its store
+    reads go through the hub (one seed per run, then a gate for the process's streams)."""
     sub = notifier.subscribe(run_id)
     check_status = True  # on the first pass (then the hub's pings look, once per run)
     quiet = True  # no event was sent since the hub's last ping
@@ -88,10 +98,11 @@ async def _stream(
         while True:
             sub.clear()
             batch = sub.cached(cursor)
-            if batch is None:  # behind the hub's tail, or it is not seeded yet: the store
-                async with db.session() as s:
-                    rows = await list_events(s, run_id, after_seq=cursor, limit=_BATCH)
-                batch = [encode(e) for e in rows]
+            if batch is None:  # the run's tail is not seeded yet: the first stream seeds it
+                await notifier.seed(run_id)
+                batch = sub.cached(cursor)
+            if batch is None:  # behind the hub's tail: the store
+                batch = await notifier.events_after(run_id, cursor)
             if batch:
                 # One write per wake, however many events it brought: with hundreds of
                 # streams the per-write cost, not the bytes, is what the process spends.
@@ -107,7 +118,7 @@ async def _stream(
                     return
                 continue
             if check_status:
-                state = await db.read(partial(run_state, run_id=run_id))
+                state = await notifier.read(partial(run_state, run_id=run_id))
                 if nothing_more(state, cursor):
                     return  # the client already has the terminal event
             check_status = False
@@ -141,21 +152,31 @@ async def run_events(
     request: Request,
     principal: ReaderDep,
     db: DbDep,
-    after_seq: Annotated[int | None, Query(ge=0, le=2**62)] = None,
+    after_seq: Annotated[int | None, Query(ge=0, le=MAX_SEQ)] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     last_event_id: Annotated[str | None, Header(max_length=32)] = None,
 ) -> Response:
-    run = await load_run(db, principal.org_id, run_id)
     cursor = _cursor(after_seq, last_event_id)
-    await _check_retention(db, run, cursor)
     accept = request.headers.get("accept", "")
     if "application/json" in accept and "text/event-stream" not in accept:
+        run = await load_run(db, principal.org_id, run_id)
+        await _check_retention(db.read, run, cursor)
         async with db.session() as s:
             events = await list_events(s, run_id, after_seq=cursor, limit=limit)
         return JSONResponse([event_json(e) for e in events])
+    # A stream past a cap is refused before it reads anything (api/streams.py).
+    caps: StreamCaps = request.app.state.stream_caps
+    lease = caps.acquire(principal)
     notifier: EventNotifier = request.app.state.notifier
-    return StreamingResponse(
-        _stream(db, notifier, run_id, cursor),
+    try:
+        run = await load_run(db, principal.org_id, run_id)
+        await _check_retention(notifier.read, run, cursor)
+    except BaseException:
+        lease.release()
+        raise
+    return LeasedStream(
+        lease,
+        _stream(notifier, run_id, cursor),
         media_type="text/event-stream",
         headers=_SSE_HEADERS,
     )

@@ -19,7 +19,7 @@ from api.deps import (
 )
 from api.errors import ProblemError
 from api.ownership import load_owned
-from api.pagination import paginate
+from api.pagination import PageDep, paginate
 from api.responses import AUTHENTICATED, answers, operation_id
 from api.responses_runs import Run as RunOut
 from api.responses_runs import RunPage, RunStatusView
@@ -93,8 +93,7 @@ async def create(
 async def list_runs(
     principal: ReaderDep,
     db: DbDep,
-    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    paging: PageDep,
     status: Annotated[str | None, Query(max_length=200)] = None,
     thread_id: Annotated[str | None, Query(alias="threadId", max_length=64)] = None,
     agent_id: Annotated[str | None, Query(alias="agentId", max_length=64)] = None,
@@ -145,7 +144,7 @@ async def list_runs(
     if created_before:
         conds.append(col(Run.created_at) < created_before)
     order = [col(Run.created_at).desc(), col(Run.id).desc()]
-    return await paginate(db, Run, conds, order, page, limit, run_object)
+    return await paginate(db, Run, conds, order, paging, run_object)
 
 
 @router.get("/{run_id}", summary="The run object", **answers(RunOut, 404))

@@ -9,16 +9,16 @@ answered as a missing one.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Response
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
 from api.deps import DbDep, KnownQueryOnly, ReaderDep, SettingsDep, WriterDep
 from api.errors import ProblemError
-from api.pagination import paginate
+from api.pagination import PageDep, paginate
 from api.responses import AUTHENTICATED, answers, operation_id, problems
 from api.responses_org import Template as TemplateOut
 from api.responses_org import TemplatePage
@@ -161,13 +161,12 @@ async def create_template(
 async def list_templates(
     principal: ReaderDep,
     db: DbDep,
-    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    paging: PageDep,
 ) -> dict[str, Any]:
     conds = [(col(Template.org_id) == principal.org_id) | col(Template.org_id).is_(None)]
     # System templates first, then the organization's, each by slug.
     order = [col(Template.org_id).is_not(None), col(Template.slug)]
-    return await paginate(db, Template, conds, order, page, limit, template_object)
+    return await paginate(db, Template, conds, order, paging, template_object)
 
 
 @router.get("/{slug}", summary="A template", **answers(TemplateOut, 404))

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query
-from sqlalchemy import select
+from fastapi import APIRouter
 from sqlmodel import col
 
 from api.deps import DbDep, KnownQueryOnly, ReaderDep, SettingsDep, TemporalDep, WriterDep
 from api.ownership import load_owned
+from api.pagination import PageDep, paginate
 from api.responses import AUTHENTICATED, answers, operation_id
 from api.responses_org import Thread as ThreadOut
 from api.responses_org import ThreadRunCreated, ThreadRuns
@@ -124,16 +124,9 @@ async def list_thread_runs(
     thread_id: str,
     principal: ReaderDep,
     db: DbDep,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    paging: PageDep,
 ) -> dict[str, Any]:
     await load_thread(db, principal.org_id, thread_id)
-    async with db.session() as s:
-        rows = (
-            await s.execute(
-                select(Run)
-                .where(col(Run.thread_id) == thread_id)
-                .order_by(col(Run.created_at).desc(), col(Run.id).desc())
-                .limit(limit)
-            )
-        ).scalars()
-        return {"data": [run_object(r) for r in rows]}
+    conds = [col(Run.org_id) == principal.org_id, col(Run.thread_id) == thread_id]
+    order = [col(Run.created_at).desc(), col(Run.id).desc()]
+    return await paginate(db, Run, conds, order, paging, run_object)

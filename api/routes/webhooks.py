@@ -5,24 +5,25 @@ from __future__ import annotations
 import base64
 import secrets
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Response
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
 from api.callbacks import allowed_callback
-from api.deps import DbDep, KnownQueryOnly, ReaderDep, SettingsDep, WriterDep
+from api.deps import DbDep, KnownQueryOnly, ReaderDep, SettingsDep, TemporalDep, WriterDep
 from api.errors import ProblemError
+from api.orchestrator import TemporalConnector
 from api.ownership import load_owned
-from api.pagination import paginate
+from api.pagination import PageDep, paginate
 from api.responses import AUTHENTICATED, answers, operation_id, problems
 from api.responses_org import Delivery, DeliveryPage, WebhookPage, WebhookRotated, WebhookWithSecret
 from api.responses_org import Webhook as WebhookOut
 from api.run_factory import invalid
 from api.schemas import WebhookBody, WebhookPatch
-from notifications.outbox import WEBHOOK_EVENTS
+from notifications.outbox import WEBHOOK_EVENTS, cancel_delivery_workflows, stop_deliveries
 from runyard.db.engine import Database
 from runyard.db.tables import Webhook, WebhookDelivery
 from runyard.db.types import utcnow
@@ -143,20 +144,10 @@ async def create_webhook(
 
 
 @router.get("", summary="List webhooks", dependencies=[KnownQueryOnly], **answers(WebhookPage, 400))
-async def list_webhooks(principal: ReaderDep, db: DbDep) -> dict[str, Any]:
-    async with db.session() as s:
-        rows = (
-            await s.execute(
-                select(Webhook)
-                .where(col(Webhook.org_id) == principal.org_id)
-                .order_by(col(Webhook.created_at))
-            )
-        ).scalars()
-        data = [webhook_object(h) for h in rows]
-    return {
-        "data": data,
-        "pagination": {"page": 1, "limit": 100, "total": len(data), "totalPages": 1 if data else 0},
-    }
+async def list_webhooks(principal: ReaderDep, db: DbDep, paging: PageDep) -> dict[str, Any]:
+    conds = [col(Webhook.org_id) == principal.org_id]
+    order = [col(Webhook.created_at), col(Webhook.id)]
+    return await paginate(db, Webhook, conds, order, paging, webhook_object)
 
 
 @router.get("/{webhook_id}", summary="A webhook", **answers(WebhookOut, 404))
@@ -170,7 +161,12 @@ async def get_webhook(webhook_id: str, principal: ReaderDep, db: DbDep) -> dict[
     **answers(WebhookOut, 400, 404, 409, 422, s409="WEBHOOK_URL_DUPLICATE", s422="url"),
 )
 async def patch_webhook(
-    webhook_id: str, body: WebhookPatch, principal: WriterDep, db: DbDep, settings: SettingsDep
+    webhook_id: str,
+    body: WebhookPatch,
+    principal: WriterDep,
+    db: DbDep,
+    settings: SettingsDep,
+    temporal: TemporalDep,
 ) -> dict[str, Any]:
     hook = await _load(db, principal.org_id, webhook_id)
     changes = body.model_dump(exclude_unset=True)
@@ -180,35 +176,60 @@ async def patch_webhook(
         hook.url = await allowed_callback(changes["url"], settings, "url")
     if "events" in changes:
         hook.events = _events(changes["events"])
+    disabling = False
     if "enabled" in changes:
         if changes["enabled"] is None:
             raise invalid("enabled", "cannot be null")
+        disabling = hook.enabled and not changes["enabled"]
         hook.enabled = changes["enabled"]
         if hook.enabled:
             hook.disabled_reason = None
     hook.updated_at = utcnow()
+    started: list[str] = []
     try:
         async with db.write() as s:
             await s.merge(hook)
+            if disabling:  # a disabled endpoint gets nothing, pending deliveries included
+                started = await stop_deliveries(s, hook.id, hook.updated_at)
     except IntegrityError:
         raise _duplicate(hook.url) from None
+    await _cancel_workflows(temporal, started)
     return webhook_object(hook)
 
 
 @router.delete(
     "/{webhook_id}",
     status_code=204,
-    summary="Delete a webhook (pending deliveries stop)",
+    summary="Delete a webhook; its pending deliveries stop",
     response_class=Response,
     responses=problems(404),
 )
-async def delete_webhook(webhook_id: str, principal: WriterDep, db: DbDep) -> Response:
+async def delete_webhook(
+    webhook_id: str, principal: WriterDep, db: DbDep, temporal: TemporalDep
+) -> Response:
     hook = await _load(db, principal.org_id, webhook_id)
+    started: list[str] = []
     async with db.write() as s:
         found = await s.get(Webhook, hook.id)
         if found is not None:
+            # In the same transaction: once the delete is committed, no attempt is made.
+            started = await stop_deliveries(s, hook.id, utcnow())
             await s.delete(found)
+    await _cancel_workflows(temporal, started)
     return Response(status_code=204)
+
+
+async def _cancel_workflows(temporal: TemporalConnector, delivery_ids: list[str]) -> None:
+    """End the stopped deliveries' workflows now rather than at their next attempt (up to
+    a day away). Temporal being away does not fail the request: the deliveries are
+    cancelled in the store already, so those workflows send nothing when they wake."""
+    if not delivery_ids:
+        return
+    try:
+        runs = await temporal()
+    except ProblemError:
+        return  # the connector logged it
+    await cancel_delivery_workflows(runs.temporal, delivery_ids)
 
 
 @router.post(
@@ -241,13 +262,12 @@ async def list_deliveries(
     webhook_id: str,
     principal: ReaderDep,
     db: DbDep,
-    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    paging: PageDep,
 ) -> dict[str, Any]:
     hook = await _load(db, principal.org_id, webhook_id)
     conds = [col(WebhookDelivery.webhook_id) == hook.id]
     order = [col(WebhookDelivery.created_at).desc(), col(WebhookDelivery.id)]
-    return await paginate(db, WebhookDelivery, conds, order, page, limit, delivery_object)
+    return await paginate(db, WebhookDelivery, conds, order, paging, delivery_object)
 
 
 @router.post(

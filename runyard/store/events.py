@@ -153,13 +153,10 @@ def event_json(ev: RunEvent) -> dict[str, Any]:
     }
 
 
-async def first_seq(session: AsyncSession, run_id: str) -> int | None:
+def first_seq(session: Session, run_id: str) -> int | None:
     """The lowest seq still stored for the run (older ones were purged by retention)."""
-    return (
-        await session.execute(
-            select(func.min(col(RunEvent.seq))).where(col(RunEvent.run_id) == run_id)
-        )
-    ).scalar()
+    stmt = select(func.min(col(RunEvent.seq))).where(col(RunEvent.run_id) == run_id)
+    return session.execute(stmt).scalar()
 
 
 async def purge_events(session: AsyncSession, older_than: datetime) -> int:

@@ -162,11 +162,27 @@ async def test_json_variant_and_filters(api: httpx.AsyncClient) -> None:
             params,
             resp.text,
         )
-    for params, headers in (({"after_seq": -1}, {}), ({}, {"Last-Event-ID": "abc"})):
+    huge = "1" * 26  # once an OverflowError in the stream
+    for params, headers in (
+        ({"after_seq": -1}, {}),
+        ({"after_seq": 2**62 + 1}, {}),
+        ({}, {"Last-Event-ID": huge}),
+        ({}, {"Last-Event-ID": huge, "Accept": "application/json"}),
+        ({}, {"Last-Event-ID": "abc"}),
+        ({}, {"Last-Event-ID": "-3"}),
+        ({}, {"Last-Event-ID": "1_0"}),
+        ({}, {"Last-Event-ID": str(2**62 + 1)}),
+    ):
         resp = await api.get(f"/v1/runs/{run_id}/events", params=params, headers=headers)
         assert (
             resp.status_code == 400 and resp.headers["content-type"] == "application/problem+json"
-        )
+        ), (params, headers, resp.status_code, resp.text)
+        assert resp.json()["errors"][0]["field"] in ("after_seq", "Last-Event-ID"), resp.text
+    ok = await api.get(
+        f"/v1/runs/{run_id}/events",
+        headers={"Last-Event-ID": str(2**62), "Accept": "application/json"},
+    )
+    assert ok.status_code == 200 and ok.json() == []
 
 
 async def test_expired_cursor_is_410(api: httpx.AsyncClient, stack_db: Database) -> None:

@@ -4,14 +4,18 @@ SQLite it reads the store only when something was committed."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 
+from api.routes.events import _stream
 from runyard.db.engine import Database
-from runyard.notifier import EventNotifier
+from runyard.notifier import STREAM_READS, EventNotifier
 from runyard.store.events import NewEvent
+from tests.conftest import poll_until
 from tests.integration.test_store import append, new_run
 
 
@@ -66,3 +70,67 @@ async def test_sqlite_idle_ticks_do_not_read_the_store(
         sub.close()
     finally:
         await hub.stop()
+
+
+async def test_a_burst_of_streams_keeps_to_its_share_of_the_store(
+    db: Database, hub: EventNotifier
+) -> None:
+    """Fifty streams opening at once on one run read its events once (the first seeds
+    the hub's tail for all), and hold at most ``STREAM_READS`` of the store's connections
+    at any moment, whatever its pool holds: the rest stays for health checks and other
+    requests."""
+    run = await new_run(db)
+    await append(db, run.id, *(NewEvent(f"e{i}", "x", {"n": i}) for i in range(3)))
+    await asyncio.sleep(0.1)  # the hub's first look is done
+    held = peak = 0
+    reads: list[str] = []
+
+    def checkout(*_: Any) -> None:
+        nonlocal held, peak
+        held += 1
+        peak = max(peak, held)
+
+    def checkin(*_: Any) -> None:
+        nonlocal held
+        held -= 1
+
+    pools = {db.engine.sync_engine.pool, db._sync_engine.pool}
+    for pool in pools:
+        event.listen(pool, "checkout", checkout)
+        event.listen(pool, "checkin", checkin)
+    real_read = db.read
+
+    async def counted(fn: Callable[[Any], Any]) -> Any:
+        reads.append(getattr(fn, "func", fn).__name__)
+        return await real_read(fn)
+
+    got: list[list[int]] = []
+
+    async def follow() -> None:
+        seqs: list[int] = []
+        async for chunk in _stream(hub, run.id, 0):
+            seqs += [int(m) for m in re.findall(rb"^id: (\d+)$", chunk, re.M)]
+            if len(seqs) == 3:
+                got.append(seqs)
+
+    try:
+        db.read = counted  # type: ignore[method-assign]
+        tasks = [asyncio.create_task(follow()) for _ in range(50)]
+        await poll_until(lambda: _true(len(got) == 50), "every stream's events")
+        await asyncio.sleep(0.2)  # each stream has looked at the run's status, and waits
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        db.read = real_read  # type: ignore[method-assign]
+        for pool in pools:
+            event.remove(pool, "checkout", checkout)
+            event.remove(pool, "checkin", checkin)
+    assert got == [[1, 2, 3]] * 50
+    assert peak <= STREAM_READS, peak
+    assert reads.count("_events_after") == 1, reads  # one seed for the fifty
+    assert reads.count("run_state") == 50
+
+
+async def _true(value: bool) -> bool:
+    return value

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import json
 import re
+import secrets
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -23,6 +24,8 @@ from openapi_spec_validator import validate
 from api.app import create_app
 from api.responses_runs import _RUN_EXAMPLE
 from runyard.settings import Settings
+from tests.conftest import Keys
+from tests.stack import Stack
 
 PROBLEM = "application/problem+json"
 # API.md "The run object" and "Endpoints".
@@ -217,3 +220,73 @@ async def test_generated_client_is_typed(
     assert isinstance(answer.parsed, models.Problem)
     assert answer.parsed.type_ == "AUTH_UNAUTHORIZED"
     assert answer.parsed.title == "Authentication required"
+
+
+# GET operations answering a JSON array are event cursors (``after_seq``/``after`` and a
+# ``limit`` up to 10,000, API.md "Events"), not pages.
+EVENT_CURSORS = {"run_events", "session_logs"}
+# Every list of API.md, so that the search below cannot quietly find none of them.
+KNOWN_LISTS = {
+    "list_runs",
+    "list_templates",
+    "list_agents",
+    "list_thread_runs",
+    "list_webhooks",
+    "list_deliveries",
+    "list_api_keys",
+    "list_artifacts",
+}
+
+
+def list_operations(doc: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Every GET answering a list: an object with a ``data`` array, or a bare array."""
+    schemas = doc["components"]["schemas"]
+    found: dict[str, tuple[str, dict[str, Any]]] = {}
+    for path, method, op in operations(doc):
+        if method != "get" or op["operationId"] in NOT_JSON:
+            continue
+        schema = op["responses"]["200"]["content"]["application/json"]["schema"]
+        if "$ref" in schema:
+            schema = schemas[schema["$ref"].rsplit("/", 1)[1]]
+        data = schema.get("properties", {}).get("data", {})
+        if schema.get("type") == "array" or data.get("type") == "array":
+            found[op["operationId"]] = (path, op)
+    return found
+
+
+async def test_every_list_takes_page_and_limit(
+    served: dict[str, Any], stack: Stack, keys: Keys
+) -> None:
+    """API.md "Pagination", for every list in the document, against the live API."""
+    lists = list_operations(served)
+    assert set(lists) == KNOWN_LISTS | EVENT_CURSORS, set(lists) ^ (KNOWN_LISTS | EVENT_CURSORS)
+    key = await keys.make("org-" + secrets.token_hex(4), ["admin"])
+    async with httpx.AsyncClient(
+        base_url=stack.api_url, headers={"Authorization": f"Bearer {key}"}, timeout=30
+    ) as api:
+        run = (await api.post("/v1/runs", json={"prompt": "p", "model": "scripted"})).json()
+        thread = (await api.post("/v1/threads", json={})).json()
+        hook = (await api.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/h"})).json()
+        ids = {"run_id": run["id"], "thread_id": thread["id"], "webhook_id": hook["id"]}
+        for name in sorted(KNOWN_LISTS):
+            path, op = lists[name]
+            params = {p["name"]: p for p in op.get("parameters", []) if p["in"] == "query"}
+            assert params["page"]["schema"]["minimum"] == 1, name
+            assert params["limit"]["schema"]["maximum"] == 100, name
+            assert params["limit"]["schema"]["default"] == 20, name
+            url = path.format(**ids)
+            got = await api.get(url, params={"page": 1, "limit": 100})
+            assert got.status_code == 200, (name, got.text)
+            body = got.json()
+            assert set(body) == {"data", "pagination"}, (name, body)
+            pagination = body["pagination"]
+            assert set(pagination) == {"page", "limit", "total", "totalPages"}, name
+            assert (pagination["page"], pagination["limit"]) == (1, 100), name
+            assert len(body["data"]) == min(pagination["total"], 100), name
+            page2 = (await api.get(url, params={"page": 2, "limit": 1})).json()["pagination"]
+            assert (page2["page"], page2["limit"]) == (2, 1), name
+            for bad in ({"limit": 101}, {"limit": 0}, {"page": 0}):
+                refused = await api.get(url, params=bad)
+                assert refused.status_code == 400, (name, bad, refused.text)
+                assert refused.json()["type"] == "VALIDATION_FAILED", (name, refused.text)
+        await api.post(f"/v1/runs/{run['id']}/cancel")

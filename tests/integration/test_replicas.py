@@ -6,17 +6,19 @@ import asyncio
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from runyard.db.engine import Database, migrate
-from tests.conftest import Keys, async_db_url, stack_env
+from tests.conftest import Keys, async_db_url, poll_until, stack_env
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.integration.test_api_errors import assert_problem
 from tests.stack import Stack
 
 LIMIT = 200
+STREAM_CAPS = {"TOKEN": 2, "KEY": 3, "ORG": 4}
 
 
 class Replicas:
@@ -31,10 +33,10 @@ class Replicas:
         self.a.stop()
         self.b.stop()
 
-    async def key(self, scopes: list[str] | None = None) -> str:
+    async def key(self, scopes: list[str] | None = None, org: str | None = None) -> str:
         db = Database(async_db_url(self.env))
         try:
-            return await Keys(db).make("replicas-" + secrets.token_hex(4), scopes)
+            return await Keys(db).make(org or "replicas-" + secrets.token_hex(4), scopes)
         finally:
             await db.dispose()
 
@@ -53,6 +55,7 @@ def replicas(
             extra = {
                 "RUNYARD_RATE_LIMIT_PER_MINUTE": str(LIMIT),
                 "RUNYARD_API_KEY_CACHE_SECONDS": "10",
+                **{f"RUNYARD_MAX_STREAMS_PER_{k}": str(n) for k, n in STREAM_CAPS.items()},
             }
             if store == "postgres":
                 extra["RUNYARD_DATABASE_URL"] = postgres_url
@@ -131,3 +134,80 @@ async def _revocation_reaches_both(r: Replicas) -> None:
 
 async def test_revoked_key_is_refused_by_both_within_10s(replicas: list[Replicas]) -> None:
     await asyncio.gather(*(_revocation_reaches_both(r) for r in replicas))
+
+
+class Streams:
+    """Event streams held open until the end of the block (or :meth:`close`)."""
+
+    def __init__(self) -> None:
+        self._open: list[tuple[Any, httpx.Response]] = []
+
+    async def open(self, c: httpx.AsyncClient, run_id: str) -> httpx.Response:
+        """A stream's answer: a 200 is held open (its headers read), anything else read."""
+        cm = c.stream("GET", f"/v1/runs/{run_id}/events")
+        resp = await cm.__aenter__()
+        if resp.status_code != 200:
+            await resp.aread()
+            await cm.__aexit__(None, None, None)
+            return resp
+        self._open.append((cm, resp))
+        return resp
+
+    async def close(self, resp: httpx.Response) -> None:
+        cm = next(cm for cm, r in self._open if r is resp)
+        self._open = [(c, r) for c, r in self._open if r is not resp]
+        await cm.__aexit__(None, None, None)
+
+    async def __aenter__(self) -> Streams:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        for cm, _resp in self._open:
+            await cm.__aexit__(None, None, None)
+
+
+def assert_capped(resp: httpx.Response, whose: str) -> None:
+    assert resp.status_code == 429, f"a stream past the cap for {whose}: {resp.status_code}"
+    assert_problem(resp, 429, "RATE_LIMIT_EXCEEDED")
+    assert whose in resp.json()["detail"], resp.json()
+    assert int(resp.headers["retry-after"]) >= 1
+
+
+async def test_stream_caps_per_token_key_and_org(replicas: list[Replicas]) -> None:
+    """Caps of 2 streams per run's tokens, 3 per key (with its tokens), 4 per organization,
+    counted by each API process (docs/operations.md); other requests go on meanwhile."""
+    r = replicas[0]  # the counts are the process's: the store does not matter
+    org = "streams-" + secrets.token_hex(4)
+    k1, k2 = await r.key(org=org), await r.key(org=org)
+    async with client(r.a, k1) as a1, client(r.a, k2) as a2, Streams() as streams:
+        run1, run2 = [
+            (await a1.post("/v1/runs", json={"prompt": "p", "model": "scripted"})).json()["id"]
+            for _ in range(2)
+        ]
+        token = (await a1.get(f"/v1/runs/{run1}/connection-token")).json()["token"]
+        async with client(r.a, token) as t1, client(r.a, token) as t2, client(r.b, k2) as b2:
+            held = [await streams.open(t1, run1) for _ in range(2)]
+            assert [s.status_code for s in held] == [200, 200]
+            assert_capped(await streams.open(t2, run1), "this run's connection tokens")
+            assert (await streams.open(a1, run2)).status_code == 200  # k1: 2 by token + 1
+            assert_capped(await streams.open(a1, run2), "this API key")
+            assert (await streams.open(a2, run2)).status_code == 200  # the org's fourth
+            assert_capped(await streams.open(a2, run2), "this organization")
+            # Everything else goes on: health, lists, the events as JSON, another replica.
+            assert (await a2.get(f"{r.a.api_url}/healthz")).status_code == 200
+            assert (await a2.get("/v1/runs")).status_code == 200
+            as_json = await a2.get(
+                f"/v1/runs/{run2}/events", headers={"Accept": "application/json"}
+            )
+            assert as_json.status_code == 200 and as_json.json()[0]["seq"] == 1
+            assert (await streams.open(b2, run2)).status_code == 200  # its own counts
+            # A stream that ends gives its place back (to every cap it counted for).
+            await streams.close(held[0])
+
+            async def reopened() -> bool:
+                resp = await streams.open(a2, run2)
+                return resp.status_code == 200
+
+            await poll_until(reopened, "a stream in the place of the closed one")
+            assert_capped(await streams.open(t2, run1), "this organization")
+    # (The queued runs stay: these replicas have no worker to cancel them.)

@@ -10,8 +10,13 @@ from typing import Any
 import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook as Verifier
+from temporalio.client import WorkflowExecutionStatus
 
-from tests.conftest import TERMINAL, script, wait_for
+from runyard.db.engine import Database
+from runyard.db.tables import WebhookDelivery
+from runyard.settings import Settings
+from runyard.temporal import connect
+from tests.conftest import TERMINAL, poll_until, script, wait_for
 from tests.fakes.receiver import Receiver
 from tests.stack import Stack
 
@@ -183,3 +188,46 @@ async def test_webhook_crud_limits(api: httpx.AsyncClient, receiver: Receiver) -
     assert (await api.delete(f"/v1/webhooks/{first['id']}")).status_code == 204
     assert (await api.get(f"/v1/webhooks/{first['id']}")).json()["type"] == "WEBHOOK_NOT_FOUND"
     assert (await api.get("/v1/webhooks")).json()["pagination"]["total"] == 24
+
+
+@pytest.mark.parametrize("how", ["delete", "disable"])
+async def test_a_removed_webhook_stops_its_pending_deliveries(
+    api: httpx.AsyncClient, receiver: Receiver, stack: Stack, stack_db: Database, how: str
+) -> None:
+    """Deleting (or disabling) a webhook ends its deliveries' retries at once, not at their
+    next attempt hours later: the delivery is cancelled and its workflow with it."""
+    p = path()
+    receiver.answer(p, (503, {"Retry-After": "3600"}))  # the next attempt an hour away
+    hook = (
+        await api.post("/v1/webhooks", json={"url": receiver.url(p), "events": ["run.completed"]})
+    ).json()
+    await run_to_end(api)
+    await asyncio.to_thread(receiver.wait_for, p, 1)
+    temporal = await connect(Settings(temporal_address=stack.env["TEMPORAL_ADDRESS"]))
+    deliveries: list[dict[str, Any]] = []
+
+    async def waiting_to_retry() -> bool:
+        nonlocal deliveries
+        deliveries = (await api.get(f"/v1/webhooks/{hook['id']}/deliveries")).json()["data"]
+        return len(deliveries) == 1 and len(deliveries[0]["attempts"]) == 1
+
+    await poll_until(waiting_to_retry, "the first attempt's record")
+    (delivery,) = deliveries
+    assert delivery["status"] == "pending"
+    handle = temporal.get_workflow_handle(delivery["id"])
+    assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+
+    if how == "delete":
+        assert (await api.delete(f"/v1/webhooks/{hook['id']}")).status_code == 204
+    else:
+        off = await api.patch(f"/v1/webhooks/{hook['id']}", json={"enabled": False})
+        assert off.status_code == 200 and off.json()["enabled"] is False
+
+    async def workflow_cancelled() -> bool:
+        return (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
+
+    await poll_until(workflow_cancelled, "the delivery workflow's cancellation", timeout=10)
+    async with stack_db.session() as s:
+        row = await s.get(WebhookDelivery, delivery["id"])
+    assert row is not None and row.status == "cancelled"
+    assert len(receiver.at(p)) == 1
