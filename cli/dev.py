@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import typer
+from pydantic import SecretStr
 
 from runyard.devserver import stop_with_parent
 from runyard.settings import Settings
@@ -43,15 +44,22 @@ KILL_AT_SECONDS = 8.5
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    """Environment variables that make ``Settings()`` in a child equal ``settings``."""
+    """Environment variables that make ``Settings()`` in a child equal ``settings``.
+
+    A secret (``SecretStr``) passes its value: ``str()`` of one is ``**********``."""
     env: dict[str, str] = {}
     for name, info in Settings.model_fields.items():
         value = getattr(settings, name)
         if value is None:
             continue
-        text = str(value).lower() if isinstance(value, bool) else str(value)
-        if isinstance(value, Path):
+        if isinstance(value, SecretStr):
+            text = value.get_secret_value()
+        elif isinstance(value, bool):
+            text = str(value).lower()
+        elif isinstance(value, Path):
             text = str(value.resolve())
+        else:
+            text = str(value)
         alias = info.validation_alias
         choices = getattr(alias, "choices", None)
         names = [str(c) for c in choices] if choices else [f"RUNYARD_{name.upper()}"]
