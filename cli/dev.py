@@ -83,13 +83,18 @@ def serve_dev(
     host: str,
     settings: Callable[..., Settings],
 ) -> None:
+    from cli.dev_ports import check_ports, dev_ports
     from runyard.devserver import DevServerConfig, start_dev_server, wait_for_port
 
-    _check_metrics_ports(settings(), {port: "API", temporal_port: "Temporal", ui_port: "UI"})
+    external = os.environ.get("TEMPORAL_ADDRESS")
+    temporal_log = data_dir.resolve() / "temporal.log"
+    # Every port it binds is checked before anything starts (or is announced).
+    ip = DevServerConfig.load().ip
+    fixed = None if external else (ip, temporal_port, ui_port)
+    check_ports(dev_ports(settings(), host=host, port=port, temporal=fixed), temporal_log)
     # Local development reaches callbacks on this machine, unless the operator said no.
     private = None if "RUNYARD_ALLOW_PRIVATE_CALLBACKS" in os.environ else True
     local_repos = None if "RUNYARD_ALLOW_LOCAL_REPOS" in os.environ else True
-    external = os.environ.get("TEMPORAL_ADDRESS")
     # SIGTERM (a service manager, `kill`) stops everything as Ctrl-C does. SIGINT is set
     # too: a shell starts a background job (`runyard dev &`) with it ignored.
     signal.signal(signal.SIGTERM, _interrupt)
@@ -109,7 +114,7 @@ def serve_dev(
                 wait_for_port(cfg.ip, cfg.port, timeout=60, proc=temporal)
             except (RuntimeError, TimeoutError) as exc:
                 typer.echo(
-                    f"Temporal dev server did not start: {exc}; see {data_dir / 'temporal.log'}",
+                    f"Temporal dev server did not start: {exc}; see {temporal_log}",
                     err=True,
                 )
                 _stop_all([], temporal)
@@ -132,28 +137,17 @@ def serve_dev(
                     typer.echo(f"the {name} exited with {child.returncode}; stopping", err=True)
                     code = 1
             if temporal is not None and temporal.poll() is not None:
-                typer.echo("the Temporal dev server exited; stopping", err=True)
+                typer.echo(
+                    f"the Temporal dev server exited with {temporal.returncode}; stopping "
+                    f"(its log: {temporal_log})",
+                    err=True,
+                )
                 code = 1
             time.sleep(0.2)
     except KeyboardInterrupt:
         typer.echo("\nstopping… (Ctrl-C again stops at once)", err=True)
     _stop_all(children, temporal)
     raise typer.Exit(code)
-
-
-def _check_metrics_ports(s: Settings, taken: dict[int, str]) -> None:
-    """The metrics ports (off unless set) must not be one of the others ``runyard dev`` uses."""
-    wanted: dict[int, str] = {}
-    if s.metrics_port is not None:
-        wanted[s.metrics_port] = "RUNYARD_METRICS_PORT"
-    if s.worker_metrics_port is not None:
-        wanted[s.worker_metrics_port] = "RUNYARD_WORKER_METRICS_PORT"
-        wanted[s.worker_metrics_port + 1] = "RUNYARD_WORKER_METRICS_PORT + 1 (Temporal SDK)"
-    for number, name in wanted.items():
-        if number in taken:
-            typer.echo(f"{name} is {number}, the {taken[number]} port: pick another", err=True)
-            raise typer.Exit(2)
-        taken[number] = name
 
 
 def _interrupt(signum: int, frame: object) -> None:

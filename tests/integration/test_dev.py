@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -119,3 +120,34 @@ def test_ctrl_c_stops_everything_within_10_s_with_a_run_mid_turn(tmp_path: Path)
         # for the next test.
         release_sandboxes(tmp_path / "data" / "sandboxes")
         unmount_all(tmp_path / "data" / "sandboxes")
+
+
+def test_a_busy_port_is_named_before_anything_starts(tmp_path: Path) -> None:
+    """A port another process holds: named with the flag that moves it and the log file,
+    before the ready banner or any process (it used to print the banner, then exit with
+    "the Temporal dev server exited")."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNYARD_", "TEMPORAL_"))}
+    data = tmp_path / "data"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        for flag in ("--port", "--temporal-port", "--ui-port"):
+            ports = {
+                "--port": free_port(),
+                "--temporal-port": free_port(),
+                "--ui-port": free_port(),
+            }
+            ports[flag] = busy
+            argv = [sys.executable, "-m", "cli", "dev", "--data-dir", str(data)]
+            for name, number in ports.items():
+                argv += [name, str(number)]
+            done = subprocess.run(
+                argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
+            )
+            assert done.returncode == 2, done
+            assert f"port {busy} on 127.0.0.1" in done.stderr and "in use" in done.stderr, done
+            assert f"pick another with {flag}" in done.stderr, done.stderr
+            assert str(data.resolve() / "temporal.log") in done.stderr, done.stderr
+            assert "Runyard API" not in done.stdout + done.stderr  # no banner
+            assert not data.exists()  # nothing started
