@@ -31,6 +31,7 @@ from api.routes import (
     usage,
     webhooks,
 )
+from api.shutdown import on_stop_signal
 from runyard import __version__, tracing
 from runyard.db.engine import Database, migrate
 from runyard.notifier import EventNotifier
@@ -54,8 +55,10 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         app.state.notifier = EventNotifier(app.state.db, ping_seconds=settings.sse_ping_seconds)
         await app.state.notifier.start()
         try:
-            async with metrics_port(app):
-                yield
+            # SIGTERM/SIGINT: the event streams end at once, not at uvicorn's deadline.
+            with on_stop_signal(app.state.notifier.close_streams):
+                async with metrics_port(app):
+                    yield
         finally:
             await app.state.notifier.stop()
             app.state.rate_limiter.close()

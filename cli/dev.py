@@ -4,9 +4,11 @@ state in the data dir; Ctrl-C stops all of them.
 The worker (``python -m cli.dev worker``) and the API (``runyard api``) are child processes
 with the settings of this command passed in their environment, so stopping them never
 depends on what is in flight inside them: Ctrl-C asks each to stop (SIGTERM: the worker
-gives work in flight 2 s and leaves the rest to Temporal's retries, the API closes its
-event streams after 3 s), then the Temporal dev server; whatever still runs at its
-deadline is killed. A second Ctrl-C kills everything at once.
+gives work in flight 2 s, leaves the rest to Temporal's retries and releases its
+sandboxes' processes, cgroups and disk mounts; the API ends its event streams at once),
+then the Temporal dev server; whatever still runs at its deadline is killed. A second
+Ctrl-C kills everything at once. Its own messages never stop the stopping, even when
+the terminal's reader is gone (``| tee``, Ctrl-C ends tee too).
 """
 
 from __future__ import annotations
@@ -113,10 +115,7 @@ def serve_dev(
             try:
                 wait_for_port(cfg.ip, cfg.port, timeout=60, proc=temporal)
             except (RuntimeError, TimeoutError) as exc:
-                typer.echo(
-                    f"Temporal dev server did not start: {exc}; see {temporal_log}",
-                    err=True,
-                )
+                _say(f"Temporal dev server did not start: {exc}; see {temporal_log}")
                 _stop_all([], temporal)
                 raise typer.Exit(1) from None
         s = settings(
@@ -134,20 +133,28 @@ def serve_dev(
             for child in children:
                 if child.poll() is not None:
                     name = _name(child, children)
-                    typer.echo(f"the {name} exited with {child.returncode}; stopping", err=True)
+                    _say(f"the {name} exited with {child.returncode}; stopping")
                     code = 1
             if temporal is not None and temporal.poll() is not None:
-                typer.echo(
+                _say(
                     f"the Temporal dev server exited with {temporal.returncode}; stopping "
-                    f"(its log: {temporal_log})",
-                    err=True,
+                    f"(its log: {temporal_log})"
                 )
                 code = 1
             time.sleep(0.2)
     except KeyboardInterrupt:
-        typer.echo("\nstopping… (Ctrl-C again stops at once)", err=True)
+        _say("\nstopping… (Ctrl-C again stops at once)")
     _stop_all(children, temporal)
     raise typer.Exit(code)
+
+
+def _say(text: str) -> None:
+    """A message on standard error that never stops the stopping: piped through ``tee``,
+    Ctrl-C ends the reader too, and a write then fails (BrokenPipeError). The write
+    raised out of the handler before the children were stopped, leaving the worker
+    behind for half a minute."""
+    with contextlib.suppress(OSError, ValueError):
+        typer.echo(text, err=True)
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -226,7 +233,7 @@ def _stop_all(
         _signal_all(children, signal.SIGTERM)
         if not _wait_all(children, STOP_SECONDS):
             late = " and ".join(_name(p, children) for p in children if p.poll() is None)
-            typer.echo(f"the {late} did not stop in {STOP_SECONDS:.0f} s: killed", err=True)
+            _say(f"the {late} did not stop in {STOP_SECONDS:.0f} s: killed")
             _signal_all(children, signal.SIGKILL)
             _wait_all(children, 0.5)
         if temporal is not None:
@@ -237,9 +244,9 @@ def _stop_all(
     except KeyboardInterrupt:
         _signal_all(everything, signal.SIGKILL)
         _wait_all(everything, 1)
-        typer.echo("killed", err=True)
+        _say("killed")
         return
-    typer.echo(f"stopped in {time.monotonic() - started:.1f} s", err=True)
+    _say(f"stopped in {time.monotonic() - started:.1f} s")
 
 
 def _worker_main() -> None:
@@ -250,15 +257,21 @@ def _worker_main() -> None:
     past the 10 s Ctrl-C promises on a busy machine. Nothing is lost by the hard end:
     Temporal runs an activity whose worker went away again once a worker is back."""
     from runyard.logging import configure_logging
+    from runyard.sandbox.release import release_local_sandboxes
     from worker import run_worker
 
     settings = Settings()
     configure_logging(settings.log_level, json=settings.log_json)
 
     def end_now() -> None:
-        print("worker: stopped; work in flight resumes when a worker is back", file=sys.stderr)
-        sys.stderr.flush()
-        os._exit(0)
+        try:
+            # What run_worker's end would have released: sandbox processes (thawed),
+            # cgroups and disk mounts; the sandboxes' files stay for the runs.
+            release_local_sandboxes()
+            print("worker: stopped; work in flight resumes when a worker is back", file=sys.stderr)
+            sys.stderr.flush()
+        finally:  # even when standard error is a pipe whose reader is gone (`| tee`)
+            os._exit(0)
 
     async def run() -> None:
         stop = asyncio.Event()

@@ -77,7 +77,8 @@ async def _check_retention(db: Database, run: Run, cursor: int) -> None:
 async def _stream(
     db: Database, notifier: EventNotifier, run_id: str, cursor: int
 ) -> AsyncIterator[bytes]:
-    """Stored events after ``cursor``, then live ones, until the terminal event."""
+    """Stored events after ``cursor``, then live ones, until the terminal event (or
+    until the server stops)."""
     sub = notifier.subscribe(run_id)
     check_status = True  # on the first pass (then the hub's pings look, once per run)
     quiet = True  # no event was sent since the hub's last ping
@@ -85,7 +86,7 @@ async def _stream(
     metrics.SSE_STREAMS.inc()
     try:
         yield b": connected\n\n"
-        while True:
+        while not notifier.closing:  # the server is stopping: end, the client resumes
             sub.clear()
             batch = sub.cached(cursor)
             if batch is None:  # behind the hub's tail, or it is not seeded yet: the store
