@@ -242,7 +242,10 @@ def test_ctrl_c_in_a_terminal_leaves_no_process_mount_or_cgroup(tmp_path: Path) 
                     return child
             except httpx.HTTPError:
                 pass
-            assert time.monotonic() < deadline, transcript.getvalue()
+            if time.monotonic() > deadline or not child.isalive():
+                child.kill(signal.SIGINT)  # stop what started (the secrets test: the API)
+                child.expect(pexpect.EOF)
+                raise AssertionError(f"runyard dev never became healthy:\n{transcript.getvalue()}")
             time.sleep(0.2)
 
     dev = start()
