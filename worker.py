@@ -52,6 +52,7 @@ from runyard.logging import configure_logging
 from runyard.metrics_server import serve_worker_metrics
 from runyard.sandbox.base import SandboxProvider
 from runyard.sandbox.local import local_provider
+from runyard.sandbox.release import release_local_sandboxes
 from runyard.settings import Settings, get_settings
 from runyard.temporal import connect
 from workflows.reaper import ReapInput, SandboxReaperWorkflow, reaper_schedule_id
@@ -226,6 +227,11 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
                 await running.enter_async_context(worker)
             await stop.wait()
     finally:
+        # No sandbox process, mount or cgroup outlives the worker; the sandboxes' files
+        # stay for the runs (runyard/sandbox/release.py).
+        released = release_local_sandboxes()
+        if released:
+            log.info("worker.sandboxes_released", count=released)
         await db.dispose()
 
 

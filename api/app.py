@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from api.auth import KeyCache
 from api.errors import install_error_handlers
@@ -30,6 +31,7 @@ from api.routes import (
     usage,
     webhooks,
 )
+from api.shutdown import on_stop_signal
 from api.streams import StreamCaps
 from runyard import __version__, tracing
 from runyard.datadir import private_data_dir
@@ -37,6 +39,9 @@ from runyard.db.engine import Database, migrate
 from runyard.notifier import EventNotifier
 from runyard.secrets import load_secret_key
 from runyard.settings import Settings, get_settings
+
+# Where the documentation pages' assets are served (same origin as the pages).
+DOCS_ASSETS = "/docs/assets"
 
 
 def create_app(settings: Settings | None = None, *, run_migrations: bool = True) -> FastAPI:
@@ -53,18 +58,26 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         app.state.notifier = EventNotifier(app.state.db, ping_seconds=settings.sse_ping_seconds)
         await app.state.notifier.start()
         try:
-            async with metrics_port(app):
-                yield
+            # SIGTERM/SIGINT: the event streams end at once, not at uvicorn's deadline.
+            with on_stop_signal(app.state.notifier.close_streams):
+                async with metrics_port(app):
+                    yield
         finally:
             await app.state.notifier.stop()
             app.state.rate_limiter.close()
             await app.state.db.dispose()
 
-    app = FastAPI(
+    # /docs (Swagger UI) and /redoc with their scripts, styles and icon served by this
+    # process from the fastapi-offline package: they work without internet (FastAPI's
+    # own pages load them from a CDN, and were blank offline).
+    app = FastAPIOffline(
         title="Runyard",
         version=__version__,
         description="Run AI coding agents as durable Temporal workflows.",
         lifespan=lifespan,
+        static_url=DOCS_ASSETS,
+        # Swagger UI never sends the document to an outside validator.
+        swagger_ui_parameters={"validatorUrl": None},
     )
     app.state.settings = settings
     app.state.temporal = TemporalConnector(settings)

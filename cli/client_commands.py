@@ -5,7 +5,6 @@ failure is one line on standard error and a non-zero exit, never a traceback."""
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from cli.terminal import clean, json_text
 from runyard.client import DEFAULT_API_URL, Runyard, RunyardAPIError
 
 ApiUrl = Annotated[
@@ -46,7 +46,7 @@ def _client(api_url: str, api_key: str | None) -> Iterator[Runyard]:
         with Runyard(api_url, api_key) as client:
             yield client
     except RunyardAPIError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {clean(str(exc))}", err=True)
         raise typer.Exit(1) from None
 
 
@@ -62,7 +62,7 @@ def repo_argument(repo: str | None) -> str | None:
 
 
 def _dump(data: object) -> None:
-    typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    typer.echo(json_text(data, indent=2))
 
 
 def run(
@@ -134,7 +134,7 @@ def logs(run_id: RunId, api_url: ApiUrl = DEFAULT_API_URL, api_key: ApiKey = Non
     """Every event of a run, one JSON object a line."""
     with _client(api_url, api_key) as client:
         for ev in client.logs(run_id):
-            typer.echo(json.dumps(ev.model_dump(by_alias=True), ensure_ascii=False))
+            typer.echo(json_text(ev.model_dump(by_alias=True)))
 
 
 @runs_app.command("list")
@@ -171,7 +171,8 @@ def runs_list(
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
-        typer.echo("  ".join([*(c.ljust(w) for c, w in zip(row, widths, strict=False)), row[-1]]))
+        line = "  ".join([*(c.ljust(w) for c, w in zip(row, widths, strict=False)), row[-1]])
+        typer.echo(clean(line))
     typer.echo(f"page {p.page} of {max(p.total_pages, 1)} · {p.total} runs", err=True)
 
 

@@ -4,9 +4,11 @@ state in the data dir; Ctrl-C stops all of them.
 The worker (``python -m cli.dev worker``) and the API (``runyard api``) are child processes
 with the settings of this command passed in their environment, so stopping them never
 depends on what is in flight inside them: Ctrl-C asks each to stop (SIGTERM: the worker
-gives work in flight 2 s and leaves the rest to Temporal's retries, the API closes its
-event streams after 3 s), then the Temporal dev server; whatever still runs at its
-deadline is killed. A second Ctrl-C kills everything at once.
+gives work in flight 2 s, leaves the rest to Temporal's retries and releases its
+sandboxes' processes, cgroups and disk mounts; the API ends its event streams at once),
+then the Temporal dev server; whatever still runs at its deadline is killed. A second
+Ctrl-C kills everything at once. Its own messages never stop the stopping, even when
+the terminal's reader is gone (``| tee``, Ctrl-C ends tee too).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import typer
+from pydantic import SecretStr
 
 from runyard.devserver import stop_with_parent
 from runyard.settings import Settings
@@ -43,15 +46,22 @@ KILL_AT_SECONDS = 8.5
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    """Environment variables that make ``Settings()`` in a child equal ``settings``."""
+    """Environment variables that make ``Settings()`` in a child equal ``settings``.
+
+    A secret (``SecretStr``) passes its value: ``str()`` of one is ``**********``."""
     env: dict[str, str] = {}
     for name, info in Settings.model_fields.items():
         value = getattr(settings, name)
         if value is None:
             continue
-        text = str(value).lower() if isinstance(value, bool) else str(value)
-        if isinstance(value, Path):
+        if isinstance(value, SecretStr):
+            text = value.get_secret_value()
+        elif isinstance(value, bool):
+            text = str(value).lower()
+        elif isinstance(value, Path):
             text = str(value.resolve())
+        else:
+            text = str(value)
         alias = info.validation_alias
         choices = getattr(alias, "choices", None)
         names = [str(c) for c in choices] if choices else [f"RUNYARD_{name.upper()}"]
@@ -75,14 +85,19 @@ def serve_dev(
     host: str,
     settings: Callable[..., Settings],
 ) -> None:
+    from cli.dev_ports import check_ports, dev_ports
     from runyard.datadir import private_data_dir
     from runyard.devserver import DevServerConfig, start_dev_server, wait_for_port
 
-    _check_metrics_ports(settings(), {port: "API", temporal_port: "Temporal", ui_port: "UI"})
+    external = os.environ.get("TEMPORAL_ADDRESS")
+    temporal_log = data_dir.resolve() / "temporal.log"
+    # Every port it binds is checked before anything starts (or is announced).
+    ip = DevServerConfig.load().ip
+    fixed = None if external else (ip, temporal_port, ui_port)
+    check_ports(dev_ports(settings(), host=host, port=port, temporal=fixed), temporal_log)
     # Local development reaches callbacks on this machine, unless the operator said no.
     private = None if "RUNYARD_ALLOW_PRIVATE_CALLBACKS" in os.environ else True
     local_repos = None if "RUNYARD_ALLOW_LOCAL_REPOS" in os.environ else True
-    external = os.environ.get("TEMPORAL_ADDRESS")
     # SIGTERM (a service manager, `kill`) stops everything as Ctrl-C does. SIGINT is set
     # too: a shell starts a background job (`runyard dev &`) with it ignored.
     signal.signal(signal.SIGTERM, _interrupt)
@@ -101,10 +116,7 @@ def serve_dev(
             try:
                 wait_for_port(cfg.ip, cfg.port, timeout=60, proc=temporal)
             except (RuntimeError, TimeoutError) as exc:
-                typer.echo(
-                    f"Temporal dev server did not start: {exc}; see {data_dir / 'temporal.log'}",
-                    err=True,
-                )
+                _say(f"Temporal dev server did not start: {exc}; see {temporal_log}")
                 _stop_all([], temporal)
                 raise typer.Exit(1) from None
         s = settings(
@@ -122,31 +134,28 @@ def serve_dev(
             for child in children:
                 if child.poll() is not None:
                     name = _name(child, children)
-                    typer.echo(f"the {name} exited with {child.returncode}; stopping", err=True)
+                    _say(f"the {name} exited with {child.returncode}; stopping")
                     code = 1
             if temporal is not None and temporal.poll() is not None:
-                typer.echo("the Temporal dev server exited; stopping", err=True)
+                _say(
+                    f"the Temporal dev server exited with {temporal.returncode}; stopping "
+                    f"(its log: {temporal_log})"
+                )
                 code = 1
             time.sleep(0.2)
     except KeyboardInterrupt:
-        typer.echo("\nstopping… (Ctrl-C again stops at once)", err=True)
+        _say("\nstopping… (Ctrl-C again stops at once)")
     _stop_all(children, temporal)
     raise typer.Exit(code)
 
 
-def _check_metrics_ports(s: Settings, taken: dict[int, str]) -> None:
-    """The metrics ports (off unless set) must not be one of the others ``runyard dev`` uses."""
-    wanted: dict[int, str] = {}
-    if s.metrics_port is not None:
-        wanted[s.metrics_port] = "RUNYARD_METRICS_PORT"
-    if s.worker_metrics_port is not None:
-        wanted[s.worker_metrics_port] = "RUNYARD_WORKER_METRICS_PORT"
-        wanted[s.worker_metrics_port + 1] = "RUNYARD_WORKER_METRICS_PORT + 1 (Temporal SDK)"
-    for number, name in wanted.items():
-        if number in taken:
-            typer.echo(f"{name} is {number}, the {taken[number]} port: pick another", err=True)
-            raise typer.Exit(2)
-        taken[number] = name
+def _say(text: str) -> None:
+    """A message on standard error that never stops the stopping: piped through ``tee``,
+    Ctrl-C ends the reader too, and a write then fails (BrokenPipeError). The write
+    raised out of the handler before the children were stopped, leaving the worker
+    behind for half a minute."""
+    with contextlib.suppress(OSError, ValueError):
+        typer.echo(text, err=True)
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -225,7 +234,7 @@ def _stop_all(
         _signal_all(children, signal.SIGTERM)
         if not _wait_all(children, STOP_SECONDS):
             late = " and ".join(_name(p, children) for p in children if p.poll() is None)
-            typer.echo(f"the {late} did not stop in {STOP_SECONDS:.0f} s: killed", err=True)
+            _say(f"the {late} did not stop in {STOP_SECONDS:.0f} s: killed")
             _signal_all(children, signal.SIGKILL)
             _wait_all(children, 0.5)
         if temporal is not None:
@@ -236,9 +245,9 @@ def _stop_all(
     except KeyboardInterrupt:
         _signal_all(everything, signal.SIGKILL)
         _wait_all(everything, 1)
-        typer.echo("killed", err=True)
+        _say("killed")
         return
-    typer.echo(f"stopped in {time.monotonic() - started:.1f} s", err=True)
+    _say(f"stopped in {time.monotonic() - started:.1f} s")
 
 
 def _worker_main() -> None:
@@ -249,15 +258,21 @@ def _worker_main() -> None:
     past the 10 s Ctrl-C promises on a busy machine. Nothing is lost by the hard end:
     Temporal runs an activity whose worker went away again once a worker is back."""
     from runyard.logging import configure_logging
+    from runyard.sandbox.release import release_local_sandboxes
     from worker import run_worker
 
     settings = Settings()
     configure_logging(settings.log_level, json=settings.log_json)
 
     def end_now() -> None:
-        print("worker: stopped; work in flight resumes when a worker is back", file=sys.stderr)
-        sys.stderr.flush()
-        os._exit(0)
+        try:
+            # What run_worker's end would have released: sandbox processes (thawed),
+            # cgroups and disk mounts; the sandboxes' files stay for the runs.
+            release_local_sandboxes()
+            print("worker: stopped; work in flight resumes when a worker is back", file=sys.stderr)
+            sys.stderr.flush()
+        finally:  # even when standard error is a pipe whose reader is gone (`| tee`)
+            os._exit(0)
 
     async def run() -> None:
         stop = asyncio.Event()

@@ -15,7 +15,6 @@ tool call follows), so the final text appears once, on standard output only.
 
 from __future__ import annotations
 
-import json
 import select
 import sys
 import time
@@ -27,12 +26,18 @@ from rich.live import Live
 from rich.markup import escape
 from rich.text import Text
 
+from cli.terminal import clean, json_text
 from runyard.client import Event, Run, Runyard, RunyardAPIError, Usage
 
 TAIL_LINES = 5
 TERMINAL_EVENTS = ("run.completed", "run.failed", "run.cancelled")
 # What may come between the final message and the end of the run (a held message waits).
 _ENDING_EVENTS = (*TERMINAL_EVENTS, "output.detected", "guardrail.triggered")
+
+
+def _safe(value: object) -> str:
+    """Run data inside rich markup: control characters shown (``clean``), markup escaped."""
+    return escape(clean(str(value)))
 
 
 def _since(stamp: str | None) -> float | None:
@@ -74,7 +79,8 @@ class FollowView:
         return max(0.0, time.monotonic() - self.started)
 
     def __rich__(self) -> Text:
-        return Text(f"● {usage_line(self.status, self.usage, self.elapsed)}", style="dim")
+        line = clean(usage_line(self.status, self.usage, self.elapsed))
+        return Text(f"● {line}", style="dim")
 
     def _print(self, markup: str) -> None:
         self.console.print(markup, highlight=False)
@@ -83,7 +89,7 @@ class FollowView:
         """Print what is left of streamed messages (they end with any other event)."""
         for text in self.partial.values():
             if text:
-                self.console.print(text, highlight=False, markup=False)
+                self.console.print(clean(text), highlight=False, markup=False)
         self.partial.clear()
 
     def show(self, ev: Event) -> None:
@@ -96,7 +102,7 @@ class FollowView:
             self.streamed += str(data.get("text", ""))
             done, sep, rest = text.rpartition("\n")
             if sep and not self.hold:
-                self.console.print(done, highlight=False, markup=False)
+                self.console.print(clean(done), highlight=False, markup=False)
             self.partial[mid] = text if self.hold else rest
             return
         if kind == "turn.retried":
@@ -121,27 +127,27 @@ class FollowView:
             self.status = "running"
         elif kind == "sandbox.setup":
             for line in str(data.get("output") or data.get("line") or "").splitlines():
-                self._print(f"[dim]  setup │ {escape(line)}[/dim]")
+                self._print(f"[dim]  setup │ {_safe(line)}[/dim]")
         elif kind == "tool.call" and data.get("name") != "ask_user":  # the question follows
-            args = json.dumps(data.get("input", {}), ensure_ascii=False)
+            args = json_text(data.get("input", {}))
             if not self.verbose and len(args) > 100:
                 args = args[:99] + "…"
-            self._print(f"[cyan]▸ {escape(str(data.get('name')))}[/cyan] {escape(args)}")
+            self._print(f"[cyan]▸ {_safe(str(data.get('name')))}[/cyan] {_safe(args)}")
         elif kind == "tool.result":
             self._tool_result(data)
         elif kind == "run.waiting_for_input":
             self.status = "waiting_for_input"
-            self._print(f"[bold magenta]? {escape(str(data.get('question', '')))}[/bold magenta]")
+            self._print(f"[bold magenta]? {_safe(str(data.get('question', '')))}[/bold magenta]")
         elif kind == "run.input_received":
             self.status = "running"
             label = "message" if data.get("queued") else "answer"
-            self._print(f"[green]→ {label}: {escape(str(data.get('content', '')))}[/green]")
+            self._print(f"[green]→ {label}: {_safe(str(data.get('content', '')))}[/green]")
         elif kind == "output.detected" and data.get("type") != "text":  # text: as it streamed
-            self._print(f"[blue]⇢ output {escape(json.dumps(data, ensure_ascii=False))}[/blue]")
+            self._print(f"[blue]⇢ output {_safe(json_text(data))}[/blue]")
         elif kind == "guardrail.triggered":
             self._print(
-                f"[red]guardrail {escape(str(data.get('guardrail')))} reached "
-                f"({escape(str(data.get('value')))})[/red]"
+                f"[red]guardrail {_safe(str(data.get('guardrail')))} reached "
+                f"({_safe(str(data.get('value')))})[/red]"
             )
         elif kind in TERMINAL_EVENTS:
             self.status = kind.removeprefix("run.")
@@ -159,7 +165,7 @@ class FollowView:
         if hidden:
             self._print(f"  [dim]│ … {hidden} more above (--verbose shows all)[/dim]")
         for line in shown:
-            self._print(f"  [dim]│[/dim] {escape(line if self.verbose else line[:200])}")
+            self._print(f"  [dim]│[/dim] {_safe(line if self.verbose else line[:200])}")
 
 
 def _question_open(client: Runyard, run_id: str, seq: int) -> bool:
@@ -241,20 +247,18 @@ def _conclude(run: Run, view: FollowView, console: Console) -> int:
     for out in run.outputs:
         if out.type != "text":
             fields = out.model_dump(exclude_none=True, by_alias=True)
-            console.print(f"[blue]output[/blue] {escape(json.dumps(fields))}", highlight=False)
+            console.print(f"[blue]output[/blue] {_safe(json_text(fields))}", highlight=False)
     # On a terminal the text was just shown as it streamed (on standard error, the same
     # screen): printing it again showed it twice. Redirected, the stream held it back and
     # standard output gets it, once.
     shown = not view.hold and final.strip() == view.streamed.strip()
     if final and not shown:
-        print(final, flush=True)
+        print(clean(final), flush=True)
     summary = run.status
     if run.fail_reason:
         summary += f" ({run.fail_reason}{': ' + run.error.code if run.error else ''})"
         if run.error and run.error.message:
             summary += f" {run.error.message}"
     seconds = (run.duration_ms or 0) / 1000 if run.duration_ms is not None else view.elapsed
-    console.print(
-        f"[bold]{escape(usage_line(summary, run.usage, seconds))}[/bold]", highlight=False
-    )
+    console.print(f"[bold]{_safe(usage_line(summary, run.usage, seconds))}[/bold]", highlight=False)
     return 0 if run.status == "completed" else 1

@@ -17,8 +17,10 @@ from typing import Annotated
 
 import httpx
 import typer
+from pydantic import BaseModel, ValidationError
 
 from runyard.client import DEFAULT_API_URL
+from runyard.client._core import is_json, not_runyard
 from runyard.settings import Settings
 
 _TIMEOUT = 3.0
@@ -164,6 +166,14 @@ async def _temporal(settings: Settings, report: Report) -> None:
         report.checks["worker"] = (False, f"none polling task queue '{settings.task_queue}'")
 
 
+class _Health(BaseModel):
+    """The body of the API's ``/healthz`` (``api/responses_org.py``'s ``Health``)."""
+
+    status: str
+    database: str
+    temporal: str
+
+
 async def _api(api_url: str, report: Report) -> None:
     url = f"{api_url.rstrip('/')}/healthz"
     try:
@@ -172,14 +182,19 @@ async def _api(api_url: str, report: Report) -> None:
     except httpx.HTTPError as exc:
         report.checks["api"] = (False, f"down at {api_url} ({type(exc).__name__})")
         return
-    if resp.status_code == 200:
+    # Any server answers 200 somewhere: only Runyard's own /healthz document (JSON, with
+    # its status and parts) says this is the API, as the client commands check.
+    try:
+        health = _Health.model_validate(resp.json()) if is_json(resp) else None
+    except (ValueError, ValidationError):
+        health = None
+    if health is None:
+        report.checks["api"] = (False, f"not a Runyard API: {not_runyard(resp).detail}")
+        return
+    if resp.status_code == 200 and health.status == "ok":
         report.checks["api"] = (True, f"ok ({api_url})")
         return
-    try:
-        body = resp.json()
-        detail = ", ".join(f"{k} {v}" for k, v in body.items() if k != "status")
-    except ValueError:
-        detail = resp.text[:200]
+    detail = f"database {health.database}, temporal {health.temporal}"
     report.checks["api"] = (False, f"{resp.status_code} at {api_url}: {detail}")
 
 

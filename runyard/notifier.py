@@ -136,6 +136,8 @@ class EventNotifier:
         self._subs: dict[str, set[Subscription]] = defaultdict(set)
         self._tails: dict[str, _Tail] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        # The server is stopping: streams end (``close_streams``).
+        self.closing = False
 
     def subscribe(self, run_id: str) -> Subscription:
         sub = Subscription(self, run_id)
@@ -193,6 +195,13 @@ class EventNotifier:
     def wake(self, run_id: str) -> None:
         for sub in self._subs.get(run_id, ()):
             sub.event.set()
+
+    def close_streams(self) -> None:
+        """The server is stopping: every stream ends now, and any opened later at once
+        (their clients resume with ``Last-Event-ID``)."""
+        self.closing = True
+        for run_id in list(self._subs):
+            self.wake(run_id)
 
     def wake_all(self) -> None:
         for run_id in list(self._subs):

@@ -6,6 +6,7 @@ Temporal, Anthropic and E2B keep their own conventional variable names
 
 from __future__ import annotations
 
+import hashlib
 import socket
 from functools import lru_cache
 from pathlib import Path
@@ -32,9 +33,15 @@ class Settings(BaseSettings):
     task_queue: str = "runyard"
     # This worker host's name: its local sandboxes' activities go to the task queue
     # "<task_queue>@<host_name>", so a run's tool calls land on the host holding its
-    # sandbox. Unique per host (two workers on one host may share it if they share the
-    # data dir).
-    host_name: str = Field(default_factory=socket.gethostname, min_length=1, max_length=200)
+    # sandbox. Default: the machine's host name and a short hash of the resolved data dir
+    # (``default_host_name``), so two workers with their own data dirs on one machine
+    # never take each other's tool calls, and workers sharing a data dir share the name.
+    # Set it to a name unique per data dir.
+    host_name: str = Field(
+        default_factory=lambda data: default_host_name(data.get("data_dir", Path(".runyard"))),
+        min_length=1,
+        max_length=200,
+    )
     # A host's activity not picked up this long means the host is gone: its sandboxes are
     # rebuilt elsewhere (sandbox.lost).
     host_lost_seconds: int = Field(default=60, ge=5)
@@ -221,6 +228,13 @@ class Settings(BaseSettings):
     @property
     def sandboxes_dir(self) -> Path:
         return self.sandbox_dir or self.data_dir.resolve() / "sandboxes"
+
+
+def default_host_name(data_dir: Path) -> str:
+    """``<machine host name>-<8 hex digits of the resolved data dir's path>``: the sandboxes
+    of a data dir are on this machine's disk, so the pair names where they are."""
+    digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:8]
+    return f"{socket.gethostname()}-{digest}"
 
 
 @lru_cache

@@ -100,8 +100,8 @@ class Stack:
 
 
 def release_sandboxes(root: Path) -> None:
-    """Kill what is left in the sandboxes of runs that never ended (a waiting run's is
-    frozen: it outlives its worker, as it should in a deployment, but not a test)."""
+    """Kill what is left in the sandboxes of runs that never ended, for a worker killed
+    outright (one that stops releases its own: runyard/sandbox/release.py)."""
     if not root.is_dir():
         return
     for sandbox in root.iterdir():

@@ -86,7 +86,8 @@ async def _check_retention(
 
 
 async def _stream(notifier: EventNotifier, run_id: str, cursor: int) -> AsyncIterator[bytes]:
-    """Stored events after ``cursor``, then live ones, until the terminal event. Its store
+    """Stored events after ``cursor``, then live ones, until the terminal event (or
+    until the server stops). Its store
     reads go through the hub (one seed per run, then a gate for the process's streams)."""
     sub = notifier.subscribe(run_id)
     check_status = True  # on the first pass (then the hub's pings look, once per run)
@@ -95,7 +96,7 @@ async def _stream(notifier: EventNotifier, run_id: str, cursor: int) -> AsyncIte
     metrics.SSE_STREAMS.inc()
     try:
         yield b": connected\n\n"
-        while True:
+        while not notifier.closing:  # the server is stopping: end, the client resumes
             sub.clear()
             batch = sub.cached(cursor)
             if batch is None:  # the run's tail is not seeded yet: the first stream seeds it

@@ -121,14 +121,14 @@ def not_runyard(resp: httpx.Response) -> Problem:
     )
 
 
-def _is_json(resp: httpx.Response) -> bool:
+def is_json(resp: httpx.Response) -> bool:
     media: str = resp.headers.get("content-type", "").split(";")[0].strip().lower()
     return media == "application/json" or media.endswith("+json")
 
 
 def problem_of(resp: httpx.Response) -> Problem:
     """The problem document of an error answer (or one made up from a non-problem answer)."""
-    if not _is_json(resp):
+    if not is_json(resp):
         return not_runyard(resp)
     try:
         return Problem.model_validate(resp.json())
@@ -150,7 +150,7 @@ def checked(resp: httpx.Response) -> httpx.Response:
 
 def parse(resp: httpx.Response, model: type[M]) -> M:
     checked(resp)
-    if not _is_json(resp):
+    if not is_json(resp):
         raise RunyardAPIError(not_runyard(resp))
     try:
         return model.model_validate(resp.json())
@@ -186,7 +186,7 @@ def log_events(resp: httpx.Response) -> list[Event]:
     """The events of a ``/logs`` answer (JSON lines)."""
     checked(resp)
     media = resp.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media != "application/x-ndjson" and not _is_json(resp):
+    if media != "application/x-ndjson" and not is_json(resp):
         raise RunyardAPIError(not_runyard(resp))
     try:
         return [
@@ -201,7 +201,7 @@ def log_events(resp: httpx.Response) -> list[Event]:
 def event_list(resp: httpx.Response) -> list[Event]:
     """The events of a JSON page of ``/events``."""
     checked(resp)
-    if not _is_json(resp):
+    if not is_json(resp):
         raise RunyardAPIError(not_runyard(resp))
     try:
         return [Event.model_validate(e) for e in resp.json()]

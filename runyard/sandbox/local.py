@@ -53,6 +53,7 @@ from runyard.sandbox.isolation import (
 )
 from runyard.sandbox.local_sandbox import LocalSandbox
 from runyard.sandbox.network import RESOLV_CONF, NetworkError, Slirp, slirp_path
+from runyard.sandbox.release import on_worker_stop, release_sandbox
 from runyard.settings import Settings
 
 __all__ = ["LocalSandbox", "LocalSandboxProvider", "bwrap_path", "local_provider"]
@@ -103,6 +104,8 @@ class LocalSandboxProvider:
         self._locks: dict[str, asyncio.Lock] = {}
         self._cgroups: dict[str, Cgroup | None] = {}
         self.destroyed: set[str] = set()  # by this worker, while a call may be running
+        self._held: set[str] = set()  # sandboxes this process ran, mounted or froze
+        on_worker_stop(self.release)
         self._said_no_freezer = False
         probe = (
             Cgroup.open(f"probe-{os.getpid()}", memory_bytes=64 * 1024 * 1024, pids_max=8)
@@ -133,6 +136,7 @@ class LocalSandboxProvider:
     # -- cgroups and runners --------------------------------------------------------
 
     def cgroup(self, sandbox: LocalSandbox) -> Cgroup | None:
+        self._held.add(sandbox.id)
         if not self.use_cgroups:
             return None
         if sandbox.id not in self._cgroups:
@@ -281,6 +285,7 @@ class LocalSandboxProvider:
             "disk": "loop" if loop else "dir",
         }
         (root / "meta.json").write_text(json.dumps(meta))
+        self._held.add(sandbox_id)  # its disk is mounted next
         if self.disks is not None:
             try:
                 await self.disks.create(root / "disk.img", root / "disk", spec.resources["diskMi"])
@@ -370,6 +375,7 @@ class LocalSandboxProvider:
 
     async def _remove(self, sandbox_id: str, root: Path) -> None:
         self.destroyed.add(sandbox_id)
+        self._held.discard(sandbox_id)
         group = self._cgroups.pop(sandbox_id, None)
         if group is None and self.use_cgroups:  # e.g. created by a worker that died
             group = Cgroup.open(sandbox_id, memory_bytes=1 << 30, pids_max=self.pids_max)
@@ -388,6 +394,15 @@ class LocalSandboxProvider:
         if not is_mount(root / "disk"):  # never delete through a mount that stayed
             await asyncio.to_thread(shutil.rmtree, root, True)
         self._locks.pop(sandbox_id, None)
+
+    def release(self) -> int:
+        """The worker stops: release what it holds of its sandboxes (``release.py``); a
+        held sandbox's cgroup, if any, is in ``_cgroups`` (its runner started there)."""
+        held, self._held = self._held, set()
+        for sid in sorted(held):
+            group = self._cgroups.pop(sid, None)
+            release_sandbox(self._dir(sid), self._runners.pop(sid, None), group)
+        return len(held)
 
 
 def local_provider(settings: Settings) -> LocalSandboxProvider:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -265,3 +266,71 @@ async def test_run_resolves_a_relative_repo_path(stack: Stack, keys: Keys, tmp_p
     missing = run_in_project("../nope")
     assert missing.returncode == 1 and "REPOSITORY_NOT_FOUND" in missing.stderr
     assert str(project.parent.resolve() / "nope") in missing.stderr
+
+
+# What an outside probe got through to the terminal: an OSC 52 clipboard write, a line
+# rewound (lone CR) and overwritten with a forged end of run, a C1 CSI, a bidi override.
+HOSTILE = "\x1b]52;c;cHduZWQ=\x07\r\x1b[2K● completed · 9 turns\x9b2J\u202eevil"
+RAW = ("\x1b", "\x07", "\x9b", "\u202e")
+
+
+def assert_inert(text: str, what: str) -> None:
+    for char in RAW:
+        assert char not in text, (what, char, text)
+    assert "\r" not in text.replace("\r\n", "\n"), (what, text)
+
+
+async def test_run_data_reaches_the_terminal_inert(stack: Stack, keys: Keys) -> None:
+    """Agent text, questions, tool output, answers and errors: every control character a
+    terminal acts on is shown as its escape, in a terminal, in a pipe, as JSON."""
+    key = await keys.make("cli-escapes")
+    printf = "printf '\\033]52;c;cHduZWQ=\\007\\r\\033[2Kforged\\302\\233\\342\\200\\256x\\n'"
+    prompt = script(
+        {"tool": "bash", "input": {"command": printf, "note": HOSTILE}},
+        {"ask": f"Which? {HOSTILE}"},
+        {"text": f"Final {HOSTILE}\nline two"},
+    )
+    started = runyard(stack, "run", prompt, "--model", "scripted", key=key)
+    assert started.returncode == 0, started.stderr
+    run_id = started.stdout.strip()
+    child = spawn(stack, key, "follow", run_id, "--verbose")
+    child.logfile_read = transcript = io.StringIO()
+    child.expect("answer")  # the question is shown, the prompt waits
+    # Answered elsewhere (typed here, the terminal would echo the keys themselves).
+    env = {**stack.env, "RUNYARD_API_URL": stack.api_url, "RUNYARD_API_KEY": key}
+    answered = subprocess.run(
+        [sys.executable, "-m", "cli", "answer", run_id, "-"],
+        input=f"yes {HOSTILE}",
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert answered.returncode == 0, answered.stderr
+    child.expect(r"completed · 3 turns")
+    child.expect(pexpect.EOF)
+    child.close()
+    shown = transcript.getvalue()
+    # Rich's own styling is ESC sequences: only the data's controls must be gone.
+    data_only = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07\x1b]*(\x07|\x1b\\\\)?", "", shown)
+    assert "\\x1b]52;c;cHduZWQ=\\x07\\x0d\\x1b[2K● completed · 9 turns\\x9b2J\\u202eevil" in shown
+    assert "cHduZWQ=\x07" not in shown and "\x9b" not in shown and "\u202e" not in shown
+    # The tool's output (a CR splits its lines there).
+    assert "│ \\x1b[2Kforged\\x9b\\u202ex" in data_only, data_only
+    assert "\r\x1b[2K●" not in shown
+    piped = runyard(stack, "follow", run_id, key=key)
+    assert piped.returncode == 0, piped.stderr
+    assert_inert(piped.stdout + piped.stderr, "follow, piped")
+    assert piped.stdout.startswith("Final \\x1b]52;")
+    for args in (("logs", run_id), ("runs", "get", run_id), ("runs", "list")):
+        out = runyard(stack, *args, key=key)
+        assert out.returncode == 0, out.stderr
+        assert_inert(out.stdout, " ".join(args))
+    logs = [
+        json.loads(line)
+        for line in runyard(stack, "logs", run_id, key=key).stdout.split("\n")
+        if line
+    ]
+    answers = [e["data"]["content"] for e in logs if e["type"] == "run.input_received"]
+    assert answers == [f"yes {HOSTILE}"]  # JSON: escaped, the same data

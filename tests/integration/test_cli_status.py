@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from cli import app as cli
 from runyard.devserver import free_port
 from tests.conftest import script
+from tests.integration.test_cli_client import html_server
 from tests.stack import Stack
 
 
@@ -66,3 +67,12 @@ async def test_status_exits_1_when_a_part_is_down(stack: Stack) -> None:
     assert code == 1
     assert re.search(rf"^  temporal +DOWN +down at {gone} \(connection refused\)$", out, re.M), out
     assert re.search(r"^  worker +DOWN +unknown: Temporal is down$", out, re.M), out
+
+
+async def test_status_says_a_server_that_is_not_the_api_is_down(stack: Stack) -> None:
+    """Another server answering 200 at /healthz (the Temporal UI's port) is not the API."""
+    with html_server() as other:
+        code, out = await asyncio.to_thread(_status, stack, "--api-url", other)
+    assert code == 1, out
+    assert re.search(r"^  api +DOWN +not a Runyard API: GET /healthz answered HTTP 200", out, re.M)
+    assert f"is {other} the Runyard API?" in out, out

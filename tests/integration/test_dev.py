@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
+import shlex
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import httpx
+import pexpect
+from pydantic import SecretStr
 
 from runyard.devserver import free_port
 from runyard.sandbox.disk import unmount_all
+from runyard.settings import Settings
 from tests.conftest import readable_by_others, script
 from tests.stack import ROOT, release_sandboxes
 
@@ -48,7 +55,17 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has stopped
 
 
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
 def test_ctrl_c_stops_everything_within_10_s_with_a_run_mid_turn(tmp_path: Path) -> None:
+    """``runyard dev 2>&1 | tee``, Ctrl-C (SIGINT to the whole foreground group: tee ends
+    too, and every later write of dev to the pipe fails): every process is gone within
+    10 s (the worker was orphaned for ~30 s, dev's messages raising BrokenPipeError)."""
     port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("RUNYARD_", "TEMPORAL_"))},
@@ -63,8 +80,14 @@ def test_ctrl_c_stops_everything_within_10_s_with_a_run_mid_turn(tmp_path: Path)
     argv += ["--data-dir", str(tmp_path / "data")]
     argv += ["--temporal-port", str(free_port()), "--ui-port", str(free_port())]
     log = (tmp_path / "dev.log").open("w+")
+    piped = f"{shlex.join(argv)} 2>&1 | tee {shlex.quote(str(tmp_path / 'tee.log'))}"
     dev = subprocess.Popen(
-        argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        ["bash", "-c", piped],
+        env=env,
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         url = f"http://127.0.0.1:{port}"
@@ -103,7 +126,13 @@ def test_ctrl_c_stops_everything_within_10_s_with_a_run_mid_turn(tmp_path: Path)
         time.sleep(1)  # the model turn (a 120 s sleep) is in flight
         started = descendants(dev.pid)
         assert len(started) >= 3, started  # Temporal, the worker, the API
-        os.killpg(dev.pid, signal.SIGINT)  # what Ctrl-C in its terminal sends
+        # What Ctrl-C in its terminal sends: SIGINT to the whole group. tee ending first
+        # (so that dev's next write to the pipe fails) is the order that left the worker.
+        tee = next(p for p in started if _cmdline(p).startswith("tee"))
+        os.kill(tee, signal.SIGINT)
+        while alive(tee):
+            time.sleep(0.01)
+        os.killpg(dev.pid, signal.SIGINT)
         t0 = time.monotonic()
         while alive(dev.pid) or any(alive(p) for p in started):
             assert time.monotonic() - t0 < 10, [p for p in started if alive(p)]
@@ -112,7 +141,7 @@ def test_ctrl_c_stops_everything_within_10_s_with_a_run_mid_turn(tmp_path: Path)
         log.seek(0)
         output = log.read()
         assert "Traceback" not in output, output
-        assert "stopped" in output and str(Path(sys.executable).parent / "runyard") in output
+        assert str(Path(sys.executable).parent / "runyard") in output  # the banner
         # Issue 23, item 8: the store, its WAL, the secret key, the Temporal dev server's
         # database and log are 0600 in a 0700 data dir.
         data = tmp_path / "data"
@@ -130,3 +159,218 @@ def test_ctrl_c_stops_everything_within_10_s_with_a_run_mid_turn(tmp_path: Path)
         # for the next test.
         release_sandboxes(tmp_path / "data" / "sandboxes")
         unmount_all(tmp_path / "data" / "sandboxes")
+
+
+def test_a_busy_port_is_named_before_anything_starts(tmp_path: Path) -> None:
+    """A port another process holds: named with the flag that moves it and the log file,
+    before the ready banner or any process (it used to print the banner, then exit with
+    "the Temporal dev server exited")."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNYARD_", "TEMPORAL_"))}
+    data = tmp_path / "data"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        for flag in ("--port", "--temporal-port", "--ui-port"):
+            ports = {
+                "--port": free_port(),
+                "--temporal-port": free_port(),
+                "--ui-port": free_port(),
+            }
+            ports[flag] = busy
+            argv = [sys.executable, "-m", "cli", "dev", "--data-dir", str(data)]
+            for name, number in ports.items():
+                argv += [name, str(number)]
+            done = subprocess.run(
+                argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
+            )
+            assert done.returncode == 2, done
+            assert f"port {busy} on 127.0.0.1" in done.stderr and "in use" in done.stderr, done
+            assert f"pick another with {flag}" in done.stderr, done.stderr
+            assert str(data.resolve() / "temporal.log") in done.stderr, done.stderr
+            assert "Runyard API" not in done.stdout + done.stderr  # no banner
+            assert not data.exists()  # nothing started
+
+
+def _mounts_under(root: Path) -> list[str]:
+    here = str(root.resolve())
+    lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    return [line.split()[4] for line in lines if line.split()[4].startswith(here)]
+
+
+def _cgroups_of(sandbox_ids: set[str]) -> list[Path]:
+    """The sandboxes' cgroup directories (v2, or each v1 hierarchy's)."""
+    base = Path("/sys/fs/cgroup")
+    found = [base / "runyard" / s for s in sandbox_ids]
+    found += [p for s in sandbox_ids for p in base.glob(f"*/runyard/{s}")]
+    return [p for p in found if p.is_dir()]
+
+
+def _frozen(sandbox_id: str) -> bool:
+    for group in _cgroups_of({sandbox_id}):
+        for name, value in (("cgroup.freeze", "1"), ("freezer.state", "FROZEN")):
+            with contextlib.suppress(OSError):
+                if (group / name).read_text().strip() == value:
+                    return True
+    return False
+
+
+def test_ctrl_c_in_a_terminal_leaves_no_process_mount_or_cgroup(tmp_path: Path) -> None:
+    """Ctrl-C in a terminal with clients on event streams, a run waiting for input (its
+    sandbox frozen), one mid-turn and one that has just ended; every secret setting set
+    (they reach the API and the worker intact, or the API does not start): no traceback,
+    every process gone within 10 s, no sandbox process, mount or cgroup left behind; and
+    the next start answers the waiting run, which completes."""
+    port, data = free_port(), tmp_path / "data"
+    secrets_env = {
+        f"RUNYARD_{name.upper()}": f"{name}-{os.urandom(16).hex()}"
+        for name, info in Settings.model_fields.items()
+        if info.annotation is SecretStr or SecretStr in getattr(info.annotation, "__args__", ())
+    }
+    assert "RUNYARD_SECRET_KEY" in secrets_env
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("RUNYARD_", "TEMPORAL_"))},
+        "RUNYARD_DATA_DIR": str(data),
+        **secrets_env,
+    }
+    env.pop("NO_COLOR", None)
+    argv = ["-m", "cli", "dev", "--port", str(port), "--data-dir", str(data)]
+    argv += ["--temporal-port", str(free_port()), "--ui-port", str(free_port())]
+    url = f"http://127.0.0.1:{port}"
+
+    transcript = io.StringIO()  # what the terminal shows, both starts
+
+    def start() -> pexpect.spawn[str]:
+        child = pexpect.spawn(
+            sys.executable, argv, env=env, cwd=str(ROOT), encoding="utf-8", timeout=90
+        )
+        child.logfile_read = transcript
+        child.expect("Ctrl-C stops everything")
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=10).status_code == 200:
+                    return child
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or not child.isalive():
+                child.kill(signal.SIGINT)  # stop what started (the secrets test: the API)
+                child.expect(pexpect.EOF)
+                raise AssertionError(f"runyard dev never became healthy:\n{transcript.getvalue()}")
+            time.sleep(0.2)
+
+    dev = start()
+    assert dev.pid is not None
+    procs: set[int] = set()
+    sandboxes: set[str] = set()
+    try:
+        key = subprocess.run(
+            [sys.executable, "-m", "cli", "keys", "create", "--org", "dev"],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        auth = {"Authorization": f"Bearer {key}"}
+
+        def create(*lines: dict[str, object]) -> str:
+            body = {"prompt": script(*lines), "model": "scripted", "start": True}
+            got = httpx.post(f"{url}/v1/runs", json=body, headers=auth, timeout=60)
+            assert got.status_code == 201, got.text
+            return str(got.json()["id"])
+
+        def status(run_id: str) -> str:
+            return str(
+                httpx.get(f"{url}/v1/runs/{run_id}", headers=auth, timeout=30).json()["status"]
+            )
+
+        def wait(run_id: str, wanted: str) -> None:
+            deadline = time.monotonic() + 60
+            while status(run_id) != wanted:
+                assert time.monotonic() < deadline, f"{run_id} never {wanted}"
+                time.sleep(0.1)
+
+        waiting = create(
+            {"tool": "bash", "input": {"command": "sleep 600 &"}},
+            {"ask": "Go on?"},
+            {"text": "went on"},
+        )
+        ended = create({"tool": "bash", "input": {"command": "echo hi"}}, {"text": "done"})
+        turning = create({"sleep": 120}, {"text": "never"})  # mid-turn at Ctrl-C
+        sandboxes = {"sbx_" + r.removeprefix("run_") for r in (waiting, ended)}
+        wait(waiting, "waiting_for_input")
+        wait(ended, "completed")
+        # The waiting run's sandbox frozen (the pause follows the status).
+        deadline = time.monotonic() + 30
+        while not _frozen("sbx_" + waiting.removeprefix("run_")):
+            assert time.monotonic() < deadline, "the waiting run's sandbox never froze"
+            time.sleep(0.1)
+        wait(turning, "running")
+        # Clients reading event streams (the API's shutdown cancelled them, with a
+        # traceback each).
+        opened: list[str] = []
+
+        def read(run_id: str) -> None:
+            sse = {**auth, "Accept": "text/event-stream"}
+            with contextlib.suppress(httpx.HTTPError):
+                with httpx.stream("GET", f"{url}/v1/runs/{run_id}/events", headers=sse) as got:
+                    for _ in got.iter_lines():
+                        opened.append(run_id)
+
+        readers = [
+            threading.Thread(target=read, args=(r,), daemon=True) for r in (waiting, turning)
+        ]
+        for reader in readers:
+            reader.start()
+        deadline = time.monotonic() + 30
+        while set(opened) != {waiting, turning}:
+            assert time.monotonic() < deadline, opened
+            time.sleep(0.05)
+        procs = descendants(dev.pid)
+        dev.sendintr()  # Ctrl-C in the terminal
+        t0 = time.monotonic()
+        while alive(dev.pid) or any(alive(p) for p in procs) or _sandbox_processes(sandboxes):
+            assert time.monotonic() - t0 < 10, (
+                [p for p in procs if alive(p)],
+                _sandbox_processes(sandboxes),
+            )
+            time.sleep(0.05)
+        dev.expect(pexpect.EOF)
+        output = transcript.getvalue()
+        assert "Traceback" not in output, output
+        assert "stopped in" in output, output
+        for reader in readers:
+            reader.join(5)  # the streams ended with the API
+        assert _mounts_under(data) == [], _mounts_under(data)
+        assert _cgroups_of(sandboxes) == [], _cgroups_of(sandboxes)
+        # The next start takes the waiting run up again.
+        dev = start()
+        assert dev.pid is not None
+        answered = httpx.post(
+            f"{url}/v1/runs/{waiting}/input", json={"content": "yes"}, headers=auth, timeout=60
+        )
+        assert answered.status_code == 200, answered.text
+        wait(waiting, "completed")
+        dev.sendintr()
+        dev.expect(pexpect.EOF)
+        assert "Traceback" not in transcript.getvalue(), transcript.getvalue()
+    finally:
+        (tmp_path / "terminal.txt").write_text(transcript.getvalue())
+        leftover = (descendants(dev.pid) if dev.pid else set()) | procs
+        if dev.isalive():
+            dev.kill(signal.SIGKILL)
+        for pid in leftover:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        release_sandboxes(data / "sandboxes")
+        unmount_all(data / "sandboxes")
+
+
+def _sandbox_processes(sandbox_ids: set[str]) -> list[str]:
+    """Processes still in the sandboxes' cgroups."""
+    found: list[str] = []
+    for group in _cgroups_of(sandbox_ids):
+        with contextlib.suppress(OSError):
+            found += (group / "cgroup.procs").read_text().split()
+    return found

@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from runyard.db.engine import Database, migrate
+from runyard.settings import default_host_name
 from tests.conftest import Keys, async_db_url, poll_until, script, stack_env, wait_for
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.integration.test_events import assert_gapless, full_log
@@ -52,12 +53,13 @@ class Cluster:
         self.a, self.b = Stack(env, data / "logs-a"), Stack(env, data / "logs-b")
         self.hosts: dict[str, Host] = {}
         for name, stack in (("a", self.a), ("b", self.b)):
+            # No RUNYARD_HOST_NAME: two workers of one machine with data dirs of their own
+            # get host names of their own by default (they shared the machine's once).
             host_dir = data / f"host-{name}"
-            worker = stack.start_worker(
-                RUNYARD_DATA_DIR=str(host_dir), RUNYARD_HOST_NAME=f"host-{name}"
-            )
-            self.hosts[name] = Host(f"host-{name}", host_dir, worker)
+            worker = stack.start_worker(RUNYARD_DATA_DIR=str(host_dir))
+            self.hosts[name] = Host(default_host_name(host_dir), host_dir, worker)
             stack.start_api()
+        assert self.hosts["a"].name != self.hosts["b"].name
         for stack in (self.a, self.b):  # both hosts poll before the first run starts
             wait_for_log(stack.logs, "worker.started")
 
@@ -176,7 +178,7 @@ async def test_a_killed_host_has_its_runs_rebuilt_on_the_other(
     victim = max(cluster.hosts.values(), key=lambda h: len(h.sandboxes()))
     on_victim = victim.sandboxes()
     assert on_victim
-    stack = cluster.a if victim.name == "host-a" else cluster.b
+    stack = cluster.a if victim is cluster.hosts["a"] else cluster.b
     stack.kill_worker(victim.worker)
     lost_runs = 0
     for run_id, token in zip(run_ids, tokens, strict=True):

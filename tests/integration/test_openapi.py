@@ -290,3 +290,27 @@ async def test_every_list_takes_page_and_limit(
                 assert refused.status_code == 400, (name, bad, refused.text)
                 assert refused.json()["type"] == "VALIDATION_FAILED", (name, refused.text)
         await api.post(f"/v1/runs/{run['id']}/cancel")
+
+
+async def test_docs_pages_need_nothing_but_the_api(stack: Any) -> None:
+    """/docs and /redoc work offline: every script, style, icon and document they name is
+    on the API's own origin, and answers there (they were blank without internet)."""
+    import re
+    from urllib.parse import urljoin, urlsplit
+
+    origin = urlsplit(stack.api_url)
+    async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as http:
+        for page in ("/docs", "/redoc"):
+            got = await http.get(page)
+            assert got.status_code == 200 and got.headers["content-type"].startswith("text/html")
+            # Anything a browser would load: src/href attributes, url/…Url settings, and
+            # any absolute URL at all in the page.
+            named = re.findall(r"""(?:src|href|url|Url)\s*[:=]\s*["']([^"']+)["']""", got.text)
+            assert len(named) >= 3, got.text
+            assert not re.search(r"(?:https?:)?//[a-z0-9.-]+\.[a-z]{2,}", got.text), got.text
+            for ref in named:
+                url = urlsplit(urljoin(f"{stack.api_url}{page}", ref))
+                assert (url.scheme, url.netloc) == (origin.scheme, origin.netloc), (page, ref)
+                asset = await http.get(url.path)
+                assert asset.status_code == 200, (page, ref, asset.status_code)
+                assert asset.content, (page, ref)

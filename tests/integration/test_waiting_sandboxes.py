@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 import shutil
-import socket
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -23,6 +22,7 @@ from runyard.db.tables import Run
 from runyard.db.types import utcnow
 from runyard.sandbox.base import SandboxSpec
 from runyard.sandbox.local import LocalSandboxProvider
+from runyard.settings import default_host_name
 from tests.conftest import TERMINAL, poll_until, script, wait_for
 from tests.integration.cgroup_probe import alive, cpu_ticks, freezer_dir, frozen, pids, spinner_in
 from tests.integration.counting_runs import gone
@@ -51,7 +51,9 @@ def sandbox_dir(stack: Stack, run_id: str) -> Path:
 
 def host_queue(stack: Stack) -> str:
     """The test stack's worker host's task queue (its reaper schedule is named after it)."""
-    host = stack.env.get("RUNYARD_HOST_NAME") or socket.gethostname()
+    host = stack.env.get("RUNYARD_HOST_NAME") or default_host_name(
+        Path(stack.env["RUNYARD_DATA_DIR"])
+    )
     return f"{stack.env['RUNYARD_TASK_QUEUE']}@{host}"
 
 
