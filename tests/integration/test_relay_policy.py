@@ -4,7 +4,9 @@ has ended (``Relay.active``)."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -42,7 +44,7 @@ def _relay(provider: LocalSandboxProvider, sb: LocalSandbox, settings: Settings)
 
 
 async def test_a_local_repository_takes_new_branches_under_the_prefix_only(
-    provider: LocalSandboxProvider, tmp_path: Path
+    provider: LocalSandboxProvider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     roots = tmp_path / "repos"
     bare = make_remote(roots, "proj")
@@ -61,8 +63,20 @@ async def test_a_local_repository_takes_new_branches_under_the_prefix_only(
     # Roots: new branches under the prefix only, never over a branch that was there.
     settings = Settings(allow_local_repos=True, local_repo_roots=str(roots))
     await _push(sb, "runyard/taken")
+    there = set(bare.rglob("*"))
     relay = _relay(provider, sb, settings)
-    by_branch = {p.branch: p for p in await relay.forward()}
+    # The worker's umask is private (runyard/datadir.py); what it writes into the
+    # operator's repository is not: others who read that repository still can.
+    monkeypatch.setattr("runyard.datadir._operator_umask", 0o022)
+    worker_umask = os.umask(0o077)
+    try:
+        by_branch = {p.branch: p for p in await relay.forward()}
+    finally:
+        os.umask(worker_umask)
+    written = set(bare.rglob("*")) - there  # the forwarded objects, dirs and ref
+    assert written and all(stat.S_IMODE(p.stat().st_mode) & 0o044 == 0o044 for p in written), [
+        f"{p}: {oct(p.stat().st_mode)}" for p in written
+    ]
     assert by_branch["runyard/feat"].forwarded
     assert "push to runyard/feat" in by_branch["feat"].message
     assert not by_branch["runyard/taken"].forwarded

@@ -12,7 +12,7 @@ import pytest
 
 from api.errors import ProblemError
 from api.tokens import AUDIENCE, issue_token, token_opens, verify_token
-from runyard.datadir import private_data_dir
+from runyard.datadir import operator_umask, private_data_dir
 from runyard.secrets import load_secret_key
 from runyard.settings import Settings
 from runyard.store.orgs import DelegationRefused, delegated_expiry
@@ -107,9 +107,11 @@ def test_delegated_keys_stay_within_their_creator() -> None:
     assert delegated_expiry(["admin"], t, creator_scopes=["admin"], creator_expires_at=None) == t
 
 
-def test_a_data_dir_is_made_private(tmp_path: Path) -> None:
+def test_a_data_dir_is_made_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 23, item 8: an existing data dir (and what an older version left in it,
-    artifacts included) loses group and other permissions; new files are 0600."""
+    artifacts included) loses group and other permissions; new files are 0600. The
+    operator's umask is kept for what is written outside it (a local repository)."""
+    monkeypatch.setattr("runyard.datadir._operator_umask", None)
     data = tmp_path / "data"
     (data / "artifacts" / "run_x").mkdir(parents=True)
     for p in (data / "runyard.db", data / "artifacts" / "run_x" / "a.txt"):
@@ -120,6 +122,8 @@ def test_a_data_dir_is_made_private(tmp_path: Path) -> None:
     old = os.umask(0o022)
     try:
         private_data_dir(data)
+        private_data_dir(data)  # again: the operator's umask is still the first one
+        assert operator_umask() == 0o022
         (data / "new.log").write_text("x")
         assert stat.S_IMODE((data / "new.log").stat().st_mode) == 0o600
     finally:
