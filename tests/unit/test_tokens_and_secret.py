@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -132,3 +133,22 @@ def test_a_data_dir_is_made_private(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert stat.S_IMODE((data / "runyard.db").stat().st_mode) == 0o600
     assert stat.S_IMODE((data / "artifacts" / "run_x" / "a.txt").stat().st_mode) == 0o600
     assert stat.S_IMODE((data / "artifacts" / "run_x").stat().st_mode) == 0o700
+
+
+def test_runyard_devs_children_start_with_the_operators_umask(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`runyard dev` is private (umask 077) before it starts the worker and the API; they
+    get the operator's umask, make themselves private, and keep the operator's for what
+    they write outside the data dir (a push into a local repository)."""
+    from cli.dev import _spawn
+
+    monkeypatch.setattr("runyard.datadir._operator_umask", 0o022)
+    seen = tmp_path / "umask"
+    code = f"import os; open({str(seen)!r}, 'w').write(oct(os.umask(0)))"
+    old = os.umask(0o077)
+    try:
+        assert _spawn([sys.executable, "-c", code], dict(os.environ)).wait(timeout=30) == 0
+    finally:
+        os.umask(old)
+    assert seen.read_text() == "0o22"
