@@ -33,6 +33,7 @@ def private_data_dir(data_dir: Path) -> None:
     if _operator_umask is None:
         _operator_umask = before
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    data_dir = data_dir.resolve()  # a data dir that is a symlink: the directory it names
     _tighten(data_dir)
     try:
         entries = list(data_dir.iterdir())

@@ -133,6 +133,17 @@ def test_a_data_dir_is_made_private(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert stat.S_IMODE((data / "runyard.db").stat().st_mode) == 0o600
     assert stat.S_IMODE((data / "artifacts" / "run_x" / "a.txt").stat().st_mode) == 0o600
     assert stat.S_IMODE((data / "artifacts" / "run_x").stat().st_mode) == 0o700
+    # A data dir that is a symlink (to a bigger disk): the directory it names is made 0700.
+    target = tmp_path / "elsewhere"
+    target.mkdir(mode=0o755)
+    target.chmod(0o755)
+    (tmp_path / "link").symlink_to(target)
+    old = os.umask(0o022)
+    try:
+        private_data_dir(tmp_path / "link")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o700
 
 
 def test_runyard_devs_children_start_with_the_operators_umask(
