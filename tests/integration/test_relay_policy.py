@@ -1,6 +1,6 @@
 """The relay against real git and a real local sandbox (bubblewrap when installed), without
 a stack: what it forwards into a local repository, and that nothing leaves once the run
-has ended (``Relay.active``)."""
+has ended (``Relay.active``); and the modes of the checkout the agent gets."""
 
 from __future__ import annotations
 
@@ -105,3 +105,21 @@ async def test_nothing_is_forwarded_once_the_run_has_ended(
     (push,) = await relay.forward()
     assert not push.forwarded and "the run has ended" in push.message
     assert refs(bare) == before
+
+
+async def test_the_agents_checkout_has_the_usual_modes(
+    provider: LocalSandboxProvider, tmp_path: Path
+) -> None:
+    """The worker's umask is 077 (runyard/datadir.py); the checkout it makes for the agent
+    is not private to it: files 644, directories 755, like the agent's own files."""
+    bare = make_remote(tmp_path / "repos", "acme/modes")
+    worker_umask = os.umask(0o077)
+    try:
+        sb = await _sandbox(provider, bare, "sbx_modes")
+    finally:
+        os.umask(worker_umask)
+    res = await sb.exec("stat -c '%a %n' . * && touch new && stat -c '%a %n' new", timeout=30)
+    assert res.exit_code == 0, res.stdout
+    modes = dict(line.split(" ", 1)[::-1] for line in res.stdout.splitlines())
+    assert modes["."] == "755" and modes["new"] == "644", modes
+    assert all(m in ("644", "755") for m in modes.values()), modes
