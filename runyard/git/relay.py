@@ -96,9 +96,6 @@ class Relay:
         except (GitError, TooLarge, FileNotFoundError) as exc:
             return results + [Push(b, s, False, f"not forwarded: {exc}") for b, s in wanted.items()]
         for branch, sha in fetched.items():
-            if not await self._still_active():
-                results.append(self._ended(branch, sha))
-                continue
             results.append(await self._push(state, branch, sha))
         return results
 
@@ -182,6 +179,10 @@ class Relay:
         lease = [f"--force-with-lease=refs/heads/{branch}:{old or ''}"] if local else []
         try:
             protos, config = await upstream_access(state.upstream, self.settings)
+            # Asked last, right before git starts (the address check above can take a
+            # while): a cancel written meanwhile means no push starts.
+            if not await self._still_active():
+                return self._ended(branch, sha)
             await run_git(
                 "-C",
                 str(self.mirror),

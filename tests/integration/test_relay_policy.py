@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from runyard.git import relay as relay_module
 from runyard.git.relay import Relay, describe
+from runyard.git.remote import upstream_access
 from runyard.sandbox.base import SandboxSpec
 from runyard.sandbox.local import LocalSandbox, LocalSandboxProvider
 from runyard.settings import Settings
@@ -123,3 +125,32 @@ async def test_the_agents_checkout_has_the_usual_modes(
     modes = dict(line.split(" ", 1)[::-1] for line in res.stdout.splitlines())
     assert modes["."] == "755" and modes["new"] == "644", modes
     assert all(m in ("644", "755") for m in modes.values()), modes
+
+
+async def test_a_cancel_during_the_address_check_stops_the_push(
+    provider: LocalSandboxProvider, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store is asked right before git pushes, after the upstream's address check
+    (DNS, which can take a while): a cancel written during it means no push starts."""
+    bare = make_remote(tmp_path / "repos", "acme/late")
+    before = refs(bare)
+    sb = await _sandbox(provider, bare, "sbx_late")
+    await _push(sb, "late")
+    ended = False
+
+    async def active() -> bool:
+        return not ended
+
+    real = upstream_access
+
+    async def slow_access(upstream: str, settings: Settings) -> tuple[str, dict[str, str]]:
+        nonlocal ended
+        ended = True  # the cancel is written while the address is checked
+        return await real(upstream, settings)
+
+    monkeypatch.setattr(relay_module, "upstream_access", slow_access)
+    settings = Settings(git_base_url=(tmp_path / "repos").as_uri())
+    relay = Relay(sb, provider.root / sb.id / "mirror.git", settings, active=active)
+    (push,) = await relay.forward()
+    assert not push.forwarded and "the run has ended" in push.message
+    assert refs(bare) == before
