@@ -20,7 +20,7 @@ from runyard.db.tables import Run, RunMessage
 from runyard.db.types import utcnow
 from runyard.domain import TERMINAL_STATUSES, EventType
 from runyard.errors import InsufficientCredits, ProviderKeyMissing, RunNotActive, RunNotFound
-from runyard.jsonsafe import finite, json_problem
+from runyard.jsonsafe import json_problem, storable
 from runyard.llm.base import ModelClient, ModelRequest, TurnUsage
 from runyard.llm.pricing import add_turn_usage, price_for, resolve_model
 from runyard.store.credits import charge_turn, out_of_credits
@@ -57,8 +57,9 @@ def _checked_tool_inputs(
     A model's tool input is JSON from outside like a client's body, under the same rules
     (``runyard.jsonsafe``): a non-finite number, a NUL character or too deep a nesting
     refuses the call (the agent sees a tool error), and the input is stored with any
-    non-finite number as null, so nothing stored is ever NaN or Infinity. ``ask_user``
-    is never refused: the workflow asks its question, which is a string anyway.
+    non-finite number as null and any NUL as U+FFFD, so nothing stored is ever NaN or
+    Infinity and no text column gets a NUL. ``ask_user`` is never refused: the workflow
+    asks its question (a NUL in it, which Postgres text refuses, is shown as U+FFFD).
     """
     refused: dict[str, str] = {}
     out: list[dict[str, Any]] = []
@@ -68,7 +69,7 @@ def _checked_tool_inputs(
             if problem is not None:
                 if block.get("name") != "ask_user":
                     refused[str(block["id"])] = problem
-                block = {**block, "input": finite(block.get("input", {}))}
+                block = {**block, "input": storable(block.get("input", {}))}
         out.append(block)
     return out, refused
 

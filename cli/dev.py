@@ -169,7 +169,18 @@ def _name(proc: subprocess.Popen[bytes], children: list[subprocess.Popen[bytes]]
 def _spawn(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     # A session of its own: the terminal's Ctrl-C reaches only `runyard dev`, which then
     # stops each child in order; however `runyard dev` ends (even SIGKILL), they get SIGTERM.
-    return subprocess.Popen(argv, env=env, start_new_session=True, preexec_fn=stop_with_parent)
+    # The operator's umask, not this process's private one: the worker and the API make
+    # themselves private at start, and remember the operator's for what they write
+    # outside the data dir (runyard/datadir.py).
+    from runyard.datadir import operator_umask
+
+    return subprocess.Popen(
+        argv,
+        env=env,
+        start_new_session=True,
+        preexec_fn=stop_with_parent,
+        umask=operator_umask(),
+    )
 
 
 def _banner(s: Settings, host: str, port: int, ui_port: int | None) -> None:

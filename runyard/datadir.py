@@ -6,7 +6,9 @@ there (``runyard dev``, the API, the worker) calls :func:`private_data_dir` firs
 process's umask becomes 077, so whatever it or its children create (SQLite files with
 their ``-wal``/``-shm``, artifacts, logs, the Temporal dev server's database) is 0600 in
 0700 directories, and a data dir left readable by an older version is tightened.
-Sandboxes set their own umask (022): the agent's files follow the usual convention.
+Sandboxes set their own umask (022): the agent's files follow the usual convention, and
+what Runyard writes into a repository outside the data dir (a push into a local
+repository) gets the umask the process started with, :func:`operator_umask`.
 """
 
 from __future__ import annotations
@@ -19,14 +21,19 @@ import structlog
 
 PRIVATE_UMASK = 0o077
 log = structlog.get_logger("runyard.datadir")
+_operator_umask: int | None = None  # the umask before private_data_dir changed it
 # What an older version left readable, tightened at start (the artifacts tree included).
 _TIGHTEN_TREES = ("artifacts", "logs")
 
 
 def private_data_dir(data_dir: Path) -> None:
     """Make the process's files private and ``data_dir`` (created if missing) 0700."""
-    os.umask(PRIVATE_UMASK)
+    global _operator_umask
+    before = os.umask(PRIVATE_UMASK)
+    if _operator_umask is None:
+        _operator_umask = before
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    data_dir = data_dir.resolve()  # a data dir that is a symlink: the directory it names
     _tighten(data_dir)
     try:
         entries = list(data_dir.iterdir())
@@ -38,6 +45,17 @@ def private_data_dir(data_dir: Path) -> None:
             for root, dirs, files in os.walk(entry):
                 for name in (*dirs, *files):
                     _tighten(Path(root) / name)
+
+
+def operator_umask() -> int:
+    """The umask this process started with (the operator's), for files Runyard writes
+    outside its data dir, in a tree someone else may read: a local repository that other
+    users or a git server read must not get objects only the worker's user can read."""
+    if _operator_umask is not None:
+        return _operator_umask
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 def private_file(path: Path) -> None:

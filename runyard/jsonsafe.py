@@ -64,14 +64,17 @@ def loads_strict(text: str | bytes) -> Any:
         raise ValueError("the JSON is nested too deeply") from exc
 
 
-def finite(value: Any) -> Any:
-    """``value`` with every non-finite number replaced by None (the same object if none)."""
+def storable(value: Any) -> Any:
+    """``value`` as every column of the store can keep it: a non-finite number as None, a
+    NUL character (in a string or a key) as U+FFFD (Postgres text refuses NUL)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
+        return {storable(k): storable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [finite(v) for v in value]
+        return [storable(v) for v in value]
     return value
 
 
@@ -81,7 +84,7 @@ def store_dumps(value: Any) -> str:
         return json.dumps(value, allow_nan=False)
     except ValueError:
         log.warning("store.non_finite_json", detail="a non-finite number was stored as null")
-        return json.dumps(finite(value), allow_nan=False)
+        return json.dumps(storable(value), allow_nan=False)
 
 
 def _null_constant(_name: str) -> None:

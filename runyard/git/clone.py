@@ -141,8 +141,17 @@ async def clone_for_sandbox(
         if any(m in str(exc).lower() for m in _MISSING):
             raise RepoNotFound(f"git clone of {url} failed: no such repository") from exc
         raise SandboxError(f"git clone of {url} failed: {exc}") from exc
+    # The agent's checkout has the usual modes (644, 755), as what it creates itself (the
+    # sandbox's umask is 022), not the worker's private 077.
     await run_git(
-        "clone", "--no-local", "--quiet", "--", mirror.as_uri(), str(workspace), protocols="file"
+        "clone",
+        "--no-local",
+        "--quiet",
+        "--",
+        mirror.as_uri(),
+        str(workspace),
+        protocols="file",
+        umask=0o022,
     )
     ws_in = "/workspace" if isolated else str(workspace)
     # The agent's origin lives beside the workspace: on the sandbox's disk, within its size.

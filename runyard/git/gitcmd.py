@@ -97,8 +97,11 @@ async def run_git(
     timeout: float = 120,
     check: bool = True,
     output_cap: int = _OUTPUT_CAP,
+    umask: int = -1,
 ) -> GitResult:
-    """``git *args`` with the hardened environment; GitError on failure when ``check``."""
+    """``git *args`` with the hardened environment; GitError on failure when ``check``.
+    ``umask``: the file mode mask of git (and of the receive-pack it starts for a local
+    push), when it must not be the process's own private one."""
     proc = await asyncio.create_subprocess_exec(
         "git",
         *args,
@@ -108,6 +111,7 @@ async def run_git(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         start_new_session=True,
+        umask=umask,
     )
     try:
         out, err = await asyncio.wait_for(

@@ -101,6 +101,11 @@ def _local(repo: str, settings: Settings) -> RepoSource:
     if not settings.allow_local_repos or not path.startswith("/"):
         raise InvalidRepo(_local_refusal(repo, settings))
     resolved = Path(path).resolve()
+    sandboxes = settings.sandboxes_dir.resolve()
+    if resolved == sandboxes or resolved.is_relative_to(sandboxes):
+        # Runyard's own workspaces, origins and mirrors: agent-made repositories that the
+        # host must never read, and other runs' work (other organizations' included).
+        raise InvalidRepo(f"{resolved} is inside Runyard's sandboxes directory")
     if not under_roots(resolved, settings):
         raise InvalidRepo(
             f"{resolved} is not under the directories this server allows local "

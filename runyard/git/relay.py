@@ -21,6 +21,7 @@ from typing import Any
 
 import structlog
 
+from runyard.datadir import operator_umask
 from runyard.git.clone import GitState
 from runyard.git.gitcmd import GitError, run_git
 from runyard.git.intake import InvalidRepo
@@ -95,9 +96,6 @@ class Relay:
         except (GitError, TooLarge, FileNotFoundError, ToolError) as exc:
             return results + [Push(b, s, False, f"not forwarded: {exc}") for b, s in wanted.items()]
         for branch, sha in fetched.items():
-            if not await self._still_active():
-                results.append(self._ended(branch, sha))
-                continue
             results.append(await self._push(state, branch, sha))
         return results
 
@@ -175,13 +173,16 @@ class Relay:
                 )
         # Into a local repository, never over a branch that existed before this run
         # forwarded it: the push must find the branch absent, or where the run left it.
-        lease = (
-            [f"--force-with-lease=refs/heads/{branch}:{old or ''}"]
-            if is_local(state.upstream, self.settings)
-            else []
-        )
+        # Its new objects and refs get the operator's umask, not the worker's private
+        # one: others who read that repository (a git server, a team) still can.
+        local = is_local(state.upstream, self.settings)
+        lease = [f"--force-with-lease=refs/heads/{branch}:{old or ''}"] if local else []
         try:
             protos, config = await upstream_access(state.upstream, self.settings)
+            # Asked last, right before git starts (the address check above can take a
+            # while): a cancel written meanwhile means no push starts.
+            if not await self._still_active():
+                return self._ended(branch, sha)
             await run_git(
                 "-C",
                 str(self.mirror),
@@ -195,6 +196,7 @@ class Relay:
                 protocols=protos,
                 config=config,
                 timeout=self.settings.git_timeout_seconds,
+                umask=operator_umask() if local else -1,
             )
         except (GitError, InvalidRepo, ForbiddenURL) as exc:
             return Push(branch, sha, False, f"forwarding {branch} upstream failed: {exc}")

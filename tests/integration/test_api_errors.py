@@ -159,11 +159,16 @@ async def test_one_json_rule_for_every_body(api: httpx.AsyncClient) -> None:
     run = (await api.post("/v1/runs", json=ok)).json()
     assert run["metadata"] == _nested(31, 1)
     assert (await api.get("/v1/runs")).json()["pagination"]["total"] == 1
-    # JSON-RPC params follow the same rule (its own error objects).
-    for params in ['{"content": NaN}', json.dumps({"content": "x", "p": _nested(40, "\u0000")})]:
+    # JSON-RPC params follow the same rule (its own error objects), each with its code:
+    # a NaN is no JSON (parse error), a NUL or too deep a nesting are invalid params.
+    for params, code in [
+        ('{"content": "x", "n": NaN}', -32700),
+        (json.dumps({"content": "x", "p": _nested(40, "\u0000")}), -32602),
+        (json.dumps({"content": "x", "p": _nested(40, 1)}), -32602),
+    ]:
         body = '{"jsonrpc": "2.0", "method": "user_message", "id": 1, "params": ' + params + "}"
         resp = await api.post(f"/v1/runs/{run['id']}/command", content=body, headers=raw)
-        assert resp.json()["error"]["code"] in (-32700, -32602), resp.text
+        assert resp.json()["error"]["code"] == code, resp.text
     await api.post(f"/v1/runs/{run['id']}/cancel")
 
 

@@ -122,6 +122,13 @@ async def test_nul_characters_are_refused_on_postgres(pg_stack: Stack, postgres_
         base_url=pg_stack.api_url, headers={"Authorization": f"Bearer {key}"}, timeout=30
     ) as c:
         await _assert_nul_refused(c)
+        # A NUL from the model (here a client's script) reaches no text column either: an
+        # ask_user question with one is asked (as U+FFFD), the run is not poisoned.
+        run_id = await _start(c, {"ask": "a\u0000b?"}, {"text": "done"})
+        waiting = await wait_for(c, run_id, {"waiting_for_input", *TERMINAL}, timeout=60)
+        assert waiting["status"] == "waiting_for_input", waiting
+        assert waiting["pendingQuestion"] == "a\ufffdb?", waiting
+        await c.post(f"/v1/runs/{run_id}/cancel")
 
 
 async def test_without_bubblewrap_a_run_fails_sandbox_unavailable(

@@ -7,7 +7,14 @@ import json
 import pytest
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from runyard.jsonsafe import MAX_DEPTH, json_problem, loads_strict, store_dumps, store_loads
+from runyard.jsonsafe import (
+    MAX_DEPTH,
+    json_problem,
+    loads_strict,
+    storable,
+    store_dumps,
+    store_loads,
+)
 from runyard.llm.base import MAX_TURN_TOKENS, ModelError, TurnUsage
 from workflows.agent_loop import cause_of
 
@@ -36,6 +43,8 @@ def test_the_json_rules() -> None:
         "b": [None],
     }
     assert store_loads('{"a": NaN, "b": [Infinity, 2]}') == {"a": None, "b": [None, 2]}
+    # What a model sent, as the store keeps it: no NaN, no NUL (Postgres text refuses it).
+    assert storable({"k\x00": ["a\x00", float("nan"), 1]}) == {"k\ufffd": ["a\ufffd", None, 1]}
 
 
 def test_turn_usage_is_bounded() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from runyard.git.intake import InvalidRepo, check_address, parse_repo, protocols
@@ -53,6 +55,25 @@ def test_local_repos_only_when_allowed() -> None:
     assert parse_repo("/srv/repo", s).url == "file:///srv/repo"
     assert parse_repo("file:///srv/repo", s).kind == "local"
     assert "file" in protocols(s)
+
+
+def test_no_local_repository_inside_the_sandboxes(tmp_path: Path) -> None:
+    """Another run's workspace, origin or mirror (or one's own, made by the agent) is
+    never a run's repository: the host would read an agent-made repository, and another
+    organization's work. Through a symlink, under roots or not, it is refused."""
+    data = tmp_path / "data"
+    workspace = data / "sandboxes" / "sbx_other" / "disk" / "workspace"
+    workspace.mkdir(parents=True)
+    (tmp_path / "link").symlink_to(workspace)
+    for kw in ({}, {"local_repo_roots": str(tmp_path)}):
+        s = _settings(allow_local_repos=True, data_dir=data, **kw)
+        for repo in (str(workspace), workspace.as_uri(), str(tmp_path / "link")):
+            with pytest.raises(InvalidRepo, match="sandboxes"):
+                parse_repo(repo, s)
+        elsewhere = _settings(allow_local_repos=True, sandbox_dir=tmp_path / "sbx", **kw)
+        assert parse_repo(str(workspace), elsewhere).kind == "local"
+        with pytest.raises(InvalidRepo, match="sandboxes"):
+            parse_repo(str(tmp_path / "sbx" / "sbx_x" / "mirror.git"), elsewhere)
 
 
 async def _resolver(host: str, port: int) -> list[str]:

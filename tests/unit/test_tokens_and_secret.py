@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 
 from api.errors import ProblemError
 from api.tokens import AUDIENCE, issue_token, token_opens, verify_token
-from runyard.datadir import private_data_dir
+from runyard.datadir import operator_umask, private_data_dir
 from runyard.secrets import load_secret_key
 from runyard.settings import Settings
 from runyard.store.orgs import DelegationRefused, delegated_expiry
@@ -107,9 +108,11 @@ def test_delegated_keys_stay_within_their_creator() -> None:
     assert delegated_expiry(["admin"], t, creator_scopes=["admin"], creator_expires_at=None) == t
 
 
-def test_a_data_dir_is_made_private(tmp_path: Path) -> None:
+def test_a_data_dir_is_made_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 23, item 8: an existing data dir (and what an older version left in it,
-    artifacts included) loses group and other permissions; new files are 0600."""
+    artifacts included) loses group and other permissions; new files are 0600. The
+    operator's umask is kept for what is written outside it (a local repository)."""
+    monkeypatch.setattr("runyard.datadir._operator_umask", None)
     data = tmp_path / "data"
     (data / "artifacts" / "run_x").mkdir(parents=True)
     for p in (data / "runyard.db", data / "artifacts" / "run_x" / "a.txt"):
@@ -120,6 +123,8 @@ def test_a_data_dir_is_made_private(tmp_path: Path) -> None:
     old = os.umask(0o022)
     try:
         private_data_dir(data)
+        private_data_dir(data)  # again: the operator's umask is still the first one
+        assert operator_umask() == 0o022
         (data / "new.log").write_text("x")
         assert stat.S_IMODE((data / "new.log").stat().st_mode) == 0o600
     finally:
@@ -128,3 +133,33 @@ def test_a_data_dir_is_made_private(tmp_path: Path) -> None:
     assert stat.S_IMODE((data / "runyard.db").stat().st_mode) == 0o600
     assert stat.S_IMODE((data / "artifacts" / "run_x" / "a.txt").stat().st_mode) == 0o600
     assert stat.S_IMODE((data / "artifacts" / "run_x").stat().st_mode) == 0o700
+    # A data dir that is a symlink (to a bigger disk): the directory it names is made 0700.
+    target = tmp_path / "elsewhere"
+    target.mkdir(mode=0o755)
+    target.chmod(0o755)
+    (tmp_path / "link").symlink_to(target)
+    old = os.umask(0o022)
+    try:
+        private_data_dir(tmp_path / "link")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o700
+
+
+def test_runyard_devs_children_start_with_the_operators_umask(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`runyard dev` is private (umask 077) before it starts the worker and the API; they
+    get the operator's umask, make themselves private, and keep the operator's for what
+    they write outside the data dir (a push into a local repository)."""
+    from cli.dev import _spawn
+
+    monkeypatch.setattr("runyard.datadir._operator_umask", 0o022)
+    seen = tmp_path / "umask"
+    code = f"import os; open({str(seen)!r}, 'w').write(oct(os.umask(0)))"
+    old = os.umask(0o077)
+    try:
+        assert _spawn([sys.executable, "-c", code], dict(os.environ)).wait(timeout=30) == 0
+    finally:
+        os.umask(old)
+    assert seen.read_text() == "0o22"
