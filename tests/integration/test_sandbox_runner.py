@@ -361,6 +361,14 @@ async def test_filling_the_disk_is_a_resource_limit(
         await sb.exec("fallocate -l 3G a; fallocate -l 3G b", timeout=30)
     with pytest.raises(ResourceLimitExceeded):
         await sb.write_file("x", b"x")
+    await sb.exec("rm a b", timeout=10)
+    # Out of inodes (~160,000 empty files, in /tmp) is a full disk too.
+    fill = (
+        "python3 -c '\nimport os\nn = 0\ntry:\n    while True:\n"
+        '        os.mknod("/tmp/f%d" % n); n += 1\nexcept OSError: pass\n\''
+    )
+    with pytest.raises(ResourceLimitExceeded, match="inodes"):
+        await run_tool(sb, "bash", {"command": fill}, timeout=120)
     await p.destroy(sb.id)
     assert not sb.root.exists()
 
