@@ -397,6 +397,16 @@ async def test_large_files_are_read_whole_in_chunks(
     assert res.exit_code == 0, res
     files = await sb.list_files(".", max_entries=2000)
     assert 200 < len(files) < 2000 and sum(map(len, files)) < 1100 * 1024, len(files)
+    # Names of control characters take 6 bytes each in the answer's JSON: still one frame.
+    res = await sb.exec(
+        'python3 -c \'\nimport os\nd = "ctl/" + "/".join(["\\x01" * 250] * 15)\n'
+        "os.makedirs(d)\nfor i in range(2000):\n"
+        '    open(os.path.join(d, "\\x01" * 200 + str(i)), "w").close()\n\'',
+        timeout=60,
+    )
+    assert res.exit_code == 0, res
+    files = await sb.list_files("ctl", max_entries=2000)
+    assert 20 < len(files) < 2000 and files[0].startswith("ctl/\x01"), len(files)
 
     monkeypatch.setattr(local_sandbox, "READ_CHUNK", 1000)
     await sb.write_file("grows", b"x" * 5000)
