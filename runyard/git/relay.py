@@ -11,7 +11,9 @@ Works for any sandbox provider.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
 import re
 import shlex
 from collections.abc import Awaitable, Callable
@@ -33,6 +35,7 @@ from runyard.ssrf import ForbiddenURL
 
 _REF_LINE = re.compile(r"^([0-9a-f]{40}) refs/heads/(\S+)$")
 _BUNDLE = ".git/runyard-push.bundle"
+_BASE = "runyard-base-bytes"  # the mirror's objects before the run's first push, in bytes
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,13 @@ class Relay:
         if res.exit_code != 0 and "empty bundle" not in res.stdout:
             raise GitError(f"could not bundle the pushed commits: {res.stdout.strip()[-500:]}")
         local = self.mirror / "runyard-incoming.bundle"
+        grown = await asyncio.to_thread(_grown, self.mirror)
+        if grown >= self.settings.git_run_push_max_bytes:
+            raise TooLarge(
+                f"this run's pushes have added {grown} bytes to Runyard's copy of the "
+                f"repository, the most allowed ({self.settings.git_run_push_max_bytes}, "
+                "RUNYARD_GIT_RUN_PUSH_MAX_BYTES)"
+            )
         try:
             if res.exit_code == 0:
                 data = await read_capped(self.sandbox, bundle, self.settings.git_push_max_bytes)
@@ -202,6 +212,19 @@ class Relay:
         self.known[branch] = sha
         output = {"type": "branch", "name": branch, "sha": sha, "url": branch_url(state, branch)}
         return Push(branch, sha, True, f"forwarded {branch} ({sha[:12]}) upstream", output)
+
+
+def _grown(mirror: Path) -> int:
+    """Bytes the run's pushes added to the mirror's objects (on the worker's disk, outside
+    the sandbox's ``diskMi``): every fetched bundle stays there, forwarded or refused, until
+    the sandbox is destroyed. Runyard's own directory: a walk of a few pack files."""
+    size = sum(
+        (Path(d) / f).stat().st_size for d, _, files in os.walk(mirror / "objects") for f in files
+    )
+    base = mirror / _BASE
+    if not base.exists():
+        base.write_text(str(size))
+    return max(0, size - int(base.read_text()))
 
 
 def branch_url(state: GitState, branch: str) -> str:
