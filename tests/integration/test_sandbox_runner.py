@@ -258,10 +258,13 @@ async def test_the_local_remote_is_writable_but_not_its_hooks_or_config(
     await p.stop_runner(sb.id)  # the next call's runner sees the remote
     res = await sb.exec(
         "cd /runyard/remote/origin.git && touch refs/heads/ok && echo w1; "
-        "touch hooks/pre-receive || echo ro1; echo x >> config || echo ro2",
+        "touch hooks/pre-receive || echo ro1; echo x >> config || echo ro2; "
+        # Nor can they be swapped for the agent's own: origin.git is not renamed away.
+        "cd /runyard/remote && { mv origin.git old || echo ro3; }; "
+        "{ mv origin.git/hooks origin.git/h || echo ro4; }; { mkdir other || echo ro5; }",
         timeout=10,
     )
-    assert res.stdout.split() == ["w1", "ro1", "ro2"], res
+    assert res.stdout.split() == ["w1", "ro1", "ro2", "ro3", "ro4", "ro5"], res
     assert (bare / "refs" / "heads" / "ok").exists()
     assert not (bare / "hooks" / "pre-receive").exists()
     await p.destroy(sb.id)
@@ -289,7 +292,6 @@ async def test_everything_a_sandbox_can_write_counts_against_its_disk(
     )
     writable = dict(line.split() for line in res.stdout.splitlines())
     assert set(writable) == {
-        "/runyard/remote",
         "/runyard/remote/origin.git",
         "/dev/shm",
         "/tmp",
