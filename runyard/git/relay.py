@@ -113,6 +113,13 @@ class Relay:
 
     async def _fetch(self, state: GitState, wanted: dict[str, str]) -> dict[str, str]:
         """Bring the pushed commits into the mirror; the shas as the bundle had them."""
+        grown = await asyncio.to_thread(_grown, self.mirror)
+        if grown >= self.settings.git_run_push_max_bytes:
+            raise TooLarge(
+                f"this run's pushes have added {grown} bytes to Runyard's copy of the "
+                f"repository, the most allowed ({self.settings.git_run_push_max_bytes}, "
+                "RUNYARD_GIT_RUN_PUSH_MAX_BYTES)"
+            )
         ws = shlex.quote(state.workspace)
         refs = " ".join(shlex.quote(f"refs/heads/{b}") for b in wanted)
         exclude = f" --not {state.base_sha}" if state.base_sha else ""
@@ -125,13 +132,6 @@ class Relay:
         if res.exit_code != 0 and "empty bundle" not in res.stdout:
             raise GitError(f"could not bundle the pushed commits: {res.stdout.strip()[-500:]}")
         local = self.mirror / "runyard-incoming.bundle"
-        grown = await asyncio.to_thread(_grown, self.mirror)
-        if grown >= self.settings.git_run_push_max_bytes:
-            raise TooLarge(
-                f"this run's pushes have added {grown} bytes to Runyard's copy of the "
-                f"repository, the most allowed ({self.settings.git_run_push_max_bytes}, "
-                "RUNYARD_GIT_RUN_PUSH_MAX_BYTES)"
-            )
         try:
             if res.exit_code == 0:
                 data = await read_capped(self.sandbox, bundle, self.settings.git_push_max_bytes)
