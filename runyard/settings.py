@@ -126,6 +126,9 @@ class Settings(BaseSettings):
     git_timeout_seconds: float = 600
     # The most a relayed push may carry (the bundle read out of the sandbox).
     git_push_max_bytes: int = 256 * 1024 * 1024
+    # The most a run's pushes may add to Runyard's mirror of its repository (on the worker's
+    # disk, outside the sandbox's diskMi; a push is fetched there, forwarded or refused).
+    git_run_push_max_bytes: int = Field(default=1024 * 1024 * 1024, ge=1)
     # The most branches one push (one bash command, one final sweep) forwards upstream, and
     # the most distinct branches a run forwards in all; the rest are refused, saying so.
     git_max_branches_per_push: int = Field(default=10, ge=1, le=1000)

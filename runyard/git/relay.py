@@ -11,7 +11,9 @@ Works for any sandbox provider.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
 import re
 import shlex
 from collections.abc import Awaitable, Callable
@@ -34,6 +36,7 @@ from runyard.ssrf import ForbiddenURL
 
 _REF_LINE = re.compile(r"^([0-9a-f]{40}) refs/heads/(\S+)$")
 _BUNDLE = ".git/runyard-push.bundle"
+_BASE = "runyard-base-bytes"  # the mirror's objects before the run's first push, in bytes
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,13 @@ class Relay:
 
     async def _fetch(self, state: GitState, wanted: dict[str, str]) -> dict[str, str]:
         """Bring the pushed commits into the mirror; the shas as the bundle had them."""
+        grown = await asyncio.to_thread(_grown, self.mirror)
+        if grown >= self.settings.git_run_push_max_bytes:
+            raise TooLarge(
+                f"this run's pushes have added {grown} bytes to Runyard's copy of the "
+                f"repository, the most allowed ({self.settings.git_run_push_max_bytes}, "
+                "RUNYARD_GIT_RUN_PUSH_MAX_BYTES)"
+            )
         ws = shlex.quote(state.workspace)
         refs = " ".join(shlex.quote(f"refs/heads/{b}") for b in wanted)
         exclude = f" --not {state.base_sha}" if state.base_sha else ""
@@ -204,6 +214,19 @@ class Relay:
         self.known[branch] = sha
         output = {"type": "branch", "name": branch, "sha": sha, "url": branch_url(state, branch)}
         return Push(branch, sha, True, f"forwarded {branch} ({sha[:12]}) upstream", output)
+
+
+def _grown(mirror: Path) -> int:
+    """Bytes the run's pushes added to the mirror's objects (on the worker's disk, outside
+    the sandbox's ``diskMi``): every fetched bundle stays there, forwarded or refused, until
+    the sandbox is destroyed. Runyard's own directory: a walk of a few pack files."""
+    size = sum(
+        (Path(d) / f).stat().st_size for d, _, files in os.walk(mirror / "objects") for f in files
+    )
+    base = mirror / _BASE
+    if not base.exists():
+        base.write_text(str(size))
+    return max(0, size - int(base.read_text()))
 
 
 def branch_url(state: GitState, branch: str) -> str:

@@ -199,9 +199,11 @@ def unmount_all(sandboxes_dir: Path) -> int:
     return count
 
 
-def free_bytes(path: Path) -> int | None:
+def free_space(path: Path) -> tuple[int, int] | None:
+    """Free bytes and free inodes of the filesystem of ``path``: running out of either
+    is a full disk (an image of ``diskMi`` has ``diskMi`` / 32 KiB inodes)."""
     try:
         st = os.statvfs(path)
     except OSError:
         return None
-    return st.f_bavail * st.f_frsize
+    return st.f_bavail * st.f_frsize, st.f_favail

@@ -123,7 +123,8 @@ def bwrap_argv(
             argv += ["--ro-bind-try", p, p]
     # Every place a command may write is a directory beside the workspace, on the same
     # disk (the sandbox's image of ``diskMi``, see ``disk.py``): /workspace, /tmp (also
-    # HOME), /dev/shm and /runyard/remote. bubblewrap's own tmpfs (/, /dev) is read-only.
+    # HOME), /dev/shm and /runyard/remote/origin.git. bubblewrap's own tmpfs (/, /dev) is
+    # read-only.
     scratch = writable_dirs(workspace)
     argv += ["--proc", "/proc", "--dev", "/dev"]
     argv += ["--bind", str(scratch["tmp"]), "/tmp", "--bind", str(scratch["shm"]), "/dev/shm"]
@@ -135,16 +136,23 @@ def bwrap_argv(
     argv += ["--ro-bind", str(RUNNER), "/runyard/runner.py"]
     argv += ["--ro-bind", str(RUNNER.with_name("runner_procs.py")), "/runyard/runner_procs.py"]
     # A local bare "origin" the agent may push to, whose hooks and config it cannot change.
-    # A sandbox made before the remote moved onto its disk keeps its old one.
+    # Only origin.git is writable, a mount point like its hooks and config: none of them
+    # can be renamed away (EBUSY) and replaced by the agent's own (a writable
+    # /runyard/remote let ``mv origin.git x; mkdir origin.git`` do it). Bound only while
+    # they are what the clone made (not symlinks: bubblewrap would follow them on the
+    # host). A sandbox made before the remote moved onto its disk keeps its old one.
     remote = scratch["remote"]
     if not remote.is_dir() and (sandbox_root / "remote").is_dir():
         remote = sandbox_root / "remote"
-    if remote.is_dir():
-        argv += ["--bind", str(remote), "/runyard/remote"]
-        for name in ("hooks", "config"):
-            guarded = remote / "origin.git" / name
-            if guarded.exists():
-                argv += ["--ro-bind", str(guarded), f"/runyard/remote/origin.git/{name}"]
+    origin = remote / "origin.git"
+    if remote.is_dir() and not remote.is_symlink():
+        argv += ["--ro-bind", str(remote), "/runyard/remote"]
+        if origin.is_dir() and not origin.is_symlink():
+            argv += ["--bind", str(origin), "/runyard/remote/origin.git"]
+            for name in ("hooks", "config"):
+                guarded = origin / name
+                if guarded.exists() and not guarded.is_symlink():
+                    argv += ["--ro-bind", str(guarded), f"/runyard/remote/origin.git/{name}"]
     argv += ["--remount-ro", "/dev", "--remount-ro", "/"]
     argv += ["--clearenv"]
     for k, v in env.items():

@@ -23,7 +23,7 @@ from runyard.sandbox.base import (
     ToolError,
 )
 from runyard.sandbox.client import RunnerFailed, RunnerGone
-from runyard.sandbox.disk import free_bytes
+from runyard.sandbox.disk import free_space
 
 if TYPE_CHECKING:
     from runyard.sandbox.local import LocalSandboxProvider
@@ -34,6 +34,7 @@ FILE_DEADLINE = 30.0  # seconds a file operation may take before the runner coun
 READ_CHUNK = 1024 * 1024  # bytes of a file per runner answer (base64: 1.4 MB < MAX_FRAME)
 READ_DEADLINE = 120.0  # seconds a whole read_file may take (100 MiB take about 1 s)
 DISK_FULL_BYTES = 1024 * 1024  # less free than this on the workspace: the disk is full
+DISK_FULL_INODES = 64  # fewer free inodes than this: full too (no file can be made)
 
 
 def _clip(text: Any, cap: int) -> str:
@@ -88,10 +89,18 @@ class LocalSandbox:
     def check_disk(self) -> None:
         if not self.loop_disk:
             return
-        free = free_bytes(self.workspace)
-        if free is not None and free < DISK_FULL_BYTES:
+        free = free_space(self.workspace)
+        if free is None:
+            return
+        free_bytes, free_inodes = free
+        if free_bytes < DISK_FULL_BYTES:
             raise ResourceLimitExceeded(
                 f"the sandbox's disk is full ({self.spec.resources['diskMi']} MiB)"
+            )
+        if free_inodes < DISK_FULL_INODES:
+            raise ResourceLimitExceeded(
+                f"the sandbox's disk is full: no free inodes left ({self.spec.resources['diskMi']}"
+                " MiB)"
             )
 
     async def exec(

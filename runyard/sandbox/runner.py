@@ -355,7 +355,9 @@ class Runner:
             dirnames[:] = sorted(d for d in dirnames if d != ".git")
             for name in sorted(filenames):
                 found.append(os.path.relpath(os.path.join(dirpath, name), self.workspace))
-                size += len(found[-1]) + 4
+                # Counted as the frame holds it: a control character is 6 bytes ("\u0001").
+                size += len(json.dumps(found[-1], ensure_ascii=False).encode("utf-8", "replace"))
+                size += 2
                 if (
                     len(found) >= max_entries
                     or size >= MAX_LIST_BYTES

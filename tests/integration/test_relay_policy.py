@@ -154,3 +154,32 @@ async def test_a_cancel_during_the_address_check_stops_the_push(
     (push,) = await relay.forward()
     assert not push.forwarded and "the run has ended" in push.message
     assert refs(bare) == before
+
+
+async def test_a_runs_pushes_are_capped_in_all_forwarded_or_refused(
+    provider: LocalSandboxProvider, tmp_path: Path
+) -> None:
+    """Every bundle is fetched into the mirror on the worker's disk (forwarded or refused
+    after the fetch) and stays there until the sandbox goes: a run's pushes together are
+    capped, or a run pushing 256 MiB a command could fill the worker's disk."""
+    bare = make_remote(tmp_path / "repos", "acme/bytes")
+    sb = await _sandbox(provider, bare, "sbx_bytes")
+    settings = Settings(
+        git_base_url=(tmp_path / "repos").as_uri(),
+        git_push_max_bytes=10_000_000,
+        git_run_push_max_bytes=3_000_000,
+    )
+    relay = _relay(provider, sb, settings)
+    messages = []
+    for _ in range(3):  # 2 MB of new random data each time, pushed to one branch
+        res = await sb.exec(
+            "head -c 2000000 /dev/urandom > blob && git add blob && git commit -q -m blob && "
+            "git push -q origin HEAD:refs/heads/big",
+            timeout=30,
+        )
+        assert res.exit_code == 0, res
+        (push,) = await relay.forward()
+        messages.append(push.message)
+    assert "forwarded big" in messages[0] and "forwarded big" in messages[1], messages
+    assert "not forwarded" in messages[2], messages
+    assert "RUNYARD_GIT_RUN_PUSH_MAX_BYTES" in messages[2], messages

@@ -258,10 +258,13 @@ async def test_the_local_remote_is_writable_but_not_its_hooks_or_config(
     await p.stop_runner(sb.id)  # the next call's runner sees the remote
     res = await sb.exec(
         "cd /runyard/remote/origin.git && touch refs/heads/ok && echo w1; "
-        "touch hooks/pre-receive || echo ro1; echo x >> config || echo ro2",
+        "touch hooks/pre-receive || echo ro1; echo x >> config || echo ro2; "
+        # Nor can they be swapped for the agent's own: origin.git is not renamed away.
+        "cd /runyard/remote && { mv origin.git old || echo ro3; }; "
+        "{ mv origin.git/hooks origin.git/h || echo ro4; }; { mkdir other || echo ro5; }",
         timeout=10,
     )
-    assert res.stdout.split() == ["w1", "ro1", "ro2"], res
+    assert res.stdout.split() == ["w1", "ro1", "ro2", "ro3", "ro4", "ro5"], res
     assert (bare / "refs" / "heads" / "ok").exists()
     assert not (bare / "hooks" / "pre-receive").exists()
     await p.destroy(sb.id)
@@ -289,7 +292,6 @@ async def test_everything_a_sandbox_can_write_counts_against_its_disk(
     )
     writable = dict(line.split() for line in res.stdout.splitlines())
     assert set(writable) == {
-        "/runyard/remote",
         "/runyard/remote/origin.git",
         "/dev/shm",
         "/tmp",
@@ -361,6 +363,14 @@ async def test_filling_the_disk_is_a_resource_limit(
         await sb.exec("fallocate -l 3G a; fallocate -l 3G b", timeout=30)
     with pytest.raises(ResourceLimitExceeded):
         await sb.write_file("x", b"x")
+    await sb.exec("rm a b", timeout=10)
+    # Out of inodes (~160,000 empty files, in /tmp) is a full disk too.
+    fill = (
+        "python3 -c '\nimport os\nn = 0\ntry:\n    while True:\n"
+        '        os.mknod("/tmp/f%d" % n); n += 1\nexcept OSError: pass\n\''
+    )
+    with pytest.raises(ResourceLimitExceeded, match="inodes"):
+        await run_tool(sb, "bash", {"command": fill}, timeout=120)
     await p.destroy(sb.id)
     assert not sb.root.exists()
 
@@ -389,6 +399,16 @@ async def test_large_files_are_read_whole_in_chunks(
     assert res.exit_code == 0, res
     files = await sb.list_files(".", max_entries=2000)
     assert 200 < len(files) < 2000 and sum(map(len, files)) < 1100 * 1024, len(files)
+    # Names of control characters take 6 bytes each in the answer's JSON: still one frame.
+    res = await sb.exec(
+        'python3 -c \'\nimport os\nd = "ctl/" + "/".join(["\\x01" * 250] * 15)\n'
+        "os.makedirs(d)\nfor i in range(2000):\n"
+        '    open(os.path.join(d, "\\x01" * 200 + str(i)), "w").close()\n\'',
+        timeout=60,
+    )
+    assert res.exit_code == 0, res
+    files = await sb.list_files("ctl", max_entries=2000)
+    assert 20 < len(files) < 2000 and files[0].startswith("ctl/\x01"), len(files)
 
     monkeypatch.setattr(local_sandbox, "READ_CHUNK", 1000)
     await sb.write_file("grows", b"x" * 5000)
