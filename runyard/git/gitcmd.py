@@ -8,9 +8,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 _PASS_THROUGH = (
     "PATH",
@@ -101,7 +103,11 @@ async def run_git(
 ) -> GitResult:
     """``git *args`` with the hardened environment; GitError on failure when ``check``.
     ``umask``: the file mode mask of git (and of the receive-pack it starts for a local
-    push), when it must not be the process's own private one."""
+    push), when it must not be the process's own private one. Set in the child before exec
+    (``preexec_fn``): uvloop, the API's loop, takes no ``umask`` argument."""
+    extra: dict[str, Any] = {}
+    if umask != -1:
+        extra["preexec_fn"] = functools.partial(os.umask, umask)
     proc = await asyncio.create_subprocess_exec(
         "git",
         *args,
@@ -111,7 +117,7 @@ async def run_git(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         start_new_session=True,
-        umask=umask,
+        **extra,
     )
     try:
         out, err = await asyncio.wait_for(
