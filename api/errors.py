@@ -59,6 +59,13 @@ _STATUS_BY_CODE: dict[str, int] = {
     ErrorCode.RUN_API_KEY_REQUIRED: 400,
     ErrorCode.RUN_ORCHESTRATOR_ERROR: 502,
     ErrorCode.SANDBOX_UNAVAILABLE: 503,
+    # A refused create (runyard.runs).
+    ErrorCode.VALIDATION_FAILED: 400,
+    ErrorCode.CALLBACK_URL_FORBIDDEN: 422,
+    ErrorCode.AGENT_NOT_FOUND: 404,
+    ErrorCode.THREAD_NOT_FOUND: 404,
+    ErrorCode.REPOSITORY_NOT_FOUND: 404,
+    ErrorCode.CONFLICT: 409,
 }
 # A title in plain English for each machine code (RFC 9457: the same for every occurrence).
 TITLES_BY_CODE: dict[str, str] = {
@@ -135,6 +142,7 @@ class ProblemError(Exception):
             exc.code,
             detail or str(exc) or exc.code,
             headers=_HEADERS_BY_CODE.get(exc.code),
+            extra={"errors": exc.field_errors} if exc.field_errors else None,
         )
 
 
@@ -194,7 +202,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _runyard(request: Request, exc: RunyardError) -> JSONResponse:
         p = ProblemError.of(exc)
         return problem_response(
-            request, p.status, p.code, p.detail, title=p.title, headers=p.headers
+            request, p.status, p.code, p.detail, title=p.title, headers=p.headers, extra=p.extra
         )
 
     @app.exception_handler(RequestValidationError)

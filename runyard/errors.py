@@ -24,7 +24,13 @@
     │   ├── RepositoryRefused            CALLBACK_URL_FORBIDDEN         no  (a forbidden address)
     │   ├── SandboxSetupFailed           SANDBOX_SETUP_FAILED           no
     │   └── ResourceLimitExceeded        RUN_RESOURCE_LIMIT_EXCEEDED    no
-    └── InternalError                    INTERNAL_ERROR                 no
+    ├── InternalError                    INTERNAL_ERROR                 no
+    ├── InvalidInput                     VALIDATION_FAILED              (a refused create:
+    │   └── AddressForbidden             CALLBACK_URL_FORBIDDEN          ``runyard.runs``)
+    ├── AgentNotFound                    AGENT_NOT_FOUND
+    ├── ThreadNotFound                   THREAD_NOT_FOUND
+    ├── RepositoryMissing                REPOSITORY_NOT_FOUND
+    └── Conflict                         CONFLICT
 
 Activities raise these; one boundary (``activities/_support.py``, ``typed_failures``)
 turns each into the ``ApplicationError`` Temporal sees, ``type`` = its code and
@@ -46,6 +52,11 @@ from runyard.domain import ErrorCode
 class RunyardError(Exception):
     code: ClassVar[ErrorCode] = ErrorCode.INTERNAL_ERROR
     retryable: ClassVar[bool] = False
+
+    @property
+    def field_errors(self) -> list[dict[str, str]]:
+        """The request fields at fault (a problem document's ``errors``), if any."""
+        return []
 
     @property
     def should_retry(self) -> bool:
@@ -143,6 +154,45 @@ class ResourceLimitExceeded(SandboxError):
 
 class InternalError(RunyardError):
     code = ErrorCode.INTERNAL_ERROR
+
+
+class InvalidInput(RunyardError):
+    """A field of a request is refused: ``field: message``, and the field's error."""
+
+    code = ErrorCode.VALIDATION_FAILED
+
+    def __init__(self, message: str, *, field: str | None = None, kind: str = "invalid") -> None:
+        super().__init__(f"{field}: {message}" if field else message)
+        self._errors = [{"field": field, "message": message, "code": kind}] if field else []
+
+    @property
+    def field_errors(self) -> list[dict[str, str]]:
+        return self._errors
+
+
+class AddressForbidden(InvalidInput):
+    """A URL (callbackUrl, a webhook, a repo's host) names an address Runyard may not call."""
+
+    code = ErrorCode.CALLBACK_URL_FORBIDDEN
+
+
+class AgentNotFound(RunyardError):
+    code = ErrorCode.AGENT_NOT_FOUND
+
+
+class ThreadNotFound(RunyardError):
+    code = ErrorCode.THREAD_NOT_FOUND
+
+
+class RepositoryMissing(RunyardError):
+    """The create-time check found no such repository (the worker's clone raises
+    ``RepositoryNotFound``, a sandbox error)."""
+
+    code = ErrorCode.REPOSITORY_NOT_FOUND
+
+
+class Conflict(RunyardError):
+    code = ErrorCode.CONFLICT
 
 
 def error_for(code: str, message: str) -> RunyardError:

@@ -8,26 +8,19 @@ import structlog
 from fastapi import APIRouter, Query, Response
 from sqlmodel import col
 
-from api.deps import (
-    DbDep,
-    IdempotencyKey,
-    KnownQueryOnly,
-    ReaderDep,
-    SettingsDep,
-    TemporalDep,
-    WriterDep,
-)
+from api.deps import DbDep, IdempotencyKey, KnownQueryOnly, ReaderDep, WriterDep
 from api.errors import ProblemError
 from api.ownership import load_owned
 from api.pagination import PageDep, paginate
 from api.responses import AUTHENTICATED, answers, operation_id
 from api.responses_runs import Run as RunOut
 from api.responses_runs import RunPage, RunStatusView
-from api.run_factory import create_run
+from api.run_factory import RunServiceDep
 from api.schemas import CreateRun, Timestamp
 from runyard.db.engine import Database
 from runyard.db.tables import Run
 from runyard.domain import ErrorCode, RunStatus
+from runyard.runs import Created, ThreadSeed
 from runyard.store.run_view import run_object, status_object
 
 router = APIRouter(
@@ -70,18 +63,19 @@ async def load_run(db: Database, org_id: str, run_id: str) -> Run:
 async def create(
     body: CreateRun,
     principal: WriterDep,
-    db: DbDep,
-    settings: SettingsDep,
-    temporal: TemporalDep,
+    runs: RunServiceDep,
     response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
-    run, replayed = await create_run(
-        body, principal, db, settings, temporal, idempotency_key=idempotency_key
-    )
-    if replayed:
+    if found := await runs.replay(principal.org_id, idempotency_key):
+        created = Created(found, replayed=True)
+    else:
+        spec = await runs.resolve(body, principal.org_id, idempotency_key=idempotency_key)
+        seed = ThreadSeed(body.thread_id) if body.thread_id is not None else None
+        created = await runs.create(spec, seed=seed, start=body.start)
+    if created.replayed:
         response.headers["Idempotent-Replayed"] = "true"
-    return run_object(run)
+    return run_object(created.run)
 
 
 @router.get(
@@ -103,24 +97,7 @@ async def list_runs(
 ) -> dict[str, Any]:
     conds: list[Any] = [col(Run.org_id) == principal.org_id]
     if status:
-        wanted = [s.strip() for s in status.split(",") if s.strip()]
-        bad = [s for s in wanted if s not in STATUSES]
-        if bad:
-            raise ProblemError(
-                400,
-                ErrorCode.VALIDATION_FAILED,
-                f"unknown status {', '.join(bad)}",
-                extra={
-                    "errors": [
-                        {
-                            "field": "status",
-                            "code": "enum",
-                            "message": f"one or more of {', '.join(STATUSES)}",
-                        }
-                    ]
-                },
-            )
-        conds.append(col(Run.status).in_(wanted))
+        conds.append(col(Run.status).in_(_statuses(status)))
     if thread_id:
         conds.append(col(Run.thread_id) == thread_id)
     if agent_id:
@@ -145,6 +122,28 @@ async def list_runs(
         conds.append(col(Run.created_at) < created_before)
     order = [col(Run.created_at).desc(), col(Run.id).desc()]
     return await paginate(db, Run, conds, order, paging, run_object)
+
+
+def _statuses(status: str) -> list[str]:
+    """``status=queued,running``: the statuses named, or 400 for one that is none."""
+    wanted = [s.strip() for s in status.split(",") if s.strip()]
+    bad = [s for s in wanted if s not in STATUSES]
+    if bad:
+        raise ProblemError(
+            400,
+            ErrorCode.VALIDATION_FAILED,
+            f"unknown status {', '.join(bad)}",
+            extra={
+                "errors": [
+                    {
+                        "field": "status",
+                        "code": "enum",
+                        "message": f"one or more of {', '.join(STATUSES)}",
+                    }
+                ]
+            },
+        )
+    return wanted
 
 
 @router.get("/{run_id}", summary="The run object", **answers(RunOut, 404))

@@ -7,19 +7,20 @@ from typing import Any
 from fastapi import APIRouter
 from sqlmodel import col
 
-from api.deps import DbDep, KnownQueryOnly, ReaderDep, SettingsDep, TemporalDep, WriterDep
+from api.deps import DbDep, KnownQueryOnly, ReaderDep, WriterDep
 from api.ownership import load_owned
 from api.pagination import PageDep, paginate
 from api.responses import AUTHENTICATED, answers, operation_id
 from api.responses_org import Thread as ThreadOut
 from api.responses_org import ThreadRunCreated, ThreadRuns
-from api.run_factory import create_run, invalid
+from api.run_factory import RunServiceDep, invalid
 from api.schemas import CreateThread, CreateThreadRun
 from runyard.db.engine import Database
 from runyard.db.tables import Run, Thread
 from runyard.db.types import utcnow
 from runyard.ids import new_id
 from runyard.llm.pricing import resolve_model
+from runyard.runs import ThreadSeed
 from runyard.store.run_view import iso, run_object
 
 router = APIRouter(
@@ -89,8 +90,7 @@ async def create_thread_run(
     body: CreateThreadRun,
     principal: WriterDep,
     db: DbDep,
-    settings: SettingsDep,
-    temporal: TemporalDep,
+    runs: RunServiceDep,
 ) -> dict[str, Any]:
     await load_thread(db, principal.org_id, thread_id)
     if body.thread_id is not None and body.thread_id != thread_id:
@@ -101,17 +101,11 @@ async def create_thread_run(
             raise invalid("routeId", "names a different model than 'model'")
         body.model = body.route_id
     body.thread_id = thread_id
-    run, _ = await create_run(
-        body,
-        principal,
-        db,
-        settings,
-        temporal,
-        idempotency_key=None,
-        route_id=body.route_id,
-        persona_id=body.persona_id,
+    spec = await runs.resolve(
+        body, principal.org_id, route_id=body.route_id, persona_id=body.persona_id
     )
-    return {"runId": run.id, "traceId": run.trace_id}
+    created = await runs.create(spec, seed=ThreadSeed(thread_id), start=body.start)
+    return {"runId": created.run.id, "traceId": created.run.trace_id}
 
 
 @router.get(
