@@ -26,7 +26,7 @@ from runyard.llm.pricing import add_turn_usage, price_for, resolve_model
 from runyard.store.credits import charge_turn, out_of_credits
 from runyard.store.events import NewEvent, append_events, locked_run
 from runyard.store.transcript import assistant_key, conversation, get_message, result_key
-from runyard.tools import TOOLS
+from runyard.tools import TOOLS, refusal
 from workflows.payloads import ToolCallRef, TurnInput, TurnResult
 
 SYSTEM_PROMPT = (
@@ -54,22 +54,20 @@ def _checked_tool_inputs(
 ) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """The model's content as it is stored, and the tool calls refused (id → why).
 
-    A model's tool input is JSON from outside like a client's body, under the same rules
-    (``runyard.jsonsafe``): a non-finite number, a NUL character or too deep a nesting
-    refuses the call (the agent sees a tool error), and the input is stored with any
-    non-finite number as null and any NUL as U+FFFD, so nothing stored is ever NaN or
-    Infinity and no text column gets a NUL. ``ask_user`` is never refused: the workflow
-    asks its question (a NUL in it, which Postgres text refuses, is shown as U+FFFD).
+    Which calls are refused is the registry's answer (``runyard.tools.refusal``). Every
+    input is stored with any non-finite number as null and any NUL as U+FFFD, so nothing
+    stored is ever NaN or Infinity and no text column gets a NUL.
     """
     refused: dict[str, str] = {}
     out: list[dict[str, Any]] = []
     for block in content:
         if block.get("type") == "tool_use":
-            problem = json_problem(block.get("input", {}))
+            raw = block.get("input", {})
+            problem = refusal(str(block.get("name")), raw)
             if problem is not None:
-                if block.get("name") != "ask_user":
-                    refused[str(block["id"])] = problem
-                block = {**block, "input": storable(block.get("input", {}))}
+                refused[str(block["id"])] = problem
+            if json_problem(raw) is not None:
+                block = {**block, "input": storable(raw)}
         out.append(block)
     return out, refused
 

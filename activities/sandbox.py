@@ -24,7 +24,6 @@ from runyard.errors import (
 )
 from runyard.final_outputs import repo_outputs
 from runyard.git.intake import clone_url
-from runyard.output_tools import ToolContext, after_bash, needs_context
 from runyard.outputs import known_branches, record_outputs
 from runyard.sandbox.base import SandboxProvider, SandboxSpec
 from runyard.sandbox.ids import sandbox_id_for
@@ -32,7 +31,7 @@ from runyard.settings import Settings
 from runyard.store.events import NewEvent, append_events, locked_run
 from runyard.store.templates import find_template
 from runyard.store.transcript import assistant_key, final_text, get_message, result_key
-from runyard.tools import run_tool
+from runyard.tools import ToolContext, after_bash, needs_context, run_tool
 from workflows.payloads import (
     CollectInput,
     DestroyInput,

@@ -9,7 +9,7 @@ budget, and hands them on when the run continues as new.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.sandbox import SandboxActivities
     from activities.sandbox_setup import SandboxSetupActivities
     from runyard.domain import ErrorCode, FailReason, RunStatus
+    from runyard.tools import is_control
     from workflows import options
     from workflows.payloads import (
         Carried,
@@ -33,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         RunInput,
         SandboxCall,
         SandboxRef,
+        ToolCallRef,
         ToolInput,
         TurnInput,
         WaitInput,
@@ -115,6 +117,10 @@ class AgentLoop:
         self.continuing = False
         self.collected = False  # the outputs were collected (the run completed)
         self._first_turn = self.turn + 1
+        # The control tools (``runyard.tools.control``): calls the workflow answers itself.
+        self.controls: dict[str, Callable[[int, ToolCallRef], Awaitable[Outcome | None]]] = {
+            "ask_user": self._ask_user
+        }
 
     async def supervise(self, cancelled: Callable[[], bool]) -> Outcome:
         """Run the agent until it ends, the time budget runs out or a cancel arrives.
@@ -201,11 +207,10 @@ class AgentLoop:
             for call in res.tool_calls:
                 if self.close_requested:
                     break
-                if call.name == "ask_user":
-                    question = WaitInput(run_id=self.inp.run_id, turn=turn, call_id=call.id)
-                    wait = self.inp.input_wait_seconds
-                    if not await self.run.ask(question, wait) and not self.close_requested:
-                        return _guardrail(FailReason.TIMEOUT, "inputWaitSeconds", wait, wait)
+                if is_control(call.name):
+                    ended = await self.controls[call.name](turn, call)
+                    if ended is not None:
+                        return ended
                     continue
                 self.run.set_details(f"turn {turn}: running {call.name}")
                 await self._run_tool(turn, call.id, call.name)
@@ -215,6 +220,14 @@ class AgentLoop:
         await self._collect()
         self.collected = True
         return Outcome(RunStatus.COMPLETED)
+
+    async def _ask_user(self, turn: int, call: ToolCallRef) -> Outcome | None:
+        """``ask_user``: wait for the user's answer (the wait has its own limit)."""
+        question = WaitInput(run_id=self.inp.run_id, turn=turn, call_id=call.id)
+        wait = self.inp.input_wait_seconds
+        if not await self.run.ask(question, wait) and not self.close_requested:
+            return _guardrail(FailReason.TIMEOUT, "inputWaitSeconds", wait, wait)
+        return None
 
     async def _run_tool(self, turn: int, call_id: str, name: str) -> None:
         """Run one tool call on the host that holds the sandbox. If that host is gone, the

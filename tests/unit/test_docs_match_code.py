@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import AliasChoices
 
 from runyard.settings import Settings
-from runyard.tools import TOOLS
+from runyard.tools import REGISTRY
 from workflows.reaper import reaper_schedule_id
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,8 +46,8 @@ def _documented_tools() -> dict[str, dict[str, tuple[str, str, str]]]:
 
 def test_every_tool_input_field_is_documented_as_its_schema_says() -> None:
     documented = _documented_tools()
-    assert set(documented) == {t["name"] for t in TOOLS}
-    for tool in TOOLS:
+    assert set(documented) == set(REGISTRY)
+    for tool in (t.schema() for t in REGISTRY.values()):
         schema = tool["input_schema"]
         fields = documented[tool["name"]]
         assert set(fields) == set(schema["properties"]), tool["name"]
