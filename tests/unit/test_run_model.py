@@ -49,8 +49,9 @@ def test_one_run_class_for_api_store_and_client() -> None:
 
 
 def test_run_object_is_the_contract_json() -> None:
-    usage = {"turns": 2, "inputTokens": 0, "outputTokens": 0, "cacheReadTokens": 0}
-    usage |= {"cacheWriteTokens": 0, "cacheHitRate": 0.0, "costUsd": 0.5, "creditsUsed": 0}
+    usage: dict[str, Any] = {"turns": 2, "inputTokens": 0, "outputTokens": 0}
+    usage |= {"cacheReadTokens": 0, "cacheWriteTokens": 0, "cacheHitRate": 0.0}
+    usage |= {"costUsd": 0.5, "creditsUsed": 0}
     expected: dict[str, Any] = {
         "id": "run_x",
         "object": "run",
