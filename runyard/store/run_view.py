@@ -23,42 +23,31 @@ def duration_ms(run: RunRow) -> int | None:
     return max(0, int((end - run.started_at).total_seconds() * 1000))
 
 
+# The run object's fields that are the row's columns of the same name, as stored.
+_COLUMNS = (
+    "id", "status", "prompt", "guidance", "repo", "template", "agent_id", "thread_id",
+    "model", "sandbox", "fail_reason", "error", "pending_question", "trace_id", "route_id",
+    "persona_id", "workflow_id",
+)  # fmt: skip
+_TIMES = ("created_at", "started_at", "completed_at", "failed_at", "cancelled_at")
+
+
 def run_model(run: RunRow) -> Run:
     """The run object of a row; routes render it through ``response_model=Run``."""
     g = run.guardrails or {}
     return Run(
-        id=run.id,
         object="run",
-        status=run.status,
-        prompt=run.prompt,
-        guidance=run.guidance,
-        repo=run.repo,
-        template=run.template,
-        agent_id=run.agent_id,
-        thread_id=run.thread_id,
-        model=run.model,
         guardrails=Guardrails(
             max_turns=g.get("maxTurns"),
             max_cost_usd=g.get("maxCostUsd"),
             timeout_seconds=g.get("timeoutSeconds"),
         ),
-        sandbox=run.sandbox,
         outputs=run.outputs or [],
         usage={**empty_usage(), **(run.usage or {})},
-        fail_reason=run.fail_reason,
-        error=run.error,
         metadata=run.metadata_ or {},
-        pending_question=run.pending_question,
-        trace_id=run.trace_id,
-        route_id=run.route_id,
-        persona_id=run.persona_id,
-        workflow_id=run.workflow_id,
-        created_at=iso(run.created_at),
-        started_at=iso(run.started_at),
-        completed_at=iso(run.completed_at),
-        failed_at=iso(run.failed_at),
-        cancelled_at=iso(run.cancelled_at),
         duration_ms=duration_ms(run),
+        **{name: getattr(run, name) for name in _COLUMNS},
+        **{name: iso(getattr(run, name)) for name in _TIMES},
     )
 
 
