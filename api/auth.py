@@ -8,10 +8,10 @@ URL, where logs and browser histories would keep them.
 from __future__ import annotations
 
 import hmac
-import time
 from dataclasses import dataclass
 from datetime import datetime
 
+from cachetools import TTLCache
 from fastapi import Request
 
 from api.errors import ProblemError
@@ -48,30 +48,23 @@ class KeyCache:
 
     def __init__(self, ttl: float, max_entries: int = 10_000) -> None:
         self.ttl = ttl
-        self.max_entries = max_entries
-        self._entries: dict[str, tuple[float, Principal]] = {}
+        # Expiry and a bound on size (the least recently used entry goes first).
+        self._entries: TTLCache[str, Principal] | None = (
+            TTLCache(maxsize=max_entries, ttl=ttl) if ttl > 0 else None
+        )
 
     def get(self, key_hash: str) -> Principal | None:
-        hit = self._entries.get(key_hash)
-        if hit is None:
-            return None
-        if hit[0] <= time.monotonic():
-            del self._entries[key_hash]
-            return None
-        return hit[1]
+        return None if self._entries is None else self._entries.get(key_hash)
 
     def put(self, key_hash: str, principal: Principal) -> None:
-        if self.ttl <= 0:
-            return
-        if len(self._entries) >= self.max_entries:
-            now = time.monotonic()
-            self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
-            if len(self._entries) >= self.max_entries:
-                self._entries.clear()
-        self._entries[key_hash] = (time.monotonic() + self.ttl, principal)
+        if self._entries is not None:
+            self._entries[key_hash] = principal
 
     def forget_key(self, key_id: str) -> None:
-        self._entries = {k: v for k, v in self._entries.items() if v[1].key_id != key_id}
+        if self._entries is None:
+            return
+        for k in [k for k, v in self._entries.items() if v.key_id == key_id]:
+            self._entries.pop(k, None)
 
 
 def _invalid(detail: str = "the API key is unknown, revoked or expired") -> ProblemError:

@@ -11,31 +11,23 @@ request that fails validation gets a 400 ``VALIDATION_FAILED`` problem here.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
-from pydantic.alias_generators import to_camel
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.errors import PROBLEM_JSON, title_of
-
-# An RFC 3339 UTC time, passed through as the route wrote it (``2026-01-01T00:00:00Z``).
-Rfc3339 = Annotated[
-    str,
-    WithJsonSchema({"type": "string", "format": "date-time", "example": "2026-01-01T00:00:00Z"}),
-]
-# A JSON number, kept as the route wrote it: ``5`` stays ``5`` (a float field said ``5.0``).
-Number = Annotated[float | int, WithJsonSchema({"type": "number"})]
+from runyard.run_model import ApiModel
+from runyard.run_model import Number as Number
+from runyard.run_model import Rfc3339 as Rfc3339
 
 
-class Out(BaseModel):
+class Out(ApiModel):
     """A response object: camelCase on the wire. Routes return dicts that are checked
     against the model; fields a model does not name still pass (``extra="allow"``), and
     routes answer with ``response_model_exclude_unset`` so what a route leaves out stays
     out (no ``null`` appears that the route did not write)."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
 
 
 class FieldError(BaseModel):

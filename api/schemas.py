@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -33,7 +33,9 @@ def _iso_8601_only(value: Any) -> Any:
     return value
 
 
-Timestamp = Annotated[datetime, BeforeValidator(_iso_8601_only)]
+# A time with its zone: a naive one is refused (VALIDATION_FAILED, code ``timezone_aware``),
+# since the server could only guess which zone it meant.
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_iso_8601_only)]
 
 
 def _json_rules(data: Any) -> Any:

@@ -64,7 +64,8 @@ class FollowView:
 
     def __init__(self, console: Console, run: Run, *, verbose: bool, hold: bool = False) -> None:
         self.console, self.verbose, self.hold = console, verbose, hold
-        self.run_id, self.status, self.usage = run.id, run.status, run.usage
+        self.run_id, self.usage = run.id, run.usage
+        self.status: str = run.status
         self.started = _since(run.started_at or run.created_at) or time.monotonic()
         self.ended_after: float | None = (
             run.duration_ms / 1000 if run.is_terminal and run.duration_ms is not None else None
@@ -254,7 +255,7 @@ def _conclude(run: Run, view: FollowView, console: Console) -> int:
     shown = not view.hold and final.strip() == view.streamed.strip()
     if final and not shown:
         print(clean(final), flush=True)
-    summary = run.status
+    summary = str(run.status)
     if run.fail_reason:
         summary += f" ({run.fail_reason}{': ' + run.error.code if run.error else ''})"
         if run.error and run.error.message:

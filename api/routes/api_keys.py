@@ -80,8 +80,6 @@ def key_object(key: ApiKey) -> dict[str, Any]:
 )
 async def create_api_key(body: CreateKey, principal: AdminDep, db: DbDep) -> dict[str, Any]:
     if body.expires_at is not None:
-        if body.expires_at.tzinfo is None:
-            raise invalid("expiresAt", "needs a time zone (for instance a trailing Z)", "timezone")
         if body.expires_at <= utcnow():
             raise invalid("expiresAt", "must be in the future", "greater_than")
     scopes = body.scopes or DEFAULT_SCOPES

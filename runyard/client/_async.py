@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+from httpx_sse import SSEError, aconnect_sse
 
 from runyard.client import _core
 from runyard.client.models import (
@@ -163,24 +163,28 @@ class AsyncRunyard:
             try:
                 path = f"/v1/runs/{run_id}/events"
                 headers = _core.stream_headers(cursor)
-                async with self._http.stream("GET", path, headers=headers, timeout=timeout) as resp:
-                    if resp.status_code >= 400:
-                        await resp.aread()
-                        _core.checked(resp)
-                    decoder = _core.SSEDecoder()
-                    async for line in resp.aiter_lines():
-                        ev = decoder.feed(line)
-                        if ev is None or ev.seq <= cursor:
-                            continue
-                        cursor, failures = ev.seq, 0
-                        yield ev
-                        if ev.is_terminal:
-                            return
+                async with aconnect_sse(
+                    self._http, "GET", path, headers=headers, timeout=timeout
+                ) as source:
+                    if source.response.status_code >= 400:
+                        await source.response.aread()
+                        _core.checked(source.response)
+                    try:
+                        async for sse in source.aiter_sse():
+                            ev = _core.stream_event(sse)
+                            if ev is None or ev.seq <= cursor:
+                                continue
+                            cursor, failures = ev.seq, 0
+                            yield ev
+                            if ev.is_terminal:
+                                return
+                    except SSEError as exc:  # not text/event-stream: some other server
+                        raise RunyardAPIError(_core.not_runyard(source.response)) from exc
             except httpx.HTTPError as exc:
                 failures += 1
                 if not reconnect or failures > max_retries:
                     raise _core.connection_error(self.base_url, exc) from exc
-                await asyncio.sleep(min(5.0, 0.2 * 2**failures))
+                await _core.asleep(min(5.0, 0.2 * 2**failures))
                 continue
             # Closed without a terminal event: the run may have ended before ``after``.
             if not reconnect or (await self.status(run_id)).status in TERMINAL_STATUSES:
@@ -193,7 +197,7 @@ class AsyncRunyard:
         while (await self.status(run_id)).status not in TERMINAL_STATUSES:
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"{run_id} did not end within {timeout} s")
-            await asyncio.sleep(delay)
+            await _core.asleep(delay)
             delay = min(poll, delay * 2)
         return await self.get(run_id)
 

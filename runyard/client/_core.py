@@ -1,14 +1,17 @@
 """What the sync and async clients share: the requests they build, how an answer becomes
-a model or a ``RunyardAPIError``, and the SSE decoder."""
+a model or a ``RunyardAPIError``, and how a server-sent event becomes an ``Event``."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx
+from httpx_sse import ServerSentEvent
 from pydantic import BaseModel, ValidationError
 
 from runyard import __version__
@@ -20,6 +23,15 @@ M = TypeVar("M", bound=BaseModel)
 # Reads on the event stream wait this long: the server pings at least every 15 s, so a
 # silence this long is a dead connection, and the stream is resumed.
 STREAM_READ_TIMEOUT = 60.0
+
+
+def sleep(seconds: float) -> None:
+    """The blocking client's pause (``_sync.py`` is generated: ``asleep`` becomes this)."""
+    time.sleep(seconds)
+
+
+async def asleep(seconds: float) -> None:
+    await asyncio.sleep(seconds)
 
 
 @dataclass
@@ -220,22 +232,19 @@ def _bad_response(resp: httpx.Response, exc: Exception) -> RunyardAPIError:
     )
 
 
-class SSEDecoder:
-    """Server-sent events, line by line: ``feed`` answers an ``Event`` at each frame's end
-    (comments and pings answer ``None``)."""
-
-    def __init__(self) -> None:
-        self._data: list[str] = []
-
-    def feed(self, line: str) -> Event | None:
-        if line == "":
-            if not self._data:
-                return None
-            raw, self._data = "\n".join(self._data), []
-            return Event.model_validate(json.loads(raw))
-        if line.startswith(":"):
-            return None
-        name, _, value = line.partition(":")
-        if name == "data":
-            self._data.append(value.removeprefix(" "))
+def stream_event(sse: ServerSentEvent) -> Event | None:
+    """The run event of one server-sent event (``httpx-sse`` parses the frames; comments,
+    the server's pings, never reach here; a frame without data answers ``None``)."""
+    if not sse.data:
         return None
+    try:
+        return Event.model_validate_json(sse.data)
+    except ValidationError as exc:
+        raise RunyardAPIError(
+            Problem(
+                type="BAD_RESPONSE",
+                title="Unexpected answer",
+                status=200,
+                detail=f"an event of the stream is not a run event: {exc}",
+            )
+        ) from exc

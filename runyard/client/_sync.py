@@ -1,4 +1,7 @@
-"""``Runyard``: the blocking client."""
+"""``Runyard``: the blocking client, method for method the same as ``AsyncRunyard``.
+
+Generated from ``_async.py`` by ``scripts/gen_sync_client.py``: do not edit.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+from httpx_sse import SSEError, connect_sse
 
 from runyard.client import _core
 from runyard.client.models import (
@@ -156,37 +160,41 @@ class Runyard:
             try:
                 path = f"/v1/runs/{run_id}/events"
                 headers = _core.stream_headers(cursor)
-                with self._http.stream("GET", path, headers=headers, timeout=timeout) as resp:
-                    if resp.status_code >= 400:
-                        resp.read()
-                        _core.checked(resp)
-                    decoder = _core.SSEDecoder()
-                    for line in resp.iter_lines():
-                        ev = decoder.feed(line)
-                        if ev is None or ev.seq <= cursor:
-                            continue
-                        cursor, failures = ev.seq, 0
-                        yield ev
-                        if ev.is_terminal:
-                            return
+                with connect_sse(
+                    self._http, "GET", path, headers=headers, timeout=timeout
+                ) as source:
+                    if source.response.status_code >= 400:
+                        source.response.read()
+                        _core.checked(source.response)
+                    try:
+                        for sse in source.iter_sse():
+                            ev = _core.stream_event(sse)
+                            if ev is None or ev.seq <= cursor:
+                                continue
+                            cursor, failures = ev.seq, 0
+                            yield ev
+                            if ev.is_terminal:
+                                return
+                    except SSEError as exc:  # not text/event-stream: some other server
+                        raise RunyardAPIError(_core.not_runyard(source.response)) from exc
             except httpx.HTTPError as exc:
                 failures += 1
                 if not reconnect or failures > max_retries:
                     raise _core.connection_error(self.base_url, exc) from exc
-                time.sleep(min(5.0, 0.2 * 2**failures))
+                _core.sleep(min(5.0, 0.2 * 2**failures))
                 continue
             # Closed without a terminal event: the run may have ended before ``after``.
-            if not reconnect or self.status(run_id).status in TERMINAL_STATUSES:
+            if not reconnect or (self.status(run_id)).status in TERMINAL_STATUSES:
                 return
 
     def wait(self, run_id: str, *, timeout: float | None = None, poll: float = 1.0) -> Run:
         """Block until the run has ended (or ``timeout`` seconds passed); answer the run."""
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = 0.2
-        while self.status(run_id).status not in TERMINAL_STATUSES:
+        while (self.status(run_id)).status not in TERMINAL_STATUSES:
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"{run_id} did not end within {timeout} s")
-            time.sleep(delay)
+            _core.sleep(delay)
             delay = min(poll, delay * 2)
         return self.get(run_id)
 

@@ -1,92 +1,51 @@
 """The objects of the HTTP contract as the client sees them: pydantic models, camelCase on
 the wire, snake_case in Python. Unknown fields are kept (``extra="allow"``), so a newer
-server never breaks an older client."""
+server never breaks an older client. The run object, its page and exec's answer are the
+API's own models (``runyard.run_model``), not copies."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import Field
 
-TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
+from runyard.run_model import (
+    TERMINAL_STATUSES,
+    ApiModel,
+    ExecAccepted,
+    Guardrails,
+    Output,
+    Pagination,
+    Run,
+    RunError,
+    RunPage,
+    Usage,
+)
+
+__all__ = [
+    "TERMINAL_EVENT_TYPES",
+    "TERMINAL_STATUSES",
+    "ApiModel",
+    "Event",
+    "ExecAccepted",
+    "FieldError",
+    "Guardrails",
+    "Output",
+    "Pagination",
+    "Problem",
+    "Run",
+    "RunError",
+    "RunErrorInfo",
+    "RunPage",
+    "RunStatusInfo",
+    "RunyardAPIError",
+    "Usage",
+]
+
 TERMINAL_EVENT_TYPES = frozenset({"run.completed", "run.failed", "run.cancelled"})
 
-
-class ApiModel(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
-
-
-class Usage(ApiModel):
-    turns: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
-    cache_hit_rate: float = 0.0
-    cost_usd: float = 0.0
-    credits_used: int = 0
-
-
-class Guardrails(ApiModel):
-    max_turns: int | None = None
-    max_cost_usd: float | None = None
-    timeout_seconds: int | None = None
-
-
-class RunErrorInfo(ApiModel):
-    """``error`` of a failed run: ``code`` says what went wrong."""
-
-    code: str
-    message: str = ""
-
-
-class Output(ApiModel):
-    """One of a run's outputs: ``type`` is ``text``, ``branch``, ``pr``, ``issue`` or
-    ``patch``; the other fields depend on it (``text``, ``url``, ``number`` …)."""
-
-    type: str
-    text: str | None = None
-    url: str | None = None
-
-
-class Run(ApiModel):
-    """The run object."""
-
-    id: str
-    object: str = "run"
-    status: str
-    prompt: str = ""
-    guidance: str | None = None
-    repo: str | None = None
-    template: str | None = None
-    agent_id: str | None = None
-    thread_id: str | None = None
-    model: str | None = None
-    guardrails: Guardrails = Field(default_factory=Guardrails)
-    sandbox: dict[str, Any] | None = None
-    outputs: list[Output] = Field(default_factory=list)
-    usage: Usage = Field(default_factory=Usage)
-    fail_reason: str | None = None
-    error: RunErrorInfo | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    pending_question: str | None = None
-    workflow_id: str | None = None
-    created_at: str | None = None
-    started_at: str | None = None
-    completed_at: str | None = None
-    failed_at: str | None = None
-    cancelled_at: str | None = None
-    duration_ms: int | None = None
-
-    @property
-    def is_terminal(self) -> bool:
-        return self.status in TERMINAL_STATUSES
-
-    @property
-    def text(self) -> str | None:
-        """The final answer: the text of the first ``text`` output, if any."""
-        return next((o.text for o in self.outputs if o.type == "text"), None)
+# ``error`` of a failed run, by its older client name.
+RunErrorInfo = RunError
 
 
 class Event(ApiModel):
@@ -100,27 +59,6 @@ class Event(ApiModel):
     @property
     def is_terminal(self) -> bool:
         return self.type in TERMINAL_EVENT_TYPES
-
-
-class Pagination(ApiModel):
-    page: int
-    limit: int
-    total: int
-    total_pages: int
-
-
-class RunPage(ApiModel):
-    data: list[Run]
-    pagination: Pagination
-
-
-class ExecAccepted(ApiModel):
-    """The answer to exec: the run is ``pending``."""
-
-    id: str
-    status: str
-    workflow_id: str | None = None
-    message: str = ""
 
 
 class RunStatusInfo(ApiModel):

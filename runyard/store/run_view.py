@@ -1,19 +1,20 @@
-"""The run object of the API contract, built from a run row (camelCase)."""
+"""The run object of the API contract (``runyard.run_model.Run``), built from a run row."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from runyard.db.tables import Run
+from runyard.db.tables import Run as RunRow
 from runyard.llm.pricing import empty_usage
+from runyard.run_model import Guardrails, Run
 
 
 def iso(dt: datetime | None) -> str | None:
     return None if dt is None else dt.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def duration_ms(run: Run) -> int | None:
+def duration_ms(run: RunRow) -> int | None:
     if run.started_at is None:
         return None
     end = run.completed_at or run.failed_at or run.cancelled_at
@@ -22,46 +23,40 @@ def duration_ms(run: Run) -> int | None:
     return max(0, int((end - run.started_at).total_seconds() * 1000))
 
 
-def run_object(run: Run) -> dict[str, Any]:
-    """The run object of the API contract (camelCase)."""
+# The run object's fields that are the row's columns of the same name, as stored.
+_COLUMNS = (
+    "id", "status", "prompt", "guidance", "repo", "template", "agent_id", "thread_id",
+    "model", "sandbox", "fail_reason", "error", "pending_question", "trace_id", "route_id",
+    "persona_id", "workflow_id",
+)  # fmt: skip
+_TIMES = ("created_at", "started_at", "completed_at", "failed_at", "cancelled_at")
+
+
+def run_model(run: RunRow) -> Run:
+    """The run object of a row; routes render it through ``response_model=Run``."""
     g = run.guardrails or {}
-    return {
-        "id": run.id,
-        "object": "run",
-        "status": run.status,
-        "prompt": run.prompt,
-        "guidance": run.guidance,
-        "repo": run.repo,
-        "template": run.template,
-        "agentId": run.agent_id,
-        "threadId": run.thread_id,
-        "model": run.model,
-        "guardrails": {
-            "maxTurns": g.get("maxTurns"),
-            "maxCostUsd": g.get("maxCostUsd"),
-            "timeoutSeconds": g.get("timeoutSeconds"),
-        },
-        "sandbox": run.sandbox,
-        "outputs": run.outputs or [],
-        "usage": {**empty_usage(), **(run.usage or {})},
-        "failReason": run.fail_reason,
-        "error": run.error,
-        "metadata": run.metadata_ or {},
-        "pendingQuestion": run.pending_question,
-        "traceId": run.trace_id,
-        "routeId": run.route_id,
-        "personaId": run.persona_id,
-        "workflowId": run.workflow_id,
-        "createdAt": iso(run.created_at),
-        "startedAt": iso(run.started_at),
-        "completedAt": iso(run.completed_at),
-        "failedAt": iso(run.failed_at),
-        "cancelledAt": iso(run.cancelled_at),
-        "durationMs": duration_ms(run),
-    }
+    return Run(
+        object="run",
+        guardrails=Guardrails(
+            max_turns=g.get("maxTurns"),
+            max_cost_usd=g.get("maxCostUsd"),
+            timeout_seconds=g.get("timeoutSeconds"),
+        ),
+        outputs=run.outputs or [],
+        usage={**empty_usage(), **(run.usage or {})},
+        metadata=run.metadata_ or {},
+        duration_ms=duration_ms(run),
+        **{name: getattr(run, name) for name in _COLUMNS},
+        **{name: iso(getattr(run, name)) for name in _TIMES},
+    )
 
 
-def status_object(run: Run) -> dict[str, Any]:
+def run_object(run: RunRow) -> dict[str, Any]:
+    """The run object as JSON (camelCase): what webhooks and the API answer."""
+    return run_model(run).wire()
+
+
+def status_object(run: RunRow) -> dict[str, Any]:
     return {
         "id": run.id,
         "status": run.status,

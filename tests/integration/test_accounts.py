@@ -97,6 +97,9 @@ async def test_api_key_bodies_are_validated(stack: Stack, keys: Keys) -> None:
             resp = await api.post("/v1/api-keys", json=body)
             assert_problem(resp, 400, "VALIDATION_FAILED")
             assert field in [e["field"].split(".")[0] for e in resp.json()["errors"]], resp.text
+        naive = await api.post("/v1/api-keys", json={"name": "x", "expiresAt": "2030-01-01T00:00"})
+        assert_problem(naive, 400, "VALIDATION_FAILED")
+        assert naive.json()["errors"][0]["code"] == "timezone_aware", naive.text
 
 
 async def test_expired_key_is_refused(stack: Stack, stack_db: Database) -> None:
@@ -169,6 +172,8 @@ async def test_usage_is_the_sum_of_the_runs(api: httpx.AsyncClient) -> None:
         resp = await api.get("/v1/usage", params=params)
         assert_problem(resp, 400, "VALIDATION_FAILED")
         assert resp.json()["errors"][0]["field"] == field, resp.text
+    naive = await api.get("/v1/usage", params={"from": "2026-01-01T00:00:00"})
+    assert naive.json()["errors"][0]["code"] == "timezone_aware", naive.text
     await api.post(f"/v1/runs/{queued.json()['id']}/cancel")
 
 

@@ -22,7 +22,7 @@ from fastapi import FastAPI
 from openapi_spec_validator import validate
 
 from api.app import create_app
-from api.responses_runs import _RUN_EXAMPLE
+from runyard.run_model import RUN_EXAMPLE
 from runyard.settings import Settings
 from tests.conftest import Keys
 from tests.stack import Stack
@@ -203,12 +203,12 @@ async def test_generated_client_is_typed(
     assert create.sync.__annotations__["body"] is models.CreateRun
 
     # The run object of API.md, parsed into the generated models and written back.
-    run = models.Run.from_dict(_RUN_EXAMPLE)
+    run = models.Run.from_dict(RUN_EXAMPLE)
     assert run.status == models.RunStatus.COMPLETED
     assert isinstance(run.usage, models.Usage) and run.usage.cache_read_tokens == 400
     assert run.created_at.year == 2026 and run.guardrails.max_cost_usd == 5
     written = json.dumps(run.to_dict()).replace('+00:00"', 'Z"')  # the same instant
-    assert json.loads(written) == _RUN_EXAMPLE
+    assert json.loads(written) == RUN_EXAMPLE
 
     # Against the app itself: no key is a 401 problem, parsed into the Problem model.
     http = client_pkg.Client(
