@@ -104,18 +104,6 @@ async def list_runs(
         conds.append(col(Run.agent_id) == agent_id)
     if template:
         conds.append(col(Run.template) == template)
-    for value, name in ((created_after, "createdAfter"), (created_before, "createdBefore")):
-        if value is not None and value.tzinfo is None:
-            raise ProblemError(
-                400,
-                ErrorCode.VALIDATION_FAILED,
-                f"{name} needs a time zone (for instance a trailing Z)",
-                extra={
-                    "errors": [
-                        {"field": name, "code": "timezone_required", "message": "add a zone"}
-                    ]
-                },
-            )
     if created_after:
         conds.append(col(Run.created_at) > created_after)
     if created_before:
