@@ -56,6 +56,7 @@ class FakeRun:
     cost: float = 0.0
     fail_reason: str | None = None
     error: dict[str, str] | None = None
+    guardrail: dict[str, Any] | None = None  # the guardrail.triggered event's data
     answers: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     provision_started: bool = False
@@ -146,6 +147,7 @@ class World:
         if run.status not in TERMINAL_STATUSES:
             if inp.guardrail:
                 run.events.append("guardrail.triggered")
+                run.guardrail = dict(inp.guardrail)
             run.status = inp.status
             run.fail_reason = inp.fail_reason
             if inp.error_code:
