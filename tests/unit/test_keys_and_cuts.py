@@ -152,7 +152,7 @@ def test_runner_output_is_clipped_again_by_characters(cap: int) -> None:
 
 
 def test_tool_output_is_clipped_to_its_cap() -> None:
-    from runyard.tools import _clip
+    from runyard.tools.workspace import clip as _clip
 
     assert _clip("é" * MAX_OUTPUT_CHARS) == "é" * MAX_OUTPUT_CHARS
     long = "é" * (MAX_OUTPUT_CHARS + 11)
