@@ -10,7 +10,7 @@ is always the last one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -21,7 +21,6 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col
 
-from notifications.outbox import enqueue
 from runyard.db.tables import Run, RunEvent
 from runyard.db.types import utcnow
 from runyard.domain import TERMINAL_STATUSES
@@ -29,6 +28,19 @@ from runyard.errors import RunNotFound
 
 TERMINAL_EVENT_KEY = "terminal"
 NOTIFY_CHANNEL = "runyard_events"
+
+# Called in the append's transaction with the events just written, (key, type, seq):
+# what must be committed with an event, or not at all, hooks in here (the outbox of
+# ``notifications`` registers itself when it is imported). The core knows no feature.
+AppendHook = Callable[[Session, Run, Sequence[tuple[str, str, int]], datetime], object]
+_append_hooks: list[AppendHook] = []
+
+
+def add_append_hook(hook: AppendHook) -> None:
+    """Run ``hook`` in every append's transaction from now on (once, however often it
+    is added)."""
+    if hook not in _append_hooks:
+        _append_hooks.append(hook)
 
 
 @dataclass(frozen=True)
@@ -102,7 +114,8 @@ def append_events(
         # Plain statements, not the unit of work: this is the hottest write of the store.
         session.execute(insert(RunEvent), rows)
         set_columns(session, run, {"last_seq": seq})
-        enqueue(session, run, appended, now)
+        for hook in _append_hooks:
+            hook(session, run, appended, now)
         if is_postgres(session):
             # Delivered on commit only, so listeners never see an event that rolled back.
             session.execute(
