@@ -222,15 +222,6 @@ class ConnectionToken(Out):
     expires_at: Rfc3339
 
 
-class Event(Out):
-    """One event of a run; ``seq`` rises by exactly 1 per run."""
-
-    seq: int = Field(examples=[42])
-    type: str = Field(examples=["tool.call"])
-    data: dict[str, Any]
-    created_at: Rfc3339
-
-
 class Artifact(Out):
     id: str = Field(examples=["art_9c2e"])
     object: str = Field(examples=["artifact"])

@@ -11,7 +11,6 @@ is always the last one.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -25,8 +24,10 @@ from runyard.db.tables import Run, RunEvent
 from runyard.db.types import utcnow
 from runyard.domain import TERMINAL_STATUSES
 from runyard.errors import RunNotFound
+from runyard.events import keys
+from runyard.events.data import NewEvent as NewEvent
 
-TERMINAL_EVENT_KEY = "terminal"
+TERMINAL_EVENT_KEY = keys.TERMINAL
 NOTIFY_CHANNEL = "runyard_events"
 
 # Called in the append's transaction with the events just written, (key, type, seq):
@@ -41,13 +42,6 @@ def add_append_hook(hook: AppendHook) -> None:
     is added)."""
     if hook not in _append_hooks:
         _append_hooks.append(hook)
-
-
-@dataclass(frozen=True)
-class NewEvent:
-    key: str
-    type: str
-    data: dict[str, Any] = field(default_factory=dict)
 
 
 def is_postgres(session: Session) -> bool:
