@@ -108,15 +108,22 @@ def append_events(
         # Plain statements, not the unit of work: this is the hottest write of the store.
         session.execute(insert(RunEvent), rows)
         set_columns(session, run, {"last_seq": seq})
-        for hook in _append_hooks:
-            hook(session, run, appended, now)
-        if is_postgres(session):
-            # Delivered on commit only, so listeners never see an event that rolled back.
-            session.execute(
-                text("SELECT pg_notify(:channel, :payload)"),
-                {"channel": NOTIFY_CHANNEL, "payload": f"{run.id}:{seq}"},
-            )
+        _announce(session, run, appended, now)
     return [seq for _, _, seq in appended]
+
+
+def _announce(
+    session: Session, run: Run, appended: Sequence[tuple[str, str, int]], now: datetime
+) -> None:
+    """In the append's transaction: the append hooks, then (Postgres) the notification."""
+    for hook in _append_hooks:
+        hook(session, run, appended, now)
+    if is_postgres(session):
+        # Delivered on commit only, so listeners never see an event that rolled back.
+        session.execute(
+            text("SELECT pg_notify(:channel, :payload)"),
+            {"channel": NOTIFY_CHANNEL, "payload": f"{run.id}:{appended[-1][2]}"},
+        )
 
 
 def set_columns(session: Session, run: Run, values: dict[str, Any]) -> None:
