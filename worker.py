@@ -39,8 +39,9 @@ from activities.reaper import ReaperActivities
 from activities.retention import RetentionActivities
 from activities.sandbox import SandboxActivities
 from activities.sandbox_setup import SandboxSetupActivities
-from notifications.activities import DeliveryActivities, OutboxActivities, PumpInput
+from notifications.activities import DeliveryActivities, OutboxActivities
 from notifications.delivery import DeliveryWorkflow
+from notifications.messages import PumpInput
 from notifications.pump import OutboxPumpWorkflow, pump_workflow_id
 from notifications.sender import Sender
 from runyard import tracing

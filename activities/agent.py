@@ -8,6 +8,8 @@ clients drop the partial deltas of the attempt that died; deltas are keyed by at
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -18,14 +20,16 @@ from runyard import metrics, tracing
 from runyard.db.engine import Database
 from runyard.db.tables import Run, RunMessage
 from runyard.db.types import utcnow
-from runyard.domain import TERMINAL_STATUSES, EventType
+from runyard.domain import TERMINAL_STATUSES
 from runyard.errors import InsufficientCredits, ProviderKeyMissing, RunNotActive, RunNotFound
+from runyard.events import data as ev
+from runyard.events import keys
 from runyard.jsonsafe import json_problem, storable
 from runyard.llm.base import ModelClient, ModelRequest, TurnUsage
 from runyard.llm.pricing import add_turn_usage, price_for, resolve_model
 from runyard.store.credits import charge_turn, out_of_credits
 from runyard.store.events import NewEvent, append_events, locked_run
-from runyard.store.transcript import assistant_key, conversation, get_message, result_key
+from runyard.store.transcript import assistant_key, conversation, get_message
 from runyard.tools import TOOLS, refusal
 from workflows.payloads import ToolCallRef, TurnInput, TurnResult
 
@@ -91,9 +95,15 @@ class _DeltaWriter:
     """Buffers streamed text and appends it as ``message.delta`` events in small batches."""
 
     def __init__(
-        self, db: Database, run_id: str, message_id: str, prefix: str, *, interval: float
+        self,
+        db: Database,
+        run_id: str,
+        message_id: str,
+        key: Callable[[int], str],
+        *,
+        interval: float,
     ) -> None:
-        self.db, self.run_id, self.message_id, self.prefix = db, run_id, message_id, prefix
+        self.db, self.run_id, self.message_id, self.key = db, run_id, message_id, key
         self.interval = interval
         self.buffer: list[str] = []
         self.count = 0
@@ -112,11 +122,7 @@ class _DeltaWriter:
         if not self.buffer:
             return
         text, self.buffer = "".join(self.buffer), []
-        event = NewEvent(
-            f"{self.prefix}.d{self.count}",
-            EventType.MESSAGE_DELTA,
-            {"messageId": self.message_id, "text": text},
-        )
+        event = ev.MessageDelta(message_id=self.message_id, text=text).event(self.key(self.count))
         self.count += 1
         await self.db.transact(lambda s: append_events(s, locked_run(s, self.run_id), [event]))
 
@@ -167,10 +173,8 @@ class AgentActivities:
         log = logger(run.id, org_id=run.org_id, turn=inp.turn)
         client = self.models.client_for(run.model)
         if info.attempt > 1:
-            retried = NewEvent(
-                f"turn{inp.turn}.retried.{info.attempt}",
-                EventType.TURN_RETRIED,
-                {"messageId": message_id, "attempt": info.attempt},
+            retried = ev.TurnRetried(message_id=message_id, attempt=info.attempt).event(
+                keys.turn_retried(inp.turn, info.attempt)
             )
             await self.db.transact(lambda s: append_events(s, locked_run(s, run.id), [retried]))
         system = run.instructions or SYSTEM_PROMPT  # an agent's instructions replace the default
@@ -185,7 +189,7 @@ class AgentActivities:
             self.db,
             run.id,
             message_id,
-            f"turn{inp.turn}.a{info.attempt}",
+            partial(keys.delta, inp.turn, info.attempt),
             interval=0 if resolve_model(run.model) == "scripted" else _FLUSH_SECONDS,
         )
         started = time.monotonic()
@@ -212,22 +216,13 @@ class AgentActivities:
             s.add(locked)
             content, refused = _checked_tool_inputs(response.content)
             s.add(RunMessage(run_id=run.id, key=key, role="assistant", content=content))
-            events = [
-                NewEvent(
-                    f"turn{inp.turn}.completed",
-                    EventType.MESSAGE_COMPLETED,
-                    {
-                        "messageId": message_id,
-                        "text": response.text,
-                        "stopReason": response.stop_reason,
-                    },
-                )
-            ]
+            completed = ev.MessageCompleted(
+                message_id=message_id, text=response.text, stop_reason=response.stop_reason
+            )
+            events: list[NewEvent] = [completed.event(keys.message_completed(inp.turn))]
             events += [
-                NewEvent(
-                    f"turn{inp.turn}.call.{b['id']}",
-                    EventType.TOOL_CALL,
-                    {"toolCallId": b["id"], "name": b["name"], "input": b.get("input", {})},
+                ev.ToolCall(tool_call_id=b["id"], name=b["name"], input=b.get("input", {})).event(
+                    keys.tool_call(inp.turn, b["id"])
                 )
                 for b in content
                 if b.get("type") == "tool_use"
@@ -236,7 +231,7 @@ class AgentActivities:
             # run_tool finds the result stored and runs nothing.
             for call_id, problem in refused.items():
                 text = f"the tool input was refused and nothing ran: it {problem}"
-                rkey = result_key(inp.turn, call_id)
+                rkey = keys.tool_result(inp.turn, call_id)
                 block = {
                     "type": "tool_result",
                     "tool_use_id": call_id,
@@ -244,9 +239,9 @@ class AgentActivities:
                     "is_error": True,
                 }
                 s.add(RunMessage(run_id=run.id, key=rkey, role="tool_result", content=[block]))
-                data = {"toolCallId": call_id, "output": text, "isError": True}
-                events.append(NewEvent(rkey, EventType.TOOL_RESULT, data))
-            events.append(NewEvent(f"turn{inp.turn}.usage", EventType.USAGE_UPDATED, usage))
+                refusal = ev.ToolResult(tool_call_id=call_id, output=text, is_error=True)
+                events.append(refusal.event(rkey))
+            events.append(ev.UsageUpdated.model_validate(usage).event(keys.usage(inp.turn)))
             append_events(s, locked, events)
             return locked, usage
 

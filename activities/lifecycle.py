@@ -21,11 +21,13 @@ from runyard import metrics
 from runyard.db.engine import Database
 from runyard.db.tables import Organization, Run, RunMessage
 from runyard.db.types import utcnow
-from runyard.domain import ACTIVE_STATUSES, EventType, RunStatus
+from runyard.domain import ACTIVE_STATUSES, RunStatus
 from runyard.errors import ConcurrentRunLimitExceeded, RunAlreadyStarted
-from runyard.store.events import NewEvent, append_events, is_postgres, locked_run
+from runyard.events import data as ev
+from runyard.events import keys
+from runyard.store.events import append_events, is_postgres, locked_run
 from runyard.store.runs import finish, set_status
-from runyard.store.transcript import assistant_key, get_message, note_block, result_key
+from runyard.store.transcript import assistant_key, get_message, note_block
 from workflows.payloads import (
     AnswerInput,
     FinishInput,
@@ -80,7 +82,7 @@ class LifecycleActivities:
                     f"(limit {inp.max_active_runs})"
                 )
             set_status(s, run, RunStatus.PENDING, allowed_from={RunStatus.QUEUED}, now=utcnow())
-            append_events(s, run, [NewEvent("started", EventType.RUN_STARTED, {})])
+            append_events(s, run, [ev.RunStarted().event(keys.STARTED)])
             return True
 
         if await self.db.transact(start):
@@ -102,7 +104,9 @@ class LifecycleActivities:
                 now=utcnow(),
                 values={"sandbox": info},
             ):
-                append_events(s, run, [NewEvent("sandbox.ready", EventType.SANDBOX_READY, info)])
+                append_events(
+                    s, run, [ev.SandboxReady.model_validate(info).event(keys.SANDBOX_READY)]
+                )
 
         await self.db.transact(ready)
 
@@ -112,7 +116,7 @@ class LifecycleActivities:
         """The run's sandbox was lost with its host and rebuilt elsewhere: ``sandbox.lost``,
         then ``sandbox.ready`` for the new one. The status stays ``running``."""
         info = _sandbox_object(inp.sandbox)
-        lost = {"id": inp.lost.sandbox_id, "reason": "its host stopped answering"}
+        lost = ev.SandboxLost(id=inp.lost.sandbox_id, reason="its host stopped answering")
         gen = inp.sandbox.ref.generation
 
         def replace(s: Session) -> None:
@@ -120,8 +124,8 @@ class LifecycleActivities:
             run.sandbox = info
             s.add(run)
             events = [
-                NewEvent(f"sandbox.lost.{gen}", EventType.SANDBOX_LOST, lost),
-                NewEvent(f"sandbox.ready.{gen}", EventType.SANDBOX_READY, info),
+                lost.event(keys.sandbox_lost(gen)),
+                ev.SandboxReady.model_validate(info).event(keys.sandbox_rebuilt(gen)),
             ]
             append_events(s, run, events)
 
@@ -146,9 +150,8 @@ class LifecycleActivities:
                 now=utcnow(),
                 values={"pending_question": question},
             ):
-                data = {"question": question, "toolCallId": inp.call_id}
-                key = f"turn{inp.turn}.ask.{inp.call_id}"
-                append_events(s, run, [NewEvent(key, EventType.RUN_WAITING_FOR_INPUT, data)])
+                data = ev.RunWaitingForInput(question=question, tool_call_id=inp.call_id)
+                append_events(s, run, [data.event(keys.asked(inp.turn, inp.call_id))])
 
         await self.db.transact(wait)
 
@@ -156,7 +159,7 @@ class LifecycleActivities:
     @typed_failures
     async def record_answer(self, inp: AnswerInput) -> None:
         """The answer becomes the ``ask_user`` call's result; waiting_for_input → running."""
-        key = result_key(inp.turn, inp.call_id)
+        key = keys.tool_result(inp.turn, inp.call_id)
 
         def answer(s: Session) -> None:
             run = locked_run(s, inp.run_id)
@@ -172,8 +175,8 @@ class LifecycleActivities:
                 now=utcnow(),
                 values={"pending_question": None},
             )
-            data = {"toolCallId": inp.call_id, "content": inp.content}
-            append_events(s, run, [NewEvent(key, EventType.RUN_INPUT_RECEIVED, data)])
+            data = ev.RunInputReceived(tool_call_id=inp.call_id, content=inp.content)
+            append_events(s, run, [data.event(key)])
 
         await self.db.transact(answer)
 
@@ -181,7 +184,7 @@ class LifecycleActivities:
     @typed_failures
     async def queue_message(self, inp: NoteInput) -> None:
         """A user message the agent reads at its next turn."""
-        key = f"note.{inp.key}"
+        key = keys.note(inp.key)
 
         def queue(s: Session) -> None:
             run = locked_run(s, inp.run_id)
@@ -190,8 +193,8 @@ class LifecycleActivities:
             s.add(
                 RunMessage(run_id=run.id, key=key, role="user", content=[note_block(inp.content)])
             )
-            data = {"content": inp.content, "queued": True}
-            append_events(s, run, [NewEvent(key, EventType.RUN_INPUT_RECEIVED, data)])
+            data = ev.RunInputReceived(content=inp.content, queued=True)
+            append_events(s, run, [data.event(key)])
 
         await self.db.transact(queue)
 
@@ -207,8 +210,8 @@ class LifecycleActivities:
         def end(s: Session) -> tuple[Run, bool]:
             run = locked_run(s, inp.run_id)
             if inp.guardrail is not None and not RunStatus(run.status).is_terminal:
-                event = NewEvent("guardrail", EventType.GUARDRAIL_TRIGGERED, dict(inp.guardrail))
-                append_events(s, run, [event])
+                event = ev.GuardrailTriggered.model_validate(dict(inp.guardrail))
+                append_events(s, run, [event.event(keys.GUARDRAIL)])
             applied = finish(
                 s,
                 run,

@@ -14,7 +14,7 @@ from activities._support import heartbeats, logger, typed_failures
 from runyard import metrics, tracing
 from runyard.db.engine import Database
 from runyard.db.tables import Run, RunMessage, Template
-from runyard.domain import TERMINAL_STATUSES, EventType
+from runyard.domain import TERMINAL_STATUSES
 from runyard.errors import (
     InternalError,
     RunNotFound,
@@ -22,15 +22,17 @@ from runyard.errors import (
     SandboxUnavailable,
     TemplateNotFound,
 )
+from runyard.events import data as ev
+from runyard.events import keys
 from runyard.final_outputs import repo_outputs
 from runyard.git.intake import clone_url
 from runyard.outputs import known_branches, record_outputs
 from runyard.sandbox.base import SandboxProvider, SandboxSpec
 from runyard.sandbox.ids import sandbox_id_for
 from runyard.settings import Settings
-from runyard.store.events import NewEvent, append_events, locked_run
+from runyard.store.events import append_events, locked_run
 from runyard.store.templates import find_template
-from runyard.store.transcript import assistant_key, final_text, get_message, result_key
+from runyard.store.transcript import assistant_key, final_text, get_message
 from runyard.tools import ToolContext, after_bash, needs_context, run_tool
 from workflows.payloads import (
     CollectInput,
@@ -136,7 +138,7 @@ class SandboxActivities(SandboxAccess):
     @heartbeats
     async def run_tool(self, inp: ToolInput) -> None:
         """Run one tool call; its result is stored (and announced) exactly once."""
-        key = result_key(inp.turn, inp.call_id)
+        key = keys.tool_result(inp.turn, inp.call_id)
 
         def load(s: Session) -> tuple[bool, RunMessage | None]:
             if get_message(s, inp.run_id, key) is not None:
@@ -169,13 +171,13 @@ class SandboxActivities(SandboxAccess):
             "content": out.text,
             "is_error": out.is_error,
         }
-        data = {"toolCallId": inp.call_id, "output": out.text, "isError": out.is_error}
+        data = ev.ToolResult(tool_call_id=inp.call_id, output=out.text, is_error=out.is_error)
 
         def store(s: Session) -> None:
             run = locked_run(s, inp.run_id)
             s.add(RunMessage(run_id=inp.run_id, key=key, role="tool_result", content=[block]))
             record_outputs(s, run, out.outputs, key, out.artifacts)
-            append_events(s, run, [NewEvent(key, EventType.TOOL_RESULT, data)])
+            append_events(s, run, [data.event(key)])
 
         await self.db.transact(store)
         metrics.tool_call(inp.name, seconds, error=out.is_error)  # after the commit: once
@@ -218,7 +220,8 @@ class SandboxActivities(SandboxAccess):
             run.outputs = outputs + kept
             s.add(run)
             events = [
-                NewEvent(f"output.{i}", EventType.OUTPUT_DETECTED, o) for i, o in enumerate(outputs)
+                ev.OutputDetected.model_validate(o).event(keys.final_output(i))
+                for i, o in enumerate(outputs)
             ]
             append_events(s, run, events)
             record_outputs(s, run, extra, "collect", artifacts)

@@ -28,14 +28,15 @@ from temporalio import activity
 from activities._support import heartbeats, logger, typed_failures
 from activities.sandbox import SandboxAccess
 from runyard.db.tables import Run, RunEvent
-from runyard.domain import EventType
 from runyard.errors import (
     RunNotFound,
     SandboxSetupFailed,
     TemplateNotFound,
 )
+from runyard.events import data as ev
+from runyard.events import keys
 from runyard.sandbox.base import ToolError
-from runyard.store.events import NewEvent, append_events, locked_run
+from runyard.store.events import append_events, locked_run
 from runyard.store.templates import find_template
 from workflows.payloads import SandboxCall
 
@@ -43,7 +44,7 @@ from workflows.payloads import SandboxCall
 SETUP_OUTPUT_BYTES = 32 * 1024
 BATCH_SECONDS = 1.0
 TAIL_CHARS = 2000  # of the output, in the failure's message
-DONE_KEY = "sandbox.setup.done"
+DONE_KEY = keys.SETUP_DONE
 
 
 class SetupOutput:
@@ -94,8 +95,7 @@ class SandboxSetupActivities(SandboxAccess):
         # A sandbox rebuilt after its host was lost (generation n) is set up again, under
         # keys of its own.
         gen = inp.sandbox.generation
-        done_key = f"sandbox.setup.{gen}.done" if gen else DONE_KEY
-        prefix = f"sandbox.setup.g{gen}" if gen else "sandbox.setup"
+        done_key = keys.setup_done(gen)
         async with self.db.session() as s:
             run = await s.get(Run, inp.run_id)
             done = (
@@ -132,8 +132,8 @@ class SandboxSetupActivities(SandboxAccess):
             for i, data in enumerate(batches):
                 last = end is not None and i == len(batches) - 1
                 ok = last and end is not None and end["exitCode"] == 0
-                key = done_key if ok else f"{prefix}.{attempt}.{written}"
-                events.append(NewEvent(key, EventType.SANDBOX_SETUP, data))
+                key = done_key if ok else keys.setup_batch(gen, attempt, written)
+                events.append(ev.SandboxSetup.model_validate(data).event(key))
                 written += 1
             await self.db.transact(lambda s: append_events(s, locked_run(s, run.id), events))
 

@@ -30,7 +30,6 @@ __all__ = [
     "ArtifactPage",
     "CancelResult",
     "ConnectionToken",
-    "Event",
     "ExecAccepted",
     "Guardrails",
     "InputAccepted",
@@ -94,15 +93,6 @@ class RpcResponse(Out):
 class ConnectionToken(Out):
     token: str
     expires_at: Rfc3339
-
-
-class Event(Out):
-    """One event of a run; ``seq`` rises by exactly 1 per run."""
-
-    seq: int = Field(examples=[42])
-    type: str = Field(examples=["tool.call"])
-    data: dict[str, Any]
-    created_at: Rfc3339
 
 
 class Artifact(Out):

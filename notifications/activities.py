@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 
 import structlog
-from pydantic import BaseModel
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from sqlmodel import col
@@ -14,6 +13,13 @@ from temporalio import activity
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from notifications.messages import (
+    DELIVERY_WORKFLOW,
+    AttemptInput,
+    AttemptOutcome,
+    DeliveryInput,
+    PumpInput,
+)
 from notifications.outbox import cancel_delivery_workflows, stop_deliveries
 from notifications.sender import Attempt, Sender
 from runyard import metrics
@@ -24,17 +30,6 @@ from runyard.settings import Settings
 
 log = structlog.get_logger("runyard.webhooks")
 _FINAL = frozenset({"delivered", "failed", "gone", "forbidden", "cancelled"})
-
-
-class AttemptInput(BaseModel):
-    delivery_id: str
-    attempt: int
-    last: bool = False
-
-
-class AttemptOutcome(BaseModel):
-    status: str  # retry | delivered | failed | gone | forbidden | cancelled
-    retry_after: float | None = None
 
 
 class DeliveryActivities:
@@ -123,12 +118,6 @@ class DeliveryActivities:
         return status
 
 
-class PumpInput(BaseModel):
-    # How long one activity sweeps before it hands back to its workflow.
-    seconds: float = 600.0
-    every: float = 0.2
-
-
 class OutboxActivities:
     def __init__(self, db: Database, settings: Settings) -> None:
         self.db = db
@@ -160,14 +149,12 @@ class OutboxActivities:
             await asyncio.sleep(inp.every)
 
     async def _sweep(self) -> None:
-        from notifications.delivery import DeliveryInput, DeliveryWorkflow
-
         ids = await self.db.read(_unstarted)
         client = activity.client()
         for delivery_id in ids:
             try:
                 await client.start_workflow(
-                    DeliveryWorkflow.run,
+                    DELIVERY_WORKFLOW,  # by name: the workflow imports this module
                     DeliveryInput(
                         delivery_id=delivery_id, schedule=self.settings.webhook_retry_delays
                     ),

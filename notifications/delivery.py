@@ -9,22 +9,22 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from notifications.activities import AttemptInput, AttemptOutcome, DeliveryActivities
+    from notifications.activities import DeliveryActivities
+    from notifications.messages import (
+        DELIVERY_WORKFLOW,
+        AttemptInput,
+        AttemptOutcome,
+        DeliveryInput,
+    )
 
 _MAX_WAIT = 24 * 3600.0
 
 
-class DeliveryInput(BaseModel):
-    delivery_id: str
-    schedule: list[float]
-
-
-@workflow.defn(name="DeliveryWorkflow")
+@workflow.defn(name=DELIVERY_WORKFLOW)
 class DeliveryWorkflow:
     @workflow.run
     async def run(self, inp: DeliveryInput) -> str:

@@ -1,8 +1,10 @@
 """The outbox: deliveries are written in the same transaction as the event they announce.
 
 So an event is never committed without its deliveries, nor a delivery without its
-event. The pump (``notifications/pump.py``) then starts one ``DeliveryWorkflow`` per
-pending delivery (workflow id = delivery id, so starting twice is harmless).
+event: :func:`enqueue` is the event store's append hook, registered when this module is
+imported (the API's webhook routes and the worker's notification activities import it).
+The pump (``notifications/pump.py``) then starts one ``DeliveryWorkflow`` per pending
+delivery (workflow id = delivery id, so starting twice is harmless).
 
 A webhook that is deleted or disabled (or answers 410) stops its pending deliveries in
 the same transaction (:func:`stop_deliveries`): no attempt is made for a cancelled
@@ -28,6 +30,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from runyard.db.tables import Run, RunWatcher, Webhook, WebhookDelivery
 from runyard.domain import TERMINAL_EVENT_TYPES, EventType
+from runyard.store.events import add_append_hook
 from runyard.store.run_view import run_object
 
 log = structlog.get_logger("runyard.webhooks")
@@ -111,6 +114,11 @@ def enqueue(
         if session.get(WebhookDelivery, row.id) is None:
             session.add(row)
     return len(rows)
+
+
+# The event store calls this in every append's transaction: any process that imports the
+# notifications package (the API, the worker) writes deliveries with their events.
+add_append_hook(enqueue)
 
 
 async def stop_deliveries(

@@ -15,7 +15,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from notifications.activities import OutboxActivities, PumpInput
+    from notifications.activities import OutboxActivities
+    from notifications.messages import PumpInput
 
 _SWEEPS_PER_RUN = 100
 

@@ -11,7 +11,9 @@ from sqlalchemy.orm import Session
 
 from runyard.db.tables import Artifact, Run
 from runyard.domain import TERMINAL_STATUSES
-from runyard.store.events import NewEvent, append_events
+from runyard.events import data as ev
+from runyard.events import keys
+from runyard.store.events import append_events
 
 # What may still be added to a run that has ended: the ``changes.patch`` that its own
 # ending keeps (a cancelled run's is collected after the cancel is written). Nothing that
@@ -83,6 +85,8 @@ def record_outputs(
         return
     run.outputs = merge_outputs(run.outputs or [], outs)
     s.add(run)
-    append_events(
-        s, run, [NewEvent(f"{key}.output.{i}", "output.detected", o) for i, o in enumerate(outs)]
-    )
+    events = [
+        ev.OutputDetected.model_validate(o).event(keys.tool_output(key, i))
+        for i, o in enumerate(outs)
+    ]
+    append_events(s, run, events)

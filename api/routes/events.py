@@ -6,7 +6,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -14,8 +14,7 @@ from sqlalchemy.orm import Session
 
 from api.deps import DbDep, KnownQueryOnly, ReaderDep
 from api.errors import ProblemError
-from api.responses import AUTHENTICATED, answers, operation_id, problems
-from api.responses_runs import Event
+from api.responses import AUTHENTICATED, operation_id, problems
 from api.routes.runs import load_run
 from api.run_factory import invalid
 from api.schemas import Timestamp
@@ -23,6 +22,7 @@ from api.streams import LeasedStream, StreamCaps
 from runyard import metrics
 from runyard.db.tables import Run
 from runyard.domain import TERMINAL_EVENT_TYPES, EventType
+from runyard.events import Event
 from runyard.notifier import EventNotifier, nothing_more, run_state
 from runyard.store.events import event_json, first_seq, list_events
 
@@ -137,7 +137,7 @@ async def _stream(notifier: EventNotifier, run_id: str, cursor: int) -> AsyncIte
     "/{run_id}/events",
     summary="The run's events: SSE, or a JSON array with Accept: application/json",
     dependencies=[KnownQueryOnly],
-    response_model=list[Event],
+    response_model=list[Event],  # the schema: one model per type (runyard/events)
     responses={
         **problems(400, 404, 410),
         200: {
@@ -216,7 +216,8 @@ async def run_logs(run_id: str, principal: ReaderDep, db: DbDep) -> StreamingRes
     "/{run_id}/session-logs",
     summary="Events as a JSON array, filtered",
     dependencies=[KnownQueryOnly],
-    **answers(list[Event], 400, 404),
+    response_model=list[Event],  # the schema: one model per type (runyard/events)
+    responses=problems(400, 404),
 )
 async def session_logs(
     run_id: str,
@@ -226,7 +227,7 @@ async def session_logs(
     event_types: Annotated[str | None, Query(alias="eventTypes", max_length=2000)] = None,
     exclude_types: Annotated[str | None, Query(alias="excludeTypes", max_length=2000)] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
-) -> list[dict[str, Any]]:
+) -> Response:
     await load_run(db, principal.org_id, run_id)
     async with db.session() as s:
         events = await list_events(
@@ -237,4 +238,5 @@ async def session_logs(
             types=_types(event_types, "eventTypes"),
             exclude_types=_types(exclude_types, "excludeTypes"),
         )
-    return [event_json(e) for e in events]
+    # As stored, like /events: the models describe the events, they do not rewrite them.
+    return JSONResponse([event_json(e) for e in events])

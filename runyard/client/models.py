@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 
+from runyard.events import EVENTS, AnyEvent
 from runyard.run_model import (
     TERMINAL_STATUSES,
     ApiModel,
@@ -59,6 +60,16 @@ class Event(ApiModel):
     @property
     def is_terminal(self) -> bool:
         return self.type in TERMINAL_EVENT_TYPES
+
+    @property
+    def typed(self) -> AnyEvent | None:
+        """This event as its type's model (the server's own, ``runyard.events``: ``data``
+        with typed fields, e.g. ``event.typed.data.tool_call_id``); None for an event this
+        client does not know (a newer server's type) or cannot read."""
+        try:
+            return EVENTS.validate_python(self.model_dump(by_alias=True))
+        except ValidationError:
+            return None
 
 
 class RunStatusInfo(ApiModel):

@@ -23,13 +23,15 @@ from runyard import metrics, tracing
 from runyard.db.engine import Database
 from runyard.db.tables import Run, RunEvent, Thread
 from runyard.db.types import utcnow
-from runyard.domain import OPEN_STATUSES, EventType, RunStatus
+from runyard.domain import OPEN_STATUSES, RunStatus
 from runyard.errors import Conflict, OrchestratorUnavailable, RunyardError, ThreadNotFound
+from runyard.events import keys
+from runyard.events.data import RunCreated
 from runyard.ids import new_id
 from runyard.runs.checks import check_credits
 from runyard.runs.spec import RunRequest, RunSpec, resolve
 from runyard.settings import Settings
-from runyard.store.events import NewEvent, append_events
+from runyard.store.events import append_events
 
 log = structlog.get_logger("runyard.runs")
 
@@ -180,7 +182,7 @@ def _insert(s: Session, run: Run, seed: Seed | None, now: datetime) -> None:
         _claim_thread(s, run.org_id, seed.thread_id, now)
     s.add(run)
     s.flush()
-    events = [NewEvent("created", EventType.RUN_CREATED, {"status": RunStatus.QUEUED})]
+    events = [RunCreated(status=RunStatus.QUEUED).event(keys.CREATED)]
     append_events(s, run, events, now=now)
 
 

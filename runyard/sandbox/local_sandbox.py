@@ -11,7 +11,7 @@ import asyncio
 import base64
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from runyard.sandbox.base import (
     ExecResult,
@@ -22,11 +22,9 @@ from runyard.sandbox.base import (
     SandboxSpec,
     ToolError,
 )
-from runyard.sandbox.client import RunnerFailed, RunnerGone
+from runyard.sandbox.cgroups import Cgroup
+from runyard.sandbox.client import RunnerClient, RunnerFailed, RunnerGone
 from runyard.sandbox.disk import free_space
-
-if TYPE_CHECKING:
-    from runyard.sandbox.local import LocalSandboxProvider
 
 OUTPUT_CAP = 100_000  # bytes of stdout/stderr kept per command (head and tail)
 EXEC_GRACE = 10.0  # seconds past a command's timeout before its runner counts as stuck
@@ -46,8 +44,21 @@ def _clip(text: Any, cap: int) -> str:
     return f"{s[:half]}\n… [{len(s) - cap} characters cut] …\n{s[-half:]}"
 
 
+class RunnerHost(Protocol):
+    """What a sandbox needs of its provider: its runner, its cgroup, and whether it was
+    destroyed (``LocalSandboxProvider`` is one; this module does not import it)."""
+
+    destroyed: set[str]
+
+    async def runner(self, sandbox: LocalSandbox) -> RunnerClient: ...
+
+    def cgroup(self, sandbox: LocalSandbox) -> Cgroup | None: ...
+
+    async def stop_runner(self, sandbox_id: str, runner: RunnerClient | None = None) -> None: ...
+
+
 class LocalSandbox:
-    def __init__(self, provider: LocalSandboxProvider, sandbox_id: str, root: Path) -> None:
+    def __init__(self, provider: RunnerHost, sandbox_id: str, root: Path) -> None:
         self.id = sandbox_id
         self._provider = provider
         self.root = root

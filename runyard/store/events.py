@@ -10,8 +10,7 @@ is always the last one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -21,21 +20,28 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col
 
-from notifications.outbox import enqueue
 from runyard.db.tables import Run, RunEvent
 from runyard.db.types import utcnow
 from runyard.domain import TERMINAL_STATUSES
 from runyard.errors import RunNotFound
+from runyard.events import keys
+from runyard.events.data import NewEvent as NewEvent
 
-TERMINAL_EVENT_KEY = "terminal"
+TERMINAL_EVENT_KEY = keys.TERMINAL
 NOTIFY_CHANNEL = "runyard_events"
 
+# Called in the append's transaction with the events just written, (key, type, seq):
+# what must be committed with an event, or not at all, hooks in here (the outbox of
+# ``notifications`` registers itself when it is imported). The core knows no feature.
+AppendHook = Callable[[Session, Run, Sequence[tuple[str, str, int]], datetime], object]
+_append_hooks: list[AppendHook] = []
 
-@dataclass(frozen=True)
-class NewEvent:
-    key: str
-    type: str
-    data: dict[str, Any] = field(default_factory=dict)
+
+def add_append_hook(hook: AppendHook) -> None:
+    """Run ``hook`` in every append's transaction from now on (once, however often it
+    is added)."""
+    if hook not in _append_hooks:
+        _append_hooks.append(hook)
 
 
 def is_postgres(session: Session) -> bool:
@@ -102,14 +108,22 @@ def append_events(
         # Plain statements, not the unit of work: this is the hottest write of the store.
         session.execute(insert(RunEvent), rows)
         set_columns(session, run, {"last_seq": seq})
-        enqueue(session, run, appended, now)
-        if is_postgres(session):
-            # Delivered on commit only, so listeners never see an event that rolled back.
-            session.execute(
-                text("SELECT pg_notify(:channel, :payload)"),
-                {"channel": NOTIFY_CHANNEL, "payload": f"{run.id}:{seq}"},
-            )
+        _announce(session, run, appended, now)
     return [seq for _, _, seq in appended]
+
+
+def _announce(
+    session: Session, run: Run, appended: Sequence[tuple[str, str, int]], now: datetime
+) -> None:
+    """In the append's transaction: the append hooks, then (Postgres) the notification."""
+    for hook in _append_hooks:
+        hook(session, run, appended, now)
+    if is_postgres(session):
+        # Delivered on commit only, so listeners never see an event that rolled back.
+        session.execute(
+            text("SELECT pg_notify(:channel, :payload)"),
+            {"channel": NOTIFY_CHANNEL, "payload": f"{run.id}:{appended[-1][2]}"},
+        )
 
 
 def set_columns(session: Session, run: Run, values: dict[str, Any]) -> None:

@@ -11,8 +11,10 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from runyard.db.tables import Run
-from runyard.domain import OPEN_STATUSES, TERMINAL_STATUSES, RunStatus, terminal_event
-from runyard.store.events import TERMINAL_EVENT_KEY, NewEvent, append_events, set_columns
+from runyard.domain import OPEN_STATUSES, TERMINAL_STATUSES, RunStatus
+from runyard.events import keys
+from runyard.events.data import EventData, RunCancelled, RunCompleted, RunFailed
+from runyard.store.events import append_events, set_columns
 
 _TIMESTAMP_FIELD = {
     RunStatus.COMPLETED: "completed_at",
@@ -60,10 +62,11 @@ def finish(
     vals = {**(values or {}), "fail_reason": fail_reason, "error": error}
     if not set_status(session, run, status, allowed_from=OPEN_STATUSES, now=now, values=vals):
         return False
-    data: dict[str, Any] = {"status": status}
+    data: EventData
     if status == RunStatus.FAILED:
-        data = {"failReason": fail_reason, "error": error}
-    elif error is not None:
-        data["error"] = error
-    append_events(session, run, [NewEvent(TERMINAL_EVENT_KEY, terminal_event(status), data)])
+        data = RunFailed(fail_reason=fail_reason, error=error)
+    else:
+        end = RunCompleted if status == RunStatus.COMPLETED else RunCancelled
+        data = end(status=status) if error is None else end(status=status, error=error)
+    append_events(session, run, [data.event(keys.TERMINAL)])
     return True

@@ -10,6 +10,7 @@ from sqlmodel import col
 
 from runyard.db.tables import Run, RunMessage
 from runyard.domain import RunStatus
+from runyard.events import keys
 
 
 def assistant_key(turn: int) -> str:
@@ -17,7 +18,7 @@ def assistant_key(turn: int) -> str:
 
 
 def result_key(turn: int, call_id: str) -> str:
-    return f"turn{turn}.result.{call_id}"
+    return keys.tool_result(turn, call_id)  # the message and its event share the key
 
 
 def get_message(session: Session, run_id: str, key: str) -> RunMessage | None:

@@ -27,8 +27,8 @@ from temporalio.worker import Worker
 
 from activities.reaper import ReapResult
 from activities.retention import PurgeResult
-from notifications.activities import AttemptInput, AttemptOutcome, PumpInput
-from notifications.delivery import DeliveryInput, DeliveryWorkflow
+from notifications.delivery import DeliveryWorkflow
+from notifications.messages import AttemptInput, AttemptOutcome, DeliveryInput, PumpInput
 from notifications.outbox import cancel_delivery_workflows
 from notifications.pump import OutboxPumpWorkflow, pump_workflow_id
 from runyard.settings import Settings
