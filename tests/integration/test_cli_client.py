@@ -272,6 +272,18 @@ async def test_run_resolves_a_relative_repo_path(stack: Stack, keys: Keys, tmp_p
     followed = run_in_project(".", "--follow", prompt=edit)
     assert followed.returncode == 0, followed.stderr
     assert followed.stderr.count('"type": "patch"') == 1, followed.stderr
+    # The example resolves a relative path as the CLI does (it was refused: "a local
+    # repository must be an absolute path").
+    argv = [str(ROOT / "examples" / "run_on_repo.py"), ".", script({"text": "ok"})]
+    example = subprocess.run(
+        [sys.executable, *argv, "--model", "scripted"],
+        env=env | {"PYTHONPATH": str(ROOT)},
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert example.returncode == 0, example.stderr
 
 
 # What an outside probe got through to the terminal: an OSC 52 clipboard write, a line
