@@ -267,6 +267,11 @@ async def test_run_resolves_a_relative_repo_path(stack: Stack, keys: Keys, tmp_p
     missing = run_in_project("../nope")
     assert missing.returncode == 1 and "REPOSITORY_NOT_FOUND" in missing.stderr
     assert str(project.parent.resolve() / "nope") in missing.stderr
+    # A folder that is there but is no git repository is said to be just that.
+    (tmp_path / "plain").mkdir()
+    plain = run_in_project("../plain")
+    assert plain.returncode == 1 and "REPOSITORY_NOT_FOUND" in plain.stderr, plain.stderr
+    assert "is a directory but not a git repository" in plain.stderr, plain.stderr
     # `--follow` shows each output once: live, not again before the status line.
     edit = script({"tool": "bash", "input": {"command": "echo new > new.txt"}}, {"text": "ok"})
     followed = run_in_project(".", "--follow", prompt=edit)
