@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
+import sys
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -56,6 +58,7 @@ from runyard.sandbox.local import local_provider
 from runyard.sandbox.release import release_local_sandboxes
 from runyard.settings import Settings, get_settings
 from runyard.temporal import connect
+from runyard.worker_identity import StoreConflict, check_task_queue, worker_identity
 from workflows.reaper import ReapInput, SandboxReaperWorkflow, reaper_schedule_id
 from workflows.retention import EventRetentionWorkflow, retention_schedule_id
 from workflows.run import RunWorkflow
@@ -131,6 +134,8 @@ def build_workers(client: Client, settings: Settings, db: Database) -> list[Work
         "max_heartbeat_throttle_interval": timedelta(seconds=1),
         "default_heartbeat_throttle_interval": timedelta(seconds=1),
         "graceful_shutdown_timeout": timedelta(seconds=5),
+        # Names the store: a worker of another store on this task queue is refused.
+        "identity": worker_identity(settings),
     }
     shared = Worker(
         client,
@@ -209,6 +214,7 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
     tracing.setup("runyard-worker")  # on only with OTEL_EXPORTER_OTLP_ENDPOINT
     runtime = serve_worker_metrics(settings)  # with RUNYARD_WORKER_METRICS_PORT
     client = await connect(settings, runtime=runtime)
+    await check_task_queue(client, settings)  # one store per task queue
     workers = build_workers(client, settings, db)
     if stop is None:
         stop = asyncio.Event()
@@ -239,7 +245,13 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
 def main(settings: Settings | None = None) -> None:
     settings = settings or get_settings()
     configure_logging(settings.log_level, json=settings.log_json)
-    asyncio.run(run_worker(settings))
+    try:
+        asyncio.run(run_worker(settings))
+    except StoreConflict as exc:  # one line, not a traceback
+        print(f"runyard worker: {exc}", file=sys.stderr, flush=True)
+        # Not through the interpreter's finalization: with the Temporal core's threads
+        # still there it aborted now and then (PyGILState_Release).
+        os._exit(2)
 
 
 if __name__ == "__main__":

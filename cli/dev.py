@@ -7,8 +7,9 @@ depends on what is in flight inside them: Ctrl-C asks each to stop (SIGTERM: the
 gives work in flight 2 s, leaves the rest to Temporal's retries and releases its
 sandboxes' processes, cgroups and disk mounts; the API ends its event streams at once),
 then the Temporal dev server; whatever still runs at its deadline is killed. A second
-Ctrl-C kills everything at once. Its own messages never stop the stopping, even when
-the terminal's reader is gone (``| tee``, Ctrl-C ends tee too).
+Ctrl-C kills everything at once; either way dev then releases what is left of its data
+dir's sandboxes (a killed worker could not), as it does at start. Its own messages never
+stop the stopping, even when the terminal's reader is gone (``| tee``, Ctrl-C ends tee too).
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ def serve_dev(
     ip = DevServerConfig.load().ip
     fixed = None if external else (ip, temporal_port, ui_port)
     check_ports(dev_ports(settings(), host=host, port=port, temporal=fixed), temporal_log)
+    sandboxes_dir = settings().sandboxes_dir
     # Local development reaches callbacks on this machine, unless the operator said no.
     private = None if "RUNYARD_ALLOW_PRIVATE_CALLBACKS" in os.environ else True
     local_repos = None if "RUNYARD_ALLOW_LOCAL_REPOS" in os.environ else True
@@ -125,6 +127,8 @@ def serve_dev(
             allow_local_repos=local_repos,
         )
         env = {**os.environ, **settings_env(s)}
+        # A previous dev killed outright left its sandboxes' processes, cgroups and mounts.
+        _release_sandboxes(sandboxes_dir)
         children += [
             _spawn([sys.executable, "-m", "cli.dev", "worker"], env),
             _spawn([sys.executable, "-m", "cli", "api", "--host", host, "--port", str(port)], env),
@@ -146,7 +150,24 @@ def serve_dev(
     except KeyboardInterrupt:
         _say("\nstopping… (Ctrl-C again stops at once)")
     _stop_all(children, temporal)
+    if all(child.poll() is not None for child in children):
+        # The worker released its sandboxes unless it was killed (a second Ctrl-C, or
+        # late): what is left of them goes now, or it stays frozen under pid 1.
+        _release_sandboxes(sandboxes_dir)
     raise typer.Exit(code)
+
+
+def _release_sandboxes(sandboxes_dir: Path) -> None:
+    """Release what is left of this data dir's sandboxes (``release_leftovers``): only
+    dev may, with no worker of its own running, since it owns its data dir (its port
+    check refuses a second dev). Quick, so a Ctrl-C during it waits for its end."""
+    from runyard.sandbox.release import release_leftovers
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        release_leftovers(sandboxes_dir)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _say(text: str) -> None:

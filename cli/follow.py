@@ -72,6 +72,7 @@ class FollowView:
         )
         self.partial: dict[str, str] = {}  # text of a message not yet printed
         self.streamed = ""  # the last message's whole text, as shown
+        self.shown_outputs: list[str] = []  # outputs shown live (``output.detected``)
 
     @property
     def elapsed(self) -> float:
@@ -144,6 +145,7 @@ class FollowView:
             label = "message" if data.get("queued") else "answer"
             self._print(f"[green]→ {label}: {_safe(str(data.get('content', '')))}[/green]")
         elif kind == "output.detected" and data.get("type") != "text":  # text: as it streamed
+            self.shown_outputs.append(_output_key(data))
             self._print(f"[blue]⇢ output {_safe(json_text(data))}[/blue]")
         elif kind == "guardrail.triggered":
             self._print(
@@ -238,6 +240,11 @@ def follow_run(
     return _conclude(client.get(run_id), view, console)
 
 
+def _output_key(fields: dict[str, Any]) -> str:
+    """An output as its event and the run object both give it (no empty fields)."""
+    return json_text({k: v for k, v in fields.items() if v is not None})
+
+
 def _conclude(run: Run, view: FollowView, console: Console) -> int:
     """The outputs, the final text (once), and the final line with the usage."""
     final = run.text or ""
@@ -248,6 +255,9 @@ def _conclude(run: Run, view: FollowView, console: Console) -> int:
     for out in run.outputs:
         if out.type != "text":
             fields = out.model_dump(exclude_none=True, by_alias=True)
+            if _output_key(fields) in view.shown_outputs:  # shown live: not twice
+                view.shown_outputs.remove(_output_key(fields))
+                continue
             console.print(f"[blue]output[/blue] {_safe(json_text(fields))}", highlight=False)
     # On a terminal the text was just shown as it streamed (on standard error, the same
     # screen): printing it again showed it twice. Redirected, the stream held it back and

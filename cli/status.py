@@ -189,7 +189,8 @@ async def _api(api_url: str, report: Report) -> None:
     except (ValueError, ValidationError):
         health = None
     if health is None:
-        report.checks["api"] = (False, f"not a Runyard API: {not_runyard(resp).detail}")
+        why = not_runyard(resp, "Runyard's health document").detail
+        report.checks["api"] = (False, f"not a Runyard API: {why}")
         return
     if resp.status_code == 200 and health.status == "ok":
         report.checks["api"] = (True, f"ok ({api_url})")

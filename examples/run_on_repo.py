@@ -14,8 +14,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from runyard.client import Runyard, RunyardAPIError
+
+
+def repo_argument(repo: str) -> str:
+    """As ``runyard run --repo`` does: a relative path (``.``, ``../x``, ``~/x``) becomes the
+    absolute path it names here (the API takes only absolute ones); the rest goes as given."""
+    if repo in (".", "..", "~") or repo.startswith(("./", "../", "~/")):
+        return str(Path(repo).expanduser().resolve())
+    return repo
 
 
 def main() -> int:
@@ -30,7 +39,7 @@ def main() -> int:
         try:
             run = ry.create(
                 args.prompt,
-                repo=args.repo,
+                repo=repo_argument(args.repo),
                 model=args.model,
                 max_cost_usd=args.max_cost,
                 start=True,

@@ -118,17 +118,19 @@ def connection_error(url: str, exc: Exception) -> RunyardAPIError:
     )
 
 
-def not_runyard(resp: httpx.Response) -> Problem:
-    """An answer that is not JSON: the URL is some other server (the Temporal UI's port, a
-    proxy's error page), which "Expecting value: line 1 column 1" did not say."""
+def not_runyard(resp: httpx.Response, what: str = "a Runyard answer") -> Problem:
+    """An answer that is not JSON, or JSON that is not ``what``: the URL is some other
+    server (the Temporal UI's port, a proxy's error page), which "Expecting value: line 1
+    column 1" did not say."""
     kind = resp.headers.get("content-type", "").split(";")[0].strip() or "no content type"
+    shape = f"JSON that is not {what}" if is_json(resp) else f"{kind}, not JSON"
     base = f"{resp.request.url.scheme}://{resp.request.url.netloc.decode()}"
     return Problem(
         type="NOT_RUNYARD_API",
         title="Not a Runyard API",
         status=resp.status_code,
         detail=f"{resp.request.method} {resp.request.url.path} answered HTTP "
-        f"{resp.status_code} with {kind}, not JSON: is {base} the Runyard API? "
+        f"{resp.status_code} with {shape}: is {base} the Runyard API? "
         "(RUNYARD_API_URL or --api-url)",
     )
 

@@ -3,6 +3,12 @@ repository, the organization's credits. Each raises a typed ``RunyardError``."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+from pathlib import Path
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
+
 from sqlalchemy.orm import Session
 
 from runyard.db.engine import Database
@@ -37,7 +43,19 @@ async def check_repo(repo: str, settings: Settings) -> None:
         await check_address(f"https://{host}:{source.port}/", settings, field="repo")
         return
     if not await repo_exists(source, settings):
+        path = Path(url2pathname(urlsplit(source.url).path)) if source.kind == "local" else None
+        if path is not None and await asyncio.to_thread(_readable_dir, path):
+            # A folder that is there and is not a repository (or only a part of one): say
+            # so, "not found or not readable" sent the user looking for the wrong thing.
+            raise RepositoryMissing(
+                f"'{path}' is a directory but not a git repository (name the top folder of "
+                "a repository: the one that holds its .git)"
+            )
         raise RepositoryMissing(f"repository '{repo}' was not found or is not readable")
+
+
+def _readable_dir(path: Path) -> bool:
+    return path.is_dir() and os.access(path, os.R_OK | os.X_OK)
 
 
 async def check_credits(db: Database, org_id: str) -> None:

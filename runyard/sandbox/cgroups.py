@@ -83,6 +83,20 @@ class Cgroup:
             return None
         return None
 
+    @classmethod
+    def find(cls, name: str, root: Path = _ROOT) -> Cgroup | None:
+        """The sandbox's cgroup if it is there (made by a worker now gone), never made here."""
+        if (root / "memory").is_dir() and (root / "pids").is_dir():
+            dirs = [root / c / "runyard" / name for c in ("memory", "pids", "cpu", "freezer")]
+            found = [d for d in dirs if d.is_dir()]
+            if not found:
+                return None
+            group = cls(found, dirs[0], v2=False)
+            group.freezer_dir = dirs[3] if dirs[3] in found else None
+            return group
+        group_dir = root / "runyard" / name
+        return cls([group_dir], group_dir, v2=True) if group_dir.is_dir() else None
+
     @property
     def procs_files(self) -> list[str]:
         return [str(d / "cgroup.procs") for d in self.dirs]

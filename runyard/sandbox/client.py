@@ -50,6 +50,9 @@ class RunnerClient:
         self._reader: asyncio.Task[None] | None = None
         self._ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.closed = False
+        # Killed because its worker stops (``release.py``), not because the sandbox died:
+        # a call it cuts off must run again on the next worker, not end as a tool error.
+        self.released = False
         self._on_kill: list[Callable[[], None]] = []
 
     @classmethod

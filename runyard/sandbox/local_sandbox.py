@@ -83,6 +83,12 @@ class LocalSandbox:
         try:
             return await runner.call(op, args, deadline=deadline, on_output=on_output)
         except RunnerGone as exc:
+            if runner.released:  # the worker stops: the activity fails, retryable, and
+                # Temporal runs the call again on the next worker (at-least-once)
+                raise SandboxError(
+                    f"this worker stopped during the call and released sandbox {self.id}; "
+                    "the call runs again on the next worker"
+                ) from exc
             await self._provider.stop_runner(self.id, runner)
             if self.id in self._provider.destroyed:
                 raise SandboxError(f"sandbox {self.id} was destroyed") from exc

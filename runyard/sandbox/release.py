@@ -11,6 +11,11 @@ that are over.
 It is synchronous and quick (signals, cgroup files, umount(2)), so it can run from a
 signal's timer thread just before the process ends (``cli/dev.py``'s worker) as well as
 at the end of ``run_worker``.
+
+``runyard dev`` owns its data dir, so once its worker is gone (stopped, or killed by a
+second Ctrl-C before it could release) and before its next worker starts, it releases
+whatever is left of every sandbox there (``release_leftovers``). A plain ``runyard worker``
+never does: two workers may share a data dir.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ def release_local_sandboxes() -> int:
 def release_sandbox(root: Path, runner: RunnerClient | None, group: Cgroup | None) -> None:
     """Kill the sandbox's runner and processes, remove its cgroup, unmount its disk."""
     if runner is not None:
+        runner.released = True  # before the kill: the call it cuts off reads it
         runner.kill()
     if group is not None:
         group.remove()  # thaws, kills what is left, removes the directories
@@ -65,3 +71,23 @@ def release_sandbox(root: Path, runner: RunnerClient | None, group: Cgroup | Non
     if os.path.ismount(disk) and _libc.umount2(bytes(disk), 0) != 0:
         reason = errno.errorcode.get(ctypes.get_errno(), "unknown")
         log.warning("sandbox.disk_left_mounted", sandbox_id=root.name, reason=reason)
+
+
+def release_leftovers(sandboxes_dir: Path) -> int:
+    """Release what is left of every sandbox under ``sandboxes_dir`` (processes, cgroups,
+    disk mounts; the files stay) when no worker of this data dir runs; how many had any."""
+    if not sandboxes_dir.is_dir():
+        return 0
+    count = 0
+    for root in sorted(sandboxes_dir.iterdir()):
+        if not root.name.startswith("sbx_") or not root.is_dir():
+            continue
+        group = Cgroup.find(root.name)
+        if group is None and not os.path.ismount(root / "disk"):
+            continue
+        try:
+            release_sandbox(root, None, group)
+            count += 1
+        except Exception as exc:  # one line; the others are still released
+            log.warning("sandbox.release_failed", sandbox_id=root.name, error=f"{exc}")
+    return count

@@ -239,18 +239,19 @@ async def test_run_resolves_a_relative_repo_path(stack: Stack, keys: Keys, tmp_p
     )
     env = {**stack.env, "RUNYARD_API_URL": stack.api_url, "RUNYARD_API_KEY": key}
 
-    def run_in_project(repo: str) -> subprocess.CompletedProcess[str]:
+    def run_in_project(repo: str, *more: str, prompt: str = "") -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [
                 sys.executable,
                 "-m",
                 "cli",
                 "run",
-                script({"text": "ok"}),
+                prompt or script({"text": "ok"}),
                 "--model",
                 "scripted",
                 "--repo",
                 repo,
+                *more,
             ],
             env=env | {"PYTHONPATH": str(ROOT)},
             cwd=project,
@@ -266,6 +267,28 @@ async def test_run_resolves_a_relative_repo_path(stack: Stack, keys: Keys, tmp_p
     missing = run_in_project("../nope")
     assert missing.returncode == 1 and "REPOSITORY_NOT_FOUND" in missing.stderr
     assert str(project.parent.resolve() / "nope") in missing.stderr
+    # A folder that is there but is no git repository is said to be just that.
+    (tmp_path / "plain").mkdir()
+    plain = run_in_project("../plain")
+    assert plain.returncode == 1 and "REPOSITORY_NOT_FOUND" in plain.stderr, plain.stderr
+    assert "is a directory but not a git repository" in plain.stderr, plain.stderr
+    # `--follow` shows each output once: live, not again before the status line.
+    edit = script({"tool": "bash", "input": {"command": "echo new > new.txt"}}, {"text": "ok"})
+    followed = run_in_project(".", "--follow", prompt=edit)
+    assert followed.returncode == 0, followed.stderr
+    assert followed.stderr.count('"type": "patch"') == 1, followed.stderr
+    # The example resolves a relative path as the CLI does (it was refused: "a local
+    # repository must be an absolute path").
+    argv = [str(ROOT / "examples" / "run_on_repo.py"), ".", script({"text": "ok"})]
+    example = subprocess.run(
+        [sys.executable, *argv, "--model", "scripted"],
+        env=env | {"PYTHONPATH": str(ROOT)},
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert example.returncode == 0, example.stderr
 
 
 # What an outside probe got through to the terminal: an OSC 52 clipboard write, a line

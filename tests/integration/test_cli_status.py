@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import httpx
 from typer.testing import CliRunner
@@ -12,7 +20,7 @@ from cli import app as cli
 from runyard.devserver import free_port
 from tests.conftest import script
 from tests.integration.test_cli_client import html_server
-from tests.stack import Stack
+from tests.stack import ROOT, Stack
 
 
 def _status(stack: Stack, *args: str, **env: str) -> tuple[int, str]:
@@ -76,3 +84,63 @@ async def test_status_says_a_server_that_is_not_the_api_is_down(stack: Stack) ->
     assert code == 1, out
     assert re.search(r"^  api +DOWN +not a Runyard API: GET /healthz answered HTTP 200", out, re.M)
     assert f"is {other} the Runyard API?" in out, out
+    # The Temporal UI answers JSON, just not Runyard's health document: said so, not
+    # "with application/json, not JSON".
+    with _json_server() as other:
+        code, out = await asyncio.to_thread(_status, stack, "--api-url", other)
+    assert code == 1, out
+    assert "answered HTTP 200 with JSON that is not Runyard's health document" in out, out
+    assert "not JSON" not in out, out
+
+
+class _Json(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b'{"status":"OK"}'  # what the Temporal UI's /healthz answers
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def _json_server() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Json)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_worker_of_another_store_on_the_same_task_queue_is_refused(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """A second ``runyard worker`` with its own data dir (its own store) on the stack's
+    Temporal and task queue took half of the runs (RUN_NOT_FOUND): it refuses to start,
+    in one line naming the cause and the fix."""
+    other = tmp_path / "other"
+    env = {
+        **os.environ,
+        **stack.env,
+        "RUNYARD_DATA_DIR": str(other),
+        "RUNYARD_DATABASE_URL": f"sqlite:///{other / 'runyard.db'}",
+    }
+    try:
+        got = subprocess.run(
+            [sys.executable, "-m", "cli", "worker"],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError("the worker of another store started") from exc
+    assert got.returncode == 2, got.stderr
+    assert "another store" in got.stderr and "RUNYARD_TASK_QUEUE" in got.stderr, got.stderr
+    assert "Traceback" not in got.stderr, got.stderr

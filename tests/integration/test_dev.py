@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import shlex
 import signal
@@ -298,7 +299,11 @@ def test_ctrl_c_in_a_terminal_leaves_no_process_mount_or_cgroup(tmp_path: Path) 
         )
         ended = create({"tool": "bash", "input": {"command": "echo hi"}}, {"text": "done"})
         turning = create({"sleep": 120}, {"text": "never"})  # mid-turn at Ctrl-C
-        sandboxes = {"sbx_" + r.removeprefix("run_") for r in (waiting, ended)}
+        # A tool call in flight at Ctrl-C: the worker's release cuts it off, and it must
+        # run again at the next start (at-least-once), not end as a tool error.
+        rerun = "if [ -e .again ]; then echo again; else touch .again; sleep 300; fi"
+        calling = create({"tool": "bash", "input": {"command": rerun}}, {"text": "called"})
+        sandboxes = {"sbx_" + r.removeprefix("run_") for r in (waiting, ended, calling)}
         wait(waiting, "waiting_for_input")
         wait(ended, "completed")
         # The waiting run's sandbox frozen (the pause follows the status).
@@ -307,6 +312,11 @@ def test_ctrl_c_in_a_terminal_leaves_no_process_mount_or_cgroup(tmp_path: Path) 
             assert time.monotonic() < deadline, "the waiting run's sandbox never froze"
             time.sleep(0.1)
         wait(turning, "running")
+        marker = data / "sandboxes" / ("sbx_" + calling.removeprefix("run_")) / "disk"
+        deadline = time.monotonic() + 30
+        while not (marker / "workspace" / ".again").exists():
+            assert time.monotonic() < deadline, "the tool call never started"
+            time.sleep(0.1)
         # Clients reading event streams (the API's shutdown cancelled them, with a
         # traceback each).
         opened: list[str] = []
@@ -352,8 +362,36 @@ def test_ctrl_c_in_a_terminal_leaves_no_process_mount_or_cgroup(tmp_path: Path) 
         )
         assert answered.status_code == 200, answered.text
         wait(waiting, "completed")
+        wait(calling, "completed")
+        logs = httpx.get(f"{url}/v1/runs/{calling}/logs", headers=auth, timeout=30).text
+        results = [
+            e["data"] for e in map(json.loads, logs.splitlines()) if e["type"] == "tool.result"
+        ]
+        assert len(results) == 1 and not results[0]["isError"], results
+        assert "again" in results[0]["output"], results
+        # Ctrl-C twice ("Ctrl-C again stops at once") kills the worker before it can
+        # release its sandboxes: dev releases them (a frozen one stayed in state D under
+        # pid 1, with its mount and cgroups, across restarts).
+        again = create({"tool": "bash", "input": {"command": "sleep 600 &"}}, {"ask": "Again?"})
+        frozen = "sbx_" + again.removeprefix("run_")
+        wait(again, "waiting_for_input")
+        deadline = time.monotonic() + 30
+        while not _frozen(frozen):
+            assert time.monotonic() < deadline, "the waiting run's sandbox never froze"
+            time.sleep(0.1)
+        procs = descendants(dev.pid)
+        dev.sendintr()
+        dev.expect("stopping")
         dev.sendintr()
         dev.expect(pexpect.EOF)
+        assert "killed" in transcript.getvalue(), transcript.getvalue()
+        t0 = time.monotonic()
+        while any(alive(p) for p in procs) or _sandbox_processes({frozen}):
+            assert time.monotonic() - t0 < 10, _sandbox_processes({frozen})
+            time.sleep(0.05)
+        assert _mounts_under(data) == [], _mounts_under(data)
+        assert _cgroups_of({frozen}) == [], _cgroups_of({frozen})
+        assert (data / "sandboxes" / frozen / "meta.json").exists()  # its files stay
         assert "Traceback" not in transcript.getvalue(), transcript.getvalue()
     finally:
         (tmp_path / "terminal.txt").write_text(transcript.getvalue())

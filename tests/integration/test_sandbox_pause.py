@@ -5,6 +5,8 @@ sandboxes for the reaper. Real bubblewrap and cgroups, where this machine has th
 from __future__ import annotations
 
 import asyncio
+import os
+import secrets
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,6 +16,7 @@ from structlog.testing import capture_logs
 
 from runyard.sandbox.base import SandboxSpec
 from runyard.sandbox.local import LocalSandboxProvider
+from runyard.sandbox.release import release_leftovers
 from tests.conftest import poll_until
 from tests.integration.cgroup_probe import (
     alive,
@@ -105,3 +108,26 @@ async def test_without_a_freezer_pausing_is_a_no_op_said_once(tmp_path: Path) ->
         assert (await sb.exec("echo still-running", timeout=20)).stdout == "still-running\n"
     finally:
         await p.destroy(sb.id)
+
+
+async def test_what_a_killed_worker_left_is_released_by_dir(
+    provider: LocalSandboxProvider,
+) -> None:
+    """``runyard dev`` after its worker was killed outright (a second Ctrl-C) or at its
+    next start: a frozen sandbox's processes (state D under pid 1 until thawed), its
+    cgroups and its disk mount go, found by the data dir's sandboxes/ and the cgroup's
+    name; its files stay for the run."""
+    sb = await provider.create(f"sbx_left{secrets.token_hex(4)}", SandboxSpec(size="s"))
+    await sb.exec("true", timeout=20)  # its runner started, in its cgroup
+    group = _group_of(sb.id)
+    runner_pids = pids(group)
+    assert runner_pids
+    await provider.pause(sb.id)
+    await poll_until(lambda: asyncio.sleep(0, frozen(group)), "the cgroup frozen")
+    # Nothing of the provider's own release: as if its worker was killed.
+    assert release_leftovers(provider.root) == 1
+    assert not [pid for pid in runner_pids if alive(pid)]
+    assert not group.exists()
+    assert not os.path.ismount(provider.root / sb.id / "disk")
+    assert (provider.root / sb.id / "meta.json").exists()
+    assert release_leftovers(provider.root) == 0  # nothing left: a no-op
