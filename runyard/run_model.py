@@ -2,19 +2,38 @@
 
 The API renders it (``response_model``), ``runyard.store.run_view`` builds it from a run
 row, and ``runyard.client`` parses answers into the same classes: camelCase on the wire,
-snake_case in Python. Unknown fields are kept (``extra="allow"``), so a newer server
-never breaks an older client; dumps use ``exclude_unset`` so that what was not written
-(an output's fields that its type lacks) stays out rather than becoming ``null``.
+snake_case in Python. Dumps use ``exclude_unset`` so that what was not written (an
+output's fields that its type lacks) stays out rather than becoming ``null``.
+
+A newer server never breaks an older client: unknown fields are kept (``extra="allow"``),
+and when the client parses (validation context :data:`CLIENT`) a nullable field the server
+left out reads ``None`` and a status this version does not know stays the plain string
+(``RunStatus`` is a ``StrEnum``: it compares and prints alike). The server validates
+without that context, so what it renders is held to the full schema.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import types
+from typing import Annotated, Any, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from runyard.domain import FailReason, RunStatus
+
+# The validation context a client parses answers with (see the module's docstring).
+CLIENT: dict[str, Any] = {"runyard_client": True}
 
 TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 
@@ -34,6 +53,22 @@ class ApiModel(BaseModel):
     """An object of the HTTP contract: camelCase on the wire, unknown fields kept."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _missing_reads_none(cls, data: Any, info: ValidationInfo) -> Any:
+        """In a client, a nullable field a (newer) server left out reads ``None``."""
+        if not _in_client(info) or not isinstance(data, dict):
+            return data
+        missing = {
+            field.alias or name: None
+            for name, field in cls.model_fields.items()
+            if field.is_required()
+            and _nullable(field.annotation)
+            and (field.alias or name) not in data
+            and name not in data
+        }
+        return {**data, **missing} if missing else data
 
     def wire(self) -> dict[str, Any]:
         """The JSON object as the API writes it (camelCase, only the fields that were set)."""
@@ -181,6 +216,19 @@ class Run(ApiModel):
     cancelled_at: Rfc3339 | None
     duration_ms: int | None
 
+    @field_validator("status", mode="wrap")
+    @classmethod
+    def _newer_status(
+        cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
+    ) -> Any:
+        """In a client, a status a newer server added stays the plain string."""
+        try:
+            return handler(value)
+        except ValidationError:
+            if _in_client(info) and isinstance(value, str):
+                return value
+            raise
+
     @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL_STATUSES
@@ -210,3 +258,11 @@ class ExecAccepted(ApiModel):
     status: RunStatus = Field(examples=["pending"])
     workflow_id: str
     message: str = Field(examples=["run accepted; the sandbox is being provisioned"])
+
+
+def _in_client(info: ValidationInfo) -> bool:
+    return isinstance(info.context, dict) and bool(info.context.get("runyard_client"))
+
+
+def _nullable(annotation: Any) -> bool:
+    return get_origin(annotation) in (Union, types.UnionType) and type(None) in get_args(annotation)

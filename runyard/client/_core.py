@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from runyard import __version__
 from runyard.client.models import Event, Problem, RunyardAPIError
+from runyard.run_model import CLIENT
 
 DEFAULT_API_URL = "http://127.0.0.1:8000"
 M = TypeVar("M", bound=BaseModel)
@@ -167,7 +168,7 @@ def parse(resp: httpx.Response, model: type[M]) -> M:
     if not is_json(resp):
         raise RunyardAPIError(not_runyard(resp))
     try:
-        return model.model_validate(resp.json())
+        return model.model_validate(resp.json(), context=CLIENT)
     except (ValueError, ValidationError) as exc:
         raise _bad_response(resp, exc) from exc
 

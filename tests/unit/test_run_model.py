@@ -8,13 +8,15 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import ValidationError
 
 from api import responses_runs
 from api.auth import KeyCache, Principal
 from runyard import client
 from runyard.client import Runyard, RunyardAPIError
 from runyard.db.tables import Run as RunRow
-from runyard.run_model import Run
+from runyard.domain import RunStatus
+from runyard.run_model import CLIENT, Run
 from runyard.store.run_view import run_model, run_object
 
 
@@ -90,6 +92,35 @@ def test_run_object_is_the_contract_json() -> None:
     # The client reads the same JSON back into the same object.
     back = Run.model_validate(got)
     assert back.wire() == expected and back.text == "hi" and back.is_terminal
+
+
+def test_a_newer_servers_run_never_breaks_the_client() -> None:
+    """A status this client does not know and a nullable field the server left out parse
+    in the client; the server's own validation (no client context) still refuses both."""
+    newer = run_object(_row()) | {"status": "paused_for_review", "reviewers": ["ana"]}
+    for dropped in ("traceId", "routeId", "personaId", "pendingQuestion", "durationMs"):
+        del newer[dropped]
+    del newer["usage"]["cacheHitRate"]  # not nullable: a real break stays a break
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        body = newer if request.url.path == "/v1/runs/run_x" else run_object(_row())
+        return httpx.Response(200, json=body)
+
+    with pytest.raises(ValidationError):
+        Run.model_validate(newer, context=CLIENT)
+    newer["usage"]["cacheHitRate"] = 0.0
+    with Runyard("http://runyard.test", "key", transport=httpx.MockTransport(answer)) as ry:
+        got = ry.get("run_x")
+    assert got.status == "paused_for_review" and not got.is_terminal
+    assert got.trace_id is None and got.duration_ms is None
+    assert got.model_extra == {"reviewers": ["ana"]}
+    assert Run.model_validate(run_object(_row()), context=CLIENT).status is RunStatus.FAILED
+    with pytest.raises(ValidationError, match="status"):
+        Run.model_validate(newer)  # the server holds what it renders to the schema
+    server_side = run_object(_row())
+    del server_side["traceId"]
+    with pytest.raises(ValidationError, match="traceId"):
+        Run.model_validate(server_side)
 
 
 def _sse_client(content_type: str, body: bytes) -> Runyard:
