@@ -194,7 +194,13 @@ class AgentActivities:
         )
         started = time.monotonic()
         with tracing.span("model.call", run_id=run.id, org_id=run.org_id, model=run.model):
-            response = await client.stream(request, writer.add)  # a ModelError is logged once
+            try:
+                response = await client.stream(request, writer.add)  # a ModelError is logged once
+            except Exception:
+                # A dropped stream still shows what it said: the partial deltas of this
+                # attempt are published before the retry announces itself.
+                await writer.flush()
+                raise
         seconds = time.monotonic() - started
         await writer.flush()
         u = response.usage
