@@ -40,16 +40,20 @@ async def provider(tmp_path: Path) -> AsyncIterator[LocalSandboxProvider]:
         await p.destroy(d.name)
 
 
-def _group_of(sandbox_id: str) -> Path:
+def _group_of(provider: LocalSandboxProvider, sandbox_id: str) -> Path:
+    """The sandbox's freeze switch; skips only where the provider itself found no
+    cgroups, so a group that is missing where there should be one fails the test."""
+    if not provider.use_cgroups:
+        pytest.skip("no writable cgroups on this machine")
     group = freezer_dir(sandbox_id)
-    if group is None:
-        pytest.skip("no writable cgroup freezer on this machine")
+    assert group is not None, "the sandbox's cgroup has a freeze switch"
     return group
 
 
 async def test_a_paused_sandbox_uses_no_cpu_until_resumed(provider: LocalSandboxProvider) -> None:
     sb = await provider.create("sbx_pause", SandboxSpec(size="s"))
-    group = _group_of(sb.id)
+    await sb.exec("true", timeout=20)  # its runner started (behind create), in its cgroup
+    group = _group_of(provider, sb.id)
     runner_pids = pids(group)
     assert runner_pids, "the sandbox's runner is in its cgroup"
     with spinner_in(group) as spinner:
@@ -74,7 +78,8 @@ async def test_a_paused_sandbox_uses_no_cpu_until_resumed(provider: LocalSandbox
 
 async def test_a_paused_sandbox_is_destroyed_whole(provider: LocalSandboxProvider) -> None:
     sb = await provider.create("sbx_frozen", SandboxSpec(size="s"))
-    group = _group_of(sb.id)
+    await sb.exec("true", timeout=20)  # its runner started (behind create), in its cgroup
+    group = _group_of(provider, sb.id)
     runner_pids = pids(group)
     await provider.pause(sb.id)
     await poll_until(lambda: asyncio.sleep(0, frozen(group)), "the cgroup frozen")
@@ -119,7 +124,7 @@ async def test_what_a_killed_worker_left_is_released_by_dir(
     name; its files stay for the run."""
     sb = await provider.create(f"sbx_left{secrets.token_hex(4)}", SandboxSpec(size="s"))
     await sb.exec("true", timeout=20)  # its runner started, in its cgroup
-    group = _group_of(sb.id)
+    group = _group_of(provider, sb.id)
     runner_pids = pids(group)
     assert runner_pids
     await provider.pause(sb.id)
