@@ -1,0 +1,188 @@
+"""The /lg routes against the real stack, driven by the pinned ``langgraph-sdk`` client
+with only its URL and key set (issue 29): threads, stream, wait, join, cancel, an
+interrupt answered by command.resume, history and search, on the scripted model."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from langgraph_sdk import get_client
+from langgraph_sdk.client import LangGraphClient
+from langgraph_sdk.errors import ConflictError, InternalServerError, UnprocessableEntityError
+
+from tests.conftest import Keys, script
+from tests.stack import Stack
+
+ORIGIN = "http://ui.example"
+SCRIPTED = {"configurable": {"model": "scripted"}}
+
+
+@pytest.fixture(scope="module")
+def lg_stack(stack: Stack) -> Iterator[Stack]:
+    """A second API process with the LangGraph routes on, sharing the stack's store and
+    worker (the session's API keeps them off)."""
+    s = Stack(
+        {**stack.env, "RUNYARD_LANGGRAPH_COMPAT": "on", "RUNYARD_LANGGRAPH_CORS_ORIGINS": ORIGIN},
+        stack.logs.parent / "lg-logs",
+    )
+    s.start_api()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+async def key(keys: Keys) -> str:
+    return await keys.make("org-lg-" + secrets.token_hex(4))
+
+
+@pytest.fixture
+async def lg(lg_stack: Stack, key: str) -> AsyncIterator[LangGraphClient]:
+    client = get_client(url=f"{lg_stack.api_url}/lg", api_key=key)
+    yield client
+    await client.aclose()
+
+
+def says(text: str) -> dict[str, Any]:
+    return {"messages": [{"role": "user", "content": script({"text": text})}]}
+
+
+async def test_meta_auth_cors_and_what_is_not_served(
+    lg_stack: Stack, stack: Stack, key: str, lg: Any
+) -> None:
+    async with httpx.AsyncClient(base_url=lg_stack.api_url, timeout=10) as http:
+        info = (await http.get("/lg/info")).json()
+        assert info["flags"]["assistants"] is True and info["flags"]["crons"] is False
+        assert (await http.get("/lg/ok")).json() == {"ok": True}
+        assert (await http.post("/lg/threads", json={})).status_code == 401
+        # X-Api-Key is /lg's alone.
+        assert (await http.get("/v1/runs", headers={"X-Api-Key": key})).status_code == 401
+        pre = await http.options(
+            "/lg/threads",
+            headers={"Origin": ORIGIN, "Access-Control-Request-Method": "POST",
+                     "Access-Control-Request-Headers": "x-api-key,content-type"},
+        )  # fmt: skip
+        assert pre.headers["access-control-allow-origin"] == ORIGIN
+        other = await http.get("/lg/ok", headers={"Origin": "http://evil.example"})
+        assert "access-control-allow-origin" not in other.headers
+        crons = await http.post("/lg/runs/crons", json={}, headers={"X-Api-Key": key})
+        assert crons.status_code == 501 and crons.json()["type"] == "NOT_IMPLEMENTED"
+    async with httpx.AsyncClient(base_url=stack.api_url, timeout=10) as http:
+        assert (await http.get("/lg/ok")).status_code == 404  # off unless turned on
+    found = await lg.assistants.search()
+    assert "default" in {a["assistant_id"] for a in found}
+    assistant = await lg.assistants.get("agent")
+    assert assistant["assistant_id"] == "default" and assistant["graph_id"] == "agent"
+    assert "messages" in (await lg.assistants.get_schemas("default"))["input_schema"]["properties"]
+    assert {n["id"] for n in (await lg.assistants.get_graph("default"))["nodes"]} >= {
+        "agent",
+        "tools",
+    }
+    assert await lg.assistants.get_subgraphs("default") == {}
+    thread = await lg.threads.create()
+    with pytest.raises(UnprocessableEntityError):
+        await lg.runs.create(thread["thread_id"], "default", input=says("x"), config={"bogus": 1})
+    with pytest.raises(UnprocessableEntityError):
+        await lg.http.post(
+            f"/threads/{thread['thread_id']}/runs",
+            json={"assistant_id": "default", "input": says("x"), "surprise": True},
+        )
+    with pytest.raises(InternalServerError) as unserved:
+        await lg.runs.create(
+            thread["thread_id"], "default", input=says("x"), multitask_strategy="enqueue"
+        )
+    assert unserved.value.status_code == 501
+
+
+async def test_stream_wait_join_history_and_search(lg: Any) -> None:
+    marker = secrets.token_hex(4)
+    thread = await lg.threads.create(metadata={"marker": marker})
+    tid = thread["thread_id"]
+    created: list[Any] = []
+    parts = [
+        p
+        async for p in lg.runs.stream(
+            tid, "default", input=says("hello there"), config=SCRIPTED,
+            stream_mode=["values", "updates", "messages-tuple"], on_run_created=created.append,
+        )
+    ]  # fmt: skip
+    events = [p.event for p in parts]
+    assert events[0] == "metadata" and parts[0].data["attempt"] == 1
+    run_id = parts[0].data["run_id"]
+    assert created[0]["run_id"] == run_id and created[0]["thread_id"] == tid
+    assert events[1] == "values" and events[-1] == "end"
+    assert "messages" in events and "updates" in events
+    final = [p.data for p in parts if p.event == "values"][-1]["messages"]
+    assert [m["type"] for m in final] == ["human", "ai"] and final[-1]["content"] == "hello there"
+    run = await lg.runs.get(tid, run_id)
+    assert run["status"] == "success"
+
+    state = await lg.threads.get_state(tid)
+    assert state["values"]["messages"] == final and state["next"] == []
+    # A second run continues the thread; wait answers its final values.
+    values = await lg.runs.wait(tid, "default", input=says("again"), config=SCRIPTED)
+    assert isinstance(values, dict)
+    assert [m["content"] for m in values["messages"]][-1] == "again"
+    assert len(values["messages"]) == 4
+    joined = await lg.runs.join(tid, run_id)
+    assert joined["messages"] == final  # the values that run left
+    history = await lg.threads.get_history(tid, limit=10)
+    assert (
+        len(history) == 4
+        and history[0]["checkpoint"] == (await lg.threads.get_state(tid))["checkpoint"]
+    )
+    older = await lg.threads.get_state(
+        tid, checkpoint_id=history[-1]["checkpoint"]["checkpoint_id"]
+    )
+    assert [m["type"] for m in older["values"]["messages"]] == ["human"]
+    found = await lg.threads.search(metadata={"marker": marker})
+    assert [t["thread_id"] for t in found] == [tid] and found[0]["status"] == "idle"
+    assert len(await lg.runs.list(tid)) == 2
+    # Resume after the last event id: only the end is left.
+    rest = [p async for p in lg.runs.join_stream(tid, run_id, last_event_id=str(parts[-2].id))]
+    assert [p.event for p in rest][-1] == "end" and "values" not in [p.event for p in rest[1:]]
+
+
+async def test_interrupt_resume_cancel_and_stateless(lg: Any) -> None:
+    thread = await lg.threads.create()
+    tid = thread["thread_id"]
+    ask = {
+        "messages": [
+            {"role": "user", "content": script({"ask": "Which colour?"}, {"text": "done"})}
+        ]
+    }
+    parts = [p async for p in lg.runs.stream(tid, "default", input=ask, config=SCRIPTED)]
+    last_values = [p.data for p in parts if p.event == "values"][-1]
+    interrupt = last_values["__interrupt__"][0]
+    assert interrupt["value"]["action_request"]["args"]["question"] == "Which colour?"
+    assert (await lg.threads.get(tid))["status"] == "interrupted"
+    run_id = parts[0].data["run_id"]
+    assert (await lg.runs.get(tid, run_id))["status"] == "interrupted"
+    with pytest.raises(ConflictError):  # one run at a time: reject
+        await lg.runs.create(tid, "default", input=says("x"), config=SCRIPTED)
+    resumed = await lg.runs.wait(
+        tid, "default", command={"resume": [{"type": "response", "args": "teal"}]}
+    )
+    assert isinstance(resumed, dict)
+    msgs = resumed["messages"]
+    assert (
+        msgs[-1]["content"] == "done"
+        and msgs[-2]["type"] == "tool"
+        and msgs[-2]["content"] == "teal"
+    )
+    assert (await lg.runs.get(tid, run_id))["status"] == "success"
+
+    slow = await lg.runs.create(
+        tid,
+        "default",
+        input={"messages": [{"role": "user", "content": script({"sleep": 30}, {"text": "late"})}]},
+        config=SCRIPTED,
+    )
+    cancelled = await lg.runs.cancel(tid, slow["run_id"])
+    assert cancelled["status"] == "interrupted"
+
+    out = await lg.runs.wait(None, "default", input=says("no thread"), config=SCRIPTED)
+    assert isinstance(out, dict) and out["messages"][-1]["content"] == "no thread"
