@@ -25,7 +25,7 @@ from api.langgraph.deps import ExtDep, LgReader, LgWriter
 from api.langgraph.hooks import Baseline
 from api.langgraph.mapping import runyard_statuses
 from api.langgraph.stream import RunStream, wait_body
-from api.langgraph.threads import load_thread
+from api.langgraph.threads import load_thread, tag_thread
 from api.langgraph.views import History, project, run_object, thread_runs
 from api.routes.run_control import cancel_run
 from api.routes.run_input import submit_input
@@ -115,6 +115,9 @@ async def _create(
     spec = await runs.resolve(create, principal.org_id)
     seed = ThreadSeed(thread_id) if thread_id else None
     created = await runs.create(spec, seed=seed, start=True)
+    if thread_id:
+        assistant_id = assistant.obj["assistant_id"]
+        await state.db.transact(lambda s: tag_thread(s, thread_id, assistant_id))
     log.info("lg.run", run_id=created.run.id, workflow_id=created.run.id, org_id=principal.org_id)
     return created.run
 
@@ -149,9 +152,9 @@ async def _start(
 def _paths(request: Request, run: Run) -> tuple[str, str]:
     """The run's path under /lg (``Content-Location``) and its absolute URL (the base of
     ``Location``, which the SDK resolves against its own base URL)."""
-    base = str(request.base_url).rstrip("/")
+    prefix = str(request.scope.get("root_path", "")).rstrip("/")  # /lg, under any proxy's
     rel = f"/threads/{run.thread_id}/runs/{run.id}" if run.thread_id else f"/runs/{run.id}"
-    return request.base_url.path.rstrip("/") + rel, base + rel
+    return prefix + rel, f"{request.url.scheme}://{request.url.netloc}{prefix}{rel}"
 
 
 def _sse(request: Request, principal: Principal, run: Run, modes: list[str], cursor: int,

@@ -20,6 +20,7 @@ from api.langgraph.bodies import (
 )
 from api.langgraph.deps import ExtDep, LgReader, LgWriter
 from api.langgraph.hooks import Baseline
+from api.langgraph.mapping import GRAPH_ID
 from api.langgraph.views import History, project, read_thread, thread_object, thread_runs
 from api.ownership import load_owned
 from runyard.db.engine import Database
@@ -35,6 +36,21 @@ _SCAN = 500  # threads read per page while a search filters
 
 async def load_thread(db: Database, org_id: str, thread_id: str) -> Thread:
     return await load_owned(db, Thread, org_id, thread_id, "thread")
+
+
+def tag_thread(s: Session, thread_id: str, assistant_id: str) -> None:
+    """A thread that runs an assistant carries ``graph_id`` and ``assistant_id`` in its
+    metadata, as on LangGraph (agent-chat-ui lists its threads by ``graph_id``)."""
+    thread = s.get(Thread, thread_id)
+    if thread is None:
+        return
+    meta = dict(thread.metadata_ or {})
+    if "graph_id" in meta and "assistant_id" in meta:
+        return
+    meta.setdefault("graph_id", GRAPH_ID)
+    meta.setdefault("assistant_id", assistant_id)
+    thread.metadata_ = meta
+    s.add(thread)
 
 
 @router.post("/threads")

@@ -113,8 +113,17 @@ async def test_stream_wait_join_history_and_search(lg: Any) -> None:
     assert events[0] == "metadata" and parts[0].data["attempt"] == 1
     run_id = parts[0].data["run_id"]
     assert created[0]["run_id"] == run_id and created[0]["thread_id"] == tid
+    # LangGraph's order: metadata, the input's values, the turn's tokens, its update, the
+    # values after it, end.
     assert events[1] == "values" and events[-1] == "end"
-    assert "messages" in events and "updates" in events
+    first = events.index("messages")
+    assert events[first:] == ["messages"] * (events.index("updates") - first) + [
+        "updates",
+        "values",
+        "end",
+    ]
+    update = next(p.data for p in parts if p.event == "updates")
+    assert update["agent"]["messages"][0]["type"] == "ai"
     final = [p.data for p in parts if p.event == "values"][-1]["messages"]
     assert [m["type"] for m in final] == ["human", "ai"] and final[-1]["content"] == "hello there"
     run = await lg.runs.get(tid, run_id)
@@ -138,12 +147,17 @@ async def test_stream_wait_join_history_and_search(lg: Any) -> None:
         tid, checkpoint_id=history[-1]["checkpoint"]["checkpoint_id"]
     )
     assert [m["type"] for m in older["values"]["messages"]] == ["human"]
-    found = await lg.threads.search(metadata={"marker": marker})
+    found = await lg.threads.search(metadata={"marker": marker, "graph_id": "agent"})
     assert [t["thread_id"] for t in found] == [tid] and found[0]["status"] == "idle"
+    assert found[0]["metadata"]["assistant_id"] == "default"
     assert len(await lg.runs.list(tid)) == 2
     # Resume after the last event id: only the end is left.
     rest = [p async for p in lg.runs.join_stream(tid, run_id, last_event_id=str(parts[-2].id))]
     assert [p.event for p in rest][-1] == "end" and "values" not in [p.event for p in rest[1:]]
+    url = f"/threads/{tid}/runs/{run_id}/stream"
+    async with lg.http.client.stream("GET", url, headers={"Last-Event-ID": str(parts[-1].id)}) as r:
+        assert r.headers["location"] == f"{lg.http.client.base_url}{url.lstrip('/')}"
+        assert r.headers["content-location"] == f"/lg/threads/{tid}/runs/{run_id}"
 
 
 async def test_interrupt_resume_cancel_and_stateless(lg: Any) -> None:
