@@ -31,7 +31,7 @@ from api.routes.run_control import cancel_run
 from api.routes.run_input import submit_input
 from api.run_factory import run_service
 from api.schemas import CreateRun, RunInputBody
-from api.streams import LeasedStream, StreamCaps
+from api.streams import LeasedStream, StreamCaps, StreamLease
 from runyard.db.engine import Database
 from runyard.db.tables import Run
 from runyard.domain import ErrorCode, RunStatus
@@ -157,16 +157,32 @@ def _paths(request: Request, run: Run) -> tuple[str, str]:
     return prefix + rel, f"{request.url.scheme}://{request.url.netloc}{prefix}{rel}"
 
 
-def _sse(request: Request, principal: Principal, run: Run, modes: list[str], cursor: int,
-         ext: Baseline, *, initial: bool) -> LeasedStream:  # fmt: skip
+def _lease(request: Request, principal: Principal) -> StreamLease:
+    """A place among the API's open streams, taken before a run is made for one."""
     caps: StreamCaps = request.app.state.stream_caps
-    lease = caps.acquire(principal)
+    return caps.acquire(principal)
+
+
+def _sse(request: Request, lease: StreamLease, run: Run, modes: list[str], cursor: int,
+         ext: Baseline, *, initial: bool) -> LeasedStream:  # fmt: skip
     stream = RunStream(request.app.state.notifier, run, modes, ext, cursor, initial=initial)
     path, url = _paths(request, run)
     headers = {**_SSE_HEADERS, "Content-Location": path}
     if run.thread_id:
         headers["Location"] = url + "/stream"
     return LeasedStream(lease, stream.frames(), media_type="text/event-stream", headers=headers)
+
+
+async def _stream_new(
+    request: Request, principal: Principal, thread_id: str | None, ext: Baseline
+) -> LeasedStream:
+    lease = _lease(request, principal)  # before the run: a refused stream makes no run
+    try:
+        run, cursor, ask = await _start(request, principal, thread_id, ext)
+    except BaseException:
+        lease.release()
+        raise
+    return _sse(request, lease, run, ask.modes, cursor, ext, initial=True)
 
 
 def _waiting(request: Request, run: Run, since: int, ext: Baseline) -> StreamingResponse:
@@ -198,8 +214,7 @@ async def create_run(
 async def stream_run(
     thread_id: str, request: Request, principal: LgWriter, ext: ExtDep
 ) -> LeasedStream:
-    run, cursor, ask = await _start(request, principal, thread_id, ext)
-    return _sse(request, principal, run, ask.modes, cursor, ext, initial=True)
+    return await _stream_new(request, principal, thread_id, ext)
 
 
 @router.post("/threads/{thread_id}/runs/wait")
@@ -271,7 +286,7 @@ async def join_stream(
     run = await _thread_run(request, principal, thread_id, run_id)
     modes = modes_of(stream_mode)
     cursor = _last_event_id(last_event_id)
-    return _sse(request, principal, run, modes, cursor, ext, initial=cursor == 0)
+    return _sse(request, _lease(request, principal), run, modes, cursor, ext, initial=cursor == 0)
 
 
 def _last_event_id(raw: str | None) -> int:
@@ -310,8 +325,7 @@ async def create_stateless(
 
 @router.post("/runs/stream")
 async def stream_stateless(request: Request, principal: LgWriter, ext: ExtDep) -> LeasedStream:
-    run, cursor, ask = await _start(request, principal, None, ext)
-    return _sse(request, principal, run, ask.modes, cursor, ext, initial=True)
+    return await _stream_new(request, principal, None, ext)
 
 
 @router.post("/runs/wait")

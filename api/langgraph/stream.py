@@ -115,9 +115,6 @@ class RunStream:
                 yield frame("values", history.values())
             while not self.notifier.closing:
                 sub.clear()
-                if await self._over():
-                    yield frame("end", None)
-                    return
                 batch = await self._batch(sub)
                 for ev in batch:
                     out, done = await self._convert(ev)
@@ -127,7 +124,12 @@ class RunStream:
                     if done:
                         yield frame("end", None)
                         return
-                if not batch and not await sub.wait():
+                if batch:
+                    continue
+                if await self._over():
+                    yield frame("end", None)
+                    return
+                if not await sub.wait():
                     yield b": heartbeat\n\n"
         finally:
             sub.close()

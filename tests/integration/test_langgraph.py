@@ -4,7 +4,9 @@ interrupt answered by command.resume, history and search, on the scripted model.
 
 from __future__ import annotations
 
+import os
 import secrets
+import signal
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -12,7 +14,12 @@ import httpx
 import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
-from langgraph_sdk.errors import ConflictError, InternalServerError, UnprocessableEntityError
+from langgraph_sdk.errors import (
+    ConflictError,
+    InternalServerError,
+    NotFoundError,
+    UnprocessableEntityError,
+)
 
 from tests.conftest import Keys, script
 from tests.stack import Stack
@@ -31,7 +38,11 @@ def lg_stack(stack: Stack) -> Iterator[Stack]:
     )
     s.start_api()
     yield s
-    s.stop()
+    # Only the API process: Stack.stop() would also release the shared data dir's
+    # sandboxes, which the session's worker still runs.
+    assert s.api is not None
+    os.killpg(s.api.pid, signal.SIGTERM)
+    s.api.wait(10)
 
 
 @pytest.fixture
@@ -82,7 +93,13 @@ async def test_meta_auth_cors_and_what_is_not_served(
         "tools",
     }
     assert await lg.assistants.get_subgraphs("default") == {}
-    thread = await lg.threads.create()
+    thread = await lg.threads.create(metadata={"a": 1})
+    patched = await lg.threads.update(thread["thread_id"], metadata={"b": 2})
+    assert patched["metadata"] == {"a": 1, "b": 2} and patched["status"] == "idle"
+    gone = await lg.threads.create()
+    await lg.threads.delete(gone["thread_id"])
+    with pytest.raises(NotFoundError):
+        await lg.threads.get(gone["thread_id"])
     with pytest.raises(UnprocessableEntityError):
         await lg.runs.create(thread["thread_id"], "default", input=says("x"), config={"bogus": 1})
     with pytest.raises(UnprocessableEntityError):
@@ -177,6 +194,8 @@ async def test_interrupt_resume_cancel_and_stateless(lg: Any) -> None:
     assert (await lg.runs.get(tid, run_id))["status"] == "interrupted"
     with pytest.raises(ConflictError):  # one run at a time: reject
         await lg.runs.create(tid, "default", input=says("x"), config=SCRIPTED)
+    with pytest.raises(ConflictError):  # not while a run is open
+        await lg.threads.delete(tid)
     resumed = await lg.runs.wait(
         tid, "default", command={"resume": [{"type": "response", "args": "teal"}]}
     )
@@ -200,3 +219,7 @@ async def test_interrupt_resume_cancel_and_stateless(lg: Any) -> None:
 
     out = await lg.runs.wait(None, "default", input=says("no thread"), config=SCRIPTED)
     assert isinstance(out, dict) and out["messages"][-1]["content"] == "no thread"
+    broken = {"messages": [{"role": "user", "content": script({"fail": "the model broke"})}]}
+    failed = [p async for p in lg.runs.stream(None, "default", input=broken, config=SCRIPTED)]
+    assert [p.event for p in failed][-2:] == ["error", "end"]
+    assert failed[-2].data["message"] == "the model broke"
