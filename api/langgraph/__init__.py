@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
 
 from api.errors import ProblemError, install_error_handlers, problem_response
@@ -80,6 +81,17 @@ def _install_errors(app: FastAPI) -> None:
         )
 
 
+class _Cors(CORSMiddleware):
+    """Starlette's CORS, whose refused preflight is a problem document too."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code < 400:
+            return response
+        detail = bytes(response.body).decode() or "CORS preflight refused"
+        return problem_response(None, 400, ErrorCode.BAD_REQUEST, detail, path=PREFIX)
+
+
 def mount(app: FastAPI, settings: Settings) -> None:
     """Mount the LangGraph routes at /lg when the setting is on."""
     if not settings.langgraph_compat:
@@ -90,7 +102,7 @@ def mount(app: FastAPI, settings: Settings) -> None:
     origins = [o.strip() for o in settings.langgraph_cors_origins.split(",") if o.strip()]
     if origins:
         lg.add_middleware(
-            CORSMiddleware,
+            _Cors,
             allow_origins=origins,
             allow_methods=["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
             allow_headers=["x-api-key", "content-type", "last-event-id", "authorization", "prefer"],

@@ -79,6 +79,11 @@ async def test_meta_auth_cors_and_what_is_not_served(
         assert pre.headers["access-control-allow-origin"] == ORIGIN
         other = await http.get("/lg/ok", headers={"Origin": "http://evil.example"})
         assert "access-control-allow-origin" not in other.headers
+        refused = await http.options(
+            "/lg/threads",
+            headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"},
+        )
+        assert refused.status_code == 400 and refused.json()["type"] == "BAD_REQUEST"
         crons = await http.post("/lg/runs/crons", json={}, headers={"X-Api-Key": key})
         assert crons.status_code == 501 and crons.json()["type"] == "NOT_IMPLEMENTED"
     async with httpx.AsyncClient(base_url=stack.api_url, timeout=10) as http:
@@ -145,6 +150,9 @@ async def test_stream_wait_join_history_and_search(lg: Any) -> None:
     assert [m["type"] for m in final] == ["human", "ai"] and final[-1]["content"] == "hello there"
     run = await lg.runs.get(tid, run_id)
     assert run["status"] == "success"
+    with pytest.raises(httpx.HTTPStatusError) as nothing:  # nothing waits for an answer
+        await lg.runs.wait(tid, "default", command={"resume": "teal"})
+    assert nothing.value.response.status_code == 409
 
     state = await lg.threads.get_state(tid)
     assert state["values"]["messages"] == final and state["next"] == []
