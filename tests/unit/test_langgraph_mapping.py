@@ -5,7 +5,7 @@ not serve)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -23,8 +23,9 @@ from api.langgraph.mapping import (
     runyard_statuses,
     thread_status,
 )
-from api.langgraph.stream import _row_key, frame, settled
-from runyard.db.tables import Run
+from api.langgraph.stream import RunStream, _row_key, frame, settled
+from api.langgraph.views import History, thread_object
+from runyard.db.tables import Run, Thread
 from runyard.errors import InvalidInput, NotServed
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
@@ -260,3 +261,62 @@ def test_sse_frames_and_waiters() -> None:
     assert not settled(run, asked=5, since=0)
     run.status = "completed"
     assert settled(run, asked=0, since=0) and settled(None, 0, 0)
+
+
+def _history(
+    status: str, rows: list[tuple[str, str, list[dict[str, Any]], datetime | None]]
+) -> History:
+    run = Run(
+        id="run_h", org_id="o", status=status, prompt="p", model="scripted", workflow_id="run_h",
+        template="default", created_at=AT, updated_at=AT,
+        error={"code": "MODEL_ERROR", "message": "boom"} if status == "failed" else None,
+    )  # fmt: skip
+    return History("thr_1", {run.id: run}, run_steps(run.id, run.prompt, AT, rows), Baseline())
+
+
+ASKED: list[tuple[str, str, list[dict[str, Any]], datetime | None]] = [
+    (
+        "turn1.assistant",
+        "assistant",
+        [{"type": "tool_use", "id": "c1", "name": "ask_user", "input": {"question": "Q?"}}],
+        AT,
+    )
+]
+
+
+def test_thread_states_next_tasks_interrupts_and_parents() -> None:
+    waiting = _history("waiting_for_input", ASKED)
+    head = waiting.head_state()
+    assert head["next"] == ["tools"] and head["interrupts"][0]["id"] == "c1"
+    assert (
+        head["tasks"][0]["name"] == "tools" and head["tasks"][0]["interrupts"] == head["interrupts"]
+    )
+    assert head["checkpoint"]["checkpoint_id"] == "run_h.1"
+    assert head["parent_checkpoint"]["checkpoint_id"] == "run_h.0"
+    assert waiting.state(0)["parent_checkpoint"] is None
+    assert waiting.state(0)["metadata"]["source"] == "input"
+    assert (
+        thread_object(Thread(id="thr_1", org_id="o", created_at=AT, updated_at=AT), waiting)[
+            "status"
+        ]
+        == "interrupted"
+    )
+    done = _history("completed", ROWS)
+    assert done.head_state()["next"] == [] and done.pending() == []
+    assert len(done.values()["messages"]) == 5 and len(done.values(1)["messages"]) == 2
+    failed = _history("failed", ROWS[:1])
+    assert failed.head_state()["tasks"][0]["error"] == "boom"
+    empty = History("thr_2", {}, [], Baseline())
+    assert empty.head_state()["values"] == {} and empty.head is None
+
+
+def test_the_legacy_messages_mode_accumulates_a_message() -> None:
+    run = Run(id="run_s", org_id="o", status="running", prompt="p", model="m", workflow_id="run_s")
+    stream = RunStream(
+        cast(Any, None), run, ["messages", "messages-tuple"], Baseline(), 0, initial=True
+    )
+    first = b"".join(stream._delta("msg_s_1", "Hel"))
+    second = b"".join(stream._delta("msg_s_1", "lo"))
+    assert b"event: messages/metadata" in first and b"event: messages/metadata" not in second
+    assert b'"content":"Hello"' in second  # the partial message so far
+    assert b'"type":"AIMessageChunk"' in second and b'"content":"lo"' in second
