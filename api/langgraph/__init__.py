@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
 
+from api.deps import KnownQueryOnly
 from api.errors import ProblemError, install_error_handlers, problem_response
 from api.langgraph import assistants, runs, threads
 from api.langgraph.deps import lg_scoped
@@ -96,7 +97,8 @@ def mount(app: FastAPI, settings: Settings) -> None:
     """Mount the LangGraph routes at /lg when the setting is on."""
     if not settings.langgraph_compat:
         return
-    lg = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    # A query parameter a route does not take is refused (422), never ignored.
+    lg = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, dependencies=[KnownQueryOnly])
     lg.state = app.state  # the API's store, Temporal, event hub and limits
     _install_errors(lg)
     origins = [o.strip() for o in settings.langgraph_cors_origins.split(",") if o.strip()]

@@ -8,9 +8,9 @@ as its default assistant) is the ``default`` template.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlmodel import col
@@ -182,7 +182,13 @@ def _node(node_id: str, kind: str = "runnable") -> dict[str, Any]:
 
 
 @router.get("/assistants/{assistant_id}/graph")
-async def get_graph(assistant_id: str, request: Request, principal: LgReader) -> dict[str, Any]:
+async def get_graph(
+    assistant_id: str,
+    request: Request,
+    principal: LgReader,
+    xray: Annotated[str | None, Query(max_length=10)] = None,
+) -> dict[str, Any]:
+    """The graph (``xray`` shows the same: it has no subgraphs to open)."""
     await find_assistant(request.app.state.db, principal.org_id, assistant_id)
     return {
         "nodes": [
@@ -203,7 +209,11 @@ async def get_graph(assistant_id: str, request: Request, principal: LgReader) ->
 @router.get("/assistants/{assistant_id}/subgraphs")
 @router.get("/assistants/{assistant_id}/subgraphs/{namespace}")
 async def get_subgraphs(
-    assistant_id: str, request: Request, principal: LgReader, namespace: str | None = None
+    assistant_id: str,
+    request: Request,
+    principal: LgReader,
+    namespace: str | None = None,
+    recurse: Annotated[bool, Query()] = False,
 ) -> dict[str, Any]:
     """The graph has no subgraphs."""
     await find_assistant(request.app.state.db, principal.org_id, assistant_id)

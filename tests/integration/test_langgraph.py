@@ -84,6 +84,8 @@ async def test_meta_auth_cors_and_what_is_not_served(
             headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"},
         )
         assert refused.status_code == 400 and refused.json()["type"] == "BAD_REQUEST"
+        typo = await http.get("/lg/threads/thr_x/history?limt=3", headers={"X-Api-Key": key})
+        assert typo.status_code == 422 and typo.json()["errors"][0]["field"] == "limt"
         crons = await http.post("/lg/runs/crons", json={}, headers={"X-Api-Key": key})
         assert crons.status_code == 501 and crons.json()["type"] == "NOT_IMPLEMENTED"
     async with httpx.AsyncClient(base_url=stack.api_url, timeout=10) as http:
