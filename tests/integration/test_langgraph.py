@@ -190,32 +190,41 @@ async def test_stream_wait_join_history_and_search(lg: Any) -> None:
 async def test_interrupt_resume_cancel_and_stateless(lg: Any) -> None:
     thread = await lg.threads.create()
     tid = thread["thread_id"]
-    ask = {
-        "messages": [
-            {"role": "user", "content": script({"ask": "Which colour?"}, {"text": "done"})}
-        ]
-    }
+    lines = script({"ask": "Which colour?"}, {"ask": "Which size?"}, {"text": "done"})
+    ask = {"messages": [{"role": "user", "content": lines}]}
     parts = [p async for p in lg.runs.stream(tid, "default", input=ask, config=SCRIPTED)]
     last_values = [p.data for p in parts if p.event == "values"][-1]
     interrupt = last_values["__interrupt__"][0]
     assert interrupt["value"]["action_request"]["args"]["question"] == "Which colour?"
+    assert parts[-1].event == "end"
     assert (await lg.threads.get(tid))["status"] == "interrupted"
     run_id = parts[0].data["run_id"]
     assert (await lg.runs.get(tid, run_id))["status"] == "interrupted"
+    assert (await lg.runs.join(tid, run_id))["__interrupt__"][0]["id"] == interrupt["id"]
+    assert (await lg.threads.get_state(tid))["tasks"][0]["interrupts"] == [interrupt]
     with pytest.raises(ConflictError):  # one run at a time: reject
         await lg.runs.create(tid, "default", input=says("x"), config=SCRIPTED)
     with pytest.raises(ConflictError):  # not while a run is open
         await lg.threads.delete(tid)
+    # Resumed by a stream: the same run goes on from the answer to the next question.
+    again = [
+        p
+        async for p in lg.runs.stream(
+            tid, "default", command={"resume": "teal"}, stream_mode=["values", "updates"]
+        )
+    ]
+    assert again[0].data["run_id"] == run_id
+    updates = [p.data for p in again if p.event == "updates"]
+    assert updates[0]["tools"]["messages"][0]["content"] == "teal"
+    assert updates[-1]["__interrupt__"][0]["value"]["description"] == "Which size?"
+    # Resumed by a wait: a HumanResponse answers, and the run ends.
     resumed = await lg.runs.wait(
-        tid, "default", command={"resume": [{"type": "response", "args": "teal"}]}
+        tid, "default", command={"resume": [{"type": "response", "args": "large"}]}
     )
     assert isinstance(resumed, dict)
     msgs = resumed["messages"]
-    assert (
-        msgs[-1]["content"] == "done"
-        and msgs[-2]["type"] == "tool"
-        and msgs[-2]["content"] == "teal"
-    )
+    assert [m["content"] for m in msgs if m["type"] == "tool"] == ["teal", "large"]
+    assert msgs[-1]["content"] == "done"
     assert (await lg.runs.get(tid, run_id))["status"] == "success"
 
     slow = await lg.runs.create(
