@@ -173,6 +173,7 @@ class RunAsk:
     checkpoint_id: str | None
     multitask_strategy: str | None
     if_not_exists: str | None
+    on_disconnect: str | None = None
     resuming: bool = field(default=False)
 
     @classmethod
@@ -183,8 +184,6 @@ class RunAsk:
         _served(body.webhook is not None, "webhook: use Runyard's webhooks or callbackUrl")
         _served(body.langsmith_tracer is not None, "langsmith_tracer")
         _served(bool(body.after_seconds), "after_seconds: delayed runs (schedules)")
-        _served(body.on_disconnect == "cancel", "on_disconnect 'cancel': a run never stops "
-                "when its client goes away ('continue' is served)")  # fmt: skip
         if stateless:
             _served(body.on_completion == "keep", "on_completion 'keep': a stateless run "
                     "has no thread to keep; create a thread")  # fmt: skip
@@ -217,6 +216,7 @@ class RunAsk:
             checkpoint_id=_checkpoint_id(body),
             multitask_strategy=body.multitask_strategy,
             if_not_exists=body.if_not_exists,
+            on_disconnect=body.on_disconnect,
         )
 
 

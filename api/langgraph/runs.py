@@ -7,6 +7,8 @@ that resumes is that same Runyard run, so its id does not change.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import structlog
@@ -27,6 +29,7 @@ from api.langgraph.mapping import runyard_statuses
 from api.langgraph.stream import RunStream, wait_body
 from api.langgraph.threads import load_thread, tag_thread
 from api.langgraph.views import History, project, run_object, thread_runs
+from api.orchestrator import TemporalConnector
 from api.routes.run_control import cancel_run
 from api.routes.run_input import submit_input
 from api.run_factory import run_service
@@ -35,7 +38,7 @@ from api.streams import LeasedStream, StreamCaps, StreamLease
 from runyard.db.engine import Database
 from runyard.db.tables import Run
 from runyard.domain import ErrorCode, RunStatus
-from runyard.errors import InvalidInput, NotServed, NotWaitingForInput
+from runyard.errors import InvalidInput, NotServed, NotWaitingForInput, RunyardError
 from runyard.runs import ThreadSeed
 
 router = APIRouter()
@@ -163,9 +166,40 @@ def _lease(request: Request, principal: Principal) -> StreamLease:
     return caps.acquire(principal)
 
 
+_CANCELS: set[asyncio.Task[None]] = set()  # cancels of dropped streams, until done
+
+
+def _canceller(request: Request, run: Run) -> Callable[[], None]:
+    """What cancels ``run`` once its stream's client went away (``on_disconnect:
+    cancel``): a task of its own, since the stream's task is being torn down."""
+    temporal: TemporalConnector = request.app.state.temporal
+
+    async def cancel() -> None:
+        try:
+            await (await temporal()).cancel(run.id)
+            log.info(
+                "lg.cancel_on_disconnect", run_id=run.id, workflow_id=run.id, org_id=run.org_id
+            )
+        except (RunyardError, ProblemError) as exc:  # it had ended, or Temporal is away
+            log.info(
+                "lg.cancel_on_disconnect.skipped", run_id=run.id, org_id=run.org_id, why=str(exc)
+            )
+
+    def start() -> None:
+        task = asyncio.get_running_loop().create_task(cancel())
+        _CANCELS.add(task)
+        task.add_done_callback(_CANCELS.discard)
+
+    return start
+
+
 def _sse(request: Request, lease: StreamLease, run: Run, modes: list[str], cursor: int,
-         ext: Baseline, *, initial: bool) -> LeasedStream:  # fmt: skip
-    stream = RunStream(request.app.state.notifier, run, modes, ext, cursor, initial=initial)
+         ext: Baseline, *, initial: bool, cancel_on_drop: bool = False,
+         ) -> LeasedStream:  # fmt: skip
+    stream = RunStream(
+        request.app.state.notifier, run, modes, ext, cursor, initial=initial,
+        on_drop=_canceller(request, run) if cancel_on_drop else None,
+    )  # fmt: skip
     path, url = _paths(request, run)
     headers = {**_SSE_HEADERS, "Content-Location": path}
     if run.thread_id:
@@ -182,7 +216,8 @@ async def _stream_new(
     except BaseException:
         lease.release()
         raise
-    return _sse(request, lease, run, ask.modes, cursor, ext, initial=True)
+    cancel = ask.on_disconnect == "cancel"
+    return _sse(request, lease, run, ask.modes, cursor, ext, initial=True, cancel_on_drop=cancel)
 
 
 def _waiting(request: Request, run: Run, since: int, ext: Baseline) -> StreamingResponse:
@@ -281,12 +316,14 @@ async def join_stream(
     cancel_on_disconnect: Annotated[bool, Query()] = False,
     last_event_id: Annotated[str | None, Header(max_length=32)] = None,
 ) -> LeasedStream:  # fmt: skip
-    if cancel_on_disconnect:
-        raise NotServed("cancel_on_disconnect: a run never stops when its client goes away")
     run = await _thread_run(request, principal, thread_id, run_id)
     modes = modes_of(stream_mode)
     cursor = _last_event_id(last_event_id)
-    return _sse(request, _lease(request, principal), run, modes, cursor, ext, initial=cursor == 0)
+    lease = _lease(request, principal)
+    return _sse(
+        request, lease, run, modes, cursor, ext, initial=cursor == 0,
+        cancel_on_drop=cancel_on_disconnect,
+    )  # fmt: skip
 
 
 def _last_event_id(raw: str | None) -> int:

@@ -12,7 +12,7 @@ event produced carries ``id: <seq>``: ``Last-Event-ID`` resumes after it.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from functools import partial
 from typing import Any
 
@@ -90,9 +90,12 @@ class RunStream:
         cursor: int,
         *,
         initial: bool,
+        on_drop: Callable[[], None] | None = None,
     ) -> None:
         self.notifier, self.run, self.modes, self.ext = notifier, run, set(modes), ext
         self.cursor, self.initial = cursor, initial
+        # on_disconnect "cancel": called when the client goes away before the end.
+        self.on_drop = on_drop
         self.partial: dict[str, str] = {}  # "messages" mode: each message's text so far
 
     def _meta(self) -> dict[str, Any]:
@@ -105,6 +108,16 @@ class RunStream:
         }
 
     async def frames(self) -> AsyncIterator[bytes]:
+        dropped = True  # until the stream ends on its own (or the server stops)
+        try:
+            async for chunk in self._frames():
+                yield chunk
+            dropped = False
+        finally:
+            if dropped and self.on_drop is not None:
+                self.on_drop()
+
+    async def _frames(self) -> AsyncIterator[bytes]:
         sub = self.notifier.subscribe(self.run.id)
         try:
             yield frame("metadata", {"run_id": self.run.id, "attempt": 1})

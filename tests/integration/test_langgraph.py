@@ -8,6 +8,7 @@ import os
 import secrets
 import signal
 from collections.abc import AsyncIterator, Iterator
+from contextlib import aclosing
 from typing import Any
 
 import httpx
@@ -21,7 +22,7 @@ from langgraph_sdk.errors import (
     UnprocessableEntityError,
 )
 
-from tests.conftest import Keys, script
+from tests.conftest import Keys, poll_until, script
 from tests.stack import Stack
 
 ORIGIN = "http://ui.example"
@@ -227,14 +228,19 @@ async def test_interrupt_resume_cancel_and_stateless(lg: Any) -> None:
     assert msgs[-1]["content"] == "done"
     assert (await lg.runs.get(tid, run_id))["status"] == "success"
 
-    slow = await lg.runs.create(
-        tid,
-        "default",
-        input={"messages": [{"role": "user", "content": script({"sleep": 30}, {"text": "late"})}]},
-        config=SCRIPTED,
-    )
+    sleepy = {"messages": [{"role": "user", "content": script({"sleep": 30}, {"text": "late"})}]}
+    slow = await lg.runs.create(tid, "default", input=sleepy, config=SCRIPTED)
     cancelled = await lg.runs.cancel(tid, slow["run_id"])
     assert cancelled["status"] == "interrupted"
+    # on_disconnect "cancel": the client that goes away takes its run with it.
+    stream = lg.runs.stream(tid, "default", input=sleepy, config=SCRIPTED, on_disconnect="cancel")
+    async with aclosing(stream):
+        dropped = (await anext(stream)).data["run_id"]
+
+    async def gone() -> bool:
+        return bool((await lg.runs.get(tid, dropped))["status"] == "interrupted")
+
+    await poll_until(gone, "the dropped stream's run was cancelled")
 
     out = await lg.runs.wait(None, "default", input=says("no thread"), config=SCRIPTED)
     assert isinstance(out, dict) and out["messages"][-1]["content"] == "no thread"

@@ -200,7 +200,6 @@ def test_config_and_context_carry_the_run_fields() -> None:
     [
         {"interrupt_before": ["agent"]},
         {"webhook": "https://x.example"},
-        {"on_disconnect": "cancel"},
         {"after_seconds": 5},
         {"stream_mode": ["debug"]},
         {"command": {"goto": "agent"}},
