@@ -30,12 +30,12 @@ SCRIPTED = {"configurable": {"model": "scripted"}}
 
 
 @pytest.fixture(scope="module")
-def lg_stack(stack: Stack) -> Iterator[Stack]:
+def lg_stack(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A second API process with the LangGraph routes on, sharing the stack's store and
     worker (the session's API keeps them off)."""
     s = Stack(
         {**stack.env, "RUNYARD_LANGGRAPH_COMPAT": "on", "RUNYARD_LANGGRAPH_CORS_ORIGINS": ORIGIN},
-        stack.logs.parent / "lg-logs",
+        tmp_path_factory.mktemp("lg-logs"),  # not in the data dir, which stays private
     )
     s.start_api()
     yield s
