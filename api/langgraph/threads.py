@@ -244,7 +244,9 @@ async def post_state_at(
 def _history_page(history: History, body: HistoryBody) -> list[dict[str, Any]]:
     end = len(history.steps)
     for mark, inclusive in ((body.before, False), (body.checkpoint, True)):
-        cid = mark.get("checkpoint_id") if isinstance(mark, dict) else mark
+        if isinstance(mark, dict):  # a checkpoint, or a config (the JS client's "before")
+            mark = (mark.get("configurable") or mark).get("checkpoint_id")
+        cid = mark
         if cid:
             index = history.index_of(str(cid))
             if index is None:

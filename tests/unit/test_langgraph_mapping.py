@@ -10,7 +10,7 @@ from typing import Any, cast
 import pytest
 
 from api.errors import ProblemError
-from api.langgraph.bodies import RunAsk, RunBody, modes_of, parse
+from api.langgraph.bodies import HistoryBody, RunAsk, RunBody, modes_of, parse
 from api.langgraph.hooks import Baseline
 from api.langgraph.mapping import (
     answer_of,
@@ -24,6 +24,7 @@ from api.langgraph.mapping import (
     thread_status,
 )
 from api.langgraph.stream import RunStream, _row_key, frame, settled
+from api.langgraph.threads import _history_page
 from api.langgraph.views import History, thread_object
 from runyard.db.tables import Run, Thread
 from runyard.errors import InvalidInput, NotServed
@@ -319,3 +320,20 @@ def test_the_legacy_messages_mode_accumulates_a_message() -> None:
     assert b"event: messages/metadata" in first and b"event: messages/metadata" not in second
     assert b'"content":"Hello"' in second  # the partial message so far
     assert b'"type":"AIMessageChunk"' in second and b'"content":"lo"' in second
+
+
+def test_history_pages_newest_first_before_a_checkpoint() -> None:
+    done = _history("completed", ROWS)  # steps run_h.0 … run_h.4
+    ids = [s["checkpoint"]["checkpoint_id"] for s in _history_page(done, HistoryBody(limit=10))]
+    assert ids == [f"run_h.{i}" for i in (4, 3, 2, 1, 0)]
+    page = _history_page(done, HistoryBody(limit=2, before="run_h.3"))
+    assert [s["checkpoint"]["checkpoint_id"] for s in page] == ["run_h.2", "run_h.1"]
+    config = {"configurable": {"checkpoint_id": "run_h.1"}}  # the JS client's "before"
+    assert len(_history_page(done, HistoryBody(before=config))) == 1
+    at = _history_page(done, HistoryBody(checkpoint={"checkpoint_id": "run_h.1"}))
+    assert at[0]["checkpoint"]["checkpoint_id"] == "run_h.1"
+    only = _history_page(done, HistoryBody(metadata={"source": "input"}, select=["checkpoint"]))
+    assert [s["checkpoint"]["checkpoint_id"] for s in only] == ["run_h.3", "run_h.0"]
+    assert set(only[0]) == {"checkpoint"}
+    with pytest.raises(ProblemError):
+        _history_page(done, HistoryBody(before="run_zzz.1"))
