@@ -63,7 +63,7 @@ def says(text: str) -> dict[str, Any]:
 
 
 async def test_meta_auth_cors_and_what_is_not_served(
-    lg_stack: Stack, stack: Stack, key: str, lg: Any
+    lg_stack: Stack, stack: Stack, key: str, lg: Any, keys: Keys
 ) -> None:
     async with httpx.AsyncClient(base_url=lg_stack.api_url, timeout=10) as http:
         info = (await http.get("/lg/info")).json()
@@ -104,6 +104,13 @@ async def test_meta_auth_cors_and_what_is_not_served(
     thread = await lg.threads.create(metadata={"a": 1})
     patched = await lg.threads.update(thread["thread_id"], metadata={"b": 2})
     assert patched["metadata"] == {"a": 1, "b": 2} and patched["status"] == "idle"
+    # Another organization's thread is answered as a missing one.
+    stranger: Any = get_client(url=f"{lg_stack.api_url}/lg", api_key=await keys.make("org-lg-b"))
+    async with stranger:
+        with pytest.raises(NotFoundError):
+            await stranger.threads.get(thread["thread_id"])
+        with pytest.raises(NotFoundError):
+            await stranger.runs.create(thread["thread_id"], "default", input=says("x"))
     gone = await lg.threads.create()
     await lg.threads.delete(gone["thread_id"])
     with pytest.raises(NotFoundError):
