@@ -10,6 +10,7 @@ from fastapi_offline import FastAPIOffline
 
 from api.auth import KeyCache
 from api.errors import install_error_handlers
+from api.langgraph import mount as mount_langgraph
 from api.middleware import RequestContextMiddleware
 from api.observability import MetricsMiddleware, metrics_port
 from api.observability import router as metrics_router
@@ -107,4 +108,5 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.include_router(usage.router)
     app.include_router(artifacts.router)
     app.include_router(templates.router)
+    mount_langgraph(app, settings)  # /lg, with RUNYARD_LANGGRAPH_COMPAT=on
     return app

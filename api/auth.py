@@ -159,3 +159,23 @@ async def authenticate(
             headers={"Retry-After": str(headers["Retry-After"])},
         )
     return principal
+
+
+async def authenticate_api_key(
+    request: Request, db: Database, limiter: RateLimiter, cache: KeyCache, raw: str
+) -> Principal:
+    """An API key given some other way than ``Authorization`` (the LangGraph routes'
+    ``X-Api-Key``): the same checks and the same rate limit; never a connection token."""
+    if not raw.startswith(KEY_PREFIX):
+        raise _invalid()
+    principal = await _key_principal(db, cache, raw)
+    allowed, headers = await limiter.hit(db, principal.key_id, key_id=principal.key_id)
+    request.state.rate_headers = {k: v for k, v in headers.items() if k != "Retry-After"}
+    if not allowed:
+        raise ProblemError(
+            429,
+            "RATE_LIMIT_EXCEEDED",
+            f"more than {limiter.limit} requests in a minute for this key",
+            headers={"Retry-After": str(headers["Retry-After"])},
+        )
+    return principal

@@ -31,6 +31,7 @@ _TITLES = {
     500: "Internal error",
     502: "Bad gateway",
     503: "Service unavailable",
+    501: "Not implemented",
 }
 _CODES = {
     400: "BAD_REQUEST",
@@ -66,6 +67,7 @@ _STATUS_BY_CODE: dict[str, int] = {
     ErrorCode.THREAD_NOT_FOUND: 404,
     ErrorCode.REPOSITORY_NOT_FOUND: 404,
     ErrorCode.CONFLICT: 409,
+    ErrorCode.NOT_IMPLEMENTED: 501,
 }
 # A title in plain English for each machine code (RFC 9457: the same for every occurrence).
 TITLES_BY_CODE: dict[str, str] = {
@@ -100,6 +102,7 @@ TITLES_BY_CODE: dict[str, str] = {
     "RUN_ORCHESTRATOR_ERROR": "Workflow engine unreachable",
     "SANDBOX_UNAVAILABLE": "Sandbox unavailable",
     "INTERNAL_ERROR": "Internal error",
+    "NOT_IMPLEMENTED": "Not implemented",
 }
 
 

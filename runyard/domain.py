@@ -108,3 +108,5 @@ class ErrorCode(StrEnum):
     MODEL_ERROR = "MODEL_ERROR"
     # Worker-side only: the run ended (cancelled) while an activity was on its way.
     RUN_NOT_ACTIVE = "RUN_NOT_ACTIVE"
+    # A LangGraph route or field (/lg) that Runyard does not serve: 501.
+    NOT_IMPLEMENTED = "NOT_IMPLEMENTED"

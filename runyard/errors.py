@@ -30,7 +30,9 @@
     ├── AgentNotFound                    AGENT_NOT_FOUND
     ├── ThreadNotFound                   THREAD_NOT_FOUND
     ├── RepositoryMissing                REPOSITORY_NOT_FOUND
-    └── Conflict                         CONFLICT
+    ├── Conflict                         CONFLICT
+    └── NotServed                        NOT_IMPLEMENTED                (a LangGraph route or
+                                                                        field not served: 501)
 
 Activities raise these; one boundary (``activities/_support.py``, ``typed_failures``)
 turns each into the ``ApplicationError`` Temporal sees, ``type`` = its code and
@@ -193,6 +195,12 @@ class RepositoryMissing(RunyardError):
 
 class Conflict(RunyardError):
     code = ErrorCode.CONFLICT
+
+
+class NotServed(RunyardError):
+    """A LangGraph route, field or value that Runyard does not serve (``/lg``): 501."""
+
+    code = ErrorCode.NOT_IMPLEMENTED
 
 
 def error_for(code: str, message: str) -> RunyardError:

@@ -161,6 +161,10 @@ class Settings(BaseSettings):
     metrics_host: str = "127.0.0.1"
     log_level: str = "INFO"
     log_json: bool = False
+    # The LangGraph Platform routes under /lg (docs/langgraph.md): off unless "on".
+    langgraph_compat: bool = False
+    # Browser origins allowed to call /lg (exact matches, comma-separated): CORS.
+    langgraph_cors_origins: str = ""
 
     @field_validator("webhook_retry_schedule")
     @classmethod
