@@ -37,6 +37,7 @@ from temporalio.worker import Worker
 
 from activities.agent import AgentActivities, ModelRegistry
 from activities.lifecycle import LifecycleActivities
+from activities.messages import MessageActivities
 from activities.reaper import ReaperActivities
 from activities.retention import RetentionActivities
 from activities.sandbox import SandboxActivities
@@ -95,6 +96,7 @@ def activities(settings: Settings, db: Database) -> Activities:
     retention = RetentionActivities(db, settings)
     setup = SandboxSetupActivities(db, settings, providers)
     reaper = ReaperActivities(db, providers)
+    messages = MessageActivities(db)
     on_sandbox = [
         sandbox.run_tool,
         sandbox.collect_outputs,
@@ -121,6 +123,8 @@ def activities(settings: Settings, db: Database) -> Activities:
         delivery.attempt_delivery,
         outbox.pump_outbox,
         retention.purge_expired_events,
+        messages.record_message,
+        messages.deliver_messages,
     ]
     return Activities(shared=shared, host=on_sandbox)
 

@@ -23,6 +23,7 @@ from api.routes import (
     connection,
     events,
     health,
+    messages,
     run_control,
     run_input,
     runs,
@@ -107,4 +108,5 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.include_router(usage.router)
     app.include_router(artifacts.router)
     app.include_router(templates.router)
+    app.include_router(messages.router)
     return app

@@ -59,6 +59,10 @@ class EventType(StrEnum):
     RUN_COMPLETED = "run.completed"
     RUN_FAILED = "run.failed"
     RUN_CANCELLED = "run.cancelled"
+    # Messages to a busy run (``POST /v1/runs/{id}/messages``).
+    MESSAGE_QUEUED = "message.queued"
+    MESSAGE_DELIVERED = "message.delivered"
+    MESSAGE_DROPPED = "message.dropped"
 
 
 TERMINAL_EVENT_TYPES = frozenset(
@@ -108,3 +112,7 @@ class ErrorCode(StrEnum):
     MODEL_ERROR = "MODEL_ERROR"
     # Worker-side only: the run ended (cancelled) while an activity was on its way.
     RUN_NOT_ACTIVE = "RUN_NOT_ACTIVE"
+    # Messages to a busy run.
+    MESSAGE_NOT_FOUND = "MESSAGE_NOT_FOUND"
+    MESSAGE_ALREADY_DELIVERED = "MESSAGE_ALREADY_DELIVERED"
+    RUN_TURN_MISMATCH = "RUN_TURN_MISMATCH"

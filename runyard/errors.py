@@ -30,7 +30,10 @@
     ├── AgentNotFound                    AGENT_NOT_FOUND
     ├── ThreadNotFound                   THREAD_NOT_FOUND
     ├── RepositoryMissing                REPOSITORY_NOT_FOUND
-    └── Conflict                         CONFLICT
+    ├── Conflict                         CONFLICT
+    ├── MessageNotFound                  MESSAGE_NOT_FOUND
+    ├── MessageAlreadyDelivered          MESSAGE_ALREADY_DELIVERED
+    └── RunTurnMismatch                  RUN_TURN_MISMATCH
 
 Activities raise these; one boundary (``activities/_support.py``, ``typed_failures``)
 turns each into the ``ApplicationError`` Temporal sees, ``type`` = its code and
@@ -193,6 +196,20 @@ class RepositoryMissing(RunyardError):
 
 class Conflict(RunyardError):
     code = ErrorCode.CONFLICT
+
+
+class MessageNotFound(RunyardError):
+    code = ErrorCode.MESSAGE_NOT_FOUND
+
+
+class MessageAlreadyDelivered(RunyardError):
+    code = ErrorCode.MESSAGE_ALREADY_DELIVERED
+
+
+class RunTurnMismatch(RunyardError):
+    """A message's ``expectedTurn`` is not the run's turn any more."""
+
+    code = ErrorCode.RUN_TURN_MISMATCH
 
 
 def error_for(code: str, message: str) -> RunyardError:

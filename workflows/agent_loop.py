@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from runyard.domain import ErrorCode, FailReason, RunStatus
     from runyard.tools import is_control
     from workflows import options
+    from workflows.messages import Inbox
     from workflows.payloads import (
         Carried,
         CollectInput,
@@ -117,6 +118,7 @@ class AgentLoop:
         self.continuing = False
         self.collected = False  # the outputs were collected (the run completed)
         self._first_turn = self.turn + 1
+        self.inbox = Inbox(inp.run_id, c.messages if c else None)
         # The control tools (``runyard.tools.control``): calls the workflow answers itself.
         self.controls: dict[str, Callable[[int, ToolCallRef], Awaitable[Outcome | None]]] = {
             "ask_user": self._ask_user
@@ -167,6 +169,7 @@ class AgentLoop:
                     budget_seconds=self.budget.total_seconds(),
                     sandbox=self._sandbox(),
                     close_requested=self.close_requested,
+                    messages=list(self.inbox.pending),
                 )
             ) from None
         except (ActivityError, ApplicationError) as err:
@@ -193,6 +196,7 @@ class AgentLoop:
                 raise ContinueAsNew()
             self.turn += 1
             turn = self.turn
+            await self.inbox.deliver(turn, queued_too=False)  # steer: before the model call
             self.run.set_details(f"turn {turn}: the model is answering")
             res = await workflow.execute_activity_method(
                 AgentActivities.run_agent_turn,
@@ -203,6 +207,8 @@ class AgentLoop:
             if res.cost_usd > g.max_cost_usd:
                 return _guardrail(FailReason.MAX_COST, "maxCostUsd", g.max_cost_usd, res.cost_usd)
             if not res.tool_calls or self.close_requested:
+                if await self._messages_go_on():
+                    continue
                 break
             for call in res.tool_calls:
                 if self.close_requested:
@@ -220,6 +226,13 @@ class AgentLoop:
         await self._collect()
         self.collected = True
         return Outcome(RunStatus.COMPLETED)
+
+    async def _messages_go_on(self) -> bool:
+        """The agent would finish: the messages still pending (queued ones too) are
+        delivered to a next turn instead, and the run goes on."""
+        if self.close_requested or self.turn >= self.inp.guardrails.max_turns:
+            return False
+        return bool(await self.inbox.deliver(self.turn + 1, queued_too=True))
 
     async def _ask_user(self, turn: int, call: ToolCallRef) -> Outcome | None:
         """``ask_user``: wait for the user's answer (the wait has its own limit)."""

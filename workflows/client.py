@@ -31,6 +31,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from runyard.domain import RunStatus
 from runyard.errors import OrchestratorUnavailable, RunNotActive, error_for
+from workflows.message_payloads import PostMessageRequest, PostMessageResult
 from workflows.payloads import (
     SA_MODEL,
     SA_ORG,
@@ -133,6 +134,19 @@ class RunClient:
         return await _update(
             handle.execute_update(
                 RunWorkflow.message, MessageRequest(content=content), rpc_timeout=_UPDATE_TIMEOUT
+            )
+        )
+
+    async def post_message(self, run_id: str, req: PostMessageRequest) -> PostMessageResult:
+        """A message to a busy run; the update id is the message's, so a retried post is
+        accepted once (Temporal answers a repeated update id with the first outcome)."""
+        handle = self.temporal.get_workflow_handle(run_id)
+        return await _update(
+            handle.execute_update(
+                RunWorkflow.post_message,
+                req,
+                id=f"message:{req.message_id}",
+                rpc_timeout=_UPDATE_TIMEOUT,
             )
         )
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from temporalio.common import SearchAttributeKey
 
 from runyard.domain import RunStatus
+from workflows.message_payloads import PendingMessage
 
 # Keyword search attributes kept current, so the Temporal UI lists runs like the API does.
 SA_STATUS = SearchAttributeKey.for_keyword("RunyardStatus")
@@ -49,6 +50,8 @@ class Carried(BaseModel):
     budget_seconds: float
     sandbox: SandboxRef
     close_requested: bool = False
+    # Messages to the run not delivered yet (``workflows/messages.py``).
+    messages: list[PendingMessage] = Field(default_factory=list)
 
 
 class RunInput(BaseModel):

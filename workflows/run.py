@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
     from runyard.domain import ErrorCode, RunStatus
     from workflows import options
     from workflows.agent_loop import AgentLoop, ContinueAsNew, Outcome, cause_of
+    from workflows.message_payloads import PostMessageRequest, PostMessageResult
     from workflows.payloads import (
         SA_STATUS,
         AnswerInput,
@@ -171,6 +172,23 @@ class RunWorkflow:
         if self._ended is not None or self._cancel_requested:
             raise ApplicationError(f"run is {self._status}", type=ErrorCode.RUN_NOT_ACTIVE)
 
+    @workflow.update
+    async def post_message(self, req: PostMessageRequest) -> PostMessageResult:
+        """A message to the busy run (``workflows/messages.py``): delivered before the next
+        model call (steer) or when the agent would finish (queue); it answers a question
+        the run waits on."""
+        question = self._question
+        if question is not None:
+            await self._answer(req.content)
+        answered = question.turn if question is not None else None
+        return await self._loop.inbox.accept(req, self._loop.turn, answered_turn=answered)
+
+    @post_message.validator
+    def _validate_post_message(self, req: PostMessageRequest) -> None:
+        if self._ended is not None or self._cancel_requested:
+            raise ApplicationError(f"run is {self._status}", type=ErrorCode.RUN_NOT_ACTIVE)
+        self._loop.inbox.validate(req, self._loop.turn)
+
     @workflow.signal
     def close(self, _: CloseRequest) -> None:
         """End the run ``completed`` after the current turn."""
@@ -188,6 +206,8 @@ class RunWorkflow:
             await self._destroy_sandbox()
         except ContinueAsNew as more:
             await workflow.wait_condition(workflow.all_handlers_finished)
+            if more.carried is not None:  # with the messages accepted meanwhile
+                more.carried.messages = list(self._loop.inbox.pending)
             workflow.continue_as_new(inp.model_copy(update={"carried": more.carried}))
         except Exception as err:
             # A bug in this workflow: end the run visibly instead of failing the workflow

@@ -31,12 +31,15 @@ __all__ = [
     "ExecAccepted",
     "FieldError",
     "Guardrails",
+    "MessageAccepted",
     "Output",
     "Pagination",
     "Problem",
     "Run",
     "RunError",
     "RunErrorInfo",
+    "RunMessage",
+    "RunMessagePage",
     "RunPage",
     "RunStatusInfo",
     "RunyardAPIError",
@@ -120,3 +123,30 @@ class RunyardAPIError(Exception):
         p = self.problem
         head = f"{p.type} ({p.status})" if p.status else p.type
         return f"{head}: {p.detail or p.title}"
+
+
+class MessageAccepted(ApiModel):
+    """The answer to ``send_message``: ``pending`` (``delivered`` when it answered the
+    question the run waited on)."""
+
+    id: str
+    status: str
+
+
+class RunMessage(ApiModel):
+    """A message sent to a busy run: ``steer`` or ``queue``; ``pending``, ``delivered``
+    (at model turn ``turn``), ``cancelled`` or ``dropped`` (the run ended first)."""
+
+    id: str
+    run_id: str
+    content: str
+    mode: str
+    status: str
+    turn: int | None = None
+    created_at: str
+    delivered_at: str | None = None
+
+
+class RunMessagePage(ApiModel):
+    data: list[RunMessage]
+    pagination: Pagination
