@@ -42,6 +42,7 @@ from activities.reaper import ReaperActivities
 from activities.retention import RetentionActivities
 from activities.sandbox import SandboxActivities
 from activities.sandbox_setup import SandboxSetupActivities
+from activities.threads import ThreadActivities
 from notifications.activities import DeliveryActivities, OutboxActivities
 from notifications.delivery import DeliveryWorkflow
 from notifications.messages import PumpInput
@@ -97,6 +98,7 @@ def activities(settings: Settings, db: Database) -> Activities:
     setup = SandboxSetupActivities(db, settings, providers)
     reaper = ReaperActivities(db, providers)
     messages = MessageActivities(db)
+    threads = ThreadActivities(db, settings.task_queue)
     on_sandbox = [
         sandbox.run_tool,
         sandbox.collect_outputs,
@@ -125,6 +127,8 @@ def activities(settings: Settings, db: Database) -> Activities:
         retention.purge_expired_events,
         messages.record_message,
         messages.deliver_messages,
+        threads.advance_thread,
+        threads.close_unfinished_calls,
     ]
     return Activities(shared=shared, host=on_sandbox)
 

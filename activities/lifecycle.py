@@ -207,6 +207,8 @@ class LifecycleActivities:
         error = None
         if inp.error_code:
             error = {"code": inp.error_code, "message": inp.error_message or inp.error_code}
+            if inp.superseded_by:
+                error["supersededBy"] = inp.superseded_by
 
         def end(s: Session) -> tuple[Run, bool]:
             run = locked_run(s, inp.run_id)

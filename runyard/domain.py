@@ -116,3 +116,5 @@ class ErrorCode(StrEnum):
     MESSAGE_NOT_FOUND = "MESSAGE_NOT_FOUND"
     MESSAGE_ALREADY_DELIVERED = "MESSAGE_ALREADY_DELIVERED"
     RUN_TURN_MISMATCH = "RUN_TURN_MISMATCH"
+    # A run's ending (error.code): a thread's newer run interrupted it.
+    RUN_SUPERSEDED = "RUN_SUPERSEDED"

@@ -47,6 +47,7 @@ from workflows.payloads import (
     RunInput,
 )
 from workflows.run import RunWorkflow
+from workflows.thread_payloads import SupersedeRequest, SupersedeResult
 
 T = TypeVar("T")
 _RPC_TIMEOUT = timedelta(seconds=10)
@@ -146,6 +147,18 @@ class RunClient:
                 RunWorkflow.post_message,
                 req,
                 id=f"message:{req.message_id}",
+                rpc_timeout=_UPDATE_TIMEOUT,
+            )
+        )
+
+    async def supersede(self, run_id: str, by: str) -> SupersedeResult:
+        """A newer run of the thread (``by``) interrupts this one."""
+        handle = self.temporal.get_workflow_handle(run_id)
+        return await _update(
+            handle.execute_update(
+                RunWorkflow.supersede,
+                SupersedeRequest(by=by),
+                id=f"supersede:{by}",
                 rpc_timeout=_UPDATE_TIMEOUT,
             )
         )

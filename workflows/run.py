@@ -60,6 +60,8 @@ with workflow.unsafe.imports_passed_through():
         StartInput,
         WaitInput,
     )
+    from workflows.thread_payloads import SupersedeRequest, SupersedeResult
+    from workflows.threads import advance
 
 SandboxMethod = Callable[[SandboxActivities, SandboxCall], Awaitable[None]]
 
@@ -189,6 +191,20 @@ class RunWorkflow:
             raise ApplicationError(f"run is {self._status}", type=ErrorCode.RUN_NOT_ACTIVE)
         self._loop.inbox.validate(req, self._loop.turn)
 
+    @workflow.update
+    def supersede(self, req: SupersedeRequest) -> SupersedeResult:
+        """A newer run of the thread interrupts this one (``workflows/threads.py``): it
+        stops at the next turn boundary; a run not started yet ends at once."""
+        self._loop.superseded_by = req.by
+        if not self._started:
+            self._cancel_requested = True
+        return SupersedeResult(status=self._status)
+
+    @supersede.validator
+    def _validate_supersede(self, req: SupersedeRequest) -> None:
+        if self._ended is not None:
+            raise ApplicationError(f"run is {self._status}", type=ErrorCode.RUN_NOT_ACTIVE)
+
     @workflow.signal
     def close(self, _: CloseRequest) -> None:
         """End the run ``completed`` after the current turn."""
@@ -224,6 +240,7 @@ class RunWorkflow:
         if self._teardown is not None:
             await self._teardown
         await workflow.wait_condition(workflow.all_handlers_finished)
+        await advance(self._inp)  # a run of a thread: the next one waiting starts
         return await self._conclude(ended)
 
     async def _run(self, inp: RunInput) -> Outcome:
@@ -238,6 +255,8 @@ class RunWorkflow:
                 if not self._exec_claimed:
                     return Outcome(RunStatus.CANCELLED, error_code=ErrorCode.RUN_EXPIRED)
                 await workflow.wait_condition(lambda: self._started or not self._exec_claimed)
+            if self._loop.superseded_by is not None and not self._started:
+                return await self._loop.superseded()
             if self._cancel_requested or not self._started:
                 return Outcome(RunStatus.CANCELLED)
         try:
@@ -320,6 +339,7 @@ class RunWorkflow:
                     error_code=outcome.error_code,
                     error_message=outcome.error_message,
                     guardrail=outcome.guardrail,
+                    superseded_by=outcome.superseded_by,
                 ),
                 **options.LIFECYCLE.local(),
             )
@@ -368,7 +388,11 @@ class RunWorkflow:
                 self._paused = None  # its host is gone: nothing to resume there
         try:
             await workflow.wait_condition(
-                lambda: self._answered or self._loop.close_requested,
+                lambda: (
+                    self._answered
+                    or self._loop.close_requested
+                    or self._loop.superseded_by is not None
+                ),
                 timeout=timedelta(seconds=wait_seconds),
             )
             answered = True
