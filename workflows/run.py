@@ -286,7 +286,8 @@ class RunWorkflow:
             # cancelled) is kept too, as changes.patch, before the sandbox goes.
             self.set_details("keeping the workspace's changes")
             keep = CollectInput(run_id=self._inp.run_id, sandbox=sandbox, include_text=False)
-            if self._cancel_requested and workflow.patched("no-forwarding-after-cancel"):
+            stopped = self._cancel_requested or self._loop.superseded_by is not None
+            if stopped and workflow.patched("no-forwarding-after-cancel"):
                 # A cancelled run sends nothing more upstream: its work is only kept.
                 keep.forward = False
             try:

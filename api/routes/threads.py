@@ -143,9 +143,10 @@ async def placed(created: Created, temporal: TemporalConnector) -> dict[str, Any
     """The create's answer; for ``interrupt``/``rollback``, the runs it supersedes are told
     (each stops at its next turn boundary; the new run starts once they have ended)."""
     run, placement = created.run, created.placement
-    out: dict[str, Any] = {"runId": run.id, "traceId": run.trace_id, "status": run.status}
-    if placement is None or created.replayed:
+    out: dict[str, Any] = {"runId": run.id, "traceId": run.trace_id}
+    if placement is None or created.replayed or placement.strategy == Strategy.REJECT:
         return out
+    out["status"] = run.status
     if placement.waits:
         out["queuedBehind"] = placement.queued_behind
     if placement.supersedes:

@@ -25,6 +25,7 @@ from runyard.client.models import (
     RunPage,
     RunStatusInfo,
     RunyardAPIError,
+    ThreadRunCreated,
 )
 
 
@@ -132,6 +133,26 @@ class Runyard:
     def command(self, run_id: str, method: str, params: dict[str, Any] | None = None) -> Any:
         """A JSON-RPC command (``user_message``, ``cancel``, ``close``); answers its result."""
         return _core.command_result(self._send(_core.command_call(run_id, method, params)))
+
+    def create_thread(self, metadata: dict[str, Any] | None = None) -> str:
+        """A new thread; its id (``thr_…``)."""
+        call = _core.Call("POST", "/v1/threads", json={"metadata": metadata or {}})
+        return str(_core.checked(self._send(call)).json()["id"])
+
+    def create_thread_run(
+        self,
+        thread_id: str,
+        prompt: str,
+        *,
+        multitask_strategy: str = "reject",
+        start: bool = True,
+        **fields: Any,
+    ) -> ThreadRunCreated:
+        """A run that continues the thread. ``multitask_strategy`` says what happens to a
+        run of the thread still open: ``reject`` (409), ``enqueue``, ``interrupt`` or
+        ``rollback``."""
+        call = _core.thread_run_call(thread_id, prompt, multitask_strategy, start, fields)
+        return _core.parse(self._send(call), ThreadRunCreated)
 
     def send_message(
         self,

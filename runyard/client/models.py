@@ -43,6 +43,7 @@ __all__ = [
     "RunPage",
     "RunStatusInfo",
     "RunyardAPIError",
+    "ThreadRunCreated",
     "Usage",
 ]
 
@@ -150,3 +151,14 @@ class RunMessage(ApiModel):
 class RunMessagePage(ApiModel):
     data: list[RunMessage]
     pagination: Pagination
+
+
+class ThreadRunCreated(ApiModel):
+    """The answer to ``create_thread_run``: ``queued_behind`` is set when the run waits
+    for the runs before it in the thread (``enqueue``, ``interrupt``, ``rollback``)."""
+
+    run_id: str
+    trace_id: str | None = None
+    status: str | None = None
+    queued_behind: str | None = None
+    supersedes: list[str] | None = None

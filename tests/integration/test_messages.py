@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from runyard.client import AsyncRunyard
 from tests.conftest import TERMINAL, wait_for
 from tests.integration.test_events import assert_gapless, full_log
 from tests.integration.test_interactive import start
@@ -80,8 +81,12 @@ async def steer_and_queue(api: httpx.AsyncClient) -> None:
 async def dropped_when_the_run_ends(api: httpx.AsyncClient) -> None:
     run_id = await start(api, {"sleep": 3, "text": "slow"})
     await wait_for(api, run_id, {"running"})
-    sent = await post(api, run_id, content="after that", mode="queue")
-    assert sent.status_code == 202
+    key = api.headers["Authorization"].removeprefix("Bearer ")
+    async with AsyncRunyard(str(api.base_url), key) as client:  # the Python client
+        sent = await client.send_message(run_id, "after that", mode="queue")
+        assert sent.status == "pending" and sent.id.startswith("msg_")
+        page = await client.messages(run_id, status="pending")
+        assert [(m.id, m.mode) for m in page.data] == [(sent.id, "queue")]
     assert (await api.post(f"/v1/runs/{run_id}/cancel")).json()["status"] == "cancelled"
     [m] = await messages(api, run_id)
     assert m["status"] == "dropped"

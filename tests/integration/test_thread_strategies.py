@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from runyard.client import AsyncRunyard
 from tests.conftest import TERMINAL, poll_until, script, wait_for
 from tests.fakes.anthropic_server import FakeAnthropic, Reply
 
@@ -97,7 +98,9 @@ async def test_interrupt_continues_and_rollback_forgets(
     fake_anthropic.reset()
     fake_anthropic.queue(Reply(blocks=[{"text": "fresh"}]))
     third_prompt = script({"sleep": 2, "tool": "bash", "input": {"command": "echo rolled-back"}})
-    third = (await post_run(api, thread, prompt=third_prompt)).json()["runId"]
+    key = api.headers["Authorization"].removeprefix("Bearer ")
+    async with AsyncRunyard(str(api.base_url), key) as client:  # the Python client
+        third = (await client.create_thread_run(thread, third_prompt, model="scripted")).run_id
     await wait_for(api, third, {"running"})
     rolled = await post_run(
         api, thread, prompt="start over", model="sonnet", multitaskStrategy="rollback"
