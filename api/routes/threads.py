@@ -21,7 +21,7 @@ from api.schemas import CreateThread, CreateThreadRun
 from runyard.db.engine import Database
 from runyard.db.tables import Run, Thread
 from runyard.db.types import utcnow
-from runyard.errors import RunNotActive
+from runyard.errors import RunNotActive, RunyardError
 from runyard.ids import new_id
 from runyard.llm.pricing import resolve_model
 from runyard.runs import Created, ThreadSeed
@@ -157,6 +157,10 @@ async def placed(created: Created, temporal: TemporalConnector) -> dict[str, Any
                 await client.supersede(old, run.id)
             except RunNotActive:
                 pass  # it ended meanwhile: its ending starts the new run
+            except RunyardError as exc:  # the run exists: it starts once the old one ends
+                log.warning(
+                    "thread.supersede_failed", run_id=old, org_id=run.org_id, error=str(exc)
+                )
     log.info(
         "thread.run.placed",
         run_id=run.id,
