@@ -37,10 +37,12 @@ from temporalio.worker import Worker
 
 from activities.agent import AgentActivities, ModelRegistry
 from activities.lifecycle import LifecycleActivities
+from activities.messages import MessageActivities
 from activities.reaper import ReaperActivities
 from activities.retention import RetentionActivities
 from activities.sandbox import SandboxActivities
 from activities.sandbox_setup import SandboxSetupActivities
+from activities.threads import ThreadActivities
 from notifications.activities import DeliveryActivities, OutboxActivities
 from notifications.delivery import DeliveryWorkflow
 from notifications.messages import PumpInput
@@ -95,6 +97,8 @@ def activities(settings: Settings, db: Database) -> Activities:
     retention = RetentionActivities(db, settings)
     setup = SandboxSetupActivities(db, settings, providers)
     reaper = ReaperActivities(db, providers)
+    messages = MessageActivities(db)
+    threads = ThreadActivities(db, settings.task_queue)
     on_sandbox = [
         sandbox.run_tool,
         sandbox.collect_outputs,
@@ -121,6 +125,10 @@ def activities(settings: Settings, db: Database) -> Activities:
         delivery.attempt_delivery,
         outbox.pump_outbox,
         retention.purge_expired_events,
+        messages.record_message,
+        messages.deliver_messages,
+        threads.advance_thread,
+        threads.close_unfinished_calls,
     ]
     return Activities(shared=shared, host=on_sandbox)
 

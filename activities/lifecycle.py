@@ -28,6 +28,7 @@ from runyard.events import keys
 from runyard.store.events import append_events, is_postgres, locked_run
 from runyard.store.runs import finish, set_status
 from runyard.store.transcript import assistant_key, get_message, note_block
+from runyard.store.user_messages import drop_pending
 from workflows.payloads import (
     AnswerInput,
     FinishInput,
@@ -206,12 +207,16 @@ class LifecycleActivities:
         error = None
         if inp.error_code:
             error = {"code": inp.error_code, "message": inp.error_message or inp.error_code}
+            if inp.superseded_by:
+                error["supersededBy"] = inp.superseded_by
 
         def end(s: Session) -> tuple[Run, bool]:
             run = locked_run(s, inp.run_id)
             if inp.guardrail is not None and not RunStatus(run.status).is_terminal:
                 event = ev.GuardrailTriggered.model_validate(dict(inp.guardrail))
                 append_events(s, run, [event.event(keys.GUARDRAIL)])
+            if not RunStatus(run.status).is_terminal:
+                drop_pending(s, run)  # messages the run ended before delivering
             applied = finish(
                 s,
                 run,

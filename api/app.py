@@ -24,6 +24,7 @@ from api.routes import (
     connection,
     events,
     health,
+    messages,
     run_control,
     run_input,
     runs,
@@ -109,4 +110,5 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.include_router(artifacts.router)
     app.include_router(templates.router)
     mount_langgraph(app, settings)  # /lg, with RUNYARD_LANGGRAPH_COMPAT=on
+    app.include_router(messages.router)
     return app

@@ -68,6 +68,9 @@ _STATUS_BY_CODE: dict[str, int] = {
     ErrorCode.REPOSITORY_NOT_FOUND: 404,
     ErrorCode.CONFLICT: 409,
     ErrorCode.NOT_IMPLEMENTED: 501,
+    ErrorCode.MESSAGE_NOT_FOUND: 404,
+    ErrorCode.MESSAGE_ALREADY_DELIVERED: 409,
+    ErrorCode.RUN_TURN_MISMATCH: 409,
 }
 # A title in plain English for each machine code (RFC 9457: the same for every occurrence).
 TITLES_BY_CODE: dict[str, str] = {
@@ -103,6 +106,9 @@ TITLES_BY_CODE: dict[str, str] = {
     "SANDBOX_UNAVAILABLE": "Sandbox unavailable",
     "INTERNAL_ERROR": "Internal error",
     "NOT_IMPLEMENTED": "Not implemented",
+    "MESSAGE_NOT_FOUND": "Message not found",
+    "MESSAGE_ALREADY_DELIVERED": "Message already delivered",
+    "RUN_TURN_MISMATCH": "Run turn mismatch",
 }
 
 

@@ -22,6 +22,13 @@ class Thread(Out):
 class ThreadRunCreated(Out):
     run_id: str = Field(examples=["run_3k9d0c2mzq1v8x7h5b4n"])
     trace_id: str | None
+    status: str | None = Field(default=None, examples=["queued"])
+    queued_behind: str | None = Field(
+        default=None, description="enqueue/interrupt/rollback: the run it starts after"
+    )
+    supersedes: list[str] | None = Field(
+        default=None, description="interrupt/rollback: the runs it stops"
+    )
 
 
 class ThreadRuns(Out):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AwareDatetime,
@@ -143,6 +143,8 @@ class CreateThreadRun(CreateRun):
         default=None, max_length=200, pattern=r"^[A-Za-z0-9_.-]+@[A-Za-z0-9_.-]+$"
     )
     start: bool = True
+    # How the run meets an open run of the thread (runyard/runs/thread_order.py).
+    multitask_strategy: Literal["reject", "enqueue", "interrupt", "rollback"] = "reject"
 
 
 class CreateThread(Body):

@@ -59,6 +59,10 @@ class EventType(StrEnum):
     RUN_COMPLETED = "run.completed"
     RUN_FAILED = "run.failed"
     RUN_CANCELLED = "run.cancelled"
+    # Messages to a busy run (``POST /v1/runs/{id}/messages``).
+    MESSAGE_QUEUED = "message.queued"
+    MESSAGE_DELIVERED = "message.delivered"
+    MESSAGE_DROPPED = "message.dropped"
 
 
 TERMINAL_EVENT_TYPES = frozenset(
@@ -110,3 +114,9 @@ class ErrorCode(StrEnum):
     RUN_NOT_ACTIVE = "RUN_NOT_ACTIVE"
     # A LangGraph route or field (/lg) that Runyard does not serve: 501.
     NOT_IMPLEMENTED = "NOT_IMPLEMENTED"
+    # Messages to a busy run.
+    MESSAGE_NOT_FOUND = "MESSAGE_NOT_FOUND"
+    MESSAGE_ALREADY_DELIVERED = "MESSAGE_ALREADY_DELIVERED"
+    RUN_TURN_MISMATCH = "RUN_TURN_MISMATCH"
+    # A run's ending (error.code): a thread's newer run interrupted it.
+    RUN_SUPERSEDED = "RUN_SUPERSEDED"

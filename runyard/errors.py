@@ -31,8 +31,11 @@
     ├── ThreadNotFound                   THREAD_NOT_FOUND
     ├── RepositoryMissing                REPOSITORY_NOT_FOUND
     ├── Conflict                         CONFLICT
-    └── NotServed                        NOT_IMPLEMENTED                (a LangGraph route or
-                                                                        field not served: 501)
+    ├── NotServed                        NOT_IMPLEMENTED                (a LangGraph route or
+    │                                                                   field not served: 501)
+    ├── MessageNotFound                  MESSAGE_NOT_FOUND
+    ├── MessageAlreadyDelivered          MESSAGE_ALREADY_DELIVERED
+    └── RunTurnMismatch                  RUN_TURN_MISMATCH
 
 Activities raise these; one boundary (``activities/_support.py``, ``typed_failures``)
 turns each into the ``ApplicationError`` Temporal sees, ``type`` = its code and
@@ -201,6 +204,20 @@ class NotServed(RunyardError):
     """A LangGraph route, field or value that Runyard does not serve (``/lg``): 501."""
 
     code = ErrorCode.NOT_IMPLEMENTED
+
+
+class MessageNotFound(RunyardError):
+    code = ErrorCode.MESSAGE_NOT_FOUND
+
+
+class MessageAlreadyDelivered(RunyardError):
+    code = ErrorCode.MESSAGE_ALREADY_DELIVERED
+
+
+class RunTurnMismatch(RunyardError):
+    """A message's ``expectedTurn`` is not the run's turn any more."""
+
+    code = ErrorCode.RUN_TURN_MISMATCH
 
 
 def error_for(code: str, message: str) -> RunyardError:

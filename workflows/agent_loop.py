@@ -22,9 +22,11 @@ with workflow.unsafe.imports_passed_through():
     from activities.lifecycle import LifecycleActivities
     from activities.sandbox import SandboxActivities
     from activities.sandbox_setup import SandboxSetupActivities
+    from activities.threads import ThreadActivities
     from runyard.domain import ErrorCode, FailReason, RunStatus
     from runyard.tools import is_control
     from workflows import options
+    from workflows.messages import Inbox
     from workflows.payloads import (
         Carried,
         CollectInput,
@@ -39,6 +41,8 @@ with workflow.unsafe.imports_passed_through():
         TurnInput,
         WaitInput,
     )
+    from workflows.thread_payloads import CloseCallsInput
+    from workflows.threads import PATCH as THREAD_PATCH
 
 
 @dataclass
@@ -48,6 +52,7 @@ class Outcome:
     error_code: str | None = None
     error_message: str | None = None
     guardrail: dict[str, Any] | None = None
+    superseded_by: str | None = None
 
 
 def _guardrail(reason: FailReason, name: str, limit: float, value: float) -> Outcome:
@@ -117,6 +122,8 @@ class AgentLoop:
         self.continuing = False
         self.collected = False  # the outputs were collected (the run completed)
         self._first_turn = self.turn + 1
+        self.inbox = Inbox(inp.run_id, c.messages if c else None)
+        self.superseded_by: str | None = None  # a newer run of the thread interrupts this one
         # The control tools (``runyard.tools.control``): calls the workflow answers itself.
         self.controls: dict[str, Callable[[int, ToolCallRef], Awaitable[Outcome | None]]] = {
             "ask_user": self._ask_user
@@ -167,6 +174,7 @@ class AgentLoop:
                     budget_seconds=self.budget.total_seconds(),
                     sandbox=self._sandbox(),
                     close_requested=self.close_requested,
+                    messages=list(self.inbox.pending),
                 )
             ) from None
         except (ActivityError, ApplicationError) as err:
@@ -187,12 +195,15 @@ class AgentLoop:
             await self._provision()
         g = self.inp.guardrails
         while True:
+            if self.superseded_by is not None:
+                return await self.superseded()
             if self.turn >= g.max_turns:
                 return _guardrail(FailReason.MAX_TURNS, "maxTurns", g.max_turns, self.turn)
             if self.turn >= self._first_turn and self._history_is_long():
                 raise ContinueAsNew()
             self.turn += 1
             turn = self.turn
+            await self.inbox.deliver(turn, queued_too=False)  # steer: before the model call
             self.run.set_details(f"turn {turn}: the model is answering")
             res = await workflow.execute_activity_method(
                 AgentActivities.run_agent_turn,
@@ -202,10 +213,14 @@ class AgentLoop:
             self.turns, self.cost = res.turns, res.cost_usd
             if res.cost_usd > g.max_cost_usd:
                 return _guardrail(FailReason.MAX_COST, "maxCostUsd", g.max_cost_usd, res.cost_usd)
+            if self.superseded_by is not None:
+                continue  # stops at the top, before another model call
             if not res.tool_calls or self.close_requested:
+                if await self._messages_go_on():
+                    continue
                 break
             for call in res.tool_calls:
-                if self.close_requested:
+                if self.close_requested or self.superseded_by is not None:
                     break
                 if is_control(call.name):
                     ended = await self.controls[call.name](turn, call)
@@ -220,6 +235,31 @@ class AgentLoop:
         await self._collect()
         self.collected = True
         return Outcome(RunStatus.COMPLETED)
+
+    async def _messages_go_on(self) -> bool:
+        """The agent would finish: the messages still pending (queued ones too) are
+        delivered to a next turn instead, and the run goes on."""
+        if self.close_requested or self.turn >= self.inp.guardrails.max_turns:
+            return False
+        return bool(await self.inbox.deliver(self.turn + 1, queued_too=True))
+
+    async def superseded(self) -> Outcome:
+        """Stop for the run that supersedes this one: the calls of the last turn that did
+        not run get an error result, and the run ends ``cancelled`` / ``RUN_SUPERSEDED``."""
+        by = self.superseded_by
+        message = f"not run: the run was interrupted by a newer run of its thread, {by}"
+        if self.turn > 0 and workflow.patched(THREAD_PATCH):
+            await workflow.execute_local_activity_method(
+                ThreadActivities.close_unfinished_calls,
+                CloseCallsInput(run_id=self.inp.run_id, turn=self.turn, message=message),
+                **options.LIFECYCLE.local(),
+            )
+        return Outcome(
+            RunStatus.CANCELLED,
+            error_code=ErrorCode.RUN_SUPERSEDED,
+            error_message=f"superseded by {by}",
+            superseded_by=by,
+        )
 
     async def _ask_user(self, turn: int, call: ToolCallRef) -> Outcome | None:
         """``ask_user``: wait for the user's answer (the wait has its own limit)."""

@@ -31,6 +31,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from runyard.domain import RunStatus
 from runyard.errors import OrchestratorUnavailable, RunNotActive, error_for
+from workflows.message_payloads import PostMessageRequest, PostMessageResult
 from workflows.payloads import (
     SA_MODEL,
     SA_ORG,
@@ -46,6 +47,7 @@ from workflows.payloads import (
     RunInput,
 )
 from workflows.run import RunWorkflow
+from workflows.thread_payloads import SupersedeRequest, SupersedeResult
 
 T = TypeVar("T")
 _RPC_TIMEOUT = timedelta(seconds=10)
@@ -133,6 +135,31 @@ class RunClient:
         return await _update(
             handle.execute_update(
                 RunWorkflow.message, MessageRequest(content=content), rpc_timeout=_UPDATE_TIMEOUT
+            )
+        )
+
+    async def post_message(self, run_id: str, req: PostMessageRequest) -> PostMessageResult:
+        """A message to a busy run; the update id is the message's, so a retried post is
+        accepted once (Temporal answers a repeated update id with the first outcome)."""
+        handle = self.temporal.get_workflow_handle(run_id)
+        return await _update(
+            handle.execute_update(
+                RunWorkflow.post_message,
+                req,
+                id=f"message:{req.message_id}",
+                rpc_timeout=_UPDATE_TIMEOUT,
+            )
+        )
+
+    async def supersede(self, run_id: str, by: str) -> SupersedeResult:
+        """A newer run of the thread (``by``) interrupts this one."""
+        handle = self.temporal.get_workflow_handle(run_id)
+        return await _update(
+            handle.execute_update(
+                RunWorkflow.supersede,
+                SupersedeRequest(by=by),
+                id=f"supersede:{by}",
+                rpc_timeout=_UPDATE_TIMEOUT,
             )
         )
 

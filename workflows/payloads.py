@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from temporalio.common import SearchAttributeKey
 
 from runyard.domain import RunStatus
+from workflows.message_payloads import PendingMessage
 
 # Keyword search attributes kept current, so the Temporal UI lists runs like the API does.
 SA_STATUS = SearchAttributeKey.for_keyword("RunyardStatus")
@@ -49,6 +50,8 @@ class Carried(BaseModel):
     budget_seconds: float
     sandbox: SandboxRef
     close_requested: bool = False
+    # Messages to the run not delivered yet (``workflows/messages.py``).
+    messages: list[PendingMessage] = Field(default_factory=list)
 
 
 class RunInput(BaseModel):
@@ -68,6 +71,8 @@ class RunInput(BaseModel):
     # A sandbox host that has not picked up an activity this long is taken for dead.
     host_lost_seconds: int = 60
     carried: Carried | None = None
+    # The run's thread: when the run ends, the next run waiting in it starts.
+    thread_id: str | None = None
 
 
 class RunResult(BaseModel):
@@ -229,6 +234,8 @@ class FinishInput(BaseModel):
     error_message: str | None = None
     # For a guardrail failure: which limit, its value and what the run reached.
     guardrail: dict[str, Any] | None = None
+    # RUN_SUPERSEDED: the run that superseded this one (``error.supersededBy``).
+    superseded_by: str | None = None
 
 
 class FinishResult(BaseModel):

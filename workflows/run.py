@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
     from runyard.domain import ErrorCode, RunStatus
     from workflows import options
     from workflows.agent_loop import AgentLoop, ContinueAsNew, Outcome, cause_of
+    from workflows.message_payloads import PostMessageRequest, PostMessageResult
     from workflows.payloads import (
         SA_STATUS,
         AnswerInput,
@@ -59,6 +60,8 @@ with workflow.unsafe.imports_passed_through():
         StartInput,
         WaitInput,
     )
+    from workflows.thread_payloads import SupersedeRequest, SupersedeResult
+    from workflows.threads import advance
 
 SandboxMethod = Callable[[SandboxActivities, SandboxCall], Awaitable[None]]
 
@@ -171,6 +174,37 @@ class RunWorkflow:
         if self._ended is not None or self._cancel_requested:
             raise ApplicationError(f"run is {self._status}", type=ErrorCode.RUN_NOT_ACTIVE)
 
+    @workflow.update
+    async def post_message(self, req: PostMessageRequest) -> PostMessageResult:
+        """A message to the busy run (``workflows/messages.py``): delivered before the next
+        model call (steer) or when the agent would finish (queue); it answers a question
+        the run waits on."""
+        question = self._question
+        if question is not None:
+            await self._answer(req.content)
+        answered = question.turn if question is not None else None
+        return await self._loop.inbox.accept(req, self._loop.turn, answered_turn=answered)
+
+    @post_message.validator
+    def _validate_post_message(self, req: PostMessageRequest) -> None:
+        if self._ended is not None or self._cancel_requested:
+            raise ApplicationError(f"run is {self._status}", type=ErrorCode.RUN_NOT_ACTIVE)
+        self._loop.inbox.validate(req, self._loop.turn)
+
+    @workflow.update
+    def supersede(self, req: SupersedeRequest) -> SupersedeResult:
+        """A newer run of the thread interrupts this one (``workflows/threads.py``): it
+        stops at the next turn boundary; a run not started yet ends at once."""
+        self._loop.superseded_by = req.by
+        if not self._started:
+            self._cancel_requested = True
+        return SupersedeResult(status=self._status)
+
+    @supersede.validator
+    def _validate_supersede(self, req: SupersedeRequest) -> None:
+        if self._ended is not None:
+            raise ApplicationError(f"run is {self._status}", type=ErrorCode.RUN_NOT_ACTIVE)
+
     @workflow.signal
     def close(self, _: CloseRequest) -> None:
         """End the run ``completed`` after the current turn."""
@@ -188,6 +222,8 @@ class RunWorkflow:
             await self._destroy_sandbox()
         except ContinueAsNew as more:
             await workflow.wait_condition(workflow.all_handlers_finished)
+            if more.carried is not None:  # with the messages accepted meanwhile
+                more.carried.messages = list(self._loop.inbox.pending)
             workflow.continue_as_new(inp.model_copy(update={"carried": more.carried}))
         except Exception as err:
             # A bug in this workflow: end the run visibly instead of failing the workflow
@@ -204,6 +240,7 @@ class RunWorkflow:
         if self._teardown is not None:
             await self._teardown
         await workflow.wait_condition(workflow.all_handlers_finished)
+        await advance(self._inp)  # a run of a thread: the next one waiting starts
         return await self._conclude(ended)
 
     async def _run(self, inp: RunInput) -> Outcome:
@@ -218,6 +255,8 @@ class RunWorkflow:
                 if not self._exec_claimed:
                     return Outcome(RunStatus.CANCELLED, error_code=ErrorCode.RUN_EXPIRED)
                 await workflow.wait_condition(lambda: self._started or not self._exec_claimed)
+            if self._loop.superseded_by is not None and not self._started:
+                return await self._loop.superseded()
             if self._cancel_requested or not self._started:
                 return Outcome(RunStatus.CANCELLED)
         try:
@@ -247,7 +286,8 @@ class RunWorkflow:
             # cancelled) is kept too, as changes.patch, before the sandbox goes.
             self.set_details("keeping the workspace's changes")
             keep = CollectInput(run_id=self._inp.run_id, sandbox=sandbox, include_text=False)
-            if self._cancel_requested and workflow.patched("no-forwarding-after-cancel"):
+            stopped = self._cancel_requested or self._loop.superseded_by is not None
+            if stopped and workflow.patched("no-forwarding-after-cancel"):
                 # A cancelled run sends nothing more upstream: its work is only kept.
                 keep.forward = False
             try:
@@ -300,6 +340,7 @@ class RunWorkflow:
                     error_code=outcome.error_code,
                     error_message=outcome.error_message,
                     guardrail=outcome.guardrail,
+                    superseded_by=outcome.superseded_by,
                 ),
                 **options.LIFECYCLE.local(),
             )
@@ -348,7 +389,11 @@ class RunWorkflow:
                 self._paused = None  # its host is gone: nothing to resume there
         try:
             await workflow.wait_condition(
-                lambda: self._answered or self._loop.close_requested,
+                lambda: (
+                    self._answered
+                    or self._loop.close_requested
+                    or self._loop.superseded_by is not None
+                ),
                 timeout=timedelta(seconds=wait_seconds),
             )
             answered = True

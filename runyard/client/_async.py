@@ -15,10 +15,14 @@ from runyard.client.models import (
     TERMINAL_STATUSES,
     Event,
     ExecAccepted,
+    MessageAccepted,
     Run,
+    RunMessage,
+    RunMessagePage,
     RunPage,
     RunStatusInfo,
     RunyardAPIError,
+    ThreadRunCreated,
 )
 
 
@@ -130,6 +134,51 @@ class AsyncRunyard:
     async def command(self, run_id: str, method: str, params: dict[str, Any] | None = None) -> Any:
         """A JSON-RPC command (``user_message``, ``cancel``, ``close``); answers its result."""
         return _core.command_result(await self._send(_core.command_call(run_id, method, params)))
+
+    async def create_thread(self, metadata: dict[str, Any] | None = None) -> str:
+        """A new thread; its id (``thr_…``)."""
+        call = _core.Call("POST", "/v1/threads", json={"metadata": metadata or {}})
+        return str(_core.checked(await self._send(call)).json()["id"])
+
+    async def create_thread_run(
+        self,
+        thread_id: str,
+        prompt: str,
+        *,
+        multitask_strategy: str = "reject",
+        start: bool = True,
+        **fields: Any,
+    ) -> ThreadRunCreated:
+        """A run that continues the thread. ``multitask_strategy`` says what happens to a
+        run of the thread still open: ``reject`` (409), ``enqueue``, ``interrupt`` or
+        ``rollback``."""
+        call = _core.thread_run_call(thread_id, prompt, multitask_strategy, start, fields)
+        return _core.parse(await self._send(call), ThreadRunCreated)
+
+    async def send_message(
+        self,
+        run_id: str,
+        content: str,
+        *,
+        mode: str = "steer",
+        expected_turn: int | None = None,
+    ) -> MessageAccepted:
+        """A message to a busy run: ``steer`` (read before its next model call) or
+        ``queue`` (read when the agent would otherwise finish)."""
+        call = _core.message_call(run_id, content, mode, expected_turn)
+        return _core.parse(await self._send(call), MessageAccepted)
+
+    async def messages(
+        self, run_id: str, *, status: str | None = None, page: int = 1, limit: int = 20
+    ) -> RunMessagePage:
+        """One page of the messages sent to the run, oldest first."""
+        call = _core.messages_call(run_id, status, page, limit)
+        return _core.parse(await self._send(call), RunMessagePage)
+
+    async def delete_message(self, run_id: str, message_id: str) -> RunMessage:
+        """Withdraw a message the agent has not read yet."""
+        call = _core.Call("DELETE", f"/v1/runs/{run_id}/messages/{message_id}")
+        return _core.parse(await self._send(call), RunMessage)
 
     async def logs(self, run_id: str) -> builtins.list[Event]:
         """Every stored event of the run."""

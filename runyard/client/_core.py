@@ -103,6 +103,28 @@ def command_call(run_id: str, method: str, params: dict[str, Any] | None) -> Cal
     return Call("POST", f"/v1/runs/{run_id}/command", json=body)
 
 
+def thread_run_call(
+    thread_id: str, prompt: str, strategy: str, start: bool, fields: dict[str, Any]
+) -> Call:
+    body = create_call(prompt, start=start, idempotency_key=None, fields=fields).json
+    body["multitaskStrategy"] = strategy
+    return Call("POST", f"/v1/threads/{thread_id}/runs", json=body)
+
+
+def message_call(run_id: str, content: str, mode: str, expected_turn: int | None) -> Call:
+    body: dict[str, Any] = {"content": content, "mode": mode}
+    if expected_turn is not None:
+        body["expectedTurn"] = expected_turn
+    return Call("POST", f"/v1/runs/{run_id}/messages", json=body)
+
+
+def messages_call(run_id: str, status: str | None, page: int, limit: int) -> Call:
+    params: dict[str, Any] = {"page": page, "limit": limit}
+    if status:
+        params["status"] = status
+    return Call("GET", f"/v1/runs/{run_id}/messages", params=params)
+
+
 def stream_headers(cursor: int) -> dict[str, str]:
     return {"Accept": "text/event-stream", "Last-Event-ID": str(cursor)}
 

@@ -31,15 +31,19 @@ __all__ = [
     "ExecAccepted",
     "FieldError",
     "Guardrails",
+    "MessageAccepted",
     "Output",
     "Pagination",
     "Problem",
     "Run",
     "RunError",
     "RunErrorInfo",
+    "RunMessage",
+    "RunMessagePage",
     "RunPage",
     "RunStatusInfo",
     "RunyardAPIError",
+    "ThreadRunCreated",
     "Usage",
 ]
 
@@ -120,3 +124,41 @@ class RunyardAPIError(Exception):
         p = self.problem
         head = f"{p.type} ({p.status})" if p.status else p.type
         return f"{head}: {p.detail or p.title}"
+
+
+class MessageAccepted(ApiModel):
+    """The answer to ``send_message``: ``pending`` (``delivered`` when it answered the
+    question the run waited on)."""
+
+    id: str
+    status: str
+
+
+class RunMessage(ApiModel):
+    """A message sent to a busy run: ``steer`` or ``queue``; ``pending``, ``delivered``
+    (at model turn ``turn``), ``cancelled`` or ``dropped`` (the run ended first)."""
+
+    id: str
+    run_id: str
+    content: str
+    mode: str
+    status: str
+    turn: int | None = None
+    created_at: str
+    delivered_at: str | None = None
+
+
+class RunMessagePage(ApiModel):
+    data: list[RunMessage]
+    pagination: Pagination
+
+
+class ThreadRunCreated(ApiModel):
+    """The answer to ``create_thread_run``: ``queued_behind`` is set when the run waits
+    for the runs before it in the thread (``enqueue``, ``interrupt``, ``rollback``)."""
+
+    run_id: str
+    trace_id: str | None = None
+    status: str | None = None
+    queued_behind: str | None = None
+    supersedes: list[str] | None = None

@@ -260,3 +260,40 @@ class Artifact(SQLModel, table=True):
     content_type: str
     sha256: str
     created_at: datetime = _ts(nullable=False)
+
+
+class RunUserMessage(SQLModel, table=True):
+    """A message sent to a busy run (``POST /v1/runs/{id}/messages``): ``steer`` (read
+    before the next model call) or ``queue`` (read when the agent would otherwise finish).
+    ``status``: pending → delivered | cancelled (deleted by the client) | dropped (the
+    run ended first)."""
+
+    __tablename__ = "run_user_messages"
+    __table_args__ = (Index("ix_run_user_messages_run_created", "run_id", "created_at"),)
+    id: str = Field(primary_key=True)
+    org_id: str = Field(foreign_key="organizations.id")
+    run_id: str = Field(foreign_key="runs.id")
+    content: str
+    mode: str
+    status: str
+    turn: int | None = None  # the model turn that read it (delivered)
+    created_at: datetime = _ts(nullable=False)
+    delivered_at: datetime | None = _ts()
+
+
+class ThreadRunOrder(SQLModel, table=True):
+    """A run created in a thread with a ``multitaskStrategy``: its place in the thread's
+    order (``position``, dense per thread, given under the thread's row lock), the run it
+    waits behind, and the run it supersedes (``interrupt``/``rollback``)."""
+
+    __tablename__ = "thread_run_orders"
+    __table_args__ = (
+        UniqueConstraint("thread_id", "position", name="uq_thread_run_orders_position"),
+    )
+    run_id: str = Field(primary_key=True, foreign_key="runs.id")
+    thread_id: str = Field(foreign_key="threads.id", index=True)
+    position: int
+    strategy: str
+    queued_behind: str | None = None
+    supersedes: str | None = None
+    created_at: datetime = _ts(nullable=False)

@@ -170,6 +170,32 @@ class RunCancelled(EventData):
     error: dict[str, Any] | None = None
 
 
+class MessageQueued(EventData):
+    """A message to a busy run was accepted (``steer`` or ``queue``)."""
+
+    TYPE = EventType.MESSAGE_QUEUED
+    message_id: str
+    mode: str
+    content: str | None = None
+
+
+class MessageDelivered(EventData):
+    """The agent reads the message at model turn ``turn``."""
+
+    TYPE = EventType.MESSAGE_DELIVERED
+    message_id: str
+    mode: str
+    turn: int
+
+
+class MessageDropped(EventData):
+    """The run ended before the message was delivered."""
+
+    TYPE = EventType.MESSAGE_DROPPED
+    message_id: str
+    mode: str
+
+
 DATA_MODELS: dict[EventType, type[EventData]] = {
     m.TYPE: m
     for m in (
@@ -191,5 +217,8 @@ DATA_MODELS: dict[EventType, type[EventData]] = {
         RunCompleted,
         RunFailed,
         RunCancelled,
+        MessageQueued,
+        MessageDelivered,
+        MessageDropped,
     )
 }

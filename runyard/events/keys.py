@@ -86,3 +86,21 @@ def final_output(index: int) -> str:
 def tool_output(source_key: str, index: int) -> str:
     """An ``output.detected`` for an output a tool call (``source_key``) recorded."""
     return f"{source_key}.output.{index}"
+
+
+def message_queued(message_id: str) -> str:
+    """``message.queued`` of a message to a busy run (``msg_…``)."""
+    return f"{message_id}.queued"
+
+
+def message_delivered(message_id: str) -> str:
+    return f"{message_id}.delivered"
+
+
+def message_dropped(message_id: str) -> str:
+    return f"{message_id}.dropped"
+
+
+def message_note(message_id: str) -> str:
+    """The transcript message that holds a delivered message."""
+    return f"note.{message_id}"

@@ -116,6 +116,21 @@ class RunCancelledEvent(StoredEvent):
     data: d.RunCancelled
 
 
+class MessageQueuedEvent(StoredEvent):
+    type: Literal["message.queued"]
+    data: d.MessageQueued
+
+
+class MessageDeliveredEvent(StoredEvent):
+    type: Literal["message.delivered"]
+    data: d.MessageDelivered
+
+
+class MessageDroppedEvent(StoredEvent):
+    type: Literal["message.dropped"]
+    data: d.MessageDropped
+
+
 AnyEvent = Annotated[
     RunCreatedEvent
     | RunStartedEvent
@@ -134,7 +149,10 @@ AnyEvent = Annotated[
     | GuardrailTriggeredEvent
     | RunCompletedEvent
     | RunFailedEvent
-    | RunCancelledEvent,
+    | RunCancelledEvent
+    | MessageQueuedEvent
+    | MessageDeliveredEvent
+    | MessageDroppedEvent,
     Field(discriminator="type"),
 ]
 EVENTS: TypeAdapter[AnyEvent] = TypeAdapter(AnyEvent)

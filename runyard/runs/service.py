@@ -14,22 +14,23 @@ from datetime import datetime
 from typing import Protocol
 
 import structlog
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from runyard import metrics, tracing
 from runyard.db.engine import Database
-from runyard.db.tables import Run, RunEvent, Thread
+from runyard.db.tables import Run, RunEvent, ThreadRunOrder
 from runyard.db.types import utcnow
-from runyard.domain import OPEN_STATUSES, RunStatus
-from runyard.errors import Conflict, OrchestratorUnavailable, RunyardError, ThreadNotFound
+from runyard.domain import RunStatus
+from runyard.errors import Conflict, OrchestratorUnavailable, RunyardError
 from runyard.events import keys
 from runyard.events.data import RunCreated
 from runyard.ids import new_id
 from runyard.runs.checks import check_credits
 from runyard.runs.spec import RunRequest, RunSpec, resolve
+from runyard.runs.thread_order import Placement, Strategy, place
 from runyard.settings import Settings
 from runyard.store.events import append_events
 
@@ -51,6 +52,8 @@ class ThreadSeed:
     thread's one open run (creation claims the thread, or raises ``Conflict``)."""
 
     thread_id: str
+    # How it meets an open run of the thread (``runyard/runs/thread_order.py``).
+    strategy: Strategy = Strategy.REJECT
 
 
 # What a run starts from besides its prompt. A fork (later) is another kind of seed.
@@ -61,6 +64,7 @@ Seed = ThreadSeed
 class Created:
     run: Run
     replayed: bool  # an earlier create with the same idempotency key made it
+    placement: Placement | None = None  # its place in its thread
 
 
 class RunService:
@@ -107,12 +111,14 @@ class RunService:
         now = utcnow()
         run = _new_run(spec, seed, now)
         try:
-            await self.db.transact(lambda s: _insert(s, run, seed, now))
+            placement = await self.db.transact(lambda s: _insert(s, run, seed, now))
         except IntegrityError as exc:
             # A concurrent create with the same idempotency key won the race: its run.
             if found := await self.replay(spec.org_id, spec.idempotency_key):
                 return Created(found, replayed=True)
             raise Conflict("the run conflicts with one created meanwhile") from exc
+        if placement is not None and placement.waits:
+            start = False  # it starts when the runs before it in its thread have ended
         await self._start(run, execute=start)
         metrics.run_created()
         tracing.annotate(run_id=run.id, org_id=run.org_id, model=run.model)
@@ -120,7 +126,7 @@ class RunService:
             fresh: Run | None = await self.db.read(lambda s: s.get(Run, run.id))
             run = fresh or run
         log.info("run.created", run_id=run.id, workflow_id=run.id, org_id=run.org_id, start=start)
-        return Created(run, replayed=False)
+        return Created(run, replayed=False, placement=placement)
 
     async def _start(self, run: Run, *, execute: bool) -> None:
         try:
@@ -144,6 +150,7 @@ class RunService:
                 log.warning("run.discard_failed", run_id=run_id, error=str(exc))
         async with self.db.write() as s:
             await s.execute(delete(RunEvent).where(col(RunEvent.run_id) == run_id))
+            await s.execute(delete(ThreadRunOrder).where(col(ThreadRunOrder.run_id) == run_id))
             await s.execute(delete(Run).where(col(Run.id) == run_id))
 
 
@@ -177,34 +184,16 @@ def _new_run(spec: RunSpec, seed: Seed | None, now: datetime) -> Run:
     )
 
 
-def _insert(s: Session, run: Run, seed: Seed | None, now: datetime) -> None:
+def _insert(s: Session, run: Run, seed: Seed | None, now: datetime) -> Placement | None:
+    placement = None
     if seed is not None:
-        _claim_thread(s, run.org_id, seed.thread_id, now)
+        # The thread's row is locked first, so concurrent creates in one thread, from any
+        # number of API replicas, check and insert one after the other.
+        placement = place(s, run, seed.thread_id, seed.strategy, now)
     s.add(run)
     s.flush()
+    if placement is not None and placement.row is not None:
+        s.add(placement.row)
     events = [RunCreated(status=RunStatus.QUEUED).event(keys.CREATED)]
     append_events(s, run, events, now=now)
-
-
-def _claim_thread(s: Session, org_id: str, thread_id: str, now: datetime) -> None:
-    """Make ``thread_id`` this transaction's, or raise ``Conflict`` if it has an open run.
-
-    The update locks the thread's row (Postgres) or takes the store's write lock
-    (SQLite, ``BEGIN IMMEDIATE``) before the check, so concurrent creates in one thread,
-    from any number of API replicas, check and insert one after the other: exactly one
-    of them finds the thread free.
-    """
-    claimed = s.execute(
-        update(Thread)
-        .where(col(Thread.id) == thread_id, col(Thread.org_id) == org_id)
-        .values(updated_at=now)
-    )
-    if claimed.rowcount == 0:  # type: ignore[attr-defined]
-        raise ThreadNotFound(f"no thread {thread_id}")
-    busy = s.execute(
-        select(col(Run.id))
-        .where(col(Run.thread_id) == thread_id, col(Run.status).in_(list(OPEN_STATUSES)))
-        .limit(1)
-    ).scalar()
-    if busy is not None:
-        raise Conflict(f"thread {thread_id} already has an open run, {busy}")
+    return placement

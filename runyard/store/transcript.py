@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from runyard.db.tables import Run, RunMessage
 from runyard.domain import RunStatus
 from runyard.events import keys
+from runyard.runs.thread_order import inherited_runs
 
 
 def assistant_key(turn: int) -> str:
@@ -73,11 +74,13 @@ def conversation(session: Session, run: Run) -> list[dict[str, Any]]:
     """
     messages: list[dict[str, Any]] = []
     if run.thread_id:
+        # And the runs an ``interrupt`` superseded: their conversation goes on here.
+        inherited = inherited_runs(session, run.thread_id)
         earlier = session.execute(
             select(Run)
             .where(
                 col(Run.thread_id) == run.thread_id,
-                col(Run.status) == RunStatus.COMPLETED,
+                or_(col(Run.status) == RunStatus.COMPLETED, col(Run.id).in_(inherited)),
                 col(Run.created_at) < run.created_at,
                 col(Run.id) != run.id,
             )
