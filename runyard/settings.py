@@ -162,6 +162,17 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = False
 
+    # Encrypted workflow history (runyard/encryption.py, api/codec_server.py): "id:<base64
+    # key>,…", the first encrypts every Temporal payload and failure message, all decrypt.
+    # Unset: payloads are plain JSON, as before.
+    payload_keys: SecretStr | None = None
+    # The codec server (/codec/decode, with payload_keys): the browser origins (exact,
+    # comma-separated) of the Temporal UI that may call it, whether /codec/encode is
+    # served, and whether a caller on a loopback address needs no credential (runyard dev).
+    codec_origins: str = ""
+    codec_encode: bool = False
+    codec_loopback_open: bool = False
+
     @field_validator("webhook_retry_schedule")
     @classmethod
     def _schedule(cls, value: str) -> str:
@@ -200,6 +211,27 @@ class Settings(BaseSettings):
                 "RUNYARD_LOCAL_PUSH_PREFIX must be a branch namespace ending in '/' "
                 f"(got {value!r})"
             )
+        return value
+
+    @field_validator("payload_keys")
+    @classmethod
+    def _payload_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        from runyard.encryption import PayloadKeys
+
+        if value is not None:
+            PayloadKeys.parse(value.get_secret_value())  # raises PayloadKeyError (ValueError)
+        return value
+
+    @field_validator("codec_origins")
+    @classmethod
+    def _codec_origins(cls, value: str) -> str:
+        for origin in (o.strip() for o in value.split(",") if o.strip()):
+            scheme, sep, rest = origin.partition("://")
+            if scheme not in ("http", "https") or not sep or not rest or "/" in rest:
+                raise ValueError(
+                    "RUNYARD_CODEC_ORIGINS needs exact origins like https://temporal.example.com"
+                    f" (scheme and host, no path), comma-separated (got {origin!r})"
+                )
         return value
 
     @property
