@@ -10,9 +10,10 @@ with the payloads decoded. A payload under a key id this server lacks (or damage
 back as it was sent. ``POST /codec/encode`` (the UI's and CLI's inputs to new workflows
 and signals) is served only with ``RUNYARD_CODEC_ENCODE=true``.
 
-Who may call it: ``Authorization: Bearer <API key with scope admin>``; with
-``RUNYARD_CODEC_LOOPBACK_OPEN=true`` (``runyard dev`` sets it) a caller on a loopback
-address may call it without a credential. Browsers: only the exact origins of
+Who may call it: ``Authorization: Bearer <API key with scope admin>``; the Temporal UI's
+passed-through login token when ``RUNYARD_CODEC_JWKS_URL`` is set (``api/codec_tokens.py``);
+with ``RUNYARD_CODEC_LOOPBACK_OPEN=true`` (``runyard dev`` sets it) a caller on a loopback
+address without a credential. Browsers: only the exact origins of
 ``RUNYARD_CODEC_ORIGINS`` (CORS); a request carrying another ``Origin`` is refused. Bodies
 are capped at ``MAX_BODY_BYTES`` (413).
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import structlog
@@ -32,6 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.api.common.v1 import Payload, Payloads
 
 from api.auth import Principal, authenticate
+from api.codec_tokens import UiTokenVerifier
 from api.errors import PROBLEM_JSON, ProblemError, problem_response
 from api.responses import Problem, operation_id, problems
 from runyard.encryption import EncryptionCodec, is_encrypted, payload_keys
@@ -92,27 +95,38 @@ def _is_loopback(host: str | None) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class Caller:
+    """Who called, for the logs: an admin key, a UI user, or a loopback caller."""
+
+    who: str
+    org_id: str | None = None
+
+
 async def _caller(
     request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> Principal | None:
-    """The admin key's principal, or None for a loopback caller when that is open."""
+) -> Caller:
+    """An admin key, the Temporal UI's token (with RUNYARD_CODEC_JWKS_URL), or nothing from
+    a loopback address when RUNYARD_CODEC_LOOPBACK_OPEN is on."""
     settings: Settings = request.app.state.settings
     client = request.client.host if request.client else None
-    if (
-        "authorization" not in request.headers
-        and settings.codec_loopback_open
-        and _is_loopback(client)
-    ):
-        return None
+    header = request.headers.get("authorization")
+    if header is None and settings.codec_loopback_open and _is_loopback(client):
+        return Caller("loopback")
+    scheme, _sep, raw = (header or "").partition(" ")
+    verifier: UiTokenVerifier | None = request.app.state.codec_tokens
+    if verifier is not None and scheme.lower() == "bearer" and raw.count(".") == 2:
+        claims = await verifier.verify(raw.strip())
+        return Caller(f"ui:{claims.get('sub') or claims.get('email') or '?'}")
     state = request.app.state
-    principal = await authenticate(
+    principal: Principal = await authenticate(
         request, state.db, state.rate_limiter, state.key_cache, state.secret_key
     )
     principal.require("admin")
-    return principal
+    return Caller(f"key:{principal.key_id}", principal.org_id)
 
 
-CallerDep = Annotated[Principal | None, Depends(_caller)]
+CallerDep = Annotated[Caller, Depends(_caller)]
 NamespaceHeader = Annotated[
     str | None,
     Header(alias="X-Namespace", max_length=1000, description="The Temporal namespace."),
@@ -190,8 +204,8 @@ def build_router(encode: bool) -> APIRouter:
             namespace=namespace,
             payloads=len(payloads),
             left_encoded=left,
-            org_id=caller.org_id if caller else None,
-            key_id=caller.key_id if caller else "loopback",
+            org_id=caller.org_id,
+            caller=caller.who,
         )
         return _answer(decoded)
 
@@ -211,8 +225,8 @@ def build_router(encode: bool) -> APIRouter:
                 "codec.encode",
                 namespace=namespace,
                 payloads=len(payloads),
-                org_id=caller.org_id if caller else None,
-                key_id=caller.key_id if caller else "loopback",
+                org_id=caller.org_id,
+                caller=caller.who,
             )
             return _answer(await _codec(request).encode(payloads))
 
@@ -289,6 +303,15 @@ def install_codec_server(app: FastAPI, settings: Settings) -> None:
     if keys is None:
         return
     app.state.codec = EncryptionCodec(keys)
+    app.state.codec_tokens = (
+        UiTokenVerifier(
+            settings.codec_jwks_url,
+            issuer=settings.codec_token_issuer or "",
+            audience=settings.codec_token_audience or "",
+        )
+        if settings.codec_jwks_url
+        else None
+    )
     app.include_router(build_router(settings.codec_encode))
     origins = frozenset(o.strip() for o in settings.codec_origins.split(",") if o.strip())
     app.add_middleware(CodecCors, origins=origins)

@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -172,6 +172,11 @@ class Settings(BaseSettings):
     codec_origins: str = ""
     codec_encode: bool = False
     codec_loopback_open: bool = False
+    # The Temporal UI's passed-through login token (api/codec_tokens.py): its identity
+    # provider's JSON Web Key Set, and the issuer and audience its tokens must carry.
+    codec_jwks_url: str | None = None
+    codec_token_issuer: str | None = None
+    codec_token_audience: str | None = None
 
     @field_validator("webhook_retry_schedule")
     @classmethod
@@ -233,6 +238,17 @@ class Settings(BaseSettings):
                     f" (scheme and host, no path), comma-separated (got {origin!r})"
                 )
         return value
+
+    @model_validator(mode="after")
+    def _codec_token(self) -> Settings:
+        if self.codec_jwks_url and not (self.codec_token_issuer and self.codec_token_audience):
+            raise ValueError(
+                "RUNYARD_CODEC_JWKS_URL needs RUNYARD_CODEC_TOKEN_ISSUER and "
+                "RUNYARD_CODEC_TOKEN_AUDIENCE: the UI's tokens are checked against both"
+            )
+        if self.codec_jwks_url and not self.codec_jwks_url.startswith(("https://", "http://")):
+            raise ValueError("RUNYARD_CODEC_JWKS_URL must be an http(s) URL")
+        return self
 
     @property
     def local_roots(self) -> list[Path]:

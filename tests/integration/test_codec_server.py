@@ -1,18 +1,25 @@
 """The codec server's HTTP contract (api/codec_server.py), on the API app in this process
 (no Temporal needed): who may call it, exact-origin CORS, the 4 MiB cap, payloads under an
-unknown key left as they are, /codec/encode only when enabled, nothing without keys."""
+unknown key left as they are, /codec/encode only when enabled, nothing without keys; the
+Temporal UI's login token, checked against its identity provider's key set."""
 
 from __future__ import annotations
 
 import base64
 import json
+import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec
 from google.protobuf import json_format
+from jwt.algorithms import ECAlgorithm
 from pydantic import SecretStr
 from temporalio.api.common.v1 import Payload
 
@@ -183,3 +190,66 @@ async def test_without_keys_there_is_no_codec_server(tmp_path: Path) -> None:
         assert got.status_code == 404
         doc = (await http.get("/openapi.json")).json()
         assert not [p for p in doc["paths"] if p.startswith("/codec")]
+
+
+class Jwks:
+    """An identity provider's key set, served over HTTP, and tokens signed by its key."""
+
+    def __init__(self) -> None:
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        jwk = json.loads(ECAlgorithm.to_jwk(self.key.public_key()))
+        body = json.dumps({"keys": [{**jwk, "kid": "ui-1", "use": "sig", "alg": "ES256"}]})
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(body.encode())
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/jwks.json"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def token(self, signer: Any = None, **claims: Any) -> str:
+        now = int(time.time())
+        body = {"iss": "https://idp.test", "aud": "temporal-ui", "sub": "ana", "exp": now + 60}
+        return jwt.encode(
+            {**body, **claims}, signer or self.key, algorithm="ES256", headers={"kid": "ui-1"}
+        )
+
+
+async def test_the_ui_token_is_accepted_when_its_provider_signed_it(tmp_path: Path) -> None:
+    idp = Jwks()
+    try:
+        async with codec_api(
+            tmp_path,
+            codec_jwks_url=idp.url,
+            codec_token_issuer="https://idp.test",
+            codec_token_audience="temporal-ui",
+        ) as (http, keys):
+            body = {"payloads": [sealed(K1, "seen in the UI")]}
+
+            async def call(token: str) -> httpx.Response:
+                headers = {**bearer(token), "X-Namespace": "default", "Origin": UI}
+                return await http.post("/codec/decode", json=body, headers=headers)
+
+            ok = await call(idp.token())
+            assert ok.status_code == 200, ok.text
+            assert texts(ok.json()) == ['"seen in the UI"']
+            stranger = ec.generate_private_key(ec.SECP256R1())
+            for bad in (
+                idp.token(aud="another-app"),
+                idp.token(iss="https://elsewhere.test"),
+                idp.token(exp=int(time.time()) - 120),
+                idp.token(signer=stranger),
+                jwt.encode({"sub": "ana"}, "shared-secret-shared-secret-32b!", algorithm="HS256"),
+            ):
+                got = await call(bad)
+                assert got.status_code == 401 and got.json()["type"] == "API_KEY_INVALID", bad
+            assert (await call(keys["admin"])).status_code == 200  # keys still work
+    finally:
+        idp.server.shutdown()
