@@ -17,7 +17,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="RUNYARD_", extra="ignore")
+    # Errors never quote the value given: it may be a key (RUNYARD_PAYLOAD_KEYS) or a token.
+    model_config = SettingsConfigDict(
+        env_prefix="RUNYARD_", extra="ignore", hide_input_in_errors=True
+    )
 
     data_dir: Path = Path(".runyard")
     database_url: str | None = None
