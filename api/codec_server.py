@@ -258,7 +258,7 @@ class CodecCors:
         origin = headers.get(b"origin", b"").decode("latin-1")
         if origin and origin not in self.origins:
             refused = problem_response(
-                None,
+                Request(scope),
                 403,
                 "FORBIDDEN",
                 f"the origin {origin!r} may not call the codec server; allow it with "

@@ -124,6 +124,7 @@ async def test_cors_answers_the_ui_origin_only(tmp_path: Path) -> None:
             "/codec/decode", json=body, headers={**headers, "Origin": "https://evil.example"}
         )
         assert other.status_code == 403 and other.json()["type"] == "FORBIDDEN"
+        assert other.json()["requestId"] == other.headers["x-request-id"]
 
 
 async def test_bodies_are_capped_and_checked(tmp_path: Path) -> None:

@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import secrets
 import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -150,6 +154,37 @@ async def test_history_is_ciphertext_and_the_ui_decodes_it(
     assert prompt in decoded  # the workflow's summary
     assert token in decoded  # the setup failure's message (an encoded failure attribute)
 
+    # The Temporal CLI, with an admin key, through the same codec server.
+    db = Database(async_db_url(enc_stack.env))
+    admin = await Keys(db).make("org-" + secrets.token_hex(4), ["admin"])
+    await db.dispose()
+    shown = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "temporal"),
+            "workflow",
+            "show",
+            "-w",
+            done["id"],
+            "--address",
+            enc_stack.env["TEMPORAL_ADDRESS"],
+            "--codec-endpoint",
+            f"{enc_stack.api_url}/codec",
+            "--codec-auth",
+            f"Bearer {admin}",
+            "--output",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if not k.startswith("TEMPORAL_")},
+    )
+    assert shown.returncode == 0, shown.stderr
+    sealed = base64.b64encode(ENCODING).decode()
+    assert sealed not in shown.stdout  # every payload came back decoded
+    datas = re.findall(r'"data": "([A-Za-z0-9+/=]+)"', shown.stdout)
+    assert token in "\n".join(base64.b64decode(d).decode(errors="replace") for d in datas)
+
 
 async def test_a_rotated_key_keeps_old_runs_readable_and_running(
     enc_api: httpx.AsyncClient, enc_stack: Stack
@@ -164,9 +199,12 @@ async def test_a_rotated_key_keeps_old_runs_readable_and_running(
 
     # Rotate: k2 first, k1 kept, on every process (stopped gracefully, started again).
     enc_stack.env["RUNYARD_PAYLOAD_KEYS"] = f"{K2},{K1}"
-    for proc in [*enc_stack.workers, enc_stack.api]:
+    running = [*enc_stack.workers, enc_stack.api]
+    for proc in running:
         assert proc is not None
         os.killpg(proc.pid, signal.SIGTERM)
+    for proc in running:
+        assert proc is not None
         proc.wait(15)
     enc_stack.workers.clear()
     enc_stack.start_worker()
