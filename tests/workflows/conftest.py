@@ -15,11 +15,12 @@ import pytest
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from runyard.encryption import data_converter
+from runyard.settings import Settings
 from tests.workflows.fakes import Turn, World
 from workflows.payloads import (
     SA_MODEL,
@@ -49,7 +50,8 @@ def _test_server() -> str:
 async def env() -> AsyncIterator[WorkflowEnvironment]:
     """A test server of its own for each test: time skipping is global to a server, so a
     timer of another test's run would otherwise be skipped to as well."""
-    environment = await start_env(pydantic_data_converter)
+    # RUNYARD_PAYLOAD_KEYS in the environment runs (and records) them encrypted.
+    environment = await start_env(data_converter(Settings()))
     yield environment
     await environment.shutdown()
 

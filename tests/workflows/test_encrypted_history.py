@@ -8,7 +8,9 @@ import asyncio
 from typing import Any
 
 import pytest
+from temporalio.client import WorkflowUpdateFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import ApplicationError
 from temporalio.worker import Replayer
 
 from runyard.domain import RunStatus
@@ -38,6 +40,12 @@ async def test_an_encrypted_run_keeps_its_values_sealed_and_replays() -> None:
         async with running(env, world) as start:
             handle = await start([Turn(["ask_user"]), Turn([])])
             await handle.execute_update(RunWorkflow.exec, ExecRequest())
+            # A refusal's message is an encoded failure attribute, read back in the clear.
+            with pytest.raises(WorkflowUpdateFailedError) as refused:
+                await handle.execute_update(RunWorkflow.exec, ExecRequest())
+            cause = refused.value.cause
+            assert isinstance(cause, ApplicationError) and cause.type == "RUN_ALREADY_STARTED"
+            assert cause.message.startswith("run is "), cause.message
             await until(lambda: world.runs[handle.id].status == RunStatus.WAITING_FOR_INPUT)
             await handle.execute_update(RunWorkflow.answer, AnswerRequest(content=SECRET))
             assert (await handle.result()).status == RunStatus.COMPLETED
