@@ -84,15 +84,17 @@ _BODY_PROBLEMS: dict[int | str, dict[str, Any]] = {
 _bearer = HTTPBearer(
     auto_error=False,
     bearerFormat="API key",
-    description="An API key with scope admin (or none from loopback under runyard dev)",
+    description="An API key with scope admin, or the Temporal UI's login token",
 )
 
 
 def _is_loopback(host: str | None) -> bool:
     try:
-        return host is not None and ipaddress.ip_address(host).is_loopback
+        ip = ipaddress.ip_address(host or "")
     except ValueError:
         return False
+    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+    return ip.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
 @dataclass(frozen=True)
@@ -150,7 +152,7 @@ async def _payloads(request: Request) -> Payloads:
         return json_format.ParseDict(
             {"payloads": doc["payloads"]}, Payloads(), ignore_unknown_fields=True
         )
-    except (ValueError, json_format.ParseError) as exc:
+    except (ValueError, RecursionError, json_format.ParseError) as exc:
         raise ProblemError(
             400,
             "VALIDATION_FAILED",

@@ -149,6 +149,11 @@ async def test_bodies_are_capped_and_checked(tmp_path: Path) -> None:
         )
         assert streamed.status_code == 413
         bodies: list[Any] = [{"payload": []}, {"payloads": [{"data": "!!not base64"}]}, [1]]
+        deep = b'{"payloads": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+        nested = await http.post(
+            "/codec/decode", content=deep, headers={**admin, "Content-Type": "application/json"}
+        )
+        assert nested.status_code == 400, nested.text
         for bad in bodies:
             got = await http.post("/codec/decode", json=bad, headers=admin)
             assert got.status_code == 400 and got.json()["type"] == "VALIDATION_FAILED", got.text
@@ -183,6 +188,8 @@ async def test_loopback_open_is_for_loopback_callers_only(tmp_path: Path) -> Non
     async with codec_api(tmp_path, codec_loopback_open=True) as (http, _):
         got = await http.post("/codec/decode", json={"payloads": []})
         assert got.status_code == 401
+    async with codec_api(tmp_path, "::ffff:127.0.0.1", codec_loopback_open=True) as (http, _):
+        assert (await http.post("/codec/decode", json={"payloads": []})).status_code == 200
 
 
 async def test_without_keys_there_is_no_codec_server(tmp_path: Path) -> None:
