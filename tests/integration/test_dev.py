@@ -25,6 +25,7 @@ from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
 
 from runyard.devserver import free_port
+from runyard.encryption import new_key_spec
 from runyard.sandbox.disk import unmount_all
 from runyard.settings import Settings
 from tests.conftest import readable_by_others, script
@@ -264,6 +265,8 @@ def test_ctrl_c_in_a_terminal_leaves_no_process_mount_or_cgroup(tmp_path: Path) 
         if info.annotation is SecretStr or SecretStr in getattr(info.annotation, "__args__", ())
     }
     assert "RUNYARD_SECRET_KEY" in secrets_env
+    # Keys in their format (the workflow payloads of both starts are encrypted with them).
+    secrets_env["RUNYARD_PAYLOAD_KEYS"] = f"{new_key_spec('k2')},{new_key_spec('k1')}"
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("RUNYARD_", "TEMPORAL_"))},
         "RUNYARD_DATA_DIR": str(data),
