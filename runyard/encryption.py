@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from google.protobuf.message import DecodeError
 from temporalio.api.common.v1 import Payload
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import (
@@ -144,7 +145,7 @@ class EncryptionCodec(PayloadCodec):
         for p in payloads:
             try:
                 out.append(self.decrypt(p) if is_encrypted(p) else p)
-            except (UnknownKeyError, InvalidTag, ValueError):
+            except (UnknownKeyError, InvalidTag, ValueError, DecodeError):
                 out.append(p)
         return out
 
