@@ -86,6 +86,7 @@ def serve_dev(
     host: str,
     settings: Callable[..., Settings],
 ) -> None:
+    from cli.dev_codec import dev_codec
     from cli.dev_ports import check_ports, dev_ports
     from runyard.datadir import private_data_dir
     from runyard.devserver import DevServerConfig, start_dev_server, wait_for_port
@@ -104,6 +105,9 @@ def serve_dev(
     # too: a shell starts a background job (`runyard dev &`) with it ignored.
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
+    # A payload key generated into the data dir unless one is configured; the UI decodes
+    # through the API's codec server (cli/dev_codec.py).
+    codec = dev_codec(settings(), data_dir, host=host, port=port, ui_ip=ip, ui_port=ui_port)
     temporal: subprocess.Popen[bytes] | None = None
     children: list[subprocess.Popen[bytes]] = []
     code = 0
@@ -112,6 +116,7 @@ def serve_dev(
         if not external:
             cfg = DevServerConfig.load()
             cfg.port, cfg.ui_port = temporal_port, ui_port
+            cfg.ui_codec_endpoint = codec.endpoint
             address = cfg.address
             private_data_dir(data_dir)  # the dev server's database and log: 0600
             temporal = start_dev_server(cfg, data_dir)
@@ -125,6 +130,7 @@ def serve_dev(
             temporal_address=address,
             allow_private_callbacks=private,
             allow_local_repos=local_repos,
+            **codec.overrides,
         )
         env = {**os.environ, **settings_env(s)}
         # A previous dev killed outright left its sandboxes' processes, cgroups and mounts.
@@ -134,6 +140,7 @@ def serve_dev(
             _spawn([sys.executable, "-m", "cli", "api", "--host", host, "--port", str(port)], env),
         ]
         _banner(s, host, port, ui_port if temporal is not None else None)
+        _say_codec(codec.endpoint, codec.keys_file)
         while code == 0:
             for child in children:
                 if child.poll() is not None:
@@ -237,6 +244,12 @@ def _banner(s: Settings, host: str, port: int, ui_port: int | None) -> None:
     needed = " ".join(f"{k}={v}" for k, v in env.items() if v != defaults[k])
     typer.echo(f"Status:        {needed + ' ' if needed else ''}{_bin('runyard')} status")
     typer.echo("Ctrl-C stops everything.")
+
+
+def _say_codec(endpoint: str, keys_file: Path | None) -> None:
+    typer.echo(f"Codec server:  {endpoint}  (workflow payloads are encrypted)")
+    if keys_file is not None:
+        typer.echo(f"Payload key:   {keys_file}  (RUNYARD_PAYLOAD_KEYS=$(cat {keys_file}))")
 
 
 def _signal_all(procs: list[subprocess.Popen[bytes]], sig: signal.Signals) -> None:

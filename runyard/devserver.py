@@ -45,6 +45,8 @@ class DevServerConfig:
     sqlite_pragmas: dict[str, str] = field(default_factory=dict)
     search_attributes: dict[str, str] = field(default_factory=dict)
     dynamic_config: dict[str, Any] = field(default_factory=dict)
+    # The Temporal UI's remote codec endpoint (runyard dev: the API's codec server).
+    ui_codec_endpoint: str | None = None
 
     @classmethod
     def load(cls, path: Path | None = None) -> DevServerConfig:
@@ -73,6 +75,8 @@ class DevServerConfig:
             argv.append("--headless")
         else:
             argv += ["--ui-port", str(self.ui_port)]
+            if self.ui_codec_endpoint:
+                argv += ["--ui-codec-endpoint", self.ui_codec_endpoint]
         if self.db_filename:
             db = Path(self.db_filename)
             argv += ["--db-filename", str(db if db.is_absolute() else data_dir.resolve() / db)]

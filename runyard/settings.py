@@ -12,12 +12,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="RUNYARD_", extra="ignore")
+    # Errors never quote the value given: it may be a key (RUNYARD_PAYLOAD_KEYS) or a token.
+    model_config = SettingsConfigDict(
+        env_prefix="RUNYARD_", extra="ignore", hide_input_in_errors=True
+    )
 
     data_dir: Path = Path(".runyard")
     database_url: str | None = None
@@ -166,6 +169,22 @@ class Settings(BaseSettings):
     # Browser origins allowed to call /lg (exact matches, comma-separated): CORS.
     langgraph_cors_origins: str = ""
 
+    # Encrypted workflow history (runyard/encryption.py, api/codec_server.py): "id:<base64
+    # key>,…", the first encrypts every Temporal payload and failure message, all decrypt.
+    # Unset: payloads are plain JSON, as before.
+    payload_keys: SecretStr | None = None
+    # The codec server (/codec/decode, with payload_keys): the browser origins (exact,
+    # comma-separated) of the Temporal UI that may call it, whether /codec/encode is
+    # served, and whether a caller on a loopback address needs no credential (runyard dev).
+    codec_origins: str = ""
+    codec_encode: bool = False
+    codec_loopback_open: bool = False
+    # The Temporal UI's passed-through login token (api/codec_tokens.py): its identity
+    # provider's JSON Web Key Set, and the issuer and audience its tokens must carry.
+    codec_jwks_url: str | None = None
+    codec_token_issuer: str | None = None
+    codec_token_audience: str | None = None
+
     @field_validator("webhook_retry_schedule")
     @classmethod
     def _schedule(cls, value: str) -> str:
@@ -205,6 +224,38 @@ class Settings(BaseSettings):
                 f"(got {value!r})"
             )
         return value
+
+    @field_validator("payload_keys")
+    @classmethod
+    def _payload_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        from runyard.encryption import PayloadKeys
+
+        if value is not None:
+            PayloadKeys.parse(value.get_secret_value())  # raises PayloadKeyError (ValueError)
+        return value
+
+    @field_validator("codec_origins")
+    @classmethod
+    def _codec_origins(cls, value: str) -> str:
+        for origin in (o.strip() for o in value.split(",") if o.strip()):
+            scheme, sep, rest = origin.partition("://")
+            if scheme not in ("http", "https") or not sep or not rest or "/" in rest:
+                raise ValueError(
+                    "RUNYARD_CODEC_ORIGINS needs exact origins like https://temporal.example.com"
+                    f" (scheme and host, no path), comma-separated (got {origin!r})"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _codec_token(self) -> Settings:
+        if self.codec_jwks_url and not (self.codec_token_issuer and self.codec_token_audience):
+            raise ValueError(
+                "RUNYARD_CODEC_JWKS_URL needs RUNYARD_CODEC_TOKEN_ISSUER and "
+                "RUNYARD_CODEC_TOKEN_AUDIENCE: the UI's tokens are checked against both"
+            )
+        if self.codec_jwks_url and not self.codec_jwks_url.startswith(("https://", "http://")):
+            raise ValueError("RUNYARD_CODEC_JWKS_URL must be an http(s) URL")
+        return self
 
     @property
     def local_roots(self) -> list[Path]:

@@ -1,12 +1,13 @@
-"""Connecting to Temporal, always with the pydantic data converter."""
+"""Connecting to Temporal, always with the pydantic data converter (encrypting payloads
+when ``RUNYARD_PAYLOAD_KEYS`` is set: ``runyard/encryption.py``)."""
 
 from __future__ import annotations
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import Runtime
 
 from runyard import tracing
+from runyard.encryption import data_converter
 from runyard.settings import Settings
 
 
@@ -17,7 +18,7 @@ async def connect(
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(settings),
         lazy=lazy,
         interceptors=tracing.client_interceptors(),
         runtime=runtime,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import contextlib
 import io
 import json
@@ -17,9 +19,13 @@ from pathlib import Path
 
 import httpx
 import pexpect
+from google.protobuf import json_format
 from pydantic import SecretStr
+from temporalio.api.common.v1 import Payload
+from temporalio.client import Client
 
 from runyard.devserver import free_port
+from runyard.encryption import new_key_spec
 from runyard.sandbox.disk import unmount_all
 from runyard.settings import Settings
 from tests.conftest import readable_by_others, script
@@ -79,7 +85,8 @@ def test_ctrl_c_stops_everything_within_10_s_with_a_run_mid_turn(tmp_path: Path)
     (tmp_path / "data" / "temporal.log").chmod(0o644)
     argv = [sys.executable, "-m", "cli", "dev", "--port", str(port)]
     argv += ["--data-dir", str(tmp_path / "data")]
-    argv += ["--temporal-port", str(free_port()), "--ui-port", str(free_port())]
+    temporal_port, ui_port = free_port(), free_port()
+    argv += ["--temporal-port", str(temporal_port), "--ui-port", str(ui_port)]
     log = (tmp_path / "dev.log").open("w+")
     piped = f"{shlex.join(argv)} 2>&1 | tee {shlex.quote(str(tmp_path / 'tee.log'))}"
     dev = subprocess.Popen(
@@ -125,6 +132,7 @@ def test_ctrl_c_stops_everything_within_10_s_with_a_run_mid_turn(tmp_path: Path)
             assert time.monotonic() < deadline, "the run never started"
             time.sleep(0.1)
         time.sleep(1)  # the model turn (a 120 s sleep) is in flight
+        _the_ui_decodes_the_encrypted_run(url, temporal_port, ui_port, run["id"], body["prompt"])
         started = descendants(dev.pid)
         assert len(started) >= 3, started  # Temporal, the worker, the API
         # What Ctrl-C in its terminal sends: SIGINT to the whole group. tee ending first
@@ -146,7 +154,7 @@ def test_ctrl_c_stops_everything_within_10_s_with_a_run_mid_turn(tmp_path: Path)
         # Issue 23, item 8: the store (and its WAL, when a clean close left one), the
         # secret key, the Temporal dev server's database and log are 0600 in a 0700 dir.
         data = tmp_path / "data"
-        for name in ("runyard.db", "temporal.db", "temporal.log", "secret_key"):
+        for name in ("runyard.db", "temporal.db", "temporal.log", "secret_key", "payload_keys"):
             assert (data / name).exists(), sorted(p.name for p in data.iterdir())
         assert readable_by_others(data) == []
     finally:
@@ -160,6 +168,34 @@ def test_ctrl_c_stops_everything_within_10_s_with_a_run_mid_turn(tmp_path: Path)
         # for the next test.
         release_sandboxes(tmp_path / "data" / "sandboxes")
         unmount_all(tmp_path / "data" / "sandboxes")
+
+
+def _the_ui_decodes_the_encrypted_run(
+    url: str, temporal_port: int, ui_port: int, run_id: str, prompt: str
+) -> None:
+    """dev generated a payload key: the run's history is ciphertext, and the Temporal UI,
+    started with the API's codec server as its codec endpoint, decodes it with its own
+    request (from its origin, no token: the dev UI has no login)."""
+    ui = f"http://127.0.0.1:{ui_port}"
+    settings = httpx.get(f"{ui}/api/v1/settings", timeout=10).json()
+    assert settings["Codec"]["Endpoint"] == f"{url}/codec", settings["Codec"]
+
+    async def summary() -> Payload:
+        client = await Client.connect(f"127.0.0.1:{temporal_port}")
+        history = await client.get_workflow_handle(run_id).fetch_history()
+        return history.events[0].user_metadata.summary
+
+    sealed = asyncio.run(summary())
+    assert sealed.metadata["encoding"] == b"binary/encrypted", sealed.metadata
+    got = httpx.post(
+        f"{url}/codec/decode",
+        json={"payloads": [json_format.MessageToDict(sealed)]},
+        headers={"X-Namespace": "default", "Origin": ui},
+        timeout=10,
+    )
+    assert got.status_code == 200, got.text
+    assert got.headers["access-control-allow-origin"] == ui
+    assert json.loads(base64.b64decode(got.json()["payloads"][0]["data"])) == prompt
 
 
 def test_a_busy_port_is_named_before_anything_starts(tmp_path: Path) -> None:
@@ -229,6 +265,8 @@ def test_ctrl_c_in_a_terminal_leaves_no_process_mount_or_cgroup(tmp_path: Path) 
         if info.annotation is SecretStr or SecretStr in getattr(info.annotation, "__args__", ())
     }
     assert "RUNYARD_SECRET_KEY" in secrets_env
+    # Keys in their format (the workflow payloads of both starts are encrypted with them).
+    secrets_env["RUNYARD_PAYLOAD_KEYS"] = f"{new_key_spec('k2')},{new_key_spec('k1')}"
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("RUNYARD_", "TEMPORAL_"))},
         "RUNYARD_DATA_DIR": str(data),

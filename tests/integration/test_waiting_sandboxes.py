@@ -14,15 +14,16 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from temporalio.client import Client, ScheduleOverlapPolicy
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from runyard.db.engine import Database
 from runyard.db.tables import Run
 from runyard.db.types import utcnow
+from runyard.encryption import data_converter
 from runyard.sandbox.base import SandboxSpec
 from runyard.sandbox.local import LocalSandboxProvider
-from runyard.settings import default_host_name
+from runyard.settings import Settings, default_host_name
 from tests.conftest import TERMINAL, poll_until, script, wait_for
 from tests.integration.cgroup_probe import alive, cpu_ticks, freezer_dir, frozen, pids, spinner_in
 from tests.integration.counting_runs import gone
@@ -74,9 +75,9 @@ async def answer_and_finish(api: httpx.AsyncClient, run_id: str) -> None:
 
 @pytest.fixture
 async def temporal(stack: Stack) -> AsyncIterator[Client]:
-    yield await Client.connect(
-        stack.env["TEMPORAL_ADDRESS"], data_converter=pydantic_data_converter
-    )
+    keys = stack.env.get("RUNYARD_PAYLOAD_KEYS")  # the stack's, if it encrypts
+    converter = data_converter(Settings(payload_keys=SecretStr(keys) if keys else None))
+    yield await Client.connect(stack.env["TEMPORAL_ADDRESS"], data_converter=converter)
 
 
 async def test_a_waiting_runs_sandbox_is_frozen_until_the_answer(

@@ -11,6 +11,7 @@ from pydantic import SecretStr
 
 from cli.dev import settings_env
 from cli.terminal import clean, json_text
+from runyard.encryption import new_key_spec
 from runyard.settings import Settings, default_host_name
 
 # What the probe got through: an OSC 52 clipboard write, a line rewound and overwritten
@@ -54,6 +55,7 @@ def test_settings_env_hands_children_every_secret_intact(
     names = _secrets()
     assert "secret_key" in names
     given = {name: SecretStr(f"{name}-value-{'x' * 40}") for name in names}
+    given["payload_keys"] = SecretStr(f"{new_key_spec('k2')},{new_key_spec('k1')}")  # a format
     parent = Settings(data_dir=tmp_path, **given)  # type: ignore[arg-type]
     for env_name, value in settings_env(parent).items():
         monkeypatch.setenv(env_name, value)

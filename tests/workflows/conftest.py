@@ -15,10 +15,12 @@ import pytest
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from runyard.encryption import data_converter
+from runyard.settings import Settings
 from tests.workflows.fakes import Turn, World
 from workflows.payloads import (
     SA_MODEL,
@@ -32,6 +34,9 @@ from workflows.payloads import (
 from workflows.run import RunWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
+# The payload key of the histories recorded with encryption on (test data, not a secret):
+# the replay test replays every history with it, the plain ones included.
+RECORDING_KEYS = "test-k1:cnVueWFyZC10ZXN0LWtleS1ub3QtYS1zZWNyZXQhISE="
 
 
 def _test_server() -> str:
@@ -45,8 +50,17 @@ def _test_server() -> str:
 async def env() -> AsyncIterator[WorkflowEnvironment]:
     """A test server of its own for each test: time skipping is global to a server, so a
     timer of another test's run would otherwise be skipped to as well."""
+    # RUNYARD_PAYLOAD_KEYS in the environment runs (and records) them encrypted.
+    environment = await start_env(data_converter(Settings()))
+    yield environment
+    await environment.shutdown()
+
+
+async def start_env(converter: DataConverter) -> WorkflowEnvironment:
+    """A time-skipping test server with Runyard's search attributes, its client using
+    ``converter`` (the tests of encrypted history give an encrypting one)."""
     environment = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter, test_server_existing_path=_test_server()
+        data_converter=converter, test_server_existing_path=_test_server()
     )
     keyword = IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
     await environment.client.operator_service.add_search_attributes(
@@ -57,8 +71,7 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
             },
         )
     )
-    yield environment
-    await environment.shutdown()
+    return environment
 
 
 RunHandle = WorkflowHandle[RunWorkflow, RunResult]

@@ -13,7 +13,9 @@ recorded before the ``keep-changes-of-every-ending`` patch and replays its old b
 follows it, ``completed`` predates ``destroy-beside-end`` and
 ``completed-destroy-beside-end`` follows it, ``set-up`` is a run whose template has a
 setup script, ``cancelled-not-forwarding`` follows ``no-forwarding-after-cancel`` and
-``cancelled-through-temporal`` follows ``temporal-cancel-ends-first``. A change
+``cancelled-through-temporal`` follows ``temporal-cancel-ends-first``; ``encrypted`` was
+recorded with ``RUNYARD_PAYLOAD_KEYS`` on. Every history replays with the encrypting data
+converter, the plain ones included: turning encryption on never breaks a run in flight. A change
 that would break a run in flight fails here: guard it with ``workflow.patched()`` and
 record a new history beside the old ones, never in place of them.
 """
@@ -24,9 +26,10 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from runyard.encryption import PayloadKeys, data_converter_for
+from tests.workflows.conftest import RECORDING_KEYS
 from workflows.run import RunWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
@@ -46,11 +49,13 @@ def test_the_representative_runs_are_recorded() -> None:
         "set-up",
         "cancelled-not-forwarding",
         "cancelled-through-temporal",
+        "encrypted",
     }
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_history_replays(path: Path) -> None:
-    replayer = Replayer(workflows=[RunWorkflow], data_converter=pydantic_data_converter)
+    converter = data_converter_for(PayloadKeys.parse(RECORDING_KEYS))
+    replayer = Replayer(workflows=[RunWorkflow], data_converter=converter)
     history = WorkflowHistory.from_json("run_replayed", path.read_text())
     await replayer.replay_workflow(history)
