@@ -26,6 +26,7 @@ from api.routes import (
     run_control,
     run_input,
     runs,
+    schedules,
     templates,
     threads,
     usage,
@@ -107,4 +108,5 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.include_router(usage.router)
     app.include_router(artifacts.router)
     app.include_router(templates.router)
+    app.include_router(schedules.router)
     return app

@@ -66,6 +66,9 @@ _STATUS_BY_CODE: dict[str, int] = {
     ErrorCode.THREAD_NOT_FOUND: 404,
     ErrorCode.REPOSITORY_NOT_FOUND: 404,
     ErrorCode.CONFLICT: 409,
+    ErrorCode.SCHEDULE_SPEC_INVALID: 400,
+    ErrorCode.SCHEDULE_NOT_FOUND: 404,
+    ErrorCode.SCHEDULE_LIMIT_EXCEEDED: 409,
 }
 # A title in plain English for each machine code (RFC 9457: the same for every occurrence).
 TITLES_BY_CODE: dict[str, str] = {
@@ -100,6 +103,9 @@ TITLES_BY_CODE: dict[str, str] = {
     "RUN_ORCHESTRATOR_ERROR": "Workflow engine unreachable",
     "SANDBOX_UNAVAILABLE": "Sandbox unavailable",
     "INTERNAL_ERROR": "Internal error",
+    "SCHEDULE_SPEC_INVALID": "Invalid schedule spec",
+    "SCHEDULE_NOT_FOUND": "Schedule not found",
+    "SCHEDULE_LIMIT_EXCEEDED": "Too many schedules",
 }
 
 

@@ -108,3 +108,8 @@ class ErrorCode(StrEnum):
     MODEL_ERROR = "MODEL_ERROR"
     # Worker-side only: the run ended (cancelled) while an activity was on its way.
     RUN_NOT_ACTIVE = "RUN_NOT_ACTIVE"
+    # Schedules (issue 27): requests, and the error.code of a run cancel_other replaced.
+    SCHEDULE_SPEC_INVALID = "SCHEDULE_SPEC_INVALID"
+    SCHEDULE_NOT_FOUND = "SCHEDULE_NOT_FOUND"
+    SCHEDULE_LIMIT_EXCEEDED = "SCHEDULE_LIMIT_EXCEEDED"
+    RUN_SUPERSEDED = "RUN_SUPERSEDED"

@@ -30,7 +30,10 @@
     ├── AgentNotFound                    AGENT_NOT_FOUND
     ├── ThreadNotFound                   THREAD_NOT_FOUND
     ├── RepositoryMissing                REPOSITORY_NOT_FOUND
-    └── Conflict                         CONFLICT
+    ├── Conflict                         CONFLICT
+    ├── ScheduleSpecInvalid              SCHEDULE_SPEC_INVALID
+    ├── ScheduleNotFound                 SCHEDULE_NOT_FOUND
+    └── ScheduleLimitExceeded            SCHEDULE_LIMIT_EXCEEDED
 
 Activities raise these; one boundary (``activities/_support.py``, ``typed_failures``)
 turns each into the ``ApplicationError`` Temporal sees, ``type`` = its code and
@@ -193,6 +196,20 @@ class RepositoryMissing(RunyardError):
 
 class Conflict(RunyardError):
     code = ErrorCode.CONFLICT
+
+
+class ScheduleSpecInvalid(InvalidInput):
+    """A schedule's spec Temporal could not follow: a bad cron or zone, a short interval."""
+
+    code = ErrorCode.SCHEDULE_SPEC_INVALID
+
+
+class ScheduleNotFound(RunyardError):
+    code = ErrorCode.SCHEDULE_NOT_FOUND
+
+
+class ScheduleLimitExceeded(RunyardError):
+    code = ErrorCode.SCHEDULE_LIMIT_EXCEEDED
 
 
 def error_for(code: str, message: str) -> RunyardError:
