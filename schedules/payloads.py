@@ -22,6 +22,8 @@ class FireInput(BaseModel):
     org_id: str
     # The creating API's active-run cap, which travels with each fire's run.
     max_active_runs: int | None = None
+    # Unset for a schedule's own actions: Temporal's TemporalScheduledStartTime says it.
+    scheduled_at: datetime | None = None
 
 
 class FireResult(BaseModel):

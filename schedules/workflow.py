@@ -24,6 +24,7 @@ from temporalio.common import (
     RetryPolicy,
     SearchAttributePair,
     TypedSearchAttributes,
+    WorkflowIDReusePolicy,
 )
 from temporalio.exceptions import (
     ApplicationError,
@@ -62,7 +63,8 @@ class ScheduleFireWorkflow:
     @workflow.run
     async def run(self, inp: FireInput) -> FireResult:
         info = workflow.info()
-        at = info.typed_search_attributes.get(SA_SCHEDULED_AT) or workflow.now()
+        at = inp.scheduled_at or info.typed_search_attributes.get(SA_SCHEDULED_AT)
+        at = at or workflow.now()
         workflow.set_current_details(f"creating the run of {inp.schedule_id} for {at}")
         made: Made = await workflow.execute_activity_method(
             ScheduleActivities.create_scheduled_run,
@@ -86,6 +88,8 @@ class ScheduleFireWorkflow:
                 id=run_input.run_id,
                 result_type=dict,
                 search_attributes=_attributes(run_input),
+                # A run id is never reused: a fire for a time already fired is a duplicate.
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 parent_close_policy=workflow.ParentClosePolicy.ABANDON,
                 cancellation_type=workflow.ChildWorkflowCancellationType.ABANDON,
                 static_summary=made.summary[:200],
