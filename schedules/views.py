@@ -32,9 +32,8 @@ def _recent(schedule_id: str) -> Any:
             ).scalars()
         )
         ids = [f.run_id for f in fires if f.run_id]
-        statuses = dict(
-            s.execute(select(col(Run.id), col(Run.status)).where(col(Run.id).in_(ids))).tuples()
-        )
+        found = s.execute(select(col(Run.id), col(Run.status)).where(col(Run.id).in_(ids)))
+        statuses: dict[str, str] = {run_id: status for run_id, status in found.all()}
         return [fire_view(f, statuses.get(f.run_id) if f.run_id else None) for f in fires]
 
     return read

@@ -8,7 +8,7 @@ from collections.abc import Awaitable
 from typing import Annotated, Any, TypeVar
 
 import structlog
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Body, Query, Response
 from sqlalchemy import func, select
 from sqlmodel import col
 from temporalio.client import Client, ScheduleBackfill, ScheduleOverlapPolicy, ScheduleUpdate
@@ -300,10 +300,14 @@ async def delete_schedule(
     **answers(Schedule, 400, 404, 502),
 )
 async def pause_schedule(
-    schedule_id: str, body: PauseBody, principal: WriterDep, db: DbDep, temporal: TemporalDep
+    schedule_id: str,
+    principal: WriterDep,
+    db: DbDep,
+    temporal: TemporalDep,
+    body: Annotated[PauseBody | None, Body()] = None,
 ) -> dict[str, Any]:
     row = await _load(db, principal.org_id, schedule_id)
-    note = body.note or "paused through the API"
+    note = (body.note if body else None) or "paused through the API"
     client = await _client(temporal)
     await _temporal(client.get_schedule_handle(row.id).pause(note=note))
     key = new_id("pause")
@@ -323,7 +327,11 @@ async def pause_schedule(
     **answers(Schedule, 400, 404, 502),
 )
 async def unpause_schedule(
-    schedule_id: str, body: PauseBody | None, principal: WriterDep, db: DbDep, temporal: TemporalDep
+    schedule_id: str,
+    principal: WriterDep,
+    db: DbDep,
+    temporal: TemporalDep,
+    body: Annotated[PauseBody | None, Body()] = None,
 ) -> dict[str, Any]:
     row = await _load(db, principal.org_id, schedule_id)
     client = await _client(temporal)

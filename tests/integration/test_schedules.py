@@ -1,0 +1,163 @@
+"""Scheduled runs end to end: a real Temporal Schedule, the worker's fire workflow and
+the run service. Real time would make an interval schedule (at least 60 s) far too slow
+for the suite, so its fires are made to happen now: a backfill of a window holding two
+of its interval's times (the same action Temporal takes when the interval comes round),
+and a trigger. Then a pause, and a skipped fire at the active-run cap, announced by the
+organization's webhook.
+
+The API here has an active-run cap of 1 (its own process on the stack's store and
+workers: the cap travels with the schedule's fires, as it does with a run)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from runyard.db.engine import Database
+from tests.conftest import Keys, async_db_url, poll_until, script, wait_for
+from tests.fakes.receiver import Receiver
+from tests.stack import Stack
+
+QUICK = script({"text": "done"})
+HOLD = script({"ask": "hold on"}, {"text": "done"})  # waits for input: stays active
+
+
+@pytest.fixture
+async def capped(stack: Stack, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    api = Stack({**stack.env, "RUNYARD_MAX_ACTIVE_RUNS": "1"}, tmp_path / "logs")
+    api.start_api()
+    db = Database(async_db_url(stack.env))
+    key = await Keys(db).make("sch-" + secrets.token_hex(4))
+    await db.dispose()
+    try:
+        async with httpx.AsyncClient(
+            base_url=api.api_url, headers={"Authorization": f"Bearer {key}"}, timeout=60
+        ) as client:
+            yield client
+    finally:
+        api.stop()
+
+
+def iso(dt: datetime) -> str:
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def runs_of(client: httpx.AsyncClient, schedule_id: str) -> list[dict[str, object]]:
+    answer = await client.get("/v1/runs", params={"scheduleId": schedule_id})
+    data: list[dict[str, object]] = answer.json()["data"]
+    return data
+
+
+async def test_a_schedule_fires_triggers_pauses_and_skips_at_the_cap(
+    capped: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    client = capped
+    hook = "sch-" + secrets.token_hex(4)
+    made = await client.post(
+        "/v1/webhooks",
+        json={"url": receiver.url(hook), "events": ["schedule.skipped", "schedule.paused"]},
+    )
+    assert made.status_code == 201, made.text
+    body = {
+        "name": "every minute",
+        "spec": {"interval": {"everySeconds": 60}},
+        "run": {"prompt": QUICK, "model": "scripted"},
+        "overlap": "buffer_all",
+        "metadata": {"team": "infra"},
+    }
+    created = await client.post("/v1/schedules", json=body)
+    assert created.status_code == 201, created.text
+    sch = created.json()
+    assert sch["id"].startswith("sch_") and sch["paused"] is False
+    assert len(sch["upcoming"]) == 5 and sch["nextRunAt"] == sch["upcoming"][0]
+    assert sch["remainingRuns"] is None and sch["recentRuns"] == []
+    sid = sch["id"]
+
+    # Two of the interval's times, fired now.
+    minute = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=5)
+    window = {
+        "startAt": iso(minute + timedelta(seconds=30)),
+        "endAt": iso(minute + timedelta(seconds=150)),
+    }
+    filled = await client.post(f"/v1/schedules/{sid}/backfill", json=window)
+    assert filled.status_code == 202, filled.text
+    assert filled.json()["fires"] == 2
+    expected = {iso(minute + timedelta(minutes=1)), iso(minute + timedelta(minutes=2))}
+
+    async def two_completed() -> bool:
+        runs = await runs_of(client, sid)
+        return len(runs) == 2 and all(r["status"] == "completed" for r in runs)
+
+    await poll_until(two_completed, "two scheduled runs completing", timeout=30, every=0.2)
+    runs = await runs_of(client, sid)
+    assert {r["scheduledAt"] for r in runs} == expected
+    assert {r["scheduleId"] for r in runs} == {sid}
+
+    # A trigger: 202 with the run it made.
+    fired = await client.post(f"/v1/schedules/{sid}/trigger")
+    assert fired.status_code == 202, fired.text
+    run_id = fired.json()["runId"]
+    assert (await wait_for(client, run_id, {"completed"}))["scheduleId"] == sid
+
+    # A pause, with its note; nothing is upcoming while paused.
+    paused = await client.post(f"/v1/schedules/{sid}/pause", json={"note": "release freeze"})
+    assert paused.status_code == 200, paused.text
+    assert paused.json()["paused"] is True and paused.json()["upcoming"] == []
+    assert paused.json()["notes"][-1]["note"] == "release freeze"
+    (first,) = await asyncio.to_thread(receiver.wait_for, hook, 1)
+    assert json.loads(first.body)["type"] == "schedule.paused"
+    unpaused = (await client.post(f"/v1/schedules/{sid}/unpause")).json()
+    assert unpaused["paused"] is False and len(unpaused["upcoming"]) == 5
+
+    # At the cap (1): the fire is skipped, recorded and announced; no run is left behind.
+    hold = await client.post("/v1/runs", json={"prompt": HOLD, "model": "scripted", "start": True})
+    assert hold.status_code == 201, hold.text
+    await wait_for(client, hold.json()["id"], {"waiting_for_input"})
+    skipped = await client.post(f"/v1/schedules/{sid}/trigger")
+    assert skipped.status_code == 429, skipped.text
+    assert skipped.json()["type"] == "CONCURRENT_RUN_LIMIT_EXCEEDED"
+    both = await asyncio.to_thread(receiver.wait_for, hook, 2)
+    event = json.loads(both[1].body)
+    assert event["type"] == "schedule.skipped"
+    assert event["data"]["scheduleId"] == sid and event["data"]["reason"] == "active_run_cap"
+    view = (await client.get(f"/v1/schedules/{sid}")).json()
+    last = view["recentRuns"][0]
+    assert last["status"] == "skipped" and last["reason"] == "active_run_cap"
+    assert last["runId"] is None
+    assert [r["status"] for r in view["recentRuns"][1:]] == ["fired"] * 3
+    assert len(await runs_of(client, sid)) == 3
+    assert view["paused"] is False  # the cap does not pause the schedule
+    await client.post(f"/v1/runs/{hold.json()['id']}/cancel")
+
+    listed = (await client.get("/v1/schedules", params={"enabled": "true"})).json()
+    assert [s["id"] for s in listed["data"]] == [sid]
+    assert (await client.delete(f"/v1/schedules/{sid}")).status_code == 204
+    gone = await client.get(f"/v1/schedules/{sid}")
+    assert gone.status_code == 404 and gone.json()["type"] == "SCHEDULE_NOT_FOUND"
+
+
+async def test_schedule_errors(api: httpx.AsyncClient) -> None:
+    run = {"prompt": "hi", "model": "scripted"}
+    for spec, field in [
+        ({"interval": {"everySeconds": 30}}, "spec.interval.everySeconds"),
+        ({"cron": ["61 * * * *"]}, "spec.cron"),
+        ({"cron": ["0 9 * * 1-5"], "timezone": "Mars/Olympus"}, "spec.timezone"),
+    ]:
+        answer = await api.post("/v1/schedules", json={"spec": spec, "run": run})
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["type"] == "SCHEDULE_SPEC_INVALID"
+        assert answer.json()["errors"][0]["field"] == field
+    bad_run = await api.post(
+        "/v1/schedules",
+        json={"spec": {"cron": ["0 9 * * *"]}, "run": {**run, "template": "nope"}},
+    )
+    assert bad_run.status_code == 400 and bad_run.json()["type"] == "RUN_TEMPLATE_NOT_FOUND"
+    missing = await api.post("/v1/schedules/sch_nope/pause", json={})
+    assert missing.status_code == 404 and missing.json()["type"] == "SCHEDULE_NOT_FOUND"
