@@ -21,11 +21,11 @@ _EXAMPLE: dict[str, Any] = {
 }
 
 
-class ScheduleRun(CreateRun):
+class ScheduleRunBody(CreateRun):
     """The body of ``POST /v1/runs`` without ``start``: each fire starts its run."""
 
     @model_validator(mode="after")
-    def _no_start(self) -> ScheduleRun:
+    def _no_start(self) -> ScheduleRunBody:
         if "start" in self.model_fields_set:
             raise ValueError("a schedule's run has no start: each fire starts it")
         return self
@@ -42,7 +42,7 @@ class CreateSchedule(Body):
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     spec: SpecBody
-    run: ScheduleRun
+    run: ScheduleRunBody
     thread_id: str | None = Field(default=None, max_length=64)
     overlap: Overlap = "skip"
     catchup_window_seconds: int = Field(default=3600, ge=10, le=365 * 86_400)
@@ -59,7 +59,7 @@ class PatchSchedule(Body):
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     spec: SpecBody | None = None
-    run: ScheduleRun | None = None
+    run: ScheduleRunBody | None = None
     thread_id: str | None = Field(default=None, max_length=64)
     overlap: Overlap | None = None
     catchup_window_seconds: int | None = Field(default=None, ge=10, le=365 * 86_400)

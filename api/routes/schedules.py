@@ -28,7 +28,7 @@ from api.schedule_schemas import (
     PauseBody,
     Schedule,
     SchedulePage,
-    ScheduleRun,
+    ScheduleRunBody,
     TriggerAccepted,
 )
 from api.schedule_trigger import matching_times, trigger_and_wait
@@ -86,7 +86,7 @@ async def _load(db: Database, org_id: str, schedule_id: str) -> ScheduleRow:
 
 
 async def _check_run(
-    runs: RunService, run: ScheduleRun, thread_id: str | None, org_id: str
+    runs: RunService, run: ScheduleRunBody, thread_id: str | None, org_id: str
 ) -> dict[str, Any]:
     """The run body, checked as ``POST /v1/runs`` checks it; stored as sent (camelCase)."""
     await runs.resolve(run.model_copy(update={"thread_id": thread_id}), org_id)
@@ -240,7 +240,7 @@ async def patch_schedule(
         row.spec = body.spec.wire()
     thread_id = body.thread_id if "thread_id" in changes else row.thread_id
     if body.run is not None or "thread_id" in changes:
-        run = body.run or ScheduleRun.model_validate(row.run)
+        run = body.run or ScheduleRunBody.model_validate(row.run)
         row.run = await _check_run(runs, run, thread_id, row.org_id)
         row.template = run.template
         row.thread_id = thread_id
