@@ -20,9 +20,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from runyard.client import AsyncRunyard
 from runyard.db.engine import Database
 from tests.conftest import Keys, async_db_url, poll_until, script, wait_for
 from tests.fakes.receiver import Receiver
+from tests.integration.test_cli import runyard
 from tests.stack import Stack
 
 QUICK = script({"text": "done"})
@@ -161,3 +163,32 @@ async def test_schedule_errors(api: httpx.AsyncClient) -> None:
     assert bad_run.status_code == 400 and bad_run.json()["type"] == "RUN_TEMPLATE_NOT_FOUND"
     missing = await api.post("/v1/schedules/sch_nope/pause", json={})
     assert missing.status_code == 404 and missing.json()["type"] == "SCHEDULE_NOT_FOUND"
+
+
+async def test_client_and_cli(stack: Stack, keys: Keys) -> None:
+    """The client's schedule methods and ``runyard schedules …`` against the stack."""
+    key = await keys.make("sch-cli-" + secrets.token_hex(4))
+    made = await asyncio.to_thread(
+        runyard, stack, "schedules", "create", QUICK, "--model", "scripted",
+        "--cron", "30 6 * * *", "--timezone", "Europe/Paris", "--name", "morning", key=key,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    sid = made.stdout.strip()
+    assert sid.startswith("sch_") and made.stderr.count("next:") == 5
+    async with AsyncRunyard(stack.api_url, key) as ry:
+        got = await ry.get_schedule(sid)
+        assert got.name == "morning" and got.spec["timezone"] == "Europe/Paris"
+        assert got.next_run_at and got.next_run_at.endswith(("04:30:00Z", "05:30:00Z"))
+        changed = await ry.update_schedule(sid, overlap="cancel_other", max_runs=3)
+        assert changed.overlap == "cancel_other" and changed.remaining_runs == 3
+        assert len(changed.upcoming) == 3  # at most the runs left
+        paused = await ry.pause_schedule(sid, "holidays")
+        assert paused.paused and paused.notes[-1].note == "holidays"
+        assert (await ry.list_schedules(enabled=True)).pagination.total == 1
+        assert (await ry.list_schedules(enabled=False)).pagination.total == 0
+    listed = await asyncio.to_thread(runyard, stack, "schedules", "list", key=key)
+    assert listed.returncode == 0 and sid in listed.stdout and "paused" in listed.stdout
+    gone = await asyncio.to_thread(runyard, stack, "schedules", "delete", sid, key=key)
+    assert gone.returncode == 0, gone.stderr
+    again = await asyncio.to_thread(runyard, stack, "schedules", "get", sid, key=key)
+    assert again.returncode == 1 and "SCHEDULE_NOT_FOUND" in again.stderr
