@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import structlog
+from pydantic import ValidationError
 from sqlalchemy.orm import Session
 from temporalio import activity
 from temporalio.client import Client
@@ -20,6 +21,7 @@ from runyard.errors import (
     ConcurrentRunLimitExceeded,
     Conflict,
     InsufficientCredits,
+    InvalidInput,
     OrchestratorUnavailable,
     RunAlreadyStarted,
     RunyardError,
@@ -86,8 +88,8 @@ class ScheduleActivities:
         if row is None:
             log.warning("schedule.fire_without_schedule", schedule_id=inp.schedule_id)
             return Made(skipped="schedule_deleted")
-        body = CreateRun.model_validate(row.run).model_copy(update={"thread_id": row.thread_id})
         try:
+            body = CreateRun.model_validate(row.run).model_copy(update={"thread_id": row.thread_id})
             spec = await self.service.resolve(
                 body, row.org_id, idempotency_key=f"schedule:{row.id}:{stamp(inp.scheduled_at)}"
             )
@@ -97,6 +99,9 @@ class ScheduleActivities:
             await check_credits(self.db, row.org_id)
             seed = ThreadSeed(row.thread_id) if row.thread_id else None
             created = await self.service.create(spec, seed=seed)
+        except ValidationError as exc:  # a stored body today's checks refuse
+            refused = InvalidInput(str(exc).splitlines()[0], field="run")
+            return Made(skipped=await self._skip(row, inp.workflow_id, inp.scheduled_at, refused))
         except OrchestratorUnavailable:
             raise
         except RunyardError as exc:

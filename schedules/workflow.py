@@ -17,7 +17,9 @@ The child is abandoned if this workflow is terminated: a run never dies with its
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from datetime import timedelta
+from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import (
@@ -54,71 +56,86 @@ with workflow.unsafe.imports_passed_through():
         SupersedeRequest,
     )
 
+T = TypeVar("T")
+Child = workflow.ChildWorkflowHandle[object, dict[str, object]]
 _TIMEOUT = timedelta(seconds=60)
 _RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_attempts=8)
 
 
 @workflow.defn(name="ScheduleFireWorkflow")
 class ScheduleFireWorkflow:
+    def __init__(self) -> None:
+        self._superseded = False  # Temporal cancelled this fire (overlap cancel_other)
+        self._child: Child | None = None
+
     @workflow.run
     async def run(self, inp: FireInput) -> FireResult:
+        result = await self._fire(inp)
+        if self._superseded:
+            raise asyncio.CancelledError()  # the fire ends cancelled, as Temporal asked
+        return result
+
+    async def _fire(self, inp: FireInput) -> FireResult:
         info = workflow.info()
         at = inp.scheduled_at or info.typed_search_attributes.get(SA_SCHEDULED_AT)
         at = at or workflow.now()
         workflow.set_current_details(f"creating the run of {inp.schedule_id} for {at}")
-        made: Made = await workflow.execute_activity_method(
-            ScheduleActivities.create_scheduled_run,
-            CreateFire(
-                schedule_id=inp.schedule_id,
-                workflow_id=info.workflow_id,
-                scheduled_at=at,
-                max_active_runs=inp.max_active_runs,
-            ),
-            summary="create the run",
-            start_to_close_timeout=_TIMEOUT,
-            retry_policy=_RETRY,
+        made: Made = await self._through(
+            workflow.execute_activity_method(
+                ScheduleActivities.create_scheduled_run,
+                CreateFire(
+                    schedule_id=inp.schedule_id,
+                    workflow_id=info.workflow_id,
+                    scheduled_at=at,
+                    max_active_runs=inp.max_active_runs,
+                ),
+                summary="create the run",
+                start_to_close_timeout=_TIMEOUT,
+                retry_policy=_RETRY,
+            )
         )
         if made.run_input is None or made.run_id is None:
             return FireResult(status="skipped", reason=made.skipped)
         run_input = made.run_input
         try:
-            child = await workflow.start_child_workflow(
-                "RunWorkflow",
-                run_input,
-                id=run_input.run_id,
-                result_type=dict,
-                search_attributes=_attributes(run_input),
-                # A run id is never reused: a fire for a time already fired is a duplicate.
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                parent_close_policy=workflow.ParentClosePolicy.ABANDON,
-                cancellation_type=workflow.ChildWorkflowCancellationType.ABANDON,
-                static_summary=made.summary[:200],
+            child = await self._through(
+                workflow.start_child_workflow(
+                    "RunWorkflow",
+                    run_input,
+                    id=run_input.run_id,
+                    result_type=dict,
+                    search_attributes=_attributes(run_input),
+                    # A run id is never reused: a time already fired is a duplicate.
+                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                    parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+                    cancellation_type=workflow.ChildWorkflowCancellationType.ABANDON,
+                    static_summary=made.summary[:200],
+                )
             )
         except WorkflowAlreadyStartedError:  # an earlier fire for this time made it
             return FireResult(status="duplicate", run_id=made.run_id)
-        started = await workflow.execute_activity_method(
-            ScheduleActivities.start_scheduled_run,
-            StartFire(
-                schedule_id=inp.schedule_id,
-                workflow_id=info.workflow_id,
-                run_id=made.run_id,
-                scheduled_at=at,
-            ),
-            summary="exec the run",
-            start_to_close_timeout=_TIMEOUT,
-            retry_policy=_RETRY,
-        )
-        if not started.started:  # refused: the run and its workflow are gone again
-            return FireResult(status="skipped", reason=started.skipped)
+        self._child = child
+        if self._superseded:  # cancelled before its run started: the run never starts
+            await self._supersede()
+        else:
+            started = await self._through(
+                workflow.execute_activity_method(
+                    ScheduleActivities.start_scheduled_run,
+                    StartFire(
+                        schedule_id=inp.schedule_id,
+                        workflow_id=info.workflow_id,
+                        run_id=made.run_id,
+                        scheduled_at=at,
+                    ),
+                    summary="exec the run",
+                    start_to_close_timeout=_TIMEOUT,
+                    retry_policy=_RETRY,
+                )
+            )
+            if not started.started:  # refused: the run and its workflow are gone again
+                return FireResult(status="skipped", reason=started.skipped)
         workflow.set_current_details(f"waiting for {made.run_id}")
-        ended = asyncio.create_task(_outcome(child))
-        try:
-            status, code, message = await asyncio.shield(ended)
-        except asyncio.CancelledError:
-            # Temporal cancelled this fire: overlap cancel_other, a newer fire replaces it.
-            await child.signal("supersede", SupersedeRequest())
-            await ended
-            raise
+        status, code, message = await self._through(_outcome(child))
         if status == RunStatus.FAILED and made.pause_on_failure:
             await workflow.execute_activity_method(
                 ScheduleActivities.pause_schedule,
@@ -132,6 +149,23 @@ class ScheduleFireWorkflow:
                 retry_policy=_RETRY,
             )
         return FireResult(status="fired", run_id=made.run_id, run_status=status)
+
+    async def _through(self, step: Awaitable[T]) -> T:
+        """``step`` to its end even when Temporal cancels this fire meanwhile: then the
+        run (once it exists) is superseded, and the fire ends cancelled afterwards."""
+        task = asyncio.ensure_future(step)
+        while True:
+            try:
+                return await asyncio.shield(task)
+            except asyncio.CancelledError:
+                if not self._superseded:
+                    self._superseded = True
+                    if self._child is not None:
+                        await self._supersede()
+
+    async def _supersede(self) -> None:
+        assert self._child is not None
+        await self._child.signal("supersede", SupersedeRequest())
 
 
 def _attributes(inp: RunInput) -> TypedSearchAttributes:

@@ -9,7 +9,7 @@ from typing import Annotated, Any, TypeVar
 
 import structlog
 from fastapi import APIRouter, Body, Query, Response
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlmodel import col
 from temporalio.client import Client, ScheduleBackfill, ScheduleOverlapPolicy, ScheduleUpdate
 from temporalio.service import RPCError, RPCStatusCode
@@ -267,7 +267,13 @@ async def _push(client: Client, row: ScheduleRow, settings: Settings, *, reset_r
         keep = None if reset_runs or not state.limited_actions else state.remaining_actions
         return ScheduleUpdate(schedule=schedule_of(row, settings.task_queue, remaining=keep))
 
-    await _temporal(client.get_schedule_handle(row.id).update(update))
+    handle = client.get_schedule_handle(row.id)
+    await _temporal(handle.update(update))
+    # The pause bit as the row says, whatever an update does with the state's.
+    if temporal_paused(row):
+        await _temporal(handle.pause(note=latest_note(row) or "disabled"))
+    else:
+        await _temporal(handle.unpause(note=latest_note(row) or "enabled"))
 
 
 @router.delete(
@@ -290,6 +296,7 @@ async def delete_schedule(
         found = await s.get(ScheduleRow, row.id)
         if found is not None:
             await s.delete(found)
+        await s.execute(delete(ScheduleFire).where(col(ScheduleFire.schedule_id) == row.id))
     log.info("schedule.deleted", schedule_id=row.id, org_id=row.org_id)
     return Response(status_code=204)
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from temporalio.client import Client
 
 from runyard.client import AsyncRunyard
 from runyard.db.engine import Database
@@ -184,10 +185,20 @@ async def test_client_and_cli(stack: Stack, keys: Keys) -> None:
         assert len(changed.upcoming) == 3  # at most the runs left
         paused = await ry.pause_schedule(sid, "holidays")
         assert paused.paused and paused.notes[-1].note == "holidays"
-        assert (await ry.list_schedules(enabled=True)).pagination.total == 1
-        assert (await ry.list_schedules(enabled=False)).pagination.total == 0
+        # The Temporal Schedule of the same id says the same.
+        temporal = await Client.connect(
+            stack.env["TEMPORAL_ADDRESS"], namespace=stack.env.get("TEMPORAL_NAMESPACE", "default")
+        )
+        state = (await temporal.get_schedule_handle(sid).describe()).schedule.state
+        assert state.paused and state.note == "holidays" and state.remaining_actions == 3
+        await ry.unpause_schedule(sid)
+        off = await ry.update_schedule(sid, enabled=False)
+        assert not off.enabled and not off.paused and off.upcoming == []
+        assert (await temporal.get_schedule_handle(sid).describe()).schedule.state.paused
+        assert (await ry.list_schedules(enabled=True)).pagination.total == 0
+        assert (await ry.list_schedules(enabled=False)).pagination.total == 1
     listed = await asyncio.to_thread(runyard, stack, "schedules", "list", key=key)
-    assert listed.returncode == 0 and sid in listed.stdout and "paused" in listed.stdout
+    assert listed.returncode == 0 and sid in listed.stdout and "disabled" in listed.stdout
     gone = await asyncio.to_thread(runyard, stack, "schedules", "delete", sid, key=key)
     assert gone.returncode == 0, gone.stderr
     again = await asyncio.to_thread(runyard, stack, "schedules", "get", sid, key=key)

@@ -53,9 +53,13 @@ class FakeSchedule:
         self.pauses: list[str] = []
         self.pause_on_failure = False
         self.max_active_runs = 10
+        self.create_seconds = 0.0
+        self.created = asyncio.Event()
 
     @activity.defn(name="create_scheduled_run")
     async def create_scheduled_run(self, inp: CreateFire) -> Made:
+        self.created.set()
+        await asyncio.sleep(self.create_seconds)
         if self.skip:
             self.skipped.append(self.skip)
             return Made(skipped=self.skip)
@@ -223,4 +227,27 @@ async def test_cancel_other_supersedes_the_run_in_flight(env: WorkflowEnvironmen
         )
     assert isinstance(failure.value.cause, CancelledError)
     assert run.status == "cancelled"
+    assert run.error is not None and run.error["code"] == "RUN_SUPERSEDED"
+
+
+async def test_a_fire_cancelled_before_its_run_starts_supersedes_it(
+    env: WorkflowEnvironment,
+) -> None:
+    """Cancelled while its run is being created: the run is made and ends superseded
+    without ever starting (no run is left queued)."""
+    async with firing(env) as (world, schedule, queue):
+        schedule.create_seconds = 1.0
+        handle = await env.client.start_workflow(
+            ScheduleFireWorkflow.run,
+            FireInput(schedule_id="sch_t", org_id="org_t", scheduled_at=AT),
+            id="sch_t-" + secrets.token_hex(4),
+            task_queue=queue,
+        )
+        await schedule.created.wait()
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError) as failure:
+            await handle.result()
+    assert isinstance(failure.value.cause, CancelledError)
+    (run,) = world.runs.values()
+    assert run.status == "cancelled" and "run.started" not in run.events
     assert run.error is not None and run.error["code"] == "RUN_SUPERSEDED"
