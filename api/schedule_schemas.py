@@ -15,7 +15,7 @@ from schedules.spec import Overlap, SpecBody
 _EXAMPLE: dict[str, Any] = {
     "name": "nightly flaky-test triage",
     "spec": {"cron": ["0 9 * * 1-5"], "timezone": "Europe/Paris"},
-    "run": {"prompt": "Triage the flaky tests of last night", "repo": "your-org/your-repo"},
+    "run": {"prompt": "Triage the flaky tests of last night", "template": "default"},
     "overlap": "skip",
     "catchupWindowSeconds": 3600,
 }

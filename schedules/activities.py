@@ -169,8 +169,13 @@ class ScheduleActivities:
     async def _skip(
         self, row: ScheduleRow, workflow_id: str, at: datetime, exc: RunyardError
     ) -> str:
+        """Record the skipped fire and announce it; for credits or a deleted template the
+        schedule is paused first, so whoever sees the skip sees the pause too."""
         reason = reason_of(exc)
         detail = f"{exc.code}: {exc}"
+        pause = f"paused: a fire was skipped ({detail})" if reason in PAUSING else None
+        if pause:
+            await self._pause_temporal(row.id, pause)
 
         def write(s: Session) -> None:
             fresh = s.get(ScheduleRow, row.id) or row
@@ -178,6 +183,8 @@ class ScheduleActivities:
                 s, fresh, workflow_id=workflow_id, scheduled_at=at, run_id=None,
                 reason=reason, detail=detail,
             )  # fmt: skip
+            if pause:
+                _note_once(s, row.id, pause, f"skip:{workflow_id}")
 
         await self.db.transact(write)
         log.warning(
@@ -187,23 +194,26 @@ class ScheduleActivities:
             org_id=row.org_id,
             reason=reason,
             detail=detail,
+            paused=bool(pause),
         )
-        if reason in PAUSING:
-            await self._pause(row, f"paused: a fire was skipped ({detail})", f"skip:{workflow_id}")
         return reason
 
     async def _pause(self, row: ScheduleRow, note: str, key: str) -> None:
         """Pause the Temporal schedule and the store's, with a note; ``schedule.paused``."""
+        await self._pause_temporal(row.id, note)
+        await self.db.transact(lambda s: _note_once(s, row.id, note, key))
+        log.warning("schedule.paused", schedule_id=row.id, org_id=row.org_id, note=note)
+
+    async def _pause_temporal(self, schedule_id: str, note: str) -> None:
         try:
-            await self.runs.temporal.get_schedule_handle(row.id).pause(note=note[:1000])
+            await self.runs.temporal.get_schedule_handle(schedule_id).pause(note=note[:1000])
         except RPCError as exc:
             if exc.status != RPCStatusCode.NOT_FOUND:  # deleted meanwhile: nothing to pause
                 raise
 
-        def write(s: Session) -> None:
-            fresh = s.get(ScheduleRow, row.id)
-            if fresh is not None and not any(n.get("key") == key for n in fresh.notes or []):
-                add_note(s, fresh, note, paused=True, key=key)
 
-        await self.db.transact(write)
-        log.warning("schedule.paused", schedule_id=row.id, org_id=row.org_id, note=note)
+def _note_once(s: Session, schedule_id: str, note: str, key: str) -> None:
+    """Pause the stored schedule with ``note`` (and announce it), once per ``key``."""
+    fresh = s.get(ScheduleRow, schedule_id)
+    if fresh is not None and not any(n.get("key") == key for n in fresh.notes or []):
+        add_note(s, fresh, note, paused=True, key=key)

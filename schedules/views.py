@@ -3,13 +3,14 @@ runs left), and its recent fires with their runs' statuses."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
+import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 from temporalio.client import Client, ScheduleDescription
+from temporalio.service import RPCError
 
 from runyard.db.engine import Database
 from runyard.db.tables import Run
@@ -19,6 +20,7 @@ from schedules.tables import ScheduleFire, ScheduleRow
 from schedules.temporal import describe, upcoming
 
 RECENT = 10
+log = structlog.get_logger("runyard.schedules")
 
 
 def _recent(schedule_id: str) -> Any:
@@ -71,5 +73,14 @@ def schedule_object(
 
 
 async def view(db: Database, client: Client, row: ScheduleRow) -> dict[str, Any]:
-    desc, recent = await asyncio.gather(describe(client, row.id), db.read(_recent(row.id)))
+    """The schedule object; with Temporal unreachable, the store's part of it (no
+    ``nextRunAt``, ``upcoming`` empty) rather than an error."""
+    recent = await db.read(_recent(row.id))
+    try:
+        desc = await describe(client, row.id)
+    except RPCError as exc:
+        log.warning(
+            "schedule.describe_failed", schedule_id=row.id, org_id=row.org_id, error=str(exc)
+        )
+        desc = None
     return schedule_object(row, desc, recent)

@@ -370,7 +370,7 @@ async def trigger_schedule(
     schedule_id: str, principal: WriterDep, db: DbDep, temporal: TemporalDep
 ) -> dict[str, Any]:
     row = await _load(db, principal.org_id, schedule_id)
-    fire: ScheduleFire = await trigger_and_wait(db, await _client(temporal), row)
+    fire: ScheduleFire = await _temporal(trigger_and_wait(db, await _client(temporal), row))
     return {"runId": fire.run_id, "scheduleId": row.id}
 
 

@@ -59,7 +59,7 @@ async def runs_of(client: httpx.AsyncClient, schedule_id: str) -> list[dict[str,
 
 
 async def test_a_schedule_fires_triggers_pauses_and_skips_at_the_cap(
-    capped: httpx.AsyncClient, receiver: Receiver
+    capped: httpx.AsyncClient, receiver: Receiver, stack: Stack
 ) -> None:
     client = capped
     hook = "sch-" + secrets.token_hex(4)
@@ -102,6 +102,19 @@ async def test_a_schedule_fires_triggers_pauses_and_skips_at_the_cap(
     runs = await runs_of(client, sid)
     assert {r["scheduledAt"] for r in runs} == expected
     assert {r["scheduleId"] for r in runs} == {sid}
+
+    # The same window again: the same two times, so no new run (one per scheduled time).
+    temporal = await Client.connect(stack.env["TEMPORAL_ADDRESS"])
+    schedule = temporal.get_schedule_handle(sid)
+    again = await client.post(f"/v1/schedules/{sid}/backfill", json=window)
+    assert again.status_code == 202 and again.json()["fires"] == 2
+
+    async def refired() -> bool:
+        info = (await schedule.describe()).info
+        return len(info.recent_actions) == 4 and not info.running_actions
+
+    await poll_until(refired, "the second backfill's fires ending", timeout=30, every=0.2)
+    assert len(await runs_of(client, sid)) == 2
 
     # A trigger: 202 with the run it made.
     fired = await client.post(f"/v1/schedules/{sid}/trigger")
@@ -164,6 +177,31 @@ async def test_schedule_errors(api: httpx.AsyncClient) -> None:
     assert bad_run.status_code == 400 and bad_run.json()["type"] == "RUN_TEMPLATE_NOT_FOUND"
     missing = await api.post("/v1/schedules/sch_nope/pause", json={})
     assert missing.status_code == 404 and missing.json()["type"] == "SCHEDULE_NOT_FOUND"
+
+
+async def test_a_deleted_template_skips_the_fire_and_pauses_the_schedule(
+    api: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    hook = "sch-tpl-" + secrets.token_hex(4)
+    made = await api.post("/v1/webhooks", json={"url": receiver.url(hook)})
+    assert made.status_code == 201, made.text
+    slug = "nightly-" + secrets.token_hex(3)
+    assert (await api.post("/v1/templates", json={"slug": slug, "size": "s"})).status_code == 201
+    body = {
+        "spec": {"cron": ["0 3 * * *"]},
+        "run": {"prompt": QUICK, "model": "scripted", "template": slug},
+    }
+    sid = (await api.post("/v1/schedules", json=body)).json()["id"]
+    assert (await api.delete(f"/v1/templates/{slug}")).status_code == 204
+    fired = await api.post(f"/v1/schedules/{sid}/trigger")
+    assert fired.status_code == 400 and fired.json()["type"] == "RUN_TEMPLATE_NOT_FOUND"
+    view = (await api.get(f"/v1/schedules/{sid}")).json()
+    assert view["paused"] is True and "RUN_TEMPLATE_NOT_FOUND" in view["notes"][-1]["note"]
+    assert view["recentRuns"][0]["reason"] == "template_deleted" and view["upcoming"] == []
+    got = await asyncio.to_thread(receiver.wait_for, hook, 2)
+    types = sorted(json.loads(r.body)["type"] for r in got)
+    assert types == ["schedule.paused", "schedule.skipped"]
+    await api.delete(f"/v1/schedules/{sid}")
 
 
 async def test_client_and_cli(stack: Stack, keys: Keys) -> None:
