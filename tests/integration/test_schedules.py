@@ -23,7 +23,7 @@ from temporalio.client import Client
 
 from runyard.client import AsyncRunyard
 from runyard.db.engine import Database
-from tests.conftest import Keys, async_db_url, poll_until, script, wait_for
+from tests.conftest import Keys, async_db_url, in_process_api, poll_until, script, wait_for
 from tests.fakes.receiver import Receiver
 from tests.integration.test_cli import runyard
 from tests.stack import Stack
@@ -241,3 +241,12 @@ async def test_client_and_cli(stack: Stack, keys: Keys) -> None:
     assert gone.returncode == 0, gone.stderr
     again = await asyncio.to_thread(runyard, stack, "schedules", "get", sid, key=key)
     assert again.returncode == 1 and "SCHEDULE_NOT_FOUND" in again.stderr
+
+
+async def test_temporal_unreachable(tmp_path: Path) -> None:
+    """Without Temporal a schedule cannot exist: 502, and nothing half-made is kept."""
+    async with in_process_api(tmp_path, "lonely-sch") as client:
+        body = {"spec": {"cron": ["0 9 * * *"]}, "run": {"prompt": "x", "model": "scripted"}}
+        resp = await client.post("/v1/schedules", json=body)
+        assert resp.status_code == 502 and resp.json()["type"] == "RUN_ORCHESTRATOR_ERROR"
+        assert (await client.get("/v1/schedules")).json()["pagination"]["total"] == 0
