@@ -5,8 +5,9 @@ of its interval's times (the same action Temporal takes when the interval comes 
 and a trigger. Then a pause, and a skipped fire at the active-run cap, announced by the
 organization's webhook.
 
-The API here has an active-run cap of 1 (its own process on the stack's store and
-workers: the cap travels with the schedule's fires, as it does with a run)."""
+The API here has an active-run cap of 1 and allows one schedule per organization (its
+own process on the stack's store and workers: the cap travels with the schedule's
+fires, as it does with a run)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import httpx
 import pytest
 from temporalio.client import Client
 
-from runyard.client import AsyncRunyard
+from runyard.client import AsyncRunyard, RunyardAPIError
 from runyard.db.engine import Database
 from tests.conftest import Keys, async_db_url, in_process_api, poll_until, script, wait_for
 from tests.fakes.receiver import Receiver
@@ -34,7 +35,8 @@ HOLD = script({"ask": "hold on"}, {"text": "done"})  # waits for input: stays ac
 
 @pytest.fixture
 async def capped(stack: Stack, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    api = Stack({**stack.env, "RUNYARD_MAX_ACTIVE_RUNS": "1"}, tmp_path / "logs")
+    env = {"RUNYARD_MAX_ACTIVE_RUNS": "1", "RUNYARD_MAX_SCHEDULES_PER_ORG": "1"}
+    api = Stack({**stack.env, **env}, tmp_path / "logs")
     api.start_api()
     db = Database(async_db_url(stack.env))
     key = await Keys(db).make("sch-" + secrets.token_hex(4))
@@ -65,7 +67,10 @@ async def test_a_schedule_fires_triggers_pauses_and_skips_at_the_cap(
     hook = "sch-" + secrets.token_hex(4)
     made = await client.post(
         "/v1/webhooks",
-        json={"url": receiver.url(hook), "events": ["schedule.skipped", "schedule.paused"]},
+        json={
+            "url": receiver.url(hook),
+            "events": ["schedule.fired", "schedule.skipped", "schedule.paused"],
+        },
     )
     assert made.status_code == 201, made.text
     body = {
@@ -127,36 +132,50 @@ async def test_a_schedule_fires_triggers_pauses_and_skips_at_the_cap(
     assert paused.status_code == 200, paused.text
     assert paused.json()["paused"] is True and paused.json()["upcoming"] == []
     assert paused.json()["notes"][-1]["note"] == "release freeze"
-    (first,) = await asyncio.to_thread(receiver.wait_for, hook, 1)
-    assert json.loads(first.body)["type"] == "schedule.paused"
     unpaused = (await client.post(f"/v1/schedules/{sid}/unpause")).json()
     assert unpaused["paused"] is False and len(unpaused["upcoming"]) == 5
 
-    # At the cap (1): the fire is skipped, recorded and announced; no run is left behind.
-    hold = await client.post("/v1/runs", json={"prompt": HOLD, "model": "scripted", "start": True})
-    assert hold.status_code == 201, hold.text
-    await wait_for(client, hold.json()["id"], {"waiting_for_input"})
+    # At the cap (1), held by a scheduled run: the next fire is skipped, recorded and
+    # announced, and leaves no run behind.
+    hold = {"run": {"prompt": HOLD, "model": "scripted"}}
+    patched = await client.patch(f"/v1/schedules/{sid}", json=hold)
+    assert patched.status_code == 200 and patched.json()["run"]["prompt"] == HOLD
+    held = (await client.post(f"/v1/schedules/{sid}/trigger")).json()["runId"]
+    await wait_for(client, held, {"waiting_for_input"})
     skipped = await client.post(f"/v1/schedules/{sid}/trigger")
     assert skipped.status_code == 429, skipped.text
     assert skipped.json()["type"] == "CONCURRENT_RUN_LIMIT_EXCEEDED"
-    both = await asyncio.to_thread(receiver.wait_for, hook, 2)
-    event = json.loads(both[1].body)
-    assert event["type"] == "schedule.skipped"
-    assert event["data"]["scheduleId"] == sid and event["data"]["reason"] == "active_run_cap"
     view = (await client.get(f"/v1/schedules/{sid}")).json()
     last = view["recentRuns"][0]
     assert last["status"] == "skipped" and last["reason"] == "active_run_cap"
     assert last["runId"] is None
-    assert [r["status"] for r in view["recentRuns"][1:]] == ["fired"] * 3
-    assert len(await runs_of(client, sid)) == 3
+    assert [r["status"] for r in view["recentRuns"][1:]] == ["fired"] * 4
+    assert len(await runs_of(client, sid)) == 4
     assert view["paused"] is False  # the cap does not pause the schedule
-    await client.post(f"/v1/runs/{hold.json()['id']}/cancel")
+    more = await client.post("/v1/schedules", json=body)  # this API allows 1 per org
+    assert more.status_code == 409 and more.json()["type"] == "SCHEDULE_LIMIT_EXCEEDED"
+
+    # Every fire, skip and pause went to the organization's webhook.
+    got = await asyncio.to_thread(receiver.wait_for, hook, 6)
+    events = [json.loads(r.body) for r in got]
+    assert sorted(e["type"] for e in events) == ["schedule.fired"] * 4 + [
+        "schedule.paused",
+        "schedule.skipped",
+    ]
+    (skip,) = [e["data"] for e in events if e["type"] == "schedule.skipped"]
+    assert skip["scheduleId"] == sid and skip["reason"] == "active_run_cap"
+    fires = {e["data"]["runId"] for e in events if e["type"] == "schedule.fired"}
+    assert fires == {r["id"] for r in await runs_of(client, sid)}
 
     listed = (await client.get("/v1/schedules", params={"enabled": "true"})).json()
     assert [s["id"] for s in listed["data"]] == [sid]
+    # Deleting the schedule leaves its run in flight alone.
     assert (await client.delete(f"/v1/schedules/{sid}")).status_code == 204
     gone = await client.get(f"/v1/schedules/{sid}")
     assert gone.status_code == 404 and gone.json()["type"] == "SCHEDULE_NOT_FOUND"
+    alive = (await client.get(f"/v1/runs/{held}")).json()
+    assert alive["status"] == "waiting_for_input" and alive["scheduleId"] == sid
+    await client.post(f"/v1/runs/{held}/cancel")
 
 
 async def test_schedule_errors(api: httpx.AsyncClient) -> None:
@@ -237,10 +256,11 @@ async def test_client_and_cli(stack: Stack, keys: Keys) -> None:
         assert (await ry.list_schedules(enabled=False)).pagination.total == 1
     listed = await asyncio.to_thread(runyard, stack, "schedules", "list", key=key)
     assert listed.returncode == 0 and sid in listed.stdout and "disabled" in listed.stdout
-    gone = await asyncio.to_thread(runyard, stack, "schedules", "delete", sid, key=key)
-    assert gone.returncode == 0, gone.stderr
-    again = await asyncio.to_thread(runyard, stack, "schedules", "get", sid, key=key)
-    assert again.returncode == 1 and "SCHEDULE_NOT_FOUND" in again.stderr
+    async with AsyncRunyard(stack.api_url, key) as ry:
+        await ry.delete_schedule(sid)
+        with pytest.raises(RunyardAPIError) as missing:
+            await ry.get_schedule(sid)
+    assert missing.value.code == "SCHEDULE_NOT_FOUND"
 
 
 async def test_temporal_unreachable(tmp_path: Path) -> None:
