@@ -4,22 +4,20 @@ holds what the client described; Temporal holds the schedule itself, with the sa
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
 from typing import Annotated, Any, TypeVar
 
 import structlog
 from fastapi import APIRouter, Body, Query, Response
 from sqlalchemy import delete, func, select
 from sqlmodel import col
-from temporalio.client import Client, ScheduleBackfill, ScheduleOverlapPolicy, ScheduleUpdate
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.client import ScheduleBackfill, ScheduleOverlapPolicy
 
 from api.deps import DbDep, KnownQueryOnly, ReaderDep, SettingsDep, TemporalDep, WriterDep
 from api.errors import ProblemError
-from api.ownership import load_owned
 from api.pagination import PageDep, paginate
 from api.responses import AUTHENTICATED, answers, operation_id, problems
 from api.run_factory import RunServiceDep
+from api.schedule_ops import check_run, load_schedule, push, temporal_call, temporal_client
 from api.schedule_schemas import (
     BackfillAccepted,
     BackfillBody,
@@ -32,18 +30,14 @@ from api.schedule_schemas import (
     TriggerAccepted,
 )
 from api.schedule_trigger import matching_times, trigger_and_wait
-from runyard.db.engine import Database
 from runyard.db.types import utcnow
 from runyard.domain import ErrorCode
 from runyard.errors import (
-    OrchestratorUnavailable,
     ScheduleLimitExceeded,
     ScheduleNotFound,
     ScheduleSpecInvalid,
 )
 from runyard.ids import new_id
-from runyard.runs import RunService
-from runyard.settings import Settings
 from runyard.store.run_view import iso
 from schedules import spec as specs
 from schedules.notify import add_note
@@ -60,37 +54,6 @@ router = APIRouter(
 log = structlog.get_logger("runyard.api")
 T = TypeVar("T")
 MAX_BACKFILL = 100
-
-
-async def _temporal(call: Awaitable[T]) -> T:
-    """A call to Temporal's schedule API; 502 when it cannot be reached."""
-    try:
-        return await call
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise ScheduleNotFound(f"the Temporal schedule is gone: {exc.message}") from exc
-        if exc.status == RPCStatusCode.INVALID_ARGUMENT:
-            raise ScheduleSpecInvalid(exc.message, field="spec") from exc
-        raise OrchestratorUnavailable(f"the workflow engine refused: {exc.message}") from exc
-
-
-async def _client(temporal: TemporalDep) -> Client:
-    try:
-        return (await temporal()).temporal
-    except ProblemError as exc:
-        raise OrchestratorUnavailable(exc.detail) from exc
-
-
-async def _load(db: Database, org_id: str, schedule_id: str) -> ScheduleRow:
-    return await load_owned(db, ScheduleRow, org_id, schedule_id, "schedule")
-
-
-async def _check_run(
-    runs: RunService, run: ScheduleRunBody, thread_id: str | None, org_id: str
-) -> dict[str, Any]:
-    """The run body, checked as ``POST /v1/runs`` checks it; stored as sent (camelCase)."""
-    await runs.resolve(run.model_copy(update={"thread_id": thread_id}), org_id)
-    return run.model_dump(mode="json", by_alias=True, exclude_unset=True, exclude={"start"})
 
 
 @router.post(
@@ -123,8 +86,8 @@ async def create_schedule(
     org_id = principal.org_id
     specs.check(body.spec)
     thread_id = body.thread_id or body.run.thread_id
-    run = await _check_run(runs, body.run, thread_id, org_id)
-    client = await _client(temporal)
+    run = await check_run(runs, body.run, thread_id, org_id)
+    client = await temporal_client(temporal)
     now = utcnow()
     row = ScheduleRow(
         id=new_id("sch"),
@@ -159,7 +122,7 @@ async def create_schedule(
             )
         s.add(row)
     try:
-        await _temporal(client.create_schedule(row.id, schedule_of(row, settings.task_queue)))
+        await temporal_call(client.create_schedule(row.id, schedule_of(row, settings.task_queue)))
     except BaseException:
         async with db.write() as s:
             found = await s.get(ScheduleRow, row.id)
@@ -199,7 +162,7 @@ async def list_schedules(
 
     page = await paginate(db, ScheduleRow, conds, order, paging, keep)
     if rows:  # each with what Temporal says of it
-        client = await _client(temporal)
+        client = await temporal_client(temporal)
         page["data"] = list(await asyncio.gather(*(view(db, client, r) for r in rows)))
     return page
 
@@ -208,8 +171,8 @@ async def list_schedules(
 async def get_schedule(
     schedule_id: str, principal: ReaderDep, db: DbDep, temporal: TemporalDep
 ) -> dict[str, Any]:
-    row = await _load(db, principal.org_id, schedule_id)
-    return await view(db, await _client(temporal), row)
+    row = await load_schedule(db, principal.org_id, schedule_id)
+    return await view(db, await temporal_client(temporal), row)
 
 
 @router.patch(
@@ -229,7 +192,7 @@ async def patch_schedule(
     runs: RunServiceDep,
     temporal: TemporalDep,
 ) -> dict[str, Any]:
-    row = await _load(db, principal.org_id, schedule_id)
+    row = await load_schedule(db, principal.org_id, schedule_id)
     changes = body.model_fields_set
     for required in ("spec", "run", "overlap", "catchupWindowSeconds", "enabled"):
         name = {"catchupWindowSeconds": "catchup_window_seconds"}.get(required, required)
@@ -241,7 +204,7 @@ async def patch_schedule(
     thread_id = body.thread_id if "thread_id" in changes else row.thread_id
     if body.run is not None or "thread_id" in changes:
         run = body.run or ScheduleRunBody.model_validate(row.run)
-        row.run = await _check_run(runs, run, thread_id, row.org_id)
+        row.run = await check_run(runs, run, thread_id, row.org_id)
         row.template = run.template
         row.thread_id = thread_id
     for name in ("name", "overlap", "catchup_window_seconds", "pause_on_failure", "enabled"):
@@ -252,28 +215,11 @@ async def patch_schedule(
     if "max_runs" in changes:
         row.max_runs = body.max_runs
     row.updated_at = utcnow()
-    client = await _client(temporal)
-    await _push(client, row, settings, reset_runs="max_runs" in changes)
+    client = await temporal_client(temporal)
+    await push(client, row, settings, reset_runs="max_runs" in changes)
     async with db.write() as s:
         await s.merge(row)
     return await view(db, client, row)
-
-
-async def _push(client: Client, row: ScheduleRow, settings: Settings, *, reset_runs: bool) -> None:
-    """Bring the Temporal schedule to the row (the runs left kept unless maxRuns changed)."""
-
-    def update(inp: Any) -> ScheduleUpdate:
-        state = inp.description.schedule.state
-        keep = None if reset_runs or not state.limited_actions else state.remaining_actions
-        return ScheduleUpdate(schedule=schedule_of(row, settings.task_queue, remaining=keep))
-
-    handle = client.get_schedule_handle(row.id)
-    await _temporal(handle.update(update))
-    # The pause bit as the row says, whatever an update does with the state's.
-    if temporal_paused(row):
-        await _temporal(handle.pause(note=latest_note(row) or "disabled"))
-    else:
-        await _temporal(handle.unpause(note=latest_note(row) or "enabled"))
 
 
 @router.delete(
@@ -286,10 +232,10 @@ async def _push(client: Client, row: ScheduleRow, settings: Settings, *, reset_r
 async def delete_schedule(
     schedule_id: str, principal: WriterDep, db: DbDep, temporal: TemporalDep
 ) -> Response:
-    row = await _load(db, principal.org_id, schedule_id)
-    client = await _client(temporal)
+    row = await load_schedule(db, principal.org_id, schedule_id)
+    client = await temporal_client(temporal)
     try:
-        await _temporal(client.get_schedule_handle(row.id).delete())
+        await temporal_call(client.get_schedule_handle(row.id).delete())
     except ScheduleNotFound:
         pass  # gone from Temporal already: the row goes too
     async with db.write() as s:
@@ -313,10 +259,10 @@ async def pause_schedule(
     temporal: TemporalDep,
     body: Annotated[PauseBody | None, Body()] = None,
 ) -> dict[str, Any]:
-    row = await _load(db, principal.org_id, schedule_id)
+    row = await load_schedule(db, principal.org_id, schedule_id)
     note = (body.note if body else None) or "paused through the API"
-    client = await _client(temporal)
-    await _temporal(client.get_schedule_handle(row.id).pause(note=note))
+    client = await temporal_client(temporal)
+    await temporal_call(client.get_schedule_handle(row.id).pause(note=note))
     key = new_id("pause")
 
     def write(s: Any) -> ScheduleRow:
@@ -340,8 +286,8 @@ async def unpause_schedule(
     temporal: TemporalDep,
     body: Annotated[PauseBody | None, Body()] = None,
 ) -> dict[str, Any]:
-    row = await _load(db, principal.org_id, schedule_id)
-    client = await _client(temporal)
+    row = await load_schedule(db, principal.org_id, schedule_id)
+    client = await temporal_client(temporal)
     note = (body.note if body else None) or "unpaused through the API"
 
     def write(s: Any) -> ScheduleRow:
@@ -352,7 +298,7 @@ async def unpause_schedule(
 
     row = await db.transact(write)
     if not temporal_paused(row):
-        await _temporal(client.get_schedule_handle(row.id).unpause(note=latest_note(row)))
+        await temporal_call(client.get_schedule_handle(row.id).unpause(note=latest_note(row)))
     return await view(db, client, row)
 
 
@@ -369,8 +315,10 @@ async def unpause_schedule(
 async def trigger_schedule(
     schedule_id: str, principal: WriterDep, db: DbDep, temporal: TemporalDep
 ) -> dict[str, Any]:
-    row = await _load(db, principal.org_id, schedule_id)
-    fire: ScheduleFire = await _temporal(trigger_and_wait(db, await _client(temporal), row))
+    row = await load_schedule(db, principal.org_id, schedule_id)
+    fire: ScheduleFire = await temporal_call(
+        trigger_and_wait(db, await temporal_client(temporal), row)
+    )
     return {"runId": fire.run_id, "scheduleId": row.id}
 
 
@@ -383,11 +331,11 @@ async def trigger_schedule(
 async def backfill_schedule(
     schedule_id: str, body: BackfillBody, principal: WriterDep, db: DbDep, temporal: TemporalDep
 ) -> dict[str, Any]:
-    row = await _load(db, principal.org_id, schedule_id)
+    row = await load_schedule(db, principal.org_id, schedule_id)
     if body.end_at <= body.start_at:
         raise ProblemError(400, ErrorCode.VALIDATION_FAILED, "endAt must be after startAt")
-    client = await _client(temporal)
-    times = await _temporal(matching_times(client, row.id, body.start_at, body.end_at))
+    client = await temporal_client(temporal)
+    times = await temporal_call(matching_times(client, row.id, body.start_at, body.end_at))
     if len(times) > MAX_BACKFILL:
         raise ProblemError(
             400,
@@ -397,5 +345,5 @@ async def backfill_schedule(
     if times:
         # One after another: under skip or buffer_one most of a backfill would be dropped.
         fill = ScheduleBackfill(body.start_at, body.end_at, ScheduleOverlapPolicy.BUFFER_ALL)
-        await _temporal(client.get_schedule_handle(row.id).backfill(fill))
+        await temporal_call(client.get_schedule_handle(row.id).backfill(fill))
     return {"scheduleId": row.id, "fires": len(times), "scheduledTimes": [iso(t) for t in times]}
