@@ -61,6 +61,8 @@ from runyard.sandbox.release import release_local_sandboxes
 from runyard.settings import Settings, get_settings
 from runyard.temporal import connect
 from runyard.worker_identity import StoreConflict, check_task_queue, worker_identity
+from schedules.activities import ScheduleActivities
+from schedules.workflow import ScheduleFireWorkflow
 from workflows.reaper import ReapInput, SandboxReaperWorkflow, reaper_schedule_id
 from workflows.retention import EventRetentionWorkflow, retention_schedule_id
 from workflows.run import RunWorkflow
@@ -136,6 +138,10 @@ def activities(settings: Settings, db: Database) -> Activities:
 def build_workers(client: Client, settings: Settings, db: Database) -> list[Worker]:
     """The shared task queue's worker and this host's."""
     acts = activities(settings, db)
+    fires = ScheduleActivities(db, settings, client)
+    acts.shared.extend(
+        [fires.create_scheduled_run, fires.start_scheduled_run, fires.pause_schedule]
+    )
     common: dict[str, Any] = {
         "interceptors": tracing.worker_interceptors(),  # after the client's tracing one
         # Heartbeats go out at least every second, so a cancel reaches a busy activity fast.
@@ -154,6 +160,7 @@ def build_workers(client: Client, settings: Settings, db: Database) -> list[Work
             OutboxPumpWorkflow,
             EventRetentionWorkflow,
             SandboxReaperWorkflow,
+            ScheduleFireWorkflow,
         ],
         activities=acts.shared,
         # After a worker dies, its cached workflows move to another worker this fast

@@ -29,6 +29,7 @@ from api.routes import (
     run_control,
     run_input,
     runs,
+    schedules,
     templates,
     threads,
     usage,
@@ -113,4 +114,5 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.include_router(templates.router)
     mount_langgraph(app, settings)  # /lg, with RUNYARD_LANGGRAPH_COMPAT=on
     app.include_router(messages.router)
+    app.include_router(schedules.router)
     return app

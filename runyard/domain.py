@@ -119,4 +119,8 @@ class ErrorCode(StrEnum):
     MESSAGE_ALREADY_DELIVERED = "MESSAGE_ALREADY_DELIVERED"
     RUN_TURN_MISMATCH = "RUN_TURN_MISMATCH"
     # A run's ending (error.code): a thread's newer run interrupted it.
+    # Schedules (issue 27): requests, and the error.code of a run cancel_other replaced.
+    SCHEDULE_SPEC_INVALID = "SCHEDULE_SPEC_INVALID"
+    SCHEDULE_NOT_FOUND = "SCHEDULE_NOT_FOUND"
+    SCHEDULE_LIMIT_EXCEEDED = "SCHEDULE_LIMIT_EXCEEDED"
     RUN_SUPERSEDED = "RUN_SUPERSEDED"

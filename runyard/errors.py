@@ -35,7 +35,10 @@
     │                                                                   field not served: 501)
     ├── MessageNotFound                  MESSAGE_NOT_FOUND
     ├── MessageAlreadyDelivered          MESSAGE_ALREADY_DELIVERED
-    └── RunTurnMismatch                  RUN_TURN_MISMATCH
+    ├── RunTurnMismatch                  RUN_TURN_MISMATCH
+    ├── ScheduleSpecInvalid              SCHEDULE_SPEC_INVALID
+    ├── ScheduleNotFound                 SCHEDULE_NOT_FOUND
+    └── ScheduleLimitExceeded            SCHEDULE_LIMIT_EXCEEDED
 
 Activities raise these; one boundary (``activities/_support.py``, ``typed_failures``)
 turns each into the ``ApplicationError`` Temporal sees, ``type`` = its code and
@@ -218,6 +221,20 @@ class RunTurnMismatch(RunyardError):
     """A message's ``expectedTurn`` is not the run's turn any more."""
 
     code = ErrorCode.RUN_TURN_MISMATCH
+
+
+class ScheduleSpecInvalid(InvalidInput):
+    """A schedule's spec Temporal could not follow: a bad cron or zone, a short interval."""
+
+    code = ErrorCode.SCHEDULE_SPEC_INVALID
+
+
+class ScheduleNotFound(RunyardError):
+    code = ErrorCode.SCHEDULE_NOT_FOUND
+
+
+class ScheduleLimitExceeded(RunyardError):
+    code = ErrorCode.SCHEDULE_LIMIT_EXCEEDED
 
 
 def error_for(code: str, message: str) -> RunyardError:

@@ -215,6 +215,9 @@ class Run(ApiModel):
     failed_at: Rfc3339 | None
     cancelled_at: Rfc3339 | None
     duration_ms: int | None
+    # A scheduled run: its schedule and the time the schedule fired it for.
+    schedule_id: str | None = None
+    scheduled_at: Rfc3339 | None = None
 
     @field_validator("status", mode="wrap")
     @classmethod

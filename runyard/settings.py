@@ -87,6 +87,8 @@ class Settings(BaseSettings):
     # How long an API process trusts a key it has checked; a revoked key works this long.
     api_key_cache_seconds: float = Field(default=10.0, ge=0)
     max_active_runs: int = Field(default=10, ge=1)
+    # Schedules an organization may have (409 SCHEDULE_LIMIT_EXCEEDED past it).
+    max_schedules_per_org: int = Field(default=100, ge=0)
 
     # Sandbox isolation is required: "auto" and "on" both need bubblewrap (without it runs
     # fail SANDBOX_UNAVAILABLE); "off" runs agent code unisolated, announced at start.

@@ -256,3 +256,10 @@ class FinishResult(BaseModel):
             error_code=err.get("code"),
             error_message=err.get("message"),
         )
+
+
+class ScheduleReplaceRequest(BaseModel):
+    """A schedule's newer fire replaces this run (overlap ``cancel_other``): it ends
+    ``cancelled`` with ``error.code: RUN_SUPERSEDED``."""
+
+    reason: str = "a newer fire of its schedule replaced it"

@@ -57,6 +57,7 @@ with workflow.unsafe.imports_passed_through():
         RunResult,
         SandboxCall,
         SandboxRef,
+        ScheduleReplaceRequest,
         StartInput,
         WaitInput,
     )
@@ -209,6 +210,19 @@ class RunWorkflow:
     def close(self, _: CloseRequest) -> None:
         """End the run ``completed`` after the current turn."""
         self._loop.close_requested = True
+
+    @workflow.signal
+    async def replaced_by_schedule(self, req: ScheduleReplaceRequest) -> None:
+        """A newer fire of the run's schedule replaces it (overlap ``cancel_other``): the
+        run ends ``cancelled`` with ``error.code: RUN_SUPERSEDED``, as a cancel would."""
+        if self._ended is not None:
+            return
+        self._cancel_requested = True
+        await self._end(
+            Outcome(
+                RunStatus.CANCELLED, error_code=ErrorCode.RUN_SUPERSEDED, error_message=req.reason
+            )
+        )
 
     # -- the run -------------------------------------------------------------------------
 

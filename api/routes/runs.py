@@ -94,6 +94,7 @@ async def list_runs(
     template: Annotated[str | None, Query(max_length=64)] = None,
     created_after: Annotated[Timestamp | None, Query(alias="createdAfter")] = None,
     created_before: Annotated[Timestamp | None, Query(alias="createdBefore")] = None,
+    schedule_id: Annotated[str | None, Query(alias="scheduleId", max_length=64)] = None,
 ) -> dict[str, Any]:
     conds: list[Any] = [col(Run.org_id) == principal.org_id]
     if status:
@@ -108,6 +109,8 @@ async def list_runs(
         conds.append(col(Run.created_at) > created_after)
     if created_before:
         conds.append(col(Run.created_at) < created_before)
+    if schedule_id:
+        conds.append(col(Run.schedule_id) == schedule_id)
     order = [col(Run.created_at).desc(), col(Run.id).desc()]
     return await paginate(db, Run, conds, order, paging, run_object)
 

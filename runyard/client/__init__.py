@@ -27,6 +27,7 @@ from runyard.client.models import (
     RunyardAPIError,
     Usage,
 )
+from runyard.client.schedules import Schedule, ScheduleFire, SchedulePage, ScheduleTriggered
 
 __all__ = [
     "DEFAULT_API_URL",
@@ -40,5 +41,9 @@ __all__ = [
     "RunStatusInfo",
     "Runyard",
     "RunyardAPIError",
+    "Schedule",
+    "ScheduleFire",
+    "SchedulePage",
+    "ScheduleTriggered",
     "Usage",
 ]

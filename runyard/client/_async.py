@@ -24,6 +24,15 @@ from runyard.client.models import (
     RunyardAPIError,
     ThreadRunCreated,
 )
+from runyard.client.schedules import (
+    Schedule,
+    ScheduleBackfilled,
+    SchedulePage,
+    ScheduleTriggered,
+    list_schedules_call,
+    note_body,
+    schedule_body,
+)
 
 
 class AsyncRunyard:
@@ -254,6 +263,78 @@ class AsyncRunyard:
         """Create and start a run, wait for its end and answer it."""
         run = await self.create(prompt, start=True, **fields)
         return await self.wait(run.id)
+
+    # Schedules --------------------------------------------------------------------------
+
+    async def create_schedule(
+        self,
+        *,
+        spec: dict[str, Any],
+        run: dict[str, Any],
+        name: str | None = None,
+        thread_id: str | None = None,
+        overlap: str | None = None,
+        catchup_window_seconds: int | None = None,
+        pause_on_failure: bool | None = None,
+        max_runs: int | None = None,
+        enabled: bool | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Schedule:
+        """Create a schedule: ``spec`` (``{"cron": [...]}`` or ``{"interval":
+        {"everySeconds"}}``, ``timezone`` …) fires ``run`` (a ``POST /v1/runs`` body)."""
+        body = schedule_body({k: v for k, v in locals().items() if k != "self"})
+        call = _core.Call("POST", "/v1/schedules", json=body)
+        return _core.parse(await self._send(call), Schedule)
+
+    async def list_schedules(
+        self,
+        *,
+        enabled: bool | None = None,
+        thread_id: str | None = None,
+        template: str | None = None,
+        page: int = 1,
+        limit: int = 20,
+    ) -> SchedulePage:
+        call = list_schedules_call(enabled, thread_id, template, page, limit)
+        return _core.parse(await self._send(call), SchedulePage)
+
+    async def get_schedule(self, schedule_id: str) -> Schedule:
+        call = _core.Call("GET", f"/v1/schedules/{schedule_id}")
+        return _core.parse(await self._send(call), Schedule)
+
+    async def update_schedule(self, schedule_id: str, **fields: Any) -> Schedule:
+        """Change the fields given (snake_case names, as ``create_schedule`` takes)."""
+        call = _core.Call("PATCH", f"/v1/schedules/{schedule_id}", json=schedule_body(fields))
+        return _core.parse(await self._send(call), Schedule)
+
+    async def delete_schedule(self, schedule_id: str) -> None:
+        """Delete the schedule; its runs in flight go on."""
+        _core.checked(await self._send(_core.Call("DELETE", f"/v1/schedules/{schedule_id}")))
+
+    async def pause_schedule(self, schedule_id: str, note: str | None = None) -> Schedule:
+        path = f"/v1/schedules/{schedule_id}/pause"
+        return _core.parse(
+            await self._send(_core.Call("POST", path, json=note_body(note))), Schedule
+        )
+
+    async def unpause_schedule(self, schedule_id: str, note: str | None = None) -> Schedule:
+        path = f"/v1/schedules/{schedule_id}/unpause"
+        return _core.parse(
+            await self._send(_core.Call("POST", path, json=note_body(note))), Schedule
+        )
+
+    async def trigger_schedule(self, schedule_id: str) -> ScheduleTriggered:
+        """Fire the schedule now; answers the run it made (a skipped fire raises)."""
+        call = _core.Call("POST", f"/v1/schedules/{schedule_id}/trigger")
+        return _core.parse(await self._send(call), ScheduleTriggered)
+
+    async def backfill_schedule(
+        self, schedule_id: str, start_at: str, end_at: str
+    ) -> ScheduleBackfilled:
+        """Fire the schedule for each time it matches in [start_at, end_at] (at most 100)."""
+        body = {"startAt": start_at, "endAt": end_at}
+        call = _core.Call("POST", f"/v1/schedules/{schedule_id}/backfill", json=body)
+        return _core.parse(await self._send(call), ScheduleBackfilled)
 
 
 __all__ = ["AsyncRunyard", "RunyardAPIError"]

@@ -136,6 +136,9 @@ class Run(SQLModel, table=True):
     failed_at: datetime | None = _ts()
     cancelled_at: datetime | None = _ts()
     updated_at: datetime = _ts(nullable=False)
+    # A scheduled run: its schedule (sch_…) and the time the schedule fired it for.
+    schedule_id: str | None = Field(default=None, index=True)
+    scheduled_at: datetime | None = _ts()
 
 
 class RunEvent(SQLModel, table=True):

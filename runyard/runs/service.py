@@ -141,6 +141,11 @@ class RunService:
                 ) from exc
             raise
 
+    async def discard(self, run_id: str) -> None:
+        """Undo a create whose start was refused after it (a scheduled run's exec): the
+        run's workflow, its row and its events go, as if it had never been."""
+        await self._discard(run_id, started=True)
+
     async def _discard(self, run_id: str, *, started: bool) -> None:
         """Remove what a refused create made: the row, its events, and its workflow."""
         if started:
@@ -179,6 +184,8 @@ def _new_run(spec: RunSpec, seed: Seed | None, now: datetime) -> Run:
         trace_id=tracing.current_trace_id() or new_id("trace"),
         route_id=spec.route_id,
         persona_id=spec.persona_id,
+        schedule_id=spec.schedule_id,
+        scheduled_at=spec.scheduled_at,
         created_at=now,
         updated_at=now,
     )

@@ -5,6 +5,7 @@ the agent, the template's defaults, the operator's defaults)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -94,6 +95,9 @@ class RunSpec(_Camel):
     idempotency_key: str | None = None
     route_id: str | None = None
     persona_id: str | None = None
+    # A scheduled run: the schedule that fired it and the time it fired for.
+    schedule_id: str | None = None
+    scheduled_at: datetime | None = None
 
 
 _Found = tuple[Agent | None, str, Template | None]

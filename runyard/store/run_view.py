@@ -46,6 +46,8 @@ def run_model(run: RunRow) -> Run:
         usage={**empty_usage(), **(run.usage or {})},
         metadata=run.metadata_ or {},
         duration_ms=duration_ms(run),
+        schedule_id=run.schedule_id,
+        scheduled_at=iso(run.scheduled_at),
         **{name: getattr(run, name) for name in _COLUMNS},
         **{name: iso(getattr(run, name)) for name in _TIMES},
     )

@@ -98,6 +98,8 @@ async def test_document_is_valid_typed_and_answers_problems(served: dict[str, An
                 "watch_run",
                 "create_webhook",
                 "patch_webhook",
+                "create_schedule",  # the run body's callbackUrl or repo
+                "patch_schedule",
             }, name
     assert RUN_FIELDS <= set(schemas["Run"]["properties"])
     assert USAGE_FIELDS == set(schemas["Usage"]["properties"])
@@ -236,6 +238,7 @@ KNOWN_LISTS = {
     "list_api_keys",
     "list_artifacts",
     "list_run_messages",
+    "list_schedules",
 }
 
 
