@@ -36,6 +36,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
 
 from activities.agent import AgentActivities, ModelRegistry
+from activities.checkpoints import CheckpointActivities
 from activities.lifecycle import LifecycleActivities
 from activities.reaper import ReaperActivities
 from activities.retention import RetentionActivities
@@ -95,6 +96,7 @@ def activities(settings: Settings, db: Database) -> Activities:
     retention = RetentionActivities(db, settings)
     setup = SandboxSetupActivities(db, settings, providers)
     reaper = ReaperActivities(db, providers)
+    checkpoints = CheckpointActivities(db, settings, providers)
     on_sandbox = [
         sandbox.run_tool,
         sandbox.collect_outputs,
@@ -103,6 +105,7 @@ def activities(settings: Settings, db: Database) -> Activities:
         sandbox.resume_sandbox,
         setup.setup_sandbox,
         reaper.reap_sandboxes,
+        checkpoints.checkpoint_workspace,
     ]
     shared = [
         lifecycle.start_run,

@@ -12,6 +12,7 @@ from temporalio import activity
 
 from activities._support import heartbeats, logger, typed_failures
 from runyard import metrics, tracing
+from runyard.checkpoints.restore import restore_fork
 from runyard.db.engine import Database
 from runyard.db.tables import Run, RunMessage, Template
 from runyard.domain import TERMINAL_STATUSES
@@ -118,6 +119,8 @@ class SandboxActivities(SandboxAccess):
         except SandboxError as exc:
             log.warning("sandbox.provision_failed", error=str(exc))
             raise
+        # A fork starts from its source's checkpoint (issue 26); any other run: nothing.
+        await restore_fork(self.db, self.settings, run, provider, sandbox_id)
         host_bound = provider.name == "local"  # its workspace is on this host's disk
         log.info("sandbox.ready", host=self.settings.host_name if host_bound else None)
         metrics.sandbox_provisioned(provider.name)

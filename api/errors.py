@@ -66,6 +66,7 @@ _STATUS_BY_CODE: dict[str, int] = {
     ErrorCode.THREAD_NOT_FOUND: 404,
     ErrorCode.REPOSITORY_NOT_FOUND: 404,
     ErrorCode.CONFLICT: 409,
+    ErrorCode.CHECKPOINT_EXPIRED: 410,
 }
 # A title in plain English for each machine code (RFC 9457: the same for every occurrence).
 TITLES_BY_CODE: dict[str, str] = {
@@ -100,6 +101,7 @@ TITLES_BY_CODE: dict[str, str] = {
     "RUN_ORCHESTRATOR_ERROR": "Workflow engine unreachable",
     "SANDBOX_UNAVAILABLE": "Sandbox unavailable",
     "INTERNAL_ERROR": "Internal error",
+    "CHECKPOINT_EXPIRED": "Checkpoint expired",
 }
 
 

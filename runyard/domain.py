@@ -108,3 +108,5 @@ class ErrorCode(StrEnum):
     MODEL_ERROR = "MODEL_ERROR"
     # Worker-side only: the run ended (cancelled) while an activity was on its way.
     RUN_NOT_ACTIVE = "RUN_NOT_ACTIVE"
+    # A checkpoint past its retention (or never kept: larger than the bound).
+    CHECKPOINT_EXPIRED = "CHECKPOINT_EXPIRED"

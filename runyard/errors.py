@@ -30,7 +30,8 @@
     ├── AgentNotFound                    AGENT_NOT_FOUND
     ├── ThreadNotFound                   THREAD_NOT_FOUND
     ├── RepositoryMissing                REPOSITORY_NOT_FOUND
-    └── Conflict                         CONFLICT
+    ├── Conflict                         CONFLICT
+    └── CheckpointExpired                CHECKPOINT_EXPIRED
 
 Activities raise these; one boundary (``activities/_support.py``, ``typed_failures``)
 turns each into the ``ApplicationError`` Temporal sees, ``type`` = its code and
@@ -193,6 +194,12 @@ class RepositoryMissing(RunyardError):
 
 class Conflict(RunyardError):
     code = ErrorCode.CONFLICT
+
+
+class CheckpointExpired(RunyardError):
+    """A checkpoint past its retention, or whose bundle was too large to keep (410)."""
+
+    code = ErrorCode.CHECKPOINT_EXPIRED
 
 
 def error_for(code: str, message: str) -> RunyardError:

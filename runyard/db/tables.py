@@ -136,6 +136,10 @@ class Run(SQLModel, table=True):
     failed_at: datetime | None = _ts()
     cancelled_at: datetime | None = _ts()
     updated_at: datetime = _ts(nullable=False)
+    # Best-of-N and forks (issue 26): the runs created together share a group; a fork
+    # says where it came from ({"runId", "turn", "restore"}).
+    group_id: str | None = Field(default=None, index=True)
+    forked_from: dict[str, Any] | None = _json(default=None)
 
 
 class RunEvent(SQLModel, table=True):
