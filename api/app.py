@@ -20,6 +20,7 @@ from api.routes import (
     agents,
     api_keys,
     artifacts,
+    checkpoints,
     connection,
     events,
     health,
@@ -107,4 +108,5 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.include_router(usage.router)
     app.include_router(artifacts.router)
     app.include_router(templates.router)
+    app.include_router(checkpoints.router)
     return app

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 from sqlalchemy import delete, select, update
@@ -21,7 +21,7 @@ from sqlmodel import col
 
 from runyard import metrics, tracing
 from runyard.db.engine import Database
-from runyard.db.tables import Run, RunEvent, Thread
+from runyard.db.tables import Run, RunEvent, RunMessage, Thread
 from runyard.db.types import utcnow
 from runyard.domain import OPEN_STATUSES, RunStatus
 from runyard.errors import Conflict, OrchestratorUnavailable, RunyardError, ThreadNotFound
@@ -32,6 +32,7 @@ from runyard.runs.checks import check_credits
 from runyard.runs.spec import RunRequest, RunSpec, resolve
 from runyard.settings import Settings
 from runyard.store.events import append_events
+from runyard.store.transcript import SEED_PREFIX
 
 log = structlog.get_logger("runyard.runs")
 
@@ -53,8 +54,17 @@ class ThreadSeed:
     thread_id: str
 
 
-# What a run starts from besides its prompt. A fork (later) is another kind of seed.
-Seed = ThreadSeed
+@dataclass(frozen=True)
+class ForkSeed:
+    """The run is a fork (issue 26): it starts from a conversation cut from another run,
+    stored as its own first messages (``runyard.runs.fork``); empty for a fork that
+    restores only the code."""
+
+    messages: tuple[tuple[str, tuple[dict[str, Any], ...]], ...] = ()
+
+
+# What a run starts from besides its prompt.
+Seed = ThreadSeed | ForkSeed
 
 
 @dataclass(frozen=True)
@@ -135,6 +145,11 @@ class RunService:
                 ) from exc
             raise
 
+    async def withdraw(self, run_id: str) -> None:
+        """Remove a run this service created and started, as a refused create does (the
+        other attempts of a best-of-N that does not fit)."""
+        await self._discard(run_id, started=True)
+
     async def _discard(self, run_id: str, *, started: bool) -> None:
         """Remove what a refused create made: the row, its events, and its workflow."""
         if started:
@@ -144,6 +159,7 @@ class RunService:
                 log.warning("run.discard_failed", run_id=run_id, error=str(exc))
         async with self.db.write() as s:
             await s.execute(delete(RunEvent).where(col(RunEvent.run_id) == run_id))
+            await s.execute(delete(RunMessage).where(col(RunMessage.run_id) == run_id))
             await s.execute(delete(Run).where(col(Run.id) == run_id))
 
 
@@ -158,7 +174,7 @@ def _new_run(spec: RunSpec, seed: Seed | None, now: datetime) -> Run:
         repo=spec.repo,
         template=spec.template,
         agent_id=spec.agent_id,
-        thread_id=seed.thread_id if seed is not None else None,
+        thread_id=seed.thread_id if isinstance(seed, ThreadSeed) else None,
         model=spec.model,
         guardrails=spec.guardrails.model_dump(by_alias=True),
         env=spec.env,
@@ -172,16 +188,23 @@ def _new_run(spec: RunSpec, seed: Seed | None, now: datetime) -> Run:
         trace_id=tracing.current_trace_id() or new_id("trace"),
         route_id=spec.route_id,
         persona_id=spec.persona_id,
+        group_id=spec.group_id,
+        forked_from=spec.forked_from,
         created_at=now,
         updated_at=now,
     )
 
 
 def _insert(s: Session, run: Run, seed: Seed | None, now: datetime) -> None:
-    if seed is not None:
+    if isinstance(seed, ThreadSeed):
         _claim_thread(s, run.org_id, seed.thread_id, now)
     s.add(run)
     s.flush()
+    if isinstance(seed, ForkSeed):
+        for i, (role, content) in enumerate(seed.messages):
+            key = f"{SEED_PREFIX}{i:05d}"
+            s.add(RunMessage(run_id=run.id, key=key, role=role, content=list(content)))
+        s.flush()
     events = [RunCreated(status=RunStatus.QUEUED).event(keys.CREATED)]
     append_events(s, run, events, now=now)
 

@@ -94,6 +94,9 @@ class RunSpec(_Camel):
     idempotency_key: str | None = None
     route_id: str | None = None
     persona_id: str | None = None
+    # Best-of-N attempts and forks share a group; a fork says where it came from.
+    group_id: str | None = None
+    forked_from: dict[str, Any] | None = None
 
 
 _Found = tuple[Agent | None, str, Template | None]
