@@ -13,12 +13,12 @@ from sqlmodel import col
 from api.deps import DbDep, IdempotencyKey, KnownQueryOnly, ReaderDep, SettingsDep, WriterDep
 from api.errors import ProblemError
 from api.pagination import PageDep, paginate
-from api.responses import AUTHENTICATED, Out, Rfc3339, answers, operation_id, problems
-from api.responses_runs import Pagination
+from api.responses import AUTHENTICATED, answers, operation_id, problems
 from api.routes.runs import load_run
 from api.run_factory import RunServiceDep
 from api.schemas import Body
 from runyard.artifacts.store import artifact_store
+from runyard.checkpoints.api_model import CheckpointPage
 from runyard.checkpoints.store import (
     DIFF_TYPE,
     blob_path,
@@ -41,26 +41,6 @@ router = APIRouter(
     responses=AUTHENTICATED,
 )
 log = structlog.get_logger("runyard.api")
-
-
-class Checkpoint(Out):
-    """The run's worktree at the end of a turn that changed it (files, insertions and
-    deletions: against the previous checkpoint)."""
-
-    id: str = Field(examples=["ckp_0f9e"])
-    object: str = Field(examples=["checkpoint"])
-    turn: int
-    seq: int
-    tree_sha: str
-    files: int
-    insertions: int
-    deletions: int
-    created_at: Rfc3339
-
-
-class CheckpointPage(Out):
-    data: list[Checkpoint]
-    pagination: Pagination
 
 
 class ForkRun(Body):

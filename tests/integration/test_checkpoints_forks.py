@@ -139,12 +139,12 @@ async def test_a_fork_restores_the_turns_tree_and_conversation(
 
 async def test_best_of_three_and_the_errors(api: httpx.AsyncClient, repo: Path) -> None:
     source = await _run(api, repo, SOURCE)
-    for body, field in [
+    for bad, field in [
         ({"turn": 9}, "turn"),
         ({"turn": 0}, "turn"),
         ({"turn": 1, "attempts": 5}, "attempts"),
     ]:
-        resp = await api.post(f"/v1/runs/{source['id']}/fork", json=body)
+        resp = await api.post(f"/v1/runs/{source['id']}/fork", json=bad)
         assert resp.status_code == 400, resp.text
         assert resp.json()["type"] == "VALIDATION_FAILED"
         assert [e["field"] for e in resp.json()["errors"]] == [field]
@@ -152,7 +152,7 @@ async def test_best_of_three_and_the_errors(api: httpx.AsyncClient, repo: Path) 
     assert resp.status_code == 400 and resp.json()["errors"][0]["field"] == "prompt"
 
     key = {"Idempotency-Key": "best-of-3"}
-    body = {"turn": 1, "attempts": 3, "metadata": {"try": "n"}}
+    body: dict[str, Any] = {"turn": 1, "attempts": 3, "metadata": {"try": "n"}}
     first = await api.post(f"/v1/runs/{source['id']}/fork", json=body, headers=key)
     assert first.status_code == 201, first.text
     again = await api.post(f"/v1/runs/{source['id']}/fork", json=body, headers=key)

@@ -54,11 +54,11 @@ async def test_a_group_is_made_all_or_none(db: Database, tmp_path: Path) -> None
     assert sorted(engine.discarded) == sorted(r for r, _ in engine.started)
 
     # Three that do not fit under the cap are refused before any is made.
-    engine = Engine()
-    capped = _service(db, tmp_path, engine, max_active_runs=2)
+    idle = Engine()
+    capped = _service(db, tmp_path, idle, max_active_runs=2)
     with pytest.raises(ConcurrentRunLimitExceeded, match="3 attempts do not fit"):
         await create_group(capped, spec, attempts=3, seed=None, start=True)
-    assert engine.started == [] and await _count(db, org) == 0
+    assert idle.started == [] and await _count(db, org) == 0
 
     # A group with an idempotency key: a retry gets the same runs.
     keyed = await runs.resolve(Request(), org, idempotency_key="grp-key")
