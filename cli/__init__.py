@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from cli.accounts import credits_app, keys_app
 from cli.client_commands import register as register_client_commands
+from cli.fork_commands import register as register_fork_commands
 from cli.status import register as register_status
 from runyard.settings import Settings
 
@@ -27,6 +28,7 @@ app.add_typer(credits_app, name="credits", no_args_is_help=True)
 # run, runs list|get, follow, answer, cancel, logs: the client side (cli/client_commands.py).
 register_client_commands(app)
 register_status(app)  # runyard status (cli/status.py)
+register_fork_commands(app)  # runyard fork, runyard checkpoints (cli/fork_commands.py)
 
 
 def _settings(**overrides: object) -> Settings:

@@ -11,7 +11,10 @@ from typing import Any
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
+from cli import app
+from runyard.client import AsyncRunyard
 from runyard.db.engine import Database
 from runyard.db.tables import Run
 from runyard.store.transcript import conversation
@@ -179,3 +182,19 @@ async def test_best_of_three_and_the_errors(api: httpx.AsyncClient, repo: Path) 
     assert resp.json()["status"] == "queued" and group.startswith("grp_")
     listed = (await api.get("/v1/runs", params={"groupId": group})).json()["data"]
     assert len(listed) == 2 and resp.json()["id"] in {r["id"] for r in listed}
+
+    # The client and the command line.
+    api_key = api.headers["Authorization"].removeprefix("Bearer ")
+    async with AsyncRunyard(str(api.base_url), api_key) as ry:
+        made = await ry.create(LOOK, model="scripted", attempts=3)
+        assert made.group_id and len(await ry.group(made.group_id)) == 3
+        page = await ry.checkpoints(source["id"])
+        assert [c.turn for c in page.data] == [1, 2, 3] and page.data[0].tree_sha
+        assert "+four" in await ry.checkpoint_diff(source["id"], 3)
+        (forked,) = await ry.fork(source["id"], 3, restore="conversation", start=False)
+        assert forked.forked_from is not None and forked.forked_from.turn == 3
+    env = {"RUNYARD_API_URL": str(api.base_url), "RUNYARD_API_KEY": api_key}
+    out = CliRunner().invoke(app, ["checkpoints", source["id"]], env=env)
+    assert out.exit_code == 0 and len(out.stdout.splitlines()) == 4, out.output
+    out = CliRunner().invoke(app, ["fork", source["id"], "--turn", "9"], env=env)
+    assert out.exit_code == 1 and "turn 9 is not a turn boundary" in out.output
