@@ -72,6 +72,7 @@ async def list_checkpoints(
     "/{run_id}/checkpoints/{turn}/diff",
     summary="A checkpoint's changes as a git diff (text/x-diff)",
     dependencies=[KnownQueryOnly],
+    response_class=Response,
     responses={
         **problems(400, 404, 410, s410="CHECKPOINT_EXPIRED: past its retention"),
         200: {
