@@ -13,6 +13,7 @@ from temporalio import activity
 from activities._support import heartbeats, logger, typed_failures
 from runyard import metrics, tracing
 from runyard.checkpoints.restore import restore_fork
+from runyard.checkpoints.store import sources_branches
 from runyard.db.engine import Database
 from runyard.db.tables import Run, RunMessage, Template
 from runyard.domain import TERMINAL_STATUSES
@@ -195,6 +196,7 @@ class SandboxActivities(SandboxAccess):
             inp.sandbox.sandbox_id,
             known_branches(run),
             self._active(run.id),
+            await self.db.read(lambda s: sources_branches(s, run)),
         )
 
     @activity.defn(name="collect_outputs")
@@ -215,6 +217,7 @@ class SandboxActivities(SandboxAccess):
             self.providers,
             forward=inp.forward,
             active=self._active(inp.run_id),
+            taken=await self.db.read(lambda s: sources_branches(s, current)),
         )
 
         def store(s: Session) -> None:

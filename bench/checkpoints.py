@@ -15,7 +15,9 @@ of 1,000 files, and the time from a fork request to the fork's first events.
    then ``--forks`` times: ``POST /v1/runs/{id}/fork`` at turn 2 with ``start: true``, and
    the time until the fork's ``run.started``, ``sandbox.ready`` (clone and restore done)
    and its first ``tool.call`` (its first model turn) are in its event log (polled every
-   10 ms, so each figure may be up to 10 ms late).
+   10 ms, so each figure may be up to 10 ms late). Alternating with the forks, the same
+   figures for a new run of the same repository (create with start): the baseline, whose
+   difference to the fork is what the restore (and the seeded conversation) costs.
 """
 
 from __future__ import annotations
@@ -135,29 +137,34 @@ async def fork_latency(repo: Path, forks: int) -> dict[str, Any]:
             source = (await c.post("/v1/runs", json=body)).json()
             while (await c.get(f"/v1/runs/{source['id']}/status")).json()["status"] != "completed":
                 await asyncio.sleep(0.05)
-            rows: dict[str, list[float]] = {
-                "request": [],
-                "run.started": [],
-                "sandbox.ready": [],
-                "tool.call": [],
-            }
-            for i in range(forks + 1):  # the first is a warm-up, not counted
+            names = ("request", "run.started", "sandbox.ready", "tool.call")
+            rows: dict[str, list[float]] = {name: [] for name in names}
+            plain: dict[str, list[float]] = {name: [] for name in names}
+            for i in range(2 * forks + 2):  # alternating; the first two are warm-ups
                 t0 = time.perf_counter()
-                resp = await c.post(f"/v1/runs/{source['id']}/fork", json={"turn": 2})
+                if i % 2:  # the baseline: a new run of the same repository, not a fork
+                    resp = await c.post("/v1/runs", json=body)
+                    made = resp.json()
+                else:
+                    resp = await c.post(f"/v1/runs/{source['id']}/fork", json={"turn": 2})
+                    made = resp.json()["data"][0]
                 request_ms = (time.perf_counter() - t0) * 1000
                 assert resp.status_code == 201, resp.text
-                fork = resp.json()["data"][0]
-                seen = await first_events(c, fork["id"], t0)
-                if i:
-                    rows["request"].append(request_ms)
+                seen = await first_events(c, made["id"], t0)
+                if i >= 2:
+                    into = plain if i % 2 else rows
+                    into["request"].append(request_ms)
                     for name, ms in seen.items():
-                        rows[name].append(ms)
-                while (await c.get(f"/v1/runs/{fork['id']}/status")).json()["status"] not in (
+                        into[name].append(ms)
+                while (await c.get(f"/v1/runs/{made['id']}/status")).json()["status"] not in (
                     "completed",
                     "failed",
                 ):
                     await asyncio.sleep(0.05)
-    return {f"fork → {name} (ms)": summary(values) for name, values in rows.items()}
+    return {
+        **{f"fork → {name} (ms)": summary(values) for name, values in rows.items()},
+        **{f"new run (baseline) → {name} (ms)": summary(v) for name, v in plain.items()},
+    }
 
 
 async def main(files: int, turns: int, forks: int) -> None:

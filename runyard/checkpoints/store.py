@@ -154,6 +154,20 @@ def last_boundary(s: Session, run_id: str) -> int:
     return int(got or 0)
 
 
+def sources_branches(s: Session, run: Run) -> frozenset[str]:
+    """The branches the runs ``run`` was forked from (up the chain) forwarded upstream: a
+    fork does not push to them (it would move its source's outputs)."""
+    taken: set[str] = set()
+    for _ in range(MAX_LINEAGE):
+        origin = run.forked_from or {}
+        parent = s.get(Run, str(origin["runId"])) if origin.get("runId") else None
+        if parent is None or parent.org_id != run.org_id:
+            break
+        taken |= {str(o["name"]) for o in parent.outputs or [] if o.get("type") == "branch"}
+        run = parent
+    return frozenset(taken)
+
+
 @dataclass(frozen=True)
 class CodeSource:
     """What a fork's worktree is restored from: a checkpoint (its bundle) on top of the

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlmodel import col
 
+from runyard.checkpoints.store import sources_branches
 from runyard.checkpoints.tables import RunCheckpoint
 from runyard.db.engine import Database
 from runyard.db.tables import Run, RunMessage
@@ -139,3 +140,12 @@ async def test_a_fork_is_cut_at_a_boundary_the_source_passed(db: Database, tmp_p
     assert [m["role"] for m in at_two] == ["user", "assistant", "user", "assistant", "user"]
     assert forked[:-1] == at_two[:-1] and forked[-1]["content"][:1] == at_two[-1]["content"]
     assert forked[-1]["content"][-1] == {"type": "text", "text": "now add tests"}
+
+    # The fork pushes to branches of its own: its source's are taken.
+    async with db.write() as s:
+        row = await s.get(Run, source.id)
+        assert row is not None
+        row.outputs = [{"type": "branch", "name": "agent/x", "sha": "c" * 40, "url": "u"}]
+        s.add(row)
+    taken = await db.read(lambda s: sources_branches(s, fork))
+    assert taken == frozenset({"agent/x"})

@@ -4,13 +4,17 @@ restore gives exactly the checkpoint's tree, again and again."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from runyard.checkpoints.git import Snapshot, restore, take_snapshot
+from runyard.git.clone import STATE_FILE
+from runyard.git.relay import Relay
 from runyard.sandbox.base import ExecResult, FileContent, OutputCallback
+from runyard.settings import Settings
 
 
 class DirSandbox:
@@ -120,3 +124,31 @@ async def test_a_restore_gives_exactly_the_tree_again(
     # Restoring the base alone (a fork before any checkpoint).
     assert await restore(DirSandbox(fork), base, None, workspace=str(fork)) == "base"
     assert sh("git status --short", fork) == ""
+
+
+async def test_a_fork_does_not_push_to_its_sources_branches(tmp_path: Path) -> None:
+    """The relay refuses a fork's push to a branch its source forwarded (it would move the
+    source's output); the fork's own branches go on as any run's."""
+    mirror = tmp_path / "mirror.git"
+    mirror.mkdir()
+    state = {
+        "upstream": "https://git.example/o/r.git",
+        "default_branch": "main",
+        "base_sha": "a" * 40,
+        "workspace": "/workspace",
+        "remote": "/runyard/remote/origin.git",
+    }
+    (mirror / STATE_FILE).write_text(json.dumps(state))
+
+    class Pushed(DirSandbox):
+        async def exec(
+            self, command: str, *, timeout: float, on_output: OutputCallback | None = None
+        ) -> ExecResult:
+            return ExecResult(0, f"{'b' * 40} refs/heads/agent/x\n", "")
+
+    relay = Relay(
+        Pushed(tmp_path), mirror, Settings(data_dir=tmp_path), taken=frozenset({"agent/x"})
+    )
+    (push,) = await relay.forward()
+    assert not push.forwarded and push.branch == "agent/x"
+    assert "forked from pushed it" in push.message
