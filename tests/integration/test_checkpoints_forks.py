@@ -1,7 +1,7 @@
 """Checkpoints, fork and best-of-N on the real stack (issue 26): a run edits files with
 ``sed`` in bash at turns 1 to 3; its checkpoints and diffs; a fork at turn 2 restores
-exactly turn 2's tree and conversation; best-of-3 makes three independent runs in one
-group; errors, tenancy and idempotency."""
+exactly turn 2's tree and conversation, through a SIGKILL of the worker mid-fork;
+best-of-3 makes three independent runs in one group; errors, tenancy and idempotency."""
 
 from __future__ import annotations
 
@@ -102,6 +102,10 @@ async def test_a_fork_restores_the_turns_tree_and_conversation(
         f"/v1/runs/{source['id']}/fork", json={"turn": 2, "restore": "code", "prompt": LOOK}
     )
     assert look.status_code == 201, look.text
+    # A SIGKILL of the worker while the forks are provisioned (their checkpoint restored):
+    # they lose nothing and run nothing twice.
+    stack.kill_worker(stack.workers[0])
+    stack.start_worker()
     child = await wait_for(api, child["id"], {"completed", "failed"}, timeout=60)
     looked = await wait_for(api, look.json()["data"][0]["id"], {"completed", "failed"})
     assert child["status"] == "completed" and looked["status"] == "completed", (child, looked)
