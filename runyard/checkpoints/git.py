@@ -34,6 +34,7 @@ _IDENTITY = (
 LAST_REF = "refs/runyard/ckpt-last"
 # The tree of the last checkpoint (or the restored one), beside LAST_REF: read, not asked.
 _LAST_TREE = ".git/runyard-ckpt-last-tree"
+_PACK = "-c pack.window=0 -c pack.threads=1 -c pack.compression=1"
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 
 
@@ -84,7 +85,8 @@ def snapshot_script(turn: int, base: str | None) -> str:
         f"echo $tree > {_LAST_TREE}\n"
         f"{diff} $prev $tree > $d/previous.diff\n"
         f"{diff} {b or '$empty'} $tree > $d/base.diff\n"
-        f"{GIT} bundle create -q $d/ckpt.bundle {ckpt_ref(turn)}{' ^' + b if b else ''}\n"
+        # A few new blobs: no delta search, no threads, light compression.
+        f"{GIT} {_PACK} bundle create -q $d/ckpt.bundle {ckpt_ref(turn)}{' ^' + b if b else ''}\n"
         'echo "changed $tree $commit"\n'
     )
 
