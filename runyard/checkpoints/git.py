@@ -68,10 +68,13 @@ def snapshot_script(turn: int, base: str | None) -> str:
     b = shlex.quote(base) if base else None
     diff = f"{GIT} diff --no-color --no-ext-diff --no-textconv --no-renames"
     fallback = f"$({GIT} rev-parse -q --verify {b}^{{tree}} || echo $empty)" if b else "$empty"
+    taken = f"$d/turn-{turn}"  # "prev tree commit" of this turn, once its commit is made
     return (
         "set -e\n"
         f"d={_DIR}; empty={EMPTY_TREE}\n"
         "[ -d $d ] || mkdir $d\n"
+        # A retried attempt whose first one made the commit: the same checkpoint again.
+        f"if [ -f {taken} ]; then read -r prev tree commit < {taken}; else\n"
         "cp .git/index $d/index 2>/dev/null || rm -f $d/index\n"
         f"GIT_INDEX_FILE=$d/index {GIT} add -A -- . >/dev/null\n"
         f"tree=$(GIT_INDEX_FILE=$d/index {GIT} write-tree)\n"
@@ -80,9 +83,11 @@ def snapshot_script(turn: int, base: str | None) -> str:
         'if [ "$tree" = "$prev" ]; then echo "unchanged $tree"; exit 0; fi\n'
         f"commit=$({_IDENTITY} {GIT} commit-tree $tree {'-p ' + b if b else ''} "
         f"-m 'runyard checkpoint, turn {turn}')\n"
+        f'echo "$prev $tree $commit" > {taken}\n'
         f"printf 'update {ckpt_ref(turn)} %s\\nupdate {LAST_REF} %s\\n' $commit $commit"
         f" | {GIT} update-ref --stdin\n"
         f"echo $tree > {_LAST_TREE}\n"
+        "fi\n"
         f"{diff} $prev $tree > $d/previous.diff\n"
         f"{diff} {b or '$empty'} $tree > $d/base.diff\n"
         # A few new blobs: no delta search, no threads, light compression.

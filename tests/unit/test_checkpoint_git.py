@@ -81,6 +81,8 @@ async def test_shell_edits_are_captured_ignored_files_are_not(repo: tuple[Path, 
     first = await snap(ws, 1, base)
     assert first.changed and first.stats == (2, 2, 1) and first.bundle
     assert b"debug.log" not in first.base_diff and b"+two" in first.base_diff
+    again = await snap(ws, 1, base)  # a retried attempt: the same checkpoint
+    assert (again.commit, again.stats, again.bundle) == (first.commit, first.stats, first.bundle)
     assert not (await snap(ws, 2, base)).changed  # the same tree as turn 1's
     sh("rm b.txt", ws)
     second = await snap(ws, 3, base)
