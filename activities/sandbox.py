@@ -121,7 +121,7 @@ class SandboxActivities(SandboxAccess):
             log.warning("sandbox.provision_failed", error=str(exc))
             raise
         # A fork starts from its source's checkpoint (issue 26); any other run: nothing.
-        await restore_fork(self.db, self.settings, run, provider, sandbox_id)
+        await restore_fork(self.db, self.settings, run, provider, sandbox_id, inp.generation)
         host_bound = provider.name == "local"  # its workspace is on this host's disk
         log.info("sandbox.ready", host=self.settings.host_name if host_bound else None)
         metrics.sandbox_provisioned(provider.name)

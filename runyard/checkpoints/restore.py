@@ -8,10 +8,11 @@ import json
 from dataclasses import asdict, replace
 
 import structlog
+from sqlalchemy.orm import Session
 
 from runyard.artifacts.store import artifact_store
 from runyard.checkpoints.git import restore
-from runyard.checkpoints.store import code_at
+from runyard.checkpoints.store import CodeSource, code_at, last_boundary
 from runyard.db.engine import Database
 from runyard.db.tables import Run
 from runyard.errors import SandboxError
@@ -23,12 +24,20 @@ log = structlog.get_logger("runyard.checkpoints")
 
 
 async def restore_fork(
-    db: Database, settings: Settings, run: Run, provider: SandboxProvider, sandbox_id: str
+    db: Database,
+    settings: Settings,
+    run: Run,
+    provider: SandboxProvider,
+    sandbox_id: str,
+    generation: int = 0,
 ) -> None:
     """Make a fork's new worktree the one its source had at the turn it was forked at
-    (``forkedFrom.restore`` ``both`` or ``code``); nothing for any other run."""
+    (``forkedFrom.restore`` ``both`` or ``code``); nothing for any other run. A fork's
+    sandbox rebuilt on another host (``generation`` > 0) gets the fork's own latest
+    worktree instead."""
     origin = run.forked_from or {}
-    if not origin or origin.get("restore") == "conversation":
+    code_restored = origin.get("restore") in ("both", "code")
+    if not origin or not (code_restored or generation > 0):
         return
     mirror = mirror_path(settings, sandbox_id)
     state = GitState.load(mirror)
@@ -38,7 +47,14 @@ async def restore_fork(
     if source is None or source.org_id != run.org_id:
         return
     turn = int(origin.get("turn", 0))
-    code = await db.read(lambda s: code_at(s, source, turn, settings.checkpoint_retention_days))
+    days = settings.checkpoint_retention_days
+
+    def find(s: Session) -> CodeSource:
+        if generation > 0:
+            return code_at(s, run, last_boundary(s, run.id), days)
+        return code_at(s, source, turn, days)
+
+    code = await db.read(find)
     bundle = None
     if code.checkpoint is not None and code.checkpoint.bundle_path:
         bundle = await artifact_store(settings).get(
