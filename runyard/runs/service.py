@@ -4,7 +4,8 @@ The run row (``queued``, with ``run.created``) in one transaction, then its work
 From then on the workflow owns the run's status: create-with-start asks it to exec in the
 same round trip (update-with-start), within the active-run cap. A run whose workflow
 cannot be started, or whose start is refused, leaves nothing behind. Callers: the API's
-``POST /v1/runs`` and ``POST /v1/threads/{id}/runs``; later a fork or a schedule.
+``POST /v1/runs`` and ``POST /v1/threads/{id}/runs``, a fork (``runyard.runs.fork``), best-of-N
+(``runyard.runs.attempts``); later a schedule.
 """
 
 from __future__ import annotations
