@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
 import structlog
 from fastapi import APIRouter, Path, Query, Response
-from pydantic import Field
+from pydantic import Field, field_validator
 from sqlmodel import col
 
 from api.deps import DbDep, IdempotencyKey, KnownQueryOnly, ReaderDep, SettingsDep, WriterDep
@@ -51,6 +52,13 @@ class ForkRun(Body):
     model: str | None = Field(default=None, min_length=1, max_length=200)
     start: bool = True
     metadata: dict[str, Any] | None = None
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is not None and len(json.dumps(v)) > 16_384:
+            raise ValueError("metadata must serialise to at most 16 KiB of JSON")
+        return v
 
 
 @router.get(
