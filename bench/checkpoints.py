@@ -83,8 +83,14 @@ async def checkpoint_cost(root: Path, repo: Path, turns: int) -> dict[str, Any]:
         )
         unchanged.append((time.perf_counter() - t0) * 1000)
         assert not same.changed
+    floor = []
+    for _ in range(turns):  # the floor: one round trip to the sandbox, one process
+        t0 = time.perf_counter()
+        await sandbox.exec("true", timeout=30)
+        floor.append((time.perf_counter() - t0) * 1000)
     await provider.destroy(sid)
     return {
+        "sandbox exec of 'true', for scale (ms)": summary(floor),
         "bubblewrap": bool(shutil.which("bwrap")),
         "checkpoint of a changed worktree, 3 files edited (ms)": summary(changed),
         "boundary with no change (ms)": summary(unchanged),

@@ -1,7 +1,8 @@
 """Checkpoints inside the sandbox, with git: take one at a turn boundary, restore one in
 a fork's fresh clone.
 
-Taking one: a scratch index (a copy of the real one, so unchanged files cost a ``stat``),
+Taking one: a scratch index (first a copy of the real one, then kept from boundary to
+boundary, so unchanged files cost a ``stat``),
 ``git add -A`` (untracked files included, git-ignored ones not), ``write-tree``. When the
 tree differs from the previous checkpoint's (or the base commit's), ``commit-tree`` makes
 a commit whose parent is the base commit, kept as ``refs/runyard/ckpt/<turn>``, and one
@@ -75,7 +76,8 @@ def snapshot_script(turn: int, base: str | None) -> str:
         "[ -d $d ] || mkdir $d\n"
         # A retried attempt whose first one made the commit: the same checkpoint again.
         f"if [ -f {taken} ]; then read -r prev tree commit < {taken}; else\n"
-        "cp .git/index $d/index 2>/dev/null || rm -f $d/index\n"
+        # The scratch index is kept from boundary to boundary: unchanged files cost a stat.
+        "[ -f $d/index ] || cp .git/index $d/index 2>/dev/null || true\n"
         f"GIT_INDEX_FILE=$d/index {GIT} add -A -- . >/dev/null\n"
         f"tree=$(GIT_INDEX_FILE=$d/index {GIT} write-tree)\n"
         f"prev=; [ -f {_LAST_TREE} ] && read -r prev < {_LAST_TREE} || true\n"
