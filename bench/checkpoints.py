@@ -73,8 +73,16 @@ async def checkpoint_cost(root: Path, repo: Path, turns: int) -> dict[str, Any]:
         t0 = time.perf_counter()
         snap = await take_snapshot(sandbox, turn, base, max_bundle=64 << 20, max_diff=2 << 20)
         assert snap.changed and snap.bundle is not None
-        for name, data in (("p", snap.previous_diff), ("b", snap.base_diff), ("c", snap.bundle)):
-            await store.put(f"o/r/checkpoints/{turn}/{name}", data, "application/octet-stream")
+        await asyncio.gather(  # as record_boundary writes them
+            *(
+                store.put(f"o/r/checkpoints/{turn}/{name}", data, "application/octet-stream")
+                for name, data in (
+                    ("p", snap.previous_diff),
+                    ("b", snap.base_diff),
+                    ("c", snap.bundle),
+                )
+            )
+        )
         changed.append((time.perf_counter() - t0) * 1000)
         sizes.append(snap.bundle_size)
         t0 = time.perf_counter()

@@ -3,6 +3,7 @@ boundary, the checkpoint object of the API, and where a fork's code comes from."
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -45,15 +46,14 @@ async def record_boundary(
     snapshot, its files go to the ArtifactStore first, so a row always has its files."""
     bundle_path = None
     if snap is not None and snap.changed:
-        await store.put(
-            blob_path(run.org_id, run.id, turn, "previous.diff"), snap.previous_diff, "text/x-diff"
-        )
-        await store.put(
-            blob_path(run.org_id, run.id, turn, "base.diff"), snap.base_diff, "text/x-diff"
-        )
+        puts = [
+            store.put(blob_path(run.org_id, run.id, turn, f"{kind}.diff"), diff, DIFF_TYPE)
+            for kind, diff in (("previous", snap.previous_diff), ("base", snap.base_diff))
+        ]
         if snap.bundle is not None:
             bundle_path = blob_path(run.org_id, run.id, turn, "ckpt.bundle")
-            await store.put(bundle_path, snap.bundle, "application/x-git-bundle")
+            puts.append(store.put(bundle_path, snap.bundle, "application/x-git-bundle"))
+        await asyncio.gather(*puts)
 
     def write(s: Session) -> RunCheckpoint:
         found = boundary_at(s, run.id, turn)
