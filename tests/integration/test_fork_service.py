@@ -22,6 +22,7 @@ from runyard.ids import new_id
 from runyard.runs import RunService
 from runyard.runs.attempts import create_group
 from runyard.runs.fork import ForkOptions, plan_fork
+from runyard.sandbox.base import SIZES
 from runyard.settings import Settings
 from runyard.store.transcript import conversation
 from tests.integration.test_run_service import Engine, Request, _org
@@ -81,7 +82,7 @@ async def _source(db: Database, org_id: str, turns: int) -> Run:
         prompt="fix it",
         model="scripted",
         guardrails={"maxTurns": 10, "maxCostUsd": 1, "timeoutSeconds": 600},
-        sandbox={"id": None, "provider": "local", "size": "s", "resources": {}},
+        sandbox={"id": None, "provider": "local", "size": "s", "resources": SIZES["s"]},
         workflow_id="w",
         created_at=now,
         updated_at=now,
@@ -108,6 +109,7 @@ async def _source(db: Database, org_id: str, turns: int) -> Run:
                     changed=t == 1,
                     seq=1 if t == 1 else None,
                     base_sha="b" * 40,
+                    tree_sha="e" * 40,
                     bundle_path="x/ckpt.bundle" if t == 1 else None,
                     created_at=now - timedelta(days=40 if t == 1 else 0),
                 )
