@@ -186,6 +186,13 @@ class SandboxActivities(SandboxAccess):
         await self.db.transact(store)
         metrics.tool_call(inp.name, seconds, error=out.is_error)  # after the commit: once
 
+    async def _taken(self, run: Run) -> frozenset[str]:
+        """A fork's: the branches its sources forwarded (it pushes to its own)."""
+        if not run.forked_from:
+            return frozenset()
+        taken: frozenset[str] = await self.db.read(lambda s: sources_branches(s, run))
+        return taken
+
     async def _tool_context(self, inp: ToolInput) -> ToolContext:
         run = await self._run(inp.run_id)
         return ToolContext.build(
@@ -196,7 +203,7 @@ class SandboxActivities(SandboxAccess):
             inp.sandbox.sandbox_id,
             known_branches(run),
             self._active(run.id),
-            await self.db.read(lambda s: sources_branches(s, run)),
+            await self._taken(run),
         )
 
     @activity.defn(name="collect_outputs")
@@ -217,7 +224,7 @@ class SandboxActivities(SandboxAccess):
             self.providers,
             forward=inp.forward,
             active=self._active(inp.run_id),
-            taken=await self.db.read(lambda s: sources_branches(s, current)),
+            taken=await self._taken(current),
         )
 
         def store(s: Session) -> None:
