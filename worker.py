@@ -36,6 +36,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
 
 from activities.agent import AgentActivities, ModelRegistry
+from activities.checkpoints import CheckpointActivities
 from activities.lifecycle import LifecycleActivities
 from activities.messages import MessageActivities
 from activities.reaper import ReaperActivities
@@ -101,6 +102,7 @@ def activities(settings: Settings, db: Database) -> Activities:
     reaper = ReaperActivities(db, providers)
     messages = MessageActivities(db)
     threads = ThreadActivities(db, settings.task_queue)
+    checkpoints = CheckpointActivities(db, settings, providers)
     on_sandbox = [
         sandbox.run_tool,
         sandbox.collect_outputs,
@@ -109,6 +111,7 @@ def activities(settings: Settings, db: Database) -> Activities:
         sandbox.resume_sandbox,
         setup.setup_sandbox,
         reaper.reap_sandboxes,
+        checkpoints.checkpoint_workspace,
     ]
     shared = [
         lifecycle.start_run,

@@ -12,6 +12,8 @@ from temporalio import activity
 
 from activities._support import heartbeats, logger, typed_failures
 from runyard import metrics, tracing
+from runyard.checkpoints.restore import restore_fork
+from runyard.checkpoints.store import sources_branches
 from runyard.db.engine import Database
 from runyard.db.tables import Run, RunMessage, Template
 from runyard.domain import TERMINAL_STATUSES
@@ -118,6 +120,8 @@ class SandboxActivities(SandboxAccess):
         except SandboxError as exc:
             log.warning("sandbox.provision_failed", error=str(exc))
             raise
+        # A fork starts from its source's checkpoint (issue 26); any other run: nothing.
+        await restore_fork(self.db, self.settings, run, provider, sandbox_id, inp.generation)
         host_bound = provider.name == "local"  # its workspace is on this host's disk
         log.info("sandbox.ready", host=self.settings.host_name if host_bound else None)
         metrics.sandbox_provisioned(provider.name)
@@ -182,6 +186,13 @@ class SandboxActivities(SandboxAccess):
         await self.db.transact(store)
         metrics.tool_call(inp.name, seconds, error=out.is_error)  # after the commit: once
 
+    async def _taken(self, run: Run) -> frozenset[str]:
+        """A fork's: the branches its sources forwarded (it pushes to its own)."""
+        if not run.forked_from:
+            return frozenset()
+        taken: frozenset[str] = await self.db.read(lambda s: sources_branches(s, run))
+        return taken
+
     async def _tool_context(self, inp: ToolInput) -> ToolContext:
         run = await self._run(inp.run_id)
         return ToolContext.build(
@@ -192,6 +203,7 @@ class SandboxActivities(SandboxAccess):
             inp.sandbox.sandbox_id,
             known_branches(run),
             self._active(run.id),
+            await self._taken(run),
         )
 
     @activity.defn(name="collect_outputs")
@@ -212,6 +224,7 @@ class SandboxActivities(SandboxAccess):
             self.providers,
             forward=inp.forward,
             active=self._active(inp.run_id),
+            taken=await self._taken(current),
         )
 
         def store(s: Session) -> None:

@@ -22,6 +22,7 @@ from api.routes import (
     agents,
     api_keys,
     artifacts,
+    checkpoints,
     connection,
     events,
     health,
@@ -115,4 +116,5 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     mount_langgraph(app, settings)  # /lg, with RUNYARD_LANGGRAPH_COMPAT=on
     app.include_router(messages.router)
     app.include_router(schedules.router)
+    app.include_router(checkpoints.router)
     return app

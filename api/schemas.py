@@ -91,6 +91,9 @@ class CreateRun(Body):
     callback_url: str | None = Field(default=None, max_length=2048)
     metadata: dict[str, Any] = Field(default_factory=dict)
     start: bool = False
+    # Best-of-N (issue 26): this many runs of the body, in one group; the answer is the
+    # first, each carries the groupId (GET /v1/runs?groupId= lists them).
+    attempts: int | None = Field(default=None, ge=1, le=4)
 
     @field_validator("env")
     @classmethod

@@ -124,3 +124,5 @@ class ErrorCode(StrEnum):
     SCHEDULE_NOT_FOUND = "SCHEDULE_NOT_FOUND"
     SCHEDULE_LIMIT_EXCEEDED = "SCHEDULE_LIMIT_EXCEEDED"
     RUN_SUPERSEDED = "RUN_SUPERSEDED"
+    # A checkpoint past its retention (or never kept: larger than the bound).
+    CHECKPOINT_EXPIRED = "CHECKPOINT_EXPIRED"

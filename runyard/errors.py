@@ -38,7 +38,8 @@
     ├── RunTurnMismatch                  RUN_TURN_MISMATCH
     ├── ScheduleSpecInvalid              SCHEDULE_SPEC_INVALID
     ├── ScheduleNotFound                 SCHEDULE_NOT_FOUND
-    └── ScheduleLimitExceeded            SCHEDULE_LIMIT_EXCEEDED
+    ├── ScheduleLimitExceeded            SCHEDULE_LIMIT_EXCEEDED
+    └── CheckpointExpired                CHECKPOINT_EXPIRED
 
 Activities raise these; one boundary (``activities/_support.py``, ``typed_failures``)
 turns each into the ``ApplicationError`` Temporal sees, ``type`` = its code and
@@ -235,6 +236,12 @@ class ScheduleNotFound(RunyardError):
 
 class ScheduleLimitExceeded(RunyardError):
     code = ErrorCode.SCHEDULE_LIMIT_EXCEEDED
+
+
+class CheckpointExpired(RunyardError):
+    """A checkpoint past its retention, or whose bundle was too large to keep (410)."""
+
+    code = ErrorCode.CHECKPOINT_EXPIRED
 
 
 def error_for(code: str, message: str) -> RunyardError:

@@ -26,6 +26,8 @@ with workflow.unsafe.imports_passed_through():
     from runyard.domain import ErrorCode, FailReason, RunStatus
     from runyard.tools import is_control
     from workflows import options
+    from workflows.checkpoints import PATCH as CHECKPOINT_PATCH
+    from workflows.checkpoints import checkpoint
     from workflows.messages import Inbox
     from workflows.payloads import (
         Carried,
@@ -231,6 +233,9 @@ class AgentLoop:
                 await self._run_tool(turn, call.id, call.name)
             if self.close_requested:
                 break
+            await self._checkpoint(turn)
+        if not self.close_requested:
+            await self._checkpoint(self.turn)  # the final answer's boundary: forkable too
         self.run.set_details("collecting outputs")
         await self._collect()
         self.collected = True
@@ -260,6 +265,12 @@ class AgentLoop:
             error_message=f"superseded by {by}",
             superseded_by=by,
         )
+
+    async def _checkpoint(self, turn: int) -> None:
+        """The turn's boundary: a checkpoint of the worktree if it changed (issue 26)."""
+        if self.sandbox is not None and workflow.patched(CHECKPOINT_PATCH):
+            self.run.set_details(f"turn {turn}: checkpoint")
+            await checkpoint(self.inp.run_id, turn, self.sandbox, self.inp.host_lost_seconds)
 
     async def _ask_user(self, turn: int, call: ToolCallRef) -> Outcome | None:
         """``ask_user``: wait for the user's answer (the wait has its own limit)."""

@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError
 
+from runyard.checkpoints.api_model import Checkpoint, CheckpointPage
 from runyard.events import EVENTS, AnyEvent
 from runyard.run_model import (
     TERMINAL_STATUSES,
@@ -19,6 +20,7 @@ from runyard.run_model import (
     Pagination,
     Run,
     RunError,
+    RunGroup,
     RunPage,
     Usage,
 )
@@ -27,6 +29,8 @@ __all__ = [
     "TERMINAL_EVENT_TYPES",
     "TERMINAL_STATUSES",
     "ApiModel",
+    "Checkpoint",
+    "CheckpointPage",
     "Event",
     "ExecAccepted",
     "FieldError",
@@ -38,6 +42,7 @@ __all__ = [
     "Run",
     "RunError",
     "RunErrorInfo",
+    "RunGroup",
     "RunMessage",
     "RunMessagePage",
     "RunPage",

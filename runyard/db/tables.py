@@ -139,6 +139,10 @@ class Run(SQLModel, table=True):
     # A scheduled run: its schedule (sch_…) and the time the schedule fired it for.
     schedule_id: str | None = Field(default=None, index=True)
     scheduled_at: datetime | None = _ts()
+    # Best-of-N and forks (issue 26): the runs created together share a group; a fork
+    # says where it came from ({"runId", "turn", "restore"}).
+    group_id: str | None = Field(default=None, index=True)
+    forked_from: dict[str, Any] | None = _json(default=None)
 
 
 class RunEvent(SQLModel, table=True):

@@ -104,3 +104,7 @@ def message_dropped(message_id: str) -> str:
 def message_note(message_id: str) -> str:
     """The transcript message that holds a delivered message."""
     return f"note.{message_id}"
+
+
+# A fork's first transcript messages: the conversation it was cut from, its prompt included.
+SEED_PREFIX = "seed."

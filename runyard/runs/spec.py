@@ -98,6 +98,9 @@ class RunSpec(_Camel):
     # A scheduled run: the schedule that fired it and the time it fired for.
     schedule_id: str | None = None
     scheduled_at: datetime | None = None
+    # Best-of-N attempts and forks share a group; a fork says where it came from.
+    group_id: str | None = None
+    forked_from: dict[str, Any] | None = None
 
 
 _Found = tuple[Agent | None, str, Template | None]
