@@ -36,6 +36,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
 
 from activities.agent import AgentActivities, ModelRegistry
+from activities.approvals import ApprovalActivities
 from activities.lifecycle import LifecycleActivities
 from activities.reaper import ReaperActivities
 from activities.retention import RetentionActivities
@@ -95,6 +96,7 @@ def activities(settings: Settings, db: Database) -> Activities:
     retention = RetentionActivities(db, settings)
     setup = SandboxSetupActivities(db, settings, providers)
     reaper = ReaperActivities(db, providers)
+    approvals = ApprovalActivities(db)
     on_sandbox = [
         sandbox.run_tool,
         sandbox.collect_outputs,
@@ -121,6 +123,9 @@ def activities(settings: Settings, db: Database) -> Activities:
         delivery.attempt_delivery,
         outbox.pump_outbox,
         retention.purge_expired_events,
+        approvals.gate_tool_calls,
+        approvals.record_decisions,
+        approvals.expire_approvals,
     ]
     return Activities(shared=shared, host=on_sandbox)
 

@@ -18,6 +18,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities._support import logger, typed_failures
 from runyard import metrics
+from runyard.approvals import store as approval_store
 from runyard.db.engine import Database
 from runyard.db.tables import Organization, Run, RunMessage
 from runyard.db.types import utcnow
@@ -212,6 +213,8 @@ class LifecycleActivities:
             if inp.guardrail is not None and not RunStatus(run.status).is_terminal:
                 event = ev.GuardrailTriggered.model_validate(dict(inp.guardrail))
                 append_events(s, run, [event.event(keys.GUARDRAIL)])
+            if not RunStatus(run.status).is_terminal:  # calls still waiting: never to run
+                approval_store.close(s, run, None, "cancelled", utcnow())
             applied = finish(
                 s,
                 run,

@@ -66,6 +66,9 @@ _STATUS_BY_CODE: dict[str, int] = {
     ErrorCode.THREAD_NOT_FOUND: 404,
     ErrorCode.REPOSITORY_NOT_FOUND: 404,
     ErrorCode.CONFLICT: 409,
+    ErrorCode.APPROVAL_NOT_FOUND: 404,
+    ErrorCode.APPROVAL_ALREADY_DECIDED: 409,
+    ErrorCode.APPROVAL_NOT_PENDING: 409,
 }
 # A title in plain English for each machine code (RFC 9457: the same for every occurrence).
 TITLES_BY_CODE: dict[str, str] = {
@@ -100,6 +103,9 @@ TITLES_BY_CODE: dict[str, str] = {
     "RUN_ORCHESTRATOR_ERROR": "Workflow engine unreachable",
     "SANDBOX_UNAVAILABLE": "Sandbox unavailable",
     "INTERNAL_ERROR": "Internal error",
+    "APPROVAL_NOT_FOUND": "Approval not found",
+    "APPROVAL_ALREADY_DECIDED": "Approval already decided",
+    "APPROVAL_NOT_PENDING": "Approval no longer pending",
 }
 
 

@@ -40,6 +40,8 @@ WEBHOOK_EVENTS = frozenset(
         EventType.RUN_WAITING_FOR_INPUT,
         EventType.OUTPUT_DETECTED,
         *TERMINAL_EVENT_TYPES,
+        EventType.APPROVAL_REQUESTED,
+        EventType.APPROVAL_RESOLVED,
     }
 )
 

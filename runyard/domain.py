@@ -59,6 +59,8 @@ class EventType(StrEnum):
     RUN_COMPLETED = "run.completed"
     RUN_FAILED = "run.failed"
     RUN_CANCELLED = "run.cancelled"
+    APPROVAL_REQUESTED = "approval.requested"
+    APPROVAL_RESOLVED = "approval.resolved"
 
 
 TERMINAL_EVENT_TYPES = frozenset(
@@ -108,3 +110,8 @@ class ErrorCode(StrEnum):
     MODEL_ERROR = "MODEL_ERROR"
     # Worker-side only: the run ended (cancelled) while an activity was on its way.
     RUN_NOT_ACTIVE = "RUN_NOT_ACTIVE"
+    # Tool-call approvals (runyard.approvals).
+    APPROVAL_NOT_FOUND = "APPROVAL_NOT_FOUND"
+    APPROVAL_ALREADY_DECIDED = "APPROVAL_ALREADY_DECIDED"
+    APPROVAL_NOT_PENDING = "APPROVAL_NOT_PENDING"
+    APPROVAL_TIMEOUT = "APPROVAL_TIMEOUT"

@@ -30,7 +30,10 @@
     ├── AgentNotFound                    AGENT_NOT_FOUND
     ├── ThreadNotFound                   THREAD_NOT_FOUND
     ├── RepositoryMissing                REPOSITORY_NOT_FOUND
-    └── Conflict                         CONFLICT
+    ├── Conflict                         CONFLICT
+    ├── ApprovalNotFound                 APPROVAL_NOT_FOUND
+    ├── ApprovalAlreadyDecided           APPROVAL_ALREADY_DECIDED
+    └── ApprovalNotPending               APPROVAL_NOT_PENDING
 
 Activities raise these; one boundary (``activities/_support.py``, ``typed_failures``)
 turns each into the ``ApplicationError`` Temporal sees, ``type`` = its code and
@@ -193,6 +196,20 @@ class RepositoryMissing(RunyardError):
 
 class Conflict(RunyardError):
     code = ErrorCode.CONFLICT
+
+
+class ApprovalNotFound(RunyardError):
+    code = ErrorCode.APPROVAL_NOT_FOUND
+
+
+class ApprovalAlreadyDecided(RunyardError):
+    code = ErrorCode.APPROVAL_ALREADY_DECIDED
+
+
+class ApprovalNotPending(RunyardError):
+    """The approval expired or was cancelled: no decision can apply any more."""
+
+    code = ErrorCode.APPROVAL_NOT_PENDING
 
 
 def error_for(code: str, message: str) -> RunyardError:

@@ -68,6 +68,8 @@ class RunInput(BaseModel):
     # A sandbox host that has not picked up an activity this long is taken for dead.
     host_lost_seconds: int = 60
     carried: Carried | None = None
+    # The run has an approval policy: its tool calls are gated (workflows/approvals.py).
+    approvals: bool = False
 
 
 class RunResult(BaseModel):

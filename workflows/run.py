@@ -34,6 +34,8 @@ with workflow.unsafe.imports_passed_through():
     from runyard.domain import ErrorCode, RunStatus
     from workflows import options
     from workflows.agent_loop import AgentLoop, ContinueAsNew, Outcome, cause_of
+    from workflows.approval_payloads import DecideRequest, DecideResult
+    from workflows.approvals import ApprovalGate
     from workflows.payloads import (
         SA_STATUS,
         AnswerInput,
@@ -82,6 +84,15 @@ class RunWorkflow:
         # Store writes of waiting and answering happen in the order the workflow decided them.
         self._lifecycle = asyncio.Lock()
         self._loop = AgentLoop(self, inp)
+        self._approvals = ApprovalGate(
+            inp.run_id,
+            self._lifecycle,
+            pause=self._pause_waiting,
+            resume=self._resume_sandbox,
+            status=self._set_status,
+            closing=lambda: self._loop.close_requested,
+        )
+        self._loop.gate = self._approvals.gate
 
     # -- what the API asks -------------------------------------------------------------
 
@@ -170,6 +181,15 @@ class RunWorkflow:
     def _validate_message(self, req: MessageRequest) -> None:
         if self._ended is not None or self._cancel_requested:
             raise ApplicationError(f"run is {self._status}", type=ErrorCode.RUN_NOT_ACTIVE)
+
+    @workflow.update
+    async def decide(self, req: DecideRequest) -> DecideResult:
+        """Decide tool calls that wait for approval (``workflows/approvals.py``)."""
+        return await self._approvals.decide(req)
+
+    @decide.validator
+    def _validate_decide(self, req: DecideRequest) -> None:
+        self._approvals.validate(req)
 
     @workflow.signal
     def close(self, _: CloseRequest) -> None:
@@ -340,12 +360,7 @@ class RunWorkflow:
                 LifecycleActivities.mark_waiting, question, **options.LIFECYCLE.local()
             )
         self._set_status(RunStatus.WAITING_FOR_INPUT, f"turn {question.turn}: waiting")
-        if self._loop.sandbox is not None and workflow.patched("pause-while-waiting"):
-            # A waiting sandbox costs nothing: paused until the answer, the wait's end or
-            # the close. A cancel lets _destroy_sandbox resume it (to keep its changes).
-            self._paused = self._loop.sandbox
-            if not await self._pause_or_resume(SandboxActivities.pause_sandbox, self._paused):
-                self._paused = None  # its host is gone: nothing to resume there
+        await self._pause_waiting()
         try:
             await workflow.wait_condition(
                 lambda: self._answered or self._loop.close_requested,
@@ -358,6 +373,14 @@ class RunWorkflow:
             self._question = None
         await self._resume_sandbox()
         return answered
+
+    async def _pause_waiting(self) -> None:
+        if self._loop.sandbox is not None and workflow.patched("pause-while-waiting"):
+            # A waiting sandbox costs nothing: paused until the answer, the wait's end or
+            # the close. A cancel lets _destroy_sandbox resume it (to keep its changes).
+            self._paused = self._loop.sandbox
+            if not await self._pause_or_resume(SandboxActivities.pause_sandbox, self._paused):
+                self._paused = None  # its host is gone: nothing to resume there
 
     async def _resume_sandbox(self) -> None:
         paused, self._paused = self._paused, None
@@ -385,7 +408,7 @@ class RunWorkflow:
 
     @property
     def waiting(self) -> bool:
-        return self._question is not None
+        return self._question is not None or self._approvals.waiting
 
     def set_running(self, details: str) -> None:
         self._set_status(RunStatus.RUNNING, details)

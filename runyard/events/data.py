@@ -170,6 +170,27 @@ class RunCancelled(EventData):
     error: dict[str, Any] | None = None
 
 
+class ApprovalRequested(EventData):
+    """A tool call waits for a person's decision (``runyard.approvals``)."""
+
+    TYPE = EventType.APPROVAL_REQUESTED
+    approval_id: str
+    tool_call_id: str
+    name: str
+    input: Any = None
+    rule: dict[str, Any] | None = None
+    expires_at: str | None = None
+
+
+class ApprovalResolved(EventData):
+    TYPE = EventType.APPROVAL_RESOLVED
+    approval_id: str
+    # approve | edit | deny, or expired | cancelled when no person decided.
+    decision: str
+    decided_by: str | None = None
+    scope: str | None = None
+
+
 DATA_MODELS: dict[EventType, type[EventData]] = {
     m.TYPE: m
     for m in (
@@ -191,5 +212,7 @@ DATA_MODELS: dict[EventType, type[EventData]] = {
         RunCompleted,
         RunFailed,
         RunCancelled,
+        ApprovalRequested,
+        ApprovalResolved,
     )
 }

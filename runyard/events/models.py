@@ -116,6 +116,16 @@ class RunCancelledEvent(StoredEvent):
     data: d.RunCancelled
 
 
+class ApprovalRequestedEvent(StoredEvent):
+    type: Literal["approval.requested"]
+    data: d.ApprovalRequested
+
+
+class ApprovalResolvedEvent(StoredEvent):
+    type: Literal["approval.resolved"]
+    data: d.ApprovalResolved
+
+
 AnyEvent = Annotated[
     RunCreatedEvent
     | RunStartedEvent
@@ -134,7 +144,9 @@ AnyEvent = Annotated[
     | GuardrailTriggeredEvent
     | RunCompletedEvent
     | RunFailedEvent
-    | RunCancelledEvent,
+    | RunCancelledEvent
+    | ApprovalRequestedEvent
+    | ApprovalResolvedEvent,
     Field(discriminator="type"),
 ]
 EVENTS: TypeAdapter[AnyEvent] = TypeAdapter(AnyEvent)

@@ -13,7 +13,8 @@ recorded before the ``keep-changes-of-every-ending`` patch and replays its old b
 follows it, ``completed`` predates ``destroy-beside-end`` and
 ``completed-destroy-beside-end`` follows it, ``set-up`` is a run whose template has a
 setup script, ``cancelled-not-forwarding`` follows ``no-forwarding-after-cancel`` and
-``cancelled-through-temporal`` follows ``temporal-cancel-ends-first``. A change
+``cancelled-through-temporal`` follows ``temporal-cancel-ends-first``, and
+``approvals-decided`` is a run with an approval policy (``tool-approvals``). A change
 that would break a run in flight fails here: guard it with ``workflow.patched()`` and
 record a new history beside the old ones, never in place of them.
 """
@@ -46,6 +47,7 @@ def test_the_representative_runs_are_recorded() -> None:
         "set-up",
         "cancelled-not-forwarding",
         "cancelled-through-temporal",
+        "approvals-decided",
     }
 
 
