@@ -19,6 +19,7 @@ from api.responses import install_openapi
 from api.routes import (
     agents,
     api_keys,
+    approvals,
     artifacts,
     connection,
     events,
@@ -107,4 +108,5 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.include_router(usage.router)
     app.include_router(artifacts.router)
     app.include_router(templates.router)
+    app.include_router(approvals.router)
     return app

@@ -63,6 +63,7 @@ def run_input(run: Run, settings: Settings) -> RunInput:
         max_active_runs=settings.max_active_runs,
         continue_as_new_events=settings.continue_as_new_events,
         host_lost_seconds=settings.host_lost_seconds,
+        approvals=bool(run.approvals),
     )
 
 

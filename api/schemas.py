@@ -17,6 +17,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from runyard.approvals.policy import ApprovalPolicy
 from runyard.jsonsafe import json_problem
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -91,6 +92,8 @@ class CreateRun(Body):
     callback_url: str | None = Field(default=None, max_length=2048)
     metadata: dict[str, Any] = Field(default_factory=dict)
     start: bool = False
+    # Tightens the template's approval policy for this run (runyard.approvals).
+    approvals: ApprovalPolicy | None = None
 
     @field_validator("env")
     @classmethod

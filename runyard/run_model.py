@@ -215,6 +215,9 @@ class Run(ApiModel):
     failed_at: Rfc3339 | None
     cancelled_at: Rfc3339 | None
     duration_ms: int | None
+    # While waiting_for_input: "question" or "approval", and the approvals that wait.
+    waiting_for: str | None = None
+    pending_approvals: list[dict[str, Any]] | None = None
 
     @field_validator("status", mode="wrap")
     @classmethod

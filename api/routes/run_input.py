@@ -10,6 +10,7 @@ import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from api.approvals import rpc_decide
 from api.auth import Principal
 from api.deps import DbDep, IdempotencyKey, TemporalDep, WriterDep
 from api.errors import ProblemError
@@ -107,6 +108,8 @@ async def _dispatch(
 ) -> dict[str, Any]:
     if method == "cancel":
         return await cancel_run(run.id, principal, db, temporal)
+    if method in ("approve", "deny"):
+        return await rpc_decide(method, params, run, principal, db, temporal)
     if run.status in TERMINAL_STATUSES:
         raise RpcError(-32000, f"the run is {run.status}", {"status": run.status})
     runs = await temporal()
@@ -128,7 +131,7 @@ async def _dispatch(
 
 @router.post(
     "/{run_id}/command",
-    summary="JSON-RPC 2.0: user_message, cancel, close",
+    summary="JSON-RPC 2.0: user_message, cancel, close, approve, deny",
     response_model=RpcResponse,
     responses={
         **problems(404),
@@ -149,7 +152,9 @@ async def _dispatch(
                         "required": ["jsonrpc", "method"],
                         "properties": {
                             "jsonrpc": {"const": "2.0"},
-                            "method": {"enum": ["user_message", "cancel", "close"]},
+                            "method": {
+                                "enum": ["user_message", "cancel", "close", "approve", "deny"]
+                            },
                             "params": {"type": "object"},
                             "id": {"type": ["string", "integer", "null"]},
                         },
@@ -184,7 +189,7 @@ async def command(
             raise RpcError(-32602, "Invalid params: params must be an object")
         if problem := json_problem(params, depth=1):
             raise RpcError(-32602, f"Invalid params: params {problem}")
-        if msg["method"] not in ("user_message", "cancel", "close"):
+        if msg["method"] not in ("user_message", "cancel", "close", "approve", "deny"):
             raise RpcError(-32601, f"Method not found: {msg['method']}")
         result = await _dispatch(msg["method"], params, run, principal, db, temporal)
     except RpcError as err:

@@ -172,6 +172,7 @@ def _new_run(spec: RunSpec, seed: Seed | None, now: datetime) -> Run:
         trace_id=tracing.current_trace_id() or new_id("trace"),
         route_id=spec.route_id,
         persona_id=spec.persona_id,
+        approvals=spec.approvals,
         created_at=now,
         updated_at=now,
     )

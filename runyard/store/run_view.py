@@ -46,9 +46,19 @@ def run_model(run: RunRow) -> Run:
         usage={**empty_usage(), **(run.usage or {})},
         metadata=run.metadata_ or {},
         duration_ms=duration_ms(run),
+        **_waiting(run),
         **{name: getattr(run, name) for name in _COLUMNS},
         **{name: iso(getattr(run, name)) for name in _TIMES},
     )
+
+
+def _waiting(run: RunRow) -> dict[str, Any]:
+    """``waitingFor`` and ``pendingApprovals``, on a run that waits (left out otherwise)."""
+    if run.status != "waiting_for_input":
+        return {}
+    if run.waiting_for == "approval":
+        return {"waiting_for": "approval", "pending_approvals": run.pending_approvals or []}
+    return {"waiting_for": "question", "pending_approvals": []}
 
 
 def run_object(run: RunRow) -> dict[str, Any]:
