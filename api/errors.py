@@ -106,6 +106,7 @@ TITLES_BY_CODE: dict[str, str] = {
     "APPROVAL_NOT_FOUND": "Approval not found",
     "APPROVAL_ALREADY_DECIDED": "Approval already decided",
     "APPROVAL_NOT_PENDING": "Approval no longer pending",
+    "APPROVAL_TIMEOUT": "Approval timed out",
 }
 
 

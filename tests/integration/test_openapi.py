@@ -235,6 +235,7 @@ KNOWN_LISTS = {
     "list_deliveries",
     "list_api_keys",
     "list_artifacts",
+    "list_approvals",
 }
 
 
