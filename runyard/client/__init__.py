@@ -17,6 +17,8 @@ from runyard.client._async import AsyncRunyard
 from runyard.client._core import DEFAULT_API_URL
 from runyard.client._sync import Runyard
 from runyard.client.models import (
+    Approval,
+    ApprovalPage,
     Event,
     ExecAccepted,
     Output,
@@ -30,6 +32,8 @@ from runyard.client.models import (
 
 __all__ = [
     "DEFAULT_API_URL",
+    "Approval",
+    "ApprovalPage",
     "AsyncRunyard",
     "Event",
     "ExecAccepted",

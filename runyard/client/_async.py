@@ -13,6 +13,9 @@ from httpx_sse import SSEError, aconnect_sse
 from runyard.client import _core
 from runyard.client.models import (
     TERMINAL_STATUSES,
+    Approval,
+    ApprovalList,
+    ApprovalPage,
     Event,
     ExecAccepted,
     Run,
@@ -130,6 +133,59 @@ class AsyncRunyard:
     async def command(self, run_id: str, method: str, params: dict[str, Any] | None = None) -> Any:
         """A JSON-RPC command (``user_message``, ``cancel``, ``close``); answers its result."""
         return _core.command_result(await self._send(_core.command_call(run_id, method, params)))
+
+    async def approvals(
+        self, run_id: str, *, status: str | None = None, page: int = 1, limit: int = 20
+    ) -> ApprovalPage:
+        """One page of the run's approvals (``status="pending"``: those that wait)."""
+        call = _core.approvals_call(run_id, status, page, limit)
+        return _core.parse(await self._send(call), ApprovalPage)
+
+    async def approve(
+        self,
+        run_id: str,
+        approval_id: str,
+        *,
+        input: dict[str, Any] | None = None,
+        message: str | None = None,
+        scope: str = "once",
+        idempotency_key: str | None = None,
+    ) -> Approval:
+        """Approve a tool call; with ``input``, it runs with that input instead (an edit).
+        ``scope="run"`` allows that tool and match for the rest of the run."""
+        body = {
+            "decision": "approve" if input is None else "edit",
+            "input": input,
+            "message": message,
+            "scope": scope,
+        }
+        call = _core.decision_call(run_id, approval_id, body, idempotency_key)
+        return _core.parse(await self._send(call), Approval)
+
+    async def deny(
+        self,
+        run_id: str,
+        approval_id: str,
+        *,
+        message: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Approval:
+        """Deny a tool call; the model reads ``message`` in the call's error result."""
+        body = {"decision": "deny", "message": message}
+        call = _core.decision_call(run_id, approval_id, body, idempotency_key)
+        return _core.parse(await self._send(call), Approval)
+
+    async def decide(
+        self,
+        run_id: str,
+        decisions: builtins.list[dict[str, Any]],
+        *,
+        idempotency_key: str | None = None,
+    ) -> builtins.list[Approval]:
+        """Several decisions (``{"id", "decision", "input"?, "message"?, "scope"?}``),
+        applied all or none."""
+        call = _core.decision_call(run_id, None, {"decisions": decisions}, idempotency_key)
+        return _core.parse(await self._send(call), ApprovalList).data
 
     async def logs(self, run_id: str) -> builtins.list[Event]:
         """Every stored event of the run."""

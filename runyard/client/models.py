@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError
 
+from runyard.approvals.model import Approval, ApprovalList, ApprovalPage
 from runyard.events import EVENTS, AnyEvent
 from runyard.run_model import (
     TERMINAL_STATUSES,
@@ -27,6 +28,9 @@ __all__ = [
     "TERMINAL_EVENT_TYPES",
     "TERMINAL_STATUSES",
     "ApiModel",
+    "Approval",
+    "ApprovalList",
+    "ApprovalPage",
     "Event",
     "ExecAccepted",
     "FieldError",

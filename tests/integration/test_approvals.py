@@ -4,14 +4,18 @@ connection token), the errors, and what the model is told of each call."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
+import pexpect
 
-from tests.conftest import TERMINAL, script, wait_for
+from tests.conftest import TERMINAL, Keys, script, wait_for
 from tests.fakes.anthropic_server import FakeAnthropic, Reply
 from tests.integration.test_accounts import client
 from tests.integration.test_api_errors import assert_problem
+from tests.integration.test_cli import runyard
+from tests.integration.test_cli_client import spawn
 from tests.integration.test_events import full_log
 from tests.stack import Stack
 
@@ -149,3 +153,51 @@ async def test_parallel_calls_and_cancel(
         "toolu_a",
         "toolu_c",
     ]
+
+
+async def test_the_cli_prompts_and_decides(stack: Stack, keys: Keys) -> None:
+    """``runyard follow`` in a terminal: edit one call, deny the next with a message;
+    ``runyard approve`` approves what waits."""
+    key = await keys.make("cli-approvals")
+    body = {
+        "prompt": script(
+            {"tool": "bash", "input": {"command": "echo one"}},
+            {"tool": "bash", "input": {"command": "echo two"}},
+            {"tool": "bash", "input": {"command": "echo three"}},
+            {"text": "all done"},
+        ),
+        "model": "scripted",
+        "start": True,
+        "approvals": {"default": "ask"},
+    }
+    async with client(stack, key) as api:
+        run_id = (await api.post("/v1/runs", json=body)).json()["id"]
+        child = spawn(stack, key, "follow", run_id)
+        child.expect("waits for approval")
+        child.expect("edit")
+        child.sendline("e")
+        child.expect("JSON")
+        child.sendline('{"command": "echo edited"}')
+        child.expect("edited")
+        child.expect("waits for approval")
+        child.expect("edit")
+        child.sendline("d")
+        child.expect("message")
+        child.sendline("not today")
+        child.expect("waits for approval")
+        child.expect("edit")
+        # Decided elsewhere while the prompt waits: the follow notices and goes on.
+        out = runyard(stack, "approve", run_id, key=key)
+        assert out.returncode == 0, out.stderr
+        assert re.fullmatch(r"apr_\w+ approved bash \{\"command\": \"echo three\"\}\n", out.stdout)
+        child.expect("all done")
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 0
+        none_left = runyard(stack, "approve", run_id, "--deny", key=key)
+        assert none_left.returncode == 1 and "no tool call waiting" in none_left.stderr
+        log = await full_log(api, run_id)
+    results = [e["data"] for e in log if e["type"] == "tool.result"]
+    assert "edited" in results[0]["output"]
+    assert results[1]["isError"] and "not today" in results[1]["output"]
+    assert "three" in results[2]["output"] and not results[2]["isError"]
