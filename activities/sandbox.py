@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -13,7 +14,7 @@ from temporalio import activity
 
 from activities._support import heartbeats, logger, typed_failures
 from runyard import metrics, tracing
-from runyard.approvals.store import edited_input
+from runyard.approvals.store import edited_input, edited_note
 from runyard.db.engine import Database
 from runyard.db.tables import Run, RunMessage, Template
 from runyard.domain import TERMINAL_STATUSES
@@ -168,6 +169,8 @@ class SandboxActivities(SandboxAccess):
         seconds = time.monotonic() - started
         if ctx is not None and inp.name == "bash":
             out = await after_bash(sandbox, ctx, args, out)  # forwards pushed branches
+        if edited is not None:  # the model's call shows its own input: say what ran
+            out = replace(out, text=f"{edited_note(edited)}\n{out.text}")
         block = {
             "type": "tool_result",
             "tool_use_id": inp.call_id,

@@ -53,6 +53,8 @@ async def submit_input(
     run = await load_run(db, principal.org_id, run_id)
     if idempotency_key is None and run.status != RunStatus.WAITING_FOR_INPUT:
         raise not_waiting(run, f"it is {run.status}")
+    if run.waiting_for == "approval":  # tool calls wait: decide them (/approvals)
+        raise not_waiting(run, "it waits for the approval of tool calls, not for an answer")
     runs = await temporal()
     deadline = time.monotonic() + _CATCH_UP_SECONDS
     while True:

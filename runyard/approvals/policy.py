@@ -18,6 +18,7 @@ import json
 import re
 from typing import Any, Literal
 
+import regex
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
@@ -29,6 +30,12 @@ _STRICTNESS: dict[str, int] = {"allow": 0, "ask": 1, "deny": 2}
 # every tool call of every turn.
 MAX_RULES = 100
 MAX_PATTERN = 1000
+# A pattern is searched in at most this much of a value, for at most this long (the
+# ``regex`` module's timeout): a pattern that backtracks without end cannot stall the
+# worker. A search that times out counts as a match for deny and ask rules (the call
+# waits or is refused) and as no match for allow rules.
+MAX_MATCHED_CHARS = 100_000
+MATCH_SECONDS = 0.05
 
 
 class _Camel(BaseModel):
@@ -62,16 +69,22 @@ class Rule(_Camel):
             if len(pattern) > MAX_PATTERN:
                 raise ValueError(f"the pattern for {name!r} is over {MAX_PATTERN} characters")
             try:
-                re.compile(pattern)
-            except re.error as exc:
+                regex.compile(pattern)
+            except regex.error as exc:
                 raise ValueError(f"invalid regular expression for {name!r}: {exc}") from None
         return self
 
     def matches(self, tool: str, raw: dict[str, Any]) -> bool:
         return tool == self.tool and all(
-            name in raw and re.search(pattern, _text(raw[name])) is not None
+            name in raw and self._search(pattern, _text(raw[name])[:MAX_MATCHED_CHARS])
             for name, pattern in self.match.items()
         )
+
+    def _search(self, pattern: str, text: str) -> bool:
+        try:
+            return regex.search(pattern, text, timeout=MATCH_SECONDS) is not None
+        except TimeoutError:
+            return self.action != "allow"
 
 
 class ApprovalPolicy(_Camel):

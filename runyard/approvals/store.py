@@ -10,6 +10,7 @@ its ``run_tool`` activity then finds the result stored and runs nothing.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -292,6 +293,11 @@ def edited_input(s: Session, run_id: str, call_id: str) -> Any:
         )
     ).scalar_one_or_none()
     return None if a is None else a.edited_input
+
+
+def edited_note(edited: Any) -> str:
+    """What the result of an edited call starts with: the model did not choose this input."""
+    return f"A person edited this call before it ran; it ran with the input {json.dumps(edited)}."
 
 
 def list_approvals(s: Session, run_id: str, status: str | None) -> list[Approval]:

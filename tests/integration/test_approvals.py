@@ -56,6 +56,8 @@ async def test_decisions_over_http(api: httpx.AsyncClient, stack: Stack) -> None
     listed = (await api.get(f"/v1/runs/{run_id}/approvals", params={"status": "pending"})).json()
     assert [a["id"] for a in listed["data"]] == [first["id"]] and listed["pagination"]["total"] == 1
     url = f"/v1/runs/{run_id}/approvals/{first['id']}"
+    answer = await api.post(f"/v1/runs/{run_id}/input", json={"content": "yes"})
+    assert_problem(answer, 409, "RUN_NOT_WAITING_FOR_INPUT")
     assert_problem(
         await api.post(url, json={"decision": "edit", "input": {}}), 400, "VALIDATION_FAILED"
     )
@@ -92,7 +94,8 @@ async def test_decisions_over_http(api: httpx.AsyncClient, stack: Stack) -> None
 
     log = await full_log(api, run_id)
     results = [e["data"] for e in log if e["type"] == "tool.result"]
-    assert "edited" in results[0]["output"] and not results[0]["isError"]
+    assert "stdout:\nedited" in results[0]["output"] and not results[0]["isError"]
+    assert "A person edited this call" in results[0]["output"]
     assert results[1]["isError"] and "policy" in results[1]["output"]
     assert results[2]["isError"] and "not on Fridays" in results[2]["output"]
     assert len(results) == 3  # exactly one result per tool_use
@@ -198,6 +201,6 @@ async def test_the_cli_prompts_and_decides(stack: Stack, keys: Keys) -> None:
         assert none_left.returncode == 1 and "no tool call waiting" in none_left.stderr
         log = await full_log(api, run_id)
     results = [e["data"] for e in log if e["type"] == "tool.result"]
-    assert "edited" in results[0]["output"]
+    assert "stdout:\nedited" in results[0]["output"]
     assert results[1]["isError"] and "not today" in results[1]["output"]
     assert "three" in results[2]["output"] and not results[2]["isError"]

@@ -74,3 +74,14 @@ def test_a_bad_rule_is_refused(rule: dict[str, object]) -> None:
 def test_no_policy_allows() -> None:
     assert decide([], "bash", {"command": "x"}).action == "allow"
     assert Rule(tool="bash", action="allow").matches("bash", {})
+
+
+def test_a_pattern_that_backtracks_forever_fails_closed() -> None:
+    slow = r"^(a|aa)+$"
+    text = {"command": "a" * 60 + "b"}
+    asks = policy(rules=[{"tool": "bash", "match": {"command": slow}, "action": "ask"}])
+    assert decide([asks], "bash", text).action == "ask"
+    allows = policy(
+        rules=[{"tool": "bash", "match": {"command": slow}, "action": "allow"}], default="ask"
+    )
+    assert decide([allows], "bash", text).action == "ask"
