@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import regex
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from runyard.tools import REGISTRY
+from runyard.tools import REGISTRY, Tool
 
 Action = Literal["ask", "allow", "deny"]
 _STRICTNESS: dict[str, int] = {"allow": 0, "ask": 1, "deny": 2}
@@ -120,15 +121,19 @@ def _decide_one(policy: ApprovalPolicy, tool: str, raw: dict[str, Any]) -> Decis
     return Decision(action=policy.default, reason=f"the policy's default ({policy.default})")
 
 
-def _schema_fails(tool: str, raw: dict[str, Any]) -> str | None:
-    found = REGISTRY.get(tool)
+def _tool_asks(tool: str, raw: Any, tools: Mapping[str, Tool[Any]]) -> str | None:
+    """Why the call must be asked whatever the rules say, or None: its input fails the
+    tool's schema, or the tool's own policy hook (``Tool.requires_approval``) asks."""
+    found = tools.get(tool)
     if found is None:
         return f"unknown tool {tool!r}"
+    if not isinstance(raw, dict):
+        return "the input fails the tool's schema: it is no object"
     try:
-        found.parse(raw)
+        args = found.parse(raw)
     except ValueError as exc:
-        return str(exc)
-    return None
+        return f"the input fails the tool's schema: {exc}"
+    return f"the {tool} tool asks for approval" if found.requires_approval(args) else None
 
 
 def decide(
@@ -136,16 +141,19 @@ def decide(
     tool: str,
     raw: Any,
     grants: list[Rule] | None = None,
+    *,
+    tools: Mapping[str, Tool[Any]] = REGISTRY,
 ) -> Decision:
-    """The stricter answer of ``policies`` (the template's, then the run's) for one call."""
+    """The stricter answer of ``policies`` (the template's, then the run's) for one call;
+    ``tools`` is the registry whose schemas and hooks are asked."""
     args: dict[str, Any] = raw if isinstance(raw, dict) else {}
     found = [_decide_one(p, tool, args) for p in policies]
     decision = max(found, key=lambda d: _STRICTNESS[d.action], default=None)
     if decision is None or decision.action == "deny":
         return decision or Decision(action="allow", reason="no policy")
-    problem = _schema_fails(tool, args) if isinstance(raw, dict) else "the input is no object"
+    problem = _tool_asks(tool, raw, tools)
     if problem is not None:
-        decision = Decision(action="ask", reason=f"the input fails the tool's schema: {problem}")
+        decision = Decision(action="ask", reason=problem)
     if decision.action == "ask" and any(g.matches(tool, args) for g in grants or []):
         return Decision(action="allow", reason="approved for the rest of the run")
     return decision

@@ -5,6 +5,7 @@ connection token), the errors, and what the model is told of each call."""
 from __future__ import annotations
 
 import re
+import secrets
 from typing import Any
 
 import httpx
@@ -117,7 +118,13 @@ async def test_parallel_calls_and_cancel(
     ]
     later = {"tool_use": {"id": "toolu_c", "name": "bash", "input": {"command": "echo c"}}}
     fake_anthropic.queue(Reply(blocks=calls), Reply(blocks=[later]))
-    body = {"prompt": "go", "model": "sonnet", "start": True, "approvals": {"default": "ask"}}
+    slug = "asks-" + secrets.token_hex(3)  # the template's policy: every call asks
+    unknown_tool = {"rules": [{"tool": "sudo", "action": "ask"}]}
+    refused = await api.post("/v1/templates", json={"slug": slug, "approvals": unknown_tool})
+    assert_problem(refused, 400, "VALIDATION_FAILED")
+    made = await api.post("/v1/templates", json={"slug": slug, "approvals": {"default": "ask"}})
+    assert made.status_code == 201 and made.json()["approvals"]["default"] == "ask", made.text
+    body = {"prompt": "go", "model": "sonnet", "start": True, "template": slug}
     run_id = (await api.post("/v1/runs", json=body)).json()["id"]
     run = await wait_for(api, run_id, {"waiting_for_input"})
     a, b = run["pendingApprovals"]

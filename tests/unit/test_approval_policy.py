@@ -3,10 +3,13 @@ template's and the run's, schema-failing input, grants, and what a policy refuse
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from pydantic import ValidationError
 
 from runyard.approvals.policy import ApprovalPolicy, Rule, decide, grant_for
+from runyard.tools import REGISTRY
 
 
 def policy(**kw: object) -> ApprovalPolicy:
@@ -85,3 +88,12 @@ def test_a_pattern_that_backtracks_forever_fails_closed() -> None:
         rules=[{"tool": "bash", "match": {"command": slow}, "action": "allow"}], default="ask"
     )
     assert decide([allows], "bash", text).action == "ask"
+
+
+def test_the_tools_own_hook_asks_whatever_the_rules_say() -> None:
+    bash = REGISTRY["bash"]
+    tools = {**REGISTRY, "bash": replace(bash, approval=lambda args: "sudo" in args.command)}
+    allow_all = policy(rules=[ALL_BASH])
+    assert decide([allow_all], "bash", {"command": "sudo ls"}, tools=tools).action == "ask"
+    assert decide([allow_all], "bash", {"command": "ls"}, tools=tools).action == "allow"
+    assert decide([allow_all], "bash", {"command": "sudo ls"}).action == "allow"  # no tool asks
