@@ -30,12 +30,13 @@ class ApprovalActivities:
         """Decide a turn's calls by the run's approval policy; the run waits for those
         that ask (``approval.requested``), those denied get their error result."""
 
-        def gate(s: Session) -> store.Gated:
-            return store.open_turn(s, locked_run(s, inp.run_id), inp.turn, inp.call_ids, utcnow())
+        def gate(s: Session) -> tuple[store.Gated, str]:
+            run = locked_run(s, inp.run_id)
+            return store.open_turn(s, run, inp.turn, inp.call_ids, utcnow()), run.org_id
 
-        gated = await self.db.transact(gate)
+        gated, org_id = await self.db.transact(gate)
         if gated.pending or gated.refused:
-            logger(inp.run_id).info(
+            logger(inp.run_id, org_id=org_id).info(
                 "approvals.gated", turn=inp.turn, pending=gated.pending, refused=gated.refused
             )
         return GateResult(
@@ -55,12 +56,14 @@ class ApprovalActivities:
             store.Choice(d.id, d.decision, d.input, d.message, d.scope) for d in req.decisions
         ]
 
-        def apply(s: Session) -> list[str]:
+        def apply(s: Session) -> tuple[list[str], str]:
             run = locked_run(s, inp.run_id)
-            return store.record(s, run, choices, req.decided_by, req.key, utcnow())
+            return store.record(s, run, choices, req.decided_by, req.key, utcnow()), run.org_id
 
-        decided = await self.db.transact(apply)
-        logger(inp.run_id).info("approvals.decided", decided=decided, by=req.decided_by)
+        decided, org_id = await self.db.transact(apply)
+        logger(inp.run_id, org_id=org_id).info(
+            "approvals.decided", decided=decided, by=req.decided_by
+        )
         return DecideResult(decided=decided)
 
     @activity.defn(name="expire_approvals")
@@ -68,7 +71,10 @@ class ApprovalActivities:
     async def expire_approvals(self, inp: ExpireInput) -> None:
         """Nobody decided in time: the calls get their error result, the run goes on."""
 
-        def expire(s: Session) -> None:
-            store.close(s, locked_run(s, inp.run_id), inp.approval_ids, "expired", utcnow())
+        def expire(s: Session) -> str:
+            run = locked_run(s, inp.run_id)
+            store.close(s, run, inp.approval_ids, "expired", utcnow())
+            return run.org_id
 
-        await self.db.transact(expire)
+        org_id = await self.db.transact(expire)
+        logger(inp.run_id, org_id=org_id).info("approvals.expired", expired=inp.approval_ids)

@@ -93,3 +93,22 @@ async def test_a_turn_is_gated_once_and_decided_all_or_none(db: Database) -> Non
         return [e.data["toolCallId"] for e in s.execute(query).scalars()]
 
     assert sorted(await db.read(results)) == ["tu_b", "tu_d"]  # tu_a runs later, tu_c is allowed
+
+
+async def test_expired_calls_get_their_result_and_the_run_goes_on(db: Database) -> None:
+    run = await gated_run(db)
+    gated = await db.transact(_open(run.id))
+    await db.transact(
+        lambda s: store.close(s, locked_run(s, run.id), gated.pending, "expired", utcnow())
+    )
+    row = await db.read(lambda s: s.get(Run, run.id))
+    assert row is not None and row.status == "running" and row.waiting_for is None
+
+    def texts(s: Session) -> list[str]:
+        query = select(RunMessage).where(
+            col(RunMessage.run_id) == run.id, col(RunMessage.role) == "tool_result"
+        )
+        return [str(m.content[0]["content"]) for m in s.execute(query).scalars()]
+
+    got = await db.read(texts)
+    assert sum("No one approved this call in time" in t for t in got) == 2
