@@ -147,6 +147,8 @@ def decide(
     """The stricter answer of ``policies`` (the template's, then the run's) for one call;
     ``tools`` is the registry whose schemas and hooks are asked."""
     args: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    if tool not in tools:  # nothing to approve: the call fails as an unknown tool
+        return Decision(action="allow", reason=f"no tool {tool!r}")
     found = [_decide_one(p, tool, args) for p in policies]
     decision = max(found, key=lambda d: _STRICTNESS[d.action], default=None)
     if decision is None or decision.action == "deny":

@@ -97,3 +97,7 @@ def test_the_tools_own_hook_asks_whatever_the_rules_say() -> None:
     assert decide([allow_all], "bash", {"command": "sudo ls"}, tools=tools).action == "ask"
     assert decide([allow_all], "bash", {"command": "ls"}, tools=tools).action == "allow"
     assert decide([allow_all], "bash", {"command": "sudo ls"}).action == "allow"  # no tool asks
+
+
+def test_a_call_of_no_known_tool_is_not_asked_about() -> None:
+    assert decide([policy(default="ask")], "teleport", {}).action == "allow"
