@@ -107,7 +107,7 @@ async def test_decisions_over_http(api: httpx.AsyncClient, stack: Stack) -> None
 
 
 async def test_parallel_calls_and_cancel(
-    api: httpx.AsyncClient, fake_anthropic: FakeAnthropic
+    api: httpx.AsyncClient, fake_anthropic: FakeAnthropic, stack: Stack
 ) -> None:
     """Two calls of one turn: both wait; a batch approves one and denies the other (the
     model reads the person's message); the next turn's call is cancelled with the run."""
@@ -143,6 +143,10 @@ async def test_parallel_calls_and_cancel(
     assert [x["status"] for x in resp.json()["data"]] == ["approved", "denied"]
     c = await pending(api, run_id)
     assert c["toolCallId"] == "toolu_c"
+    token = (await api.get(f"/v1/runs/{run_id}/connection-token")).json()["token"]
+    async with client(stack, token) as tok:  # a token lists the run's approvals
+        seen = (await tok.get(f"/v1/runs/{run_id}/approvals", params={"status": "pending"})).json()
+    assert [x["id"] for x in seen["data"]] == [c["id"]]
     assert (await api.post(f"/v1/runs/{run_id}/cancel")).status_code == 200
     done = await wait_for(api, run_id, TERMINAL)
     assert done["status"] == "cancelled"
