@@ -213,7 +213,7 @@ class LifecycleActivities:
             if inp.guardrail is not None and not RunStatus(run.status).is_terminal:
                 event = ev.GuardrailTriggered.model_validate(dict(inp.guardrail))
                 append_events(s, run, [event.event(keys.GUARDRAIL)])
-            if not RunStatus(run.status).is_terminal:  # calls still waiting: never to run
+            if run.approvals and not RunStatus(run.status).is_terminal:  # never to run now
                 approval_store.close(s, run, None, "cancelled", utcnow())
             applied = finish(
                 s,

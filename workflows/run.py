@@ -360,7 +360,12 @@ class RunWorkflow:
                 LifecycleActivities.mark_waiting, question, **options.LIFECYCLE.local()
             )
         self._set_status(RunStatus.WAITING_FOR_INPUT, f"turn {question.turn}: waiting")
-        await self._pause_waiting()
+        if self._loop.sandbox is not None and workflow.patched("pause-while-waiting"):
+            # A waiting sandbox costs nothing: paused until the answer, the wait's end or
+            # the close. A cancel lets _destroy_sandbox resume it (to keep its changes).
+            self._paused = self._loop.sandbox
+            if not await self._pause_or_resume(SandboxActivities.pause_sandbox, self._paused):
+                self._paused = None  # its host is gone: nothing to resume there
         try:
             await workflow.wait_condition(
                 lambda: self._answered or self._loop.close_requested,
@@ -375,9 +380,8 @@ class RunWorkflow:
         return answered
 
     async def _pause_waiting(self) -> None:
+        """Pause the sandbox while tool calls wait for approval, as ``ask`` does."""
         if self._loop.sandbox is not None and workflow.patched("pause-while-waiting"):
-            # A waiting sandbox costs nothing: paused until the answer, the wait's end or
-            # the close. A cancel lets _destroy_sandbox resume it (to keep its changes).
             self._paused = self._loop.sandbox
             if not await self._pause_or_resume(SandboxActivities.pause_sandbox, self._paused):
                 self._paused = None  # its host is gone: nothing to resume there
