@@ -108,7 +108,12 @@ def prompt_approval(client: Runyard, console: Console, run_id: str, data: dict[s
     console.print(escape(json_text(data.get("input"), indent=2)))
     chosen = _decision(client, console, run_id)
     if chosen is None:
-        console.print(f"\n[dim]not decided; later: runyard approve {run_id} {approval_id}[/dim]")
+        if _pending(client, run_id, approval_id):
+            console.print(
+                f"\n[dim]not decided; later: runyard approve {run_id} {approval_id}[/dim]"
+            )
+        else:
+            console.print("\n[dim](decided elsewhere, or the run ended)[/dim]")
         return
     try:
         client.decide(run_id, [{"id": approval_id, **chosen}])

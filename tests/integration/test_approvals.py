@@ -204,6 +204,7 @@ async def test_the_cli_prompts_and_decides(stack: Stack, keys: Keys) -> None:
         out = runyard(stack, "approve", run_id, key=key)
         assert out.returncode == 0, out.stderr
         assert re.fullmatch(r"apr_\w+ approved bash \{\"command\": \"echo three\"\}\n", out.stdout)
+        child.expect("decided elsewhere")
         child.expect("all done")
         child.expect(pexpect.EOF)
         child.close()
