@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pexpect
 
+from runyard.client import AsyncRunyard
 from tests.conftest import TERMINAL, Keys, script, wait_for
 from tests.fakes.anthropic_server import FakeAnthropic, Reply
 from tests.integration.test_accounts import client
@@ -138,9 +139,15 @@ async def test_parallel_calls_and_cancel(
     assert_problem(
         await api.post(f"/v1/runs/{run_id}/approvals", json=stale), 404, "APPROVAL_NOT_FOUND"
     )
-    resp = await api.post(f"/v1/runs/{run_id}/approvals", json=batch)
-    assert resp.status_code == 200, resp.text
-    assert [x["status"] for x in resp.json()["data"]] == ["approved", "denied"]
+    key = api.headers["authorization"].removeprefix("Bearer ")
+    async with AsyncRunyard(stack.api_url, key) as ry:  # the Python client's batch
+        assert [a.id for a in (await ry.approvals(run_id, status="pending")).data] == [
+            a["id"],
+            b["id"],
+        ]
+        decided = await ry.decide(run_id, batch["decisions"])
+    assert [x.status for x in decided] == ["approved", "denied"]
+    assert decided[1].message == "use printf" and (decided[1].decided_by or "").startswith("key_")
     c = await pending(api, run_id)
     assert c["toolCallId"] == "toolu_c"
     token = (await api.get(f"/v1/runs/{run_id}/connection-token")).json()["token"]
