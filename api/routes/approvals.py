@@ -63,7 +63,9 @@ async def decide_one(
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     run = await load_run(db, principal.org_id, run_id)
-    item = BatchItem(id=approval_id, **body.model_dump())
+    # The body is checked already; the id from the path is looked up as it is (an id of
+    # no approval of this run, however long, is 404 APPROVAL_NOT_FOUND).
+    item = BatchItem.model_construct(id=approval_id, **body.model_dump())
     (decided,) = await decide(db, temporal, run, [item], principal, idempotency_key)
     return decided
 

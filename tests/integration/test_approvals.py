@@ -63,11 +63,12 @@ async def test_decisions_over_http(api: httpx.AsyncClient, stack: Stack) -> None
     assert_problem(
         await api.post(url, json={"decision": "edit", "input": {}}), 400, "VALIDATION_FAILED"
     )
-    assert_problem(
-        await api.post(f"/v1/runs/{run_id}/approvals/apr_nope", json={"decision": "approve"}),
-        404,
-        "APPROVAL_NOT_FOUND",
-    )
+    for nope in ("apr_nope", "apr_" + "x" * 300):
+        assert_problem(
+            await api.post(f"/v1/runs/{run_id}/approvals/{nope}", json={"decision": "approve"}),
+            404,
+            "APPROVAL_NOT_FOUND",
+        )
     edit = {"decision": "edit", "input": {"command": "echo edited"}}
     decided = await api.post(url, json=edit, headers={"Idempotency-Key": "k1"})
     assert decided.status_code == 200, decided.text
