@@ -44,8 +44,7 @@ async def list_approvals(
     conds = [col(ApprovalRow.run_id) == run.id]
     if status is not None:
         conds.append(col(ApprovalRow.status) == status)
-    order = [col(ApprovalRow.created_at), col(ApprovalRow.id)]
-    return await paginate(db, ApprovalRow, conds, order, paging, store.approval_object)
+    return await paginate(db, ApprovalRow, conds, store.ORDER, paging, store.approval_object)
 
 
 @router.post(

@@ -32,6 +32,8 @@ from runyard.store.runs import set_status
 from runyard.store.transcript import assistant_key, get_message
 
 PENDING = "pending"
+# Oldest first, and a turn's approvals in the order the model made the calls.
+ORDER = (col(Approval.turn), col(Approval.position), col(Approval.id))
 DECIDED = {"approve": "approved", "edit": "edited", "deny": "denied"}
 DONE = frozenset({"expired", "cancelled"})
 
@@ -88,7 +90,7 @@ def _result(
 
 def _pending_of(s: Session, run_id: str) -> list[Approval]:
     query = select(Approval).where(col(Approval.run_id) == run_id, col(Approval.status) == PENDING)
-    return list(s.execute(query.order_by(col(Approval.created_at))).scalars())
+    return list(s.execute(query.order_by(*ORDER)).scalars())
 
 
 def _sync_waiting(s: Session, run: Run, now: datetime) -> None:
@@ -128,6 +130,7 @@ def open_turn(s: Session, run: Run, turn: int, calls: list[str], now: datetime) 
     pending: list[str] = []
     calls_of: list[str] = []
     refused: list[str] = []
+    order = {str(b.get("id")): n for n, b in enumerate(message.content if message else [])}
     for call_id in calls:
         block = blocks.get(call_id)
         if block is None or get_message(s, run.id, keys.tool_result(turn, call_id)) is not None:
@@ -156,6 +159,7 @@ def open_turn(s: Session, run: Run, turn: int, calls: list[str], now: datetime) 
                 run_id=run.id,
                 org_id=run.org_id,
                 turn=turn,
+                position=order[call_id],
                 tool_call_id=call_id,
                 tool=name,
                 input=raw,
@@ -304,4 +308,4 @@ def list_approvals(s: Session, run_id: str, status: str | None) -> list[Approval
     query = select(Approval).where(col(Approval.run_id) == run_id)
     if status is not None:
         query = query.where(col(Approval.status) == status)
-    return list(s.execute(query.order_by(col(Approval.created_at), col(Approval.id))).scalars())
+    return list(s.execute(query.order_by(*ORDER)).scalars())

@@ -275,12 +275,14 @@ class Approval(SQLModel, table=True):
     __tablename__ = "approvals"
     __table_args__ = (
         UniqueConstraint("run_id", "tool_call_id", name="uq_approvals_run_call"),
-        Index("ix_approvals_run_created", "run_id", "created_at"),
+        Index("ix_approvals_run_turn", "run_id", "turn", "position"),
     )
     id: str = Field(primary_key=True)
     run_id: str = Field(foreign_key="runs.id")
     org_id: str = Field(foreign_key="organizations.id")
     turn: int
+    # The call's place among its turn's calls: approvals list in the order the model made them.
+    position: int = 0
     tool_call_id: str
     tool: str
     input: Any = _json(default=None)

@@ -34,6 +34,7 @@ def upgrade() -> None:
         sa.Column("run_id", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("org_id", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("turn", sa.Integer(), nullable=False),
+        sa.Column("position", sa.Integer(), nullable=False),
         sa.Column("tool_call_id", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("tool", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("input", sa.JSON(), nullable=True),
@@ -53,11 +54,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("run_id", "tool_call_id", name="uq_approvals_run_call"),
     )
-    op.create_index("ix_approvals_run_created", "approvals", ["run_id", "created_at"])
+    op.create_index("ix_approvals_run_turn", "approvals", ["run_id", "turn", "position"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_approvals_run_created", table_name="approvals")
+    op.drop_index("ix_approvals_run_turn", table_name="approvals")
     op.drop_table("approvals")
     with op.batch_alter_table("runs", schema=None) as batch_op:
         batch_op.drop_column("pending_approvals")
