@@ -5,6 +5,7 @@ and its call."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 
 import pytest
@@ -175,3 +176,23 @@ async def test_an_approved_call_runs_once_across_a_worker_restart(
     run = world.runs[run_id]
     assert run.tools_run == ["bash"]
     assert world.calls == {"gate": 1, "record": 1, "expire": 0}
+
+
+async def test_two_decisions_at_once_apply_one(env: WorkflowEnvironment) -> None:
+    world = ApprovalWorld()
+    async with running(env, world) as start:
+        handle = await start([Turn(["bash"]), DONE], approvals=True)
+        await handle.execute_update(RunWorkflow.exec, ExecRequest())
+        await until(lambda: len(world.pending(handle.id)) == 1)
+        (apr,) = world.pending(handle.id)
+        both = await asyncio.gather(
+            handle.execute_update(RunWorkflow.decide, decide(Decision(id=apr, decision="deny"))),
+            handle.execute_update(RunWorkflow.decide, decide(Decision(id=apr, decision="approve"))),
+            return_exceptions=True,
+        )
+        refused = [r for r in both if isinstance(r, WorkflowUpdateFailedError)]
+        assert len(refused) == 1 and isinstance(refused[0].cause, ApplicationError)
+        assert refused[0].cause.type in ("APPROVAL_NOT_PENDING", "APPROVAL_ALREADY_DECIDED")
+        await handle.result()
+    assert world.calls["record"] == 1
+    assert world.runs[handle.id].tools_run == ([] if both[0] is not refused[0] else ["bash"])
