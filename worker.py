@@ -36,6 +36,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
 
 from activities.agent import AgentActivities, ModelRegistry
+from activities.approvals import ApprovalActivities
 from activities.checkpoints import CheckpointActivities
 from activities.lifecycle import LifecycleActivities
 from activities.messages import MessageActivities
@@ -103,6 +104,7 @@ def activities(settings: Settings, db: Database) -> Activities:
     messages = MessageActivities(db)
     threads = ThreadActivities(db, settings.task_queue)
     checkpoints = CheckpointActivities(db, settings, providers)
+    approvals = ApprovalActivities(db)
     on_sandbox = [
         sandbox.run_tool,
         sandbox.collect_outputs,
@@ -134,6 +136,9 @@ def activities(settings: Settings, db: Database) -> Activities:
         messages.deliver_messages,
         threads.advance_thread,
         threads.close_unfinished_calls,
+        approvals.gate_tool_calls,
+        approvals.record_decisions,
+        approvals.expire_approvals,
     ]
     return Activities(shared=shared, host=on_sandbox)
 

@@ -21,6 +21,7 @@ from api.responses import install_openapi
 from api.routes import (
     agents,
     api_keys,
+    approvals,
     artifacts,
     checkpoints,
     connection,
@@ -117,4 +118,5 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     app.include_router(messages.router)
     app.include_router(schedules.router)
     app.include_router(checkpoints.router)
+    app.include_router(approvals.router)
     return app

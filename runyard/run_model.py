@@ -228,6 +228,9 @@ class Run(ApiModel):
     # Issue 26: a fork's origin, and the group of runs created together (best-of-N).
     forked_from: ForkedFrom | None = None
     group_id: str | None = None
+    # While waiting_for_input: "question" or "approval", and the approvals that wait.
+    waiting_for: str | None = None
+    pending_approvals: list[dict[str, Any]] | None = None
 
     @field_validator("status", mode="wrap")
     @classmethod

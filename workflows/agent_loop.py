@@ -98,6 +98,9 @@ def cause_of(err: ActivityError | ApplicationError) -> ApplicationError:
     return ApplicationError(message, type=ErrorCode.INTERNAL_ERROR, non_retryable=True)
 
 
+Gate = Callable[[int, list[ToolCallRef]], Awaitable[tuple[set[str], "Outcome | None"]]]
+
+
 class RunControl(Protocol):
     """What the loop needs of ``RunWorkflow``."""
 
@@ -126,6 +129,8 @@ class AgentLoop:
         self._first_turn = self.turn + 1
         self.inbox = Inbox(inp.run_id, c.messages if c else None)
         self.superseded_by: str | None = None  # a newer run of the thread interrupts this one
+        # Waits until a turn's gated calls are decided (``workflows/approvals.py``).
+        self.gate: Gate | None = None
         # The control tools (``runyard.tools.control``): calls the workflow answers itself.
         self.controls: dict[str, Callable[[int, ToolCallRef], Awaitable[Outcome | None]]] = {
             "ask_user": self._ask_user
@@ -221,9 +226,18 @@ class AgentLoop:
                 if await self._messages_go_on():
                     continue
                 break
+            skip: set[str] = set()
+            if self.gate is not None and self.inp.approvals and workflow.patched("tool-approvals"):
+                # Every gated call of the turn is decided before any of them runs.
+                gated = [c for c in res.tool_calls if not is_control(c.name)]
+                skip, ended = await self.gate(turn, gated)
+                if ended is not None:
+                    return ended
             for call in res.tool_calls:
                 if self.close_requested or self.superseded_by is not None:
                     break
+                if call.id in skip:
+                    continue  # denied or expired: its error result is stored
                 if is_control(call.name):
                     ended = await self.controls[call.name](turn, call)
                     if ended is not None:

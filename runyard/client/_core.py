@@ -127,6 +127,26 @@ def messages_call(run_id: str, status: str | None, page: int, limit: int) -> Cal
     return Call("GET", f"/v1/runs/{run_id}/messages", params=params)
 
 
+def approvals_call(run_id: str, status: str | None, page: int, limit: int) -> Call:
+    params: dict[str, Any] = {"page": page, "limit": limit}
+    if status:
+        params["status"] = status
+    return Call("GET", f"/v1/runs/{run_id}/approvals", params=params)
+
+
+def decision_call(
+    run_id: str,
+    approval_id: str | None,
+    body: dict[str, Any],
+    idempotency_key: str | None,
+) -> Call:
+    """One decision (``approval_id``), or a batch (``body`` = ``{"decisions": [...]}``)."""
+    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+    path = f"/v1/runs/{run_id}/approvals" + (f"/{approval_id}" if approval_id else "")
+    fields = {k: v for k, v in body.items() if v is not None}
+    return Call("POST", path, json=fields, headers=headers)
+
+
 def stream_headers(cursor: int) -> dict[str, str]:
     return {"Accept": "text/event-stream", "Last-Event-ID": str(cursor)}
 

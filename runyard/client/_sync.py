@@ -17,6 +17,9 @@ from runyard.checkpoints.api_model import CheckpointPage
 from runyard.client import _core, _forks
 from runyard.client.models import (
     TERMINAL_STATUSES,
+    Approval,
+    ApprovalList,
+    ApprovalPage,
     Event,
     ExecAccepted,
     MessageAccepted,
@@ -193,6 +196,59 @@ class Runyard:
         """Withdraw a message the agent has not read yet."""
         call = _core.Call("DELETE", f"/v1/runs/{run_id}/messages/{message_id}")
         return _core.parse(self._send(call), RunMessage)
+
+    def approvals(
+        self, run_id: str, *, status: str | None = None, page: int = 1, limit: int = 20
+    ) -> ApprovalPage:
+        """One page of the run's approvals (``status="pending"``: those that wait)."""
+        call = _core.approvals_call(run_id, status, page, limit)
+        return _core.parse(self._send(call), ApprovalPage)
+
+    def approve(
+        self,
+        run_id: str,
+        approval_id: str,
+        *,
+        input: dict[str, Any] | None = None,
+        message: str | None = None,
+        scope: str = "once",
+        idempotency_key: str | None = None,
+    ) -> Approval:
+        """Approve a tool call; with ``input``, it runs with that input instead (an edit).
+        ``scope="run"`` allows that tool and match for the rest of the run."""
+        body = {
+            "decision": "approve" if input is None else "edit",
+            "input": input,
+            "message": message,
+            "scope": scope,
+        }
+        call = _core.decision_call(run_id, approval_id, body, idempotency_key)
+        return _core.parse(self._send(call), Approval)
+
+    def deny(
+        self,
+        run_id: str,
+        approval_id: str,
+        *,
+        message: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Approval:
+        """Deny a tool call; the model reads ``message`` in the call's error result."""
+        body = {"decision": "deny", "message": message}
+        call = _core.decision_call(run_id, approval_id, body, idempotency_key)
+        return _core.parse(self._send(call), Approval)
+
+    def decide(
+        self,
+        run_id: str,
+        decisions: builtins.list[dict[str, Any]],
+        *,
+        idempotency_key: str | None = None,
+    ) -> builtins.list[Approval]:
+        """Several decisions (``{"id", "decision", "input"?, "message"?, "scope"?}``),
+        applied all or none."""
+        call = _core.decision_call(run_id, None, {"decisions": decisions}, idempotency_key)
+        return _core.parse(self._send(call), ApprovalList).data
 
     def logs(self, run_id: str) -> builtins.list[Event]:
         """Every stored event of the run."""

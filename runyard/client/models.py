@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError
 
+from runyard.approvals.model import Approval, ApprovalList, ApprovalPage
 from runyard.checkpoints.api_model import Checkpoint, CheckpointPage
 from runyard.events import EVENTS, AnyEvent
 from runyard.run_model import (
@@ -29,6 +30,9 @@ __all__ = [
     "TERMINAL_EVENT_TYPES",
     "TERMINAL_STATUSES",
     "ApiModel",
+    "Approval",
+    "ApprovalList",
+    "ApprovalPage",
     "Checkpoint",
     "CheckpointPage",
     "Event",

@@ -78,6 +78,14 @@ def note(key: str) -> str:
     return f"note.{key}"
 
 
+def approval_requested(approval_id: str) -> str:
+    return f"approval.{approval_id}.requested"
+
+
+def approval_resolved(approval_id: str) -> str:
+    return f"approval.{approval_id}.resolved"
+
+
 def final_output(index: int) -> str:
     """An ``output.detected`` for an output collected when the run ends."""
     return f"output.{index}"

@@ -201,6 +201,7 @@ def _new_run(spec: RunSpec, seed: Seed | None, now: datetime) -> Run:
         scheduled_at=spec.scheduled_at,
         group_id=spec.group_id,
         forked_from=spec.forked_from,
+        approvals=spec.approvals,
         created_at=now,
         updated_at=now,
     )

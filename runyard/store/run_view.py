@@ -50,6 +50,7 @@ def run_model(run: RunRow) -> Run:
         scheduled_at=iso(run.scheduled_at),
         forked_from=_forked_from(run),
         group_id=run.group_id,
+        **_waiting(run),
         **{name: getattr(run, name) for name in _COLUMNS},
         **{name: iso(getattr(run, name)) for name in _TIMES},
     )
@@ -60,6 +61,15 @@ def _forked_from(run: RunRow) -> ForkedFrom | None:
     if not origin:
         return None
     return ForkedFrom(run_id=origin["runId"], turn=origin["turn"])
+
+
+def _waiting(run: RunRow) -> dict[str, Any]:
+    """``waitingFor`` and ``pendingApprovals``, on a run that waits (left out otherwise)."""
+    if run.status != "waiting_for_input":
+        return {}
+    if run.waiting_for == "approval":
+        return {"waiting_for": "approval", "pending_approvals": run.pending_approvals or []}
+    return {"waiting_for": "question", "pending_approvals": []}
 
 
 def run_object(run: RunRow) -> dict[str, Any]:

@@ -240,6 +240,7 @@ KNOWN_LISTS = {
     "list_run_messages",
     "list_schedules",
     "list_checkpoints",
+    "list_approvals",
 }
 
 
