@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
+from api.approvals import decide
 from api.auth import Principal
 from api.errors import ProblemError
 from api.langgraph.assistants import find_assistant
@@ -32,6 +33,7 @@ from api.langgraph.views import History, project, run_object, thread_runs
 from api.orchestrator import TemporalConnector
 from api.routes.run_control import cancel_run
 from api.routes.run_input import submit_input
+from api.routes.threads import placed
 from api.run_factory import run_service
 from api.schemas import CreateRun, RunInputBody
 from api.streams import LeasedStream, StreamCaps, StreamLease
@@ -40,6 +42,7 @@ from runyard.db.tables import Run
 from runyard.domain import ErrorCode, RunStatus
 from runyard.errors import InvalidInput, NotServed, NotWaitingForInput, RunyardError
 from runyard.runs import ThreadSeed
+from runyard.runs.thread_order import Strategy
 
 router = APIRouter()
 log = structlog.get_logger("runyard.api.langgraph")
@@ -74,10 +77,14 @@ async def _resume(
     pending = history.pending() if history.steps else []
     if run is None or run.status != RunStatus.WAITING_FOR_INPUT or not pending:
         raise NotWaitingForInput(f"thread {thread_id} has no interrupt to resume")
-    answer = ext.answer(ask.resume, pending)
     cursor = run.last_seq
     state = request.app.state
-    await submit_input(run.id, _input(answer), principal, state.db, state.temporal)
+    if run.waiting_for == "approval":  # tool calls wait: command.resume decides them
+        decisions = ext.decisions(ask.resume, pending)
+        await decide(state.db, state.temporal, run, decisions, principal, None)
+    else:
+        answer = ext.answer(ask.resume, pending)
+        await submit_input(run.id, _input(answer), principal, state.db, state.temporal)
     log.info("lg.resume", run_id=run.id, workflow_id=run.id, org_id=principal.org_id)
     fresh = await state.db.read(lambda s: s.get(Run, run.id))
     return fresh or run, cursor
@@ -116,8 +123,10 @@ async def _create(
     state = request.app.state
     runs = run_service(state.db, state.settings, state.temporal)
     spec = await runs.resolve(create, principal.org_id)
-    seed = ThreadSeed(thread_id) if thread_id else None
+    strategy = Strategy(ask.multitask_strategy or Strategy.REJECT)
+    seed = ThreadSeed(thread_id, strategy) if thread_id else None
     created = await runs.create(spec, seed=seed, start=True)
+    await placed(created, state.temporal)  # interrupt/rollback: the runs it supersedes stop
     if thread_id:
         assistant_id = assistant.obj["assistant_id"]
         await state.db.transact(lambda s: tag_thread(s, thread_id, assistant_id))
@@ -229,9 +238,9 @@ def _waiting(request: Request, run: Run, since: int, ext: Baseline) -> Streaming
     return StreamingResponse(body, media_type="application/json", headers=headers)
 
 
-def _created(request: Request, response: Response, run: Run) -> dict[str, Any]:
+def _created(request: Request, response: Response, run: Run, ask: RunAsk) -> dict[str, Any]:
     response.headers["Content-Location"] = _paths(request, run)[0]
-    return run_object(run)
+    return run_object(run, None if ask.resuming else ask.multitask_strategy)
 
 
 # -- in a thread ---------------------------------------------------------------------
@@ -241,8 +250,8 @@ def _created(request: Request, response: Response, run: Run) -> dict[str, Any]:
 async def create_run(
     thread_id: str, request: Request, response: Response, principal: LgWriter, ext: ExtDep
 ) -> dict[str, Any]:
-    run, _, _ = await _start(request, principal, thread_id, ext)
-    return _created(request, response, run)
+    run, _, ask = await _start(request, principal, thread_id, ext)
+    return _created(request, response, run, ask)
 
 
 @router.post("/threads/{thread_id}/runs/stream")
@@ -356,8 +365,8 @@ async def cancel(
 async def create_stateless(
     request: Request, response: Response, principal: LgWriter, ext: ExtDep
 ) -> dict[str, Any]:
-    run, _, _ = await _start(request, principal, None, ext)
-    return _created(request, response, run)
+    run, _, ask = await _start(request, principal, None, ext)
+    return _created(request, response, run, ask)
 
 
 @router.post("/runs/stream")

@@ -25,7 +25,7 @@ from runyard.db.tables import Run, RunMessage, Thread
 from runyard.domain import RunStatus
 
 
-def run_object(run: Run) -> dict[str, Any]:
+def run_object(run: Run, strategy: str | None = None) -> dict[str, Any]:
     return {
         "run_id": run.id,
         "thread_id": run.thread_id,
@@ -34,7 +34,7 @@ def run_object(run: Run) -> dict[str, Any]:
         "updated_at": stamp(run.updated_at),
         "status": run_status(run.status, run.fail_reason),
         "metadata": run.metadata_ or {},
-        "multitask_strategy": "reject",
+        "multitask_strategy": strategy or "reject",
         "kwargs": {},
     }
 
@@ -95,7 +95,8 @@ class History:
         if i < 0 or not self._last_of_run(i):
             return []
         run = self.runs[self.steps[i].run_id]
-        return self.ext.interrupts(run.status, self.steps[i], self._answered(i))
+        asked = self.ext.interrupts(run.status, self.steps[i], self._answered(i))
+        return asked + self.ext.approvals(run)
 
     def values(self, upto: int | None = None) -> dict[str, Any]:
         if not self.steps:
