@@ -10,8 +10,9 @@ approvals and thread strategies exist:
   ``response`` denies it with the text as the message the model is told, ``ignore``
   denies it without one.
 
-Checkpoints stay the transcript steps of ``api.langgraph.mapping``: a run starts from the
-thread's latest one only (see docs/langgraph.md).
+A checkpoint is a transcript step, or the Runyard checkpoint of a turn that changed files
+(``api.langgraph.mapping``); a run starts from the thread's latest one only, since a
+Runyard fork is a run outside any thread (see docs/langgraph.md).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from api.approvals import BatchItem
 from api.langgraph.hooks import Baseline
 from runyard.db.tables import Run
 from runyard.domain import RunStatus
-from runyard.errors import InvalidInput
+from runyard.errors import InvalidInput, NotServed
 
 _RESUME = "command.resume"
 
@@ -118,6 +119,15 @@ class Served(Baseline):
 
     def check_multitask(self, strategy: str | None) -> None:
         return None  # every LangGraph strategy is a Runyard thread strategy
+
+    def check_start(self, checkpoint_id: str | None, head: str | None) -> None:
+        if checkpoint_id is not None and checkpoint_id != head:
+            raise NotServed(
+                f"starting from checkpoint {checkpoint_id}: a run starts from the thread's "
+                f"latest checkpoint ({head}) only. Runyard forks a run at a turn (POST "
+                "/v1/runs/{run id}/fork) into a new run outside any thread, so a thread "
+                "does not branch"
+            )
 
     def approvals(self, run: Run) -> list[dict[str, Any]]:
         if run.status != RunStatus.WAITING_FOR_INPUT or run.waiting_for != "approval":

@@ -19,7 +19,9 @@ from api.langgraph.mapping import (
     run_steps,
     stamp,
     thread_status,
+    with_checkpoints,
 )
+from runyard.checkpoints.tables import RunCheckpoint
 from runyard.db.engine import Database
 from runyard.db.tables import Run, RunMessage, Thread
 from runyard.domain import RunStatus
@@ -55,7 +57,10 @@ def steps_of(s: Session, runs: list[Run]) -> list[Step]:
     steps: list[Step] = []
     for run in runs:
         steps += run_steps(run.id, run.prompt, run.created_at, rows[run.id])
-    return steps
+    taken = select(RunCheckpoint).where(
+        col(RunCheckpoint.run_id).in_(list(rows)), col(RunCheckpoint.changed).is_(True)
+    )
+    return with_checkpoints(steps, {(c.run_id, c.turn): c.id for c in s.scalars(taken)})
 
 
 @dataclass

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from api.langgraph.hooks import Baseline
+from api.langgraph.mapping import run_steps, with_checkpoints
 from api.langgraph.served import Served, approval_interrupt, decisions_of
 from runyard.db.tables import Run
 from runyard.errors import InvalidInput, NotServed
@@ -99,3 +100,21 @@ def test_served_and_baseline() -> None:
         served.check_multitask(strategy)
     assert served.flags["approvals"] and served.flags["multitask_strategies"]
     assert not served.flags["checkpoint_fork"]
+
+
+def test_a_turn_that_changed_files_is_its_runyard_checkpoint() -> None:
+    call = {"type": "tool_use", "id": "c1", "name": "bash", "input": {"command": "x"}}
+    result = {"type": "tool_result", "tool_use_id": "c1", "content": "ok"}
+    rows: list[tuple[str, str, list[dict[str, Any]], Any]] = [
+        ("turn1.assistant", "assistant", [call], None),
+        ("turn1.result.c1", "tool_result", [result], None),
+        ("note.k", "user", [{"type": "text", "text": "hi"}], None),
+        ("turn2.assistant", "assistant", [{"type": "text", "text": "done"}], None),
+    ]
+    steps = with_checkpoints(run_steps("run_a", "p", None, rows), {("run_a", 1): "ckp_1"})
+    # The turn's last message ends it: its result; the other steps keep their ids.
+    assert [s.checkpoint_id for s in steps] == ["run_a.0", "run_a.1", "ckp_1", "run_a.3", "run_a.4"]
+    with pytest.raises(NotServed) as refused:
+        Served().check_start("run_a.1", "run_a.4")
+    assert "fork" in str(refused.value)
+    Served().check_start("run_a.4", "run_a.4")
