@@ -29,7 +29,7 @@ from api.langgraph.hooks import Baseline
 from api.langgraph.mapping import runyard_statuses
 from api.langgraph.stream import RunStream, wait_body
 from api.langgraph.threads import load_thread, tag_thread
-from api.langgraph.views import History, project, run_object, thread_runs
+from api.langgraph.views import History, project, run_object, strategies, thread_runs
 from api.orchestrator import TemporalConnector
 from api.routes.run_control import cancel_run
 from api.routes.run_input import submit_input
@@ -72,10 +72,10 @@ async def _resume(
         raise InvalidInput(
             "a run that resumes keeps its config, context and metadata", field="command"
         )
-    runs = list(history.runs.values())
-    run = runs[-1] if runs else None
-    pending = history.pending() if history.steps else []
-    if run is None or run.status != RunStatus.WAITING_FOR_INPUT or not pending:
+    waiting = [r for r in history.runs.values() if r.status == RunStatus.WAITING_FOR_INPUT]
+    run = waiting[-1] if waiting else None  # runs enqueued behind it may follow it
+    pending = history.pending_of(run.id) if run is not None else []
+    if run is None or not pending:
         raise NotWaitingForInput(f"thread {thread_id} has no interrupt to resume")
     cursor = run.last_seq
     state = request.app.state
@@ -292,12 +292,13 @@ async def list_runs(
     if status is not None:
         stmt = stmt.where(col(Run.status).in_(sorted(runyard_statuses(status) or [])))
 
-    def read(s: Session) -> list[Run]:
+    def read(s: Session) -> tuple[list[Run], dict[str, str]]:
         q = stmt.order_by(col(Run.created_at).desc(), col(Run.id).desc())
-        return list(s.scalars(q.offset(offset).limit(limit)))
+        found = list(s.scalars(q.offset(offset).limit(limit)))
+        return found, strategies(s, [r.id for r in found])
 
-    runs = await db.read(read)
-    objs = [run_object(r) for r in runs]
+    runs, chosen = await db.read(read)
+    objs = [run_object(r, chosen.get(r.id)) for r in runs]
     if status is not None:  # "timeout" and "error" share the failed status
         objs = [o for o in objs if o["status"] == status]
     return [project(o, select_) for o in objs]
@@ -307,7 +308,9 @@ async def list_runs(
 async def get_run(
     thread_id: str, run_id: str, request: Request, principal: LgReader
 ) -> dict[str, Any]:
-    return run_object(await _thread_run(request, principal, thread_id, run_id))
+    run = await _thread_run(request, principal, thread_id, run_id)
+    chosen = await _db(request).read(lambda s: strategies(s, [run_id]))
+    return run_object(run, chosen.get(run_id))
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}/join")

@@ -23,7 +23,7 @@ from api.langgraph.mapping import (
 )
 from runyard.checkpoints.tables import RunCheckpoint
 from runyard.db.engine import Database
-from runyard.db.tables import Run, RunMessage, Thread
+from runyard.db.tables import Run, RunMessage, Thread, ThreadRunOrder
 from runyard.domain import RunStatus
 
 
@@ -39,6 +39,12 @@ def run_object(run: Run, strategy: str | None = None) -> dict[str, Any]:
         "multitask_strategy": strategy or "reject",
         "kwargs": {},
     }
+
+
+def strategies(s: Session, run_ids: list[str]) -> dict[str, str]:
+    """The ``multitask_strategy`` of runs created with one other than ``reject``."""
+    stmt = select(col(ThreadRunOrder.run_id), col(ThreadRunOrder.strategy))
+    return {r: st for r, st in s.execute(stmt.where(col(ThreadRunOrder.run_id).in_(run_ids)))}
 
 
 def thread_runs(s: Session, thread_id: str) -> list[Run]:
@@ -182,6 +188,11 @@ class History:
 
     def pending(self) -> list[dict[str, Any]]:
         return self.interrupts(len(self.steps) - 1)
+
+    def pending_of(self, run_id: str) -> list[dict[str, Any]]:
+        """The interrupts ``run_id`` waits on (a run queued behind it may follow it)."""
+        ends = [i for i, st in enumerate(self.steps) if st.run_id == run_id]
+        return self.interrupts(ends[-1]) if ends else []
 
 
 def thread_object(thread: Thread, history: History) -> dict[str, Any]:

@@ -318,3 +318,4 @@ async def test_approval_interrupts_and_enqueue(lg: Any) -> None:
         "second",
     ]
     assert (await lg.runs.get(tid, first["run_id"]))["status"] == "success"
+    assert (await lg.runs.get(tid, queued["run_id"]))["multitask_strategy"] == "enqueue"
