@@ -1,7 +1,8 @@
 """The /lg routes against the real stack, driven by the pinned ``langgraph-sdk`` client
 with only its URL and key set (issue 29): threads, stream, wait, join, cancel, an
 interrupt answered by command.resume, history and search, on the scripted model; an
-approval as an interrupt decided by HumanResponses; multitask_strategy enqueue."""
+approval as an interrupt decided by HumanResponses; multitask_strategy enqueue and
+interrupt."""
 
 from __future__ import annotations
 
@@ -258,7 +259,7 @@ async def test_interrupt_resume_cancel_and_stateless(lg: Any) -> None:
     assert failed[-2].data["message"] == "the model broke"
 
 
-async def test_approval_interrupts_and_enqueue(lg: Any) -> None:
+async def test_approval_interrupts_enqueue_and_interrupt(lg: Any) -> None:
     tid = (await lg.threads.create())["thread_id"]
     calls = script(
         {"tool": "bash", "input": {"command": "echo one"}},
@@ -319,3 +320,20 @@ async def test_approval_interrupts_and_enqueue(lg: Any) -> None:
     ]
     assert (await lg.runs.get(tid, first["run_id"]))["status"] == "success"
     assert (await lg.runs.get(tid, queued["run_id"]))["multitask_strategy"] == "enqueue"
+    # interrupt: the open run stops at its turn boundary, then the new one runs (its
+    # model reads the conversation it continues; the scripted one does not parse that).
+    held = script({"sleep": 2, "tool": "bash", "input": {"command": "echo never"}}, {"text": "x"})
+    old = await lg.runs.create(
+        tid, "default", input={"messages": [{"role": "user", "content": held}]}, config=SCRIPTED
+    )
+    newer = await lg.runs.create(
+        tid, "default", input=says("now"), config=SCRIPTED, multitask_strategy="interrupt"
+    )
+    assert newer["multitask_strategy"] == "interrupt"
+
+    async def stopped() -> bool:
+        return bool((await lg.runs.get(tid, old["run_id"]))["status"] == "interrupted")
+
+    await poll_until(stopped, "the interrupted run stopped at its turn boundary")
+    await lg.runs.join(tid, newer["run_id"])  # then the newer one ran
+    assert (await lg.runs.get(tid, newer["run_id"]))["status"] in ("success", "error")
