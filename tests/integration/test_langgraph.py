@@ -70,6 +70,8 @@ async def test_meta_auth_cors_and_what_is_not_served(
     async with httpx.AsyncClient(base_url=lg_stack.api_url, timeout=10) as http:
         info = (await http.get("/lg/info")).json()
         assert info["flags"]["assistants"] is True and info["flags"]["crons"] is False
+        flags = info["flags"]
+        assert flags["approvals"] and flags["multitask_strategies"] and not flags["checkpoint_fork"]
         assert (await http.get("/lg/ok")).json() == {"ok": True}
         assert (await http.post("/lg/threads", json={})).status_code == 401
         # X-Api-Key is /lg's alone.
