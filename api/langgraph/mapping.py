@@ -261,9 +261,9 @@ def answer_of(resume: Any, interrupt_ids: list[str]) -> str:
         if resume["type"] == "response" and isinstance(resume.get("args"), str):
             return str(resume["args"])
         if resume["type"] in ("accept", "edit", "ignore"):
-            raise NotServed(
-                f"a question only takes a 'response'; '{resume['type']}' answers an approval, "
-                "which this server does not serve yet"
+            raise InvalidInput(
+                f"a question only takes a 'response'; '{resume['type']}' decides an approval",
+                field="command.resume",
             )
     raise InvalidInput(
         "must be the answer: a string, or {'type': 'response', 'args': '<answer>'}",
