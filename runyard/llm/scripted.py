@@ -87,10 +87,12 @@ def _script_start(messages: list[dict[str, Any]]) -> tuple[str, int]:
         content = m["content"]
         if isinstance(content, str):
             return content, i
+        # A prompt may share its message with tool results: a fork's or an interrupting
+        # run's new prompt follows the results of the turn it continues from.
         texts = [b.get("text", "") for b in content if b.get("type") == "text"]
-        notes = all(t.startswith(NOTE_PREFIX) for t in texts)
-        if texts and not notes and not any(b.get("type") == "tool_result" for b in content):
-            return "\n".join(t for t in texts if not t.startswith(NOTE_PREFIX)), i
+        prompts = [t for t in texts if not t.startswith(NOTE_PREFIX)]
+        if prompts:
+            return "\n".join(prompts), i
     return "", 0
 
 

@@ -114,3 +114,29 @@ async def test_default_behaviour_without_script() -> None:
     ]
     r3 = await m.stream(req(msgs), sink)
     assert r3.text == "The workspace has 2 files. README.md begins: Title"
+
+
+async def test_a_new_prompt_beside_tool_results_starts_its_own_script() -> None:
+    """A fork's or an interrupting run's prompt shares its message with the results of
+    the turn it continues from: that prompt is the script now, not the older one."""
+    old = prompt({"tool": "bash", "input": {"command": "true"}}, {"text": "old script"})
+    messages: list[dict[str, object]] = [
+        {"role": "user", "content": old},
+        {
+            "role": "assistant",
+            "content": [{"type": "tool_use", "id": "t1", "name": "bash", "input": {}}],
+        },
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": "t1", "content": "not run"},
+                {"type": "text", "text": prompt({"text": "new script"})},
+            ],
+        },
+    ]
+    got = await ScriptedModel().stream(req(messages), _ignore)
+    assert got.content == [{"type": "text", "text": "new script"}]
+
+
+async def _ignore(_: str) -> None:
+    return None
