@@ -36,6 +36,8 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
 
 from activities.agent import AgentActivities, ModelRegistry
+from activities.approvals import ApprovalActivities
+from activities.checkpoints import CheckpointActivities
 from activities.lifecycle import LifecycleActivities
 from activities.messages import MessageActivities
 from activities.reaper import ReaperActivities
@@ -61,6 +63,8 @@ from runyard.sandbox.release import release_local_sandboxes
 from runyard.settings import Settings, get_settings
 from runyard.temporal import connect
 from runyard.worker_identity import StoreConflict, check_task_queue, worker_identity
+from schedules.activities import ScheduleActivities
+from schedules.workflow import ScheduleFireWorkflow
 from workflows.reaper import ReapInput, SandboxReaperWorkflow, reaper_schedule_id
 from workflows.retention import EventRetentionWorkflow, retention_schedule_id
 from workflows.run import RunWorkflow
@@ -99,6 +103,8 @@ def activities(settings: Settings, db: Database) -> Activities:
     reaper = ReaperActivities(db, providers)
     messages = MessageActivities(db)
     threads = ThreadActivities(db, settings.task_queue)
+    checkpoints = CheckpointActivities(db, settings, providers)
+    approvals = ApprovalActivities(db)
     on_sandbox = [
         sandbox.run_tool,
         sandbox.collect_outputs,
@@ -107,6 +113,7 @@ def activities(settings: Settings, db: Database) -> Activities:
         sandbox.resume_sandbox,
         setup.setup_sandbox,
         reaper.reap_sandboxes,
+        checkpoints.checkpoint_workspace,
     ]
     shared = [
         lifecycle.start_run,
@@ -129,6 +136,9 @@ def activities(settings: Settings, db: Database) -> Activities:
         messages.deliver_messages,
         threads.advance_thread,
         threads.close_unfinished_calls,
+        approvals.gate_tool_calls,
+        approvals.record_decisions,
+        approvals.expire_approvals,
     ]
     return Activities(shared=shared, host=on_sandbox)
 
@@ -136,6 +146,10 @@ def activities(settings: Settings, db: Database) -> Activities:
 def build_workers(client: Client, settings: Settings, db: Database) -> list[Worker]:
     """The shared task queue's worker and this host's."""
     acts = activities(settings, db)
+    fires = ScheduleActivities(db, settings, client)
+    acts.shared.extend(
+        [fires.create_scheduled_run, fires.start_scheduled_run, fires.pause_schedule]
+    )
     common: dict[str, Any] = {
         "interceptors": tracing.worker_interceptors(),  # after the client's tracing one
         # Heartbeats go out at least every second, so a cancel reaches a busy activity fast.
@@ -154,6 +168,7 @@ def build_workers(client: Client, settings: Settings, db: Database) -> list[Work
             OutboxPumpWorkflow,
             EventRetentionWorkflow,
             SandboxReaperWorkflow,
+            ScheduleFireWorkflow,
         ],
         activities=acts.shared,
         # After a worker dies, its cached workflows move to another worker this fast

@@ -16,7 +16,9 @@ from pydantic import ValidationError
 
 from cli.accounts import credits_app, keys_app
 from cli.client_commands import register as register_client_commands
+from cli.fork_commands import register as register_fork_commands
 from cli.messages import register as register_messages
+from cli.schedule_commands import schedules_app
 from cli.status import register as register_status
 from runyard.settings import Settings
 
@@ -29,6 +31,8 @@ app.add_typer(credits_app, name="credits", no_args_is_help=True)
 register_client_commands(app)
 register_status(app)  # runyard status (cli/status.py)
 register_messages(app)  # runyard message, runyard messages (cli/messages.py)
+app.add_typer(schedules_app, name="schedules")  # cli/schedule_commands.py
+register_fork_commands(app)  # runyard fork, runyard checkpoints (cli/fork_commands.py)
 
 
 def _settings(**overrides: object) -> Settings:

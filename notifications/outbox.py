@@ -32,6 +32,7 @@ from runyard.db.tables import Run, RunWatcher, Webhook, WebhookDelivery
 from runyard.domain import TERMINAL_EVENT_TYPES, EventType
 from runyard.store.events import add_append_hook
 from runyard.store.run_view import run_object
+from schedules.notify import SCHEDULE_EVENTS
 
 log = structlog.get_logger("runyard.webhooks")
 WEBHOOK_EVENTS = frozenset(
@@ -40,6 +41,10 @@ WEBHOOK_EVENTS = frozenset(
         EventType.RUN_WAITING_FOR_INPUT,
         EventType.OUTPUT_DETECTED,
         *TERMINAL_EVENT_TYPES,
+        # A schedule's (schedules/notify.py writes their deliveries).
+        *SCHEDULE_EVENTS,
+        EventType.APPROVAL_REQUESTED,
+        EventType.APPROVAL_RESOLVED,
     }
 )
 

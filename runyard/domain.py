@@ -63,6 +63,8 @@ class EventType(StrEnum):
     MESSAGE_QUEUED = "message.queued"
     MESSAGE_DELIVERED = "message.delivered"
     MESSAGE_DROPPED = "message.dropped"
+    APPROVAL_REQUESTED = "approval.requested"
+    APPROVAL_RESOLVED = "approval.resolved"
 
 
 TERMINAL_EVENT_TYPES = frozenset(
@@ -119,4 +121,15 @@ class ErrorCode(StrEnum):
     MESSAGE_ALREADY_DELIVERED = "MESSAGE_ALREADY_DELIVERED"
     RUN_TURN_MISMATCH = "RUN_TURN_MISMATCH"
     # A run's ending (error.code): a thread's newer run interrupted it.
+    # Schedules (issue 27): requests, and the error.code of a run cancel_other replaced.
+    SCHEDULE_SPEC_INVALID = "SCHEDULE_SPEC_INVALID"
+    SCHEDULE_NOT_FOUND = "SCHEDULE_NOT_FOUND"
+    SCHEDULE_LIMIT_EXCEEDED = "SCHEDULE_LIMIT_EXCEEDED"
     RUN_SUPERSEDED = "RUN_SUPERSEDED"
+    # A checkpoint past its retention (or never kept: larger than the bound).
+    CHECKPOINT_EXPIRED = "CHECKPOINT_EXPIRED"
+    # Tool-call approvals (runyard.approvals).
+    APPROVAL_NOT_FOUND = "APPROVAL_NOT_FOUND"
+    APPROVAL_ALREADY_DECIDED = "APPROVAL_ALREADY_DECIDED"
+    APPROVAL_NOT_PENDING = "APPROVAL_NOT_PENDING"
+    APPROVAL_TIMEOUT = "APPROVAL_TIMEOUT"

@@ -87,6 +87,8 @@ class Settings(BaseSettings):
     # How long an API process trusts a key it has checked; a revoked key works this long.
     api_key_cache_seconds: float = Field(default=10.0, ge=0)
     max_active_runs: int = Field(default=10, ge=1)
+    # Schedules an organization may have (409 SCHEDULE_LIMIT_EXCEEDED past it).
+    max_schedules_per_org: int = Field(default=100, ge=0)
 
     # Sandbox isolation is required: "auto" and "on" both need bubblewrap (without it runs
     # fail SANDBOX_UNAVAILABLE); "off" runs agent code unisolated, announced at start.
@@ -184,6 +186,13 @@ class Settings(BaseSettings):
     codec_jwks_url: str | None = None
     codec_token_issuer: str | None = None
     codec_token_audience: str | None = None
+
+    # Checkpoints (issue 26): the most bytes one checkpoint's bundle may take (a larger one
+    # is recorded but not kept, so its code cannot be restored), the most bytes of each of
+    # its diffs that are kept, and how long a checkpoint can be forked from or diffed.
+    checkpoint_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    checkpoint_diff_max_bytes: int = Field(default=2 * 1024 * 1024, ge=1)
+    checkpoint_retention_days: float = Field(default=30, gt=0)
 
     @field_validator("webhook_retry_schedule")
     @classmethod

@@ -73,6 +73,8 @@ class RunInput(BaseModel):
     carried: Carried | None = None
     # The run's thread: when the run ends, the next run waiting in it starts.
     thread_id: str | None = None
+    # The run has an approval policy: its tool calls are gated (workflows/approvals.py).
+    approvals: bool = False
 
 
 class RunResult(BaseModel):
@@ -256,3 +258,10 @@ class FinishResult(BaseModel):
             error_code=err.get("code"),
             error_message=err.get("message"),
         )
+
+
+class ScheduleReplaceRequest(BaseModel):
+    """A schedule's newer fire replaces this run (overlap ``cancel_other``): it ends
+    ``cancelled`` with ``error.code: RUN_SUPERSEDED``."""
+
+    reason: str = "a newer fire of its schedule replaced it"

@@ -17,6 +17,8 @@ from runyard.client._async import AsyncRunyard
 from runyard.client._core import DEFAULT_API_URL
 from runyard.client._sync import Runyard
 from runyard.client.models import (
+    Approval,
+    ApprovalPage,
     Event,
     ExecAccepted,
     Output,
@@ -27,9 +29,12 @@ from runyard.client.models import (
     RunyardAPIError,
     Usage,
 )
+from runyard.client.schedules import Schedule, ScheduleFire, SchedulePage, ScheduleTriggered
 
 __all__ = [
     "DEFAULT_API_URL",
+    "Approval",
+    "ApprovalPage",
     "AsyncRunyard",
     "Event",
     "ExecAccepted",
@@ -40,5 +45,9 @@ __all__ = [
     "RunStatusInfo",
     "Runyard",
     "RunyardAPIError",
+    "Schedule",
+    "ScheduleFire",
+    "SchedulePage",
+    "ScheduleTriggered",
     "Usage",
 ]

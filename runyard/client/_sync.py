@@ -13,19 +13,33 @@ from typing import Any
 import httpx
 from httpx_sse import SSEError, connect_sse
 
-from runyard.client import _core
+from runyard.checkpoints.api_model import CheckpointPage
+from runyard.client import _core, _forks
 from runyard.client.models import (
     TERMINAL_STATUSES,
+    Approval,
+    ApprovalList,
+    ApprovalPage,
     Event,
     ExecAccepted,
     MessageAccepted,
     Run,
+    RunGroup,
     RunMessage,
     RunMessagePage,
     RunPage,
     RunStatusInfo,
     RunyardAPIError,
     ThreadRunCreated,
+)
+from runyard.client.schedules import (
+    Schedule,
+    ScheduleBackfilled,
+    SchedulePage,
+    ScheduleTriggered,
+    list_schedules_call,
+    note_body,
+    schedule_body,
 )
 
 
@@ -87,8 +101,11 @@ class Runyard:
         timeout_seconds: int | None = None,
         callback_url: str | None = None,
         metadata: dict[str, Any] | None = None,
+        attempts: int | None = None,
     ) -> Run:
-        """Create a run: ``queued``, or ``pending`` with ``start=True``."""
+        """Create a run: ``queued``, or ``pending`` with ``start=True``. With ``attempts``
+        (1 to 4, best-of-N) that many runs are made in one group, all or none: the answer is
+        the first; ``group(run.group_id)`` lists them all."""
         fields = {k: v for k, v in locals().items() if k not in ("self", "prompt", "start")}
         fields.pop("idempotency_key")
         call = _core.create_call(
@@ -116,9 +133,10 @@ class Runyard:
         template: str | None = None,
         page: int = 1,
         limit: int = 20,
+        group_id: str | None = None,
     ) -> RunPage:
         """One page of the organization's runs, newest first."""
-        call = _core.list_call(status, thread_id, agent_id, template, page, limit)
+        call = _core.list_call(status, thread_id, agent_id, template, page, limit, group_id)
         return _core.parse(self._send(call), RunPage)
 
     def cancel(self, run_id: str) -> RunStatusInfo:
@@ -179,6 +197,59 @@ class Runyard:
         call = _core.Call("DELETE", f"/v1/runs/{run_id}/messages/{message_id}")
         return _core.parse(self._send(call), RunMessage)
 
+    def approvals(
+        self, run_id: str, *, status: str | None = None, page: int = 1, limit: int = 20
+    ) -> ApprovalPage:
+        """One page of the run's approvals (``status="pending"``: those that wait)."""
+        call = _core.approvals_call(run_id, status, page, limit)
+        return _core.parse(self._send(call), ApprovalPage)
+
+    def approve(
+        self,
+        run_id: str,
+        approval_id: str,
+        *,
+        input: dict[str, Any] | None = None,
+        message: str | None = None,
+        scope: str = "once",
+        idempotency_key: str | None = None,
+    ) -> Approval:
+        """Approve a tool call; with ``input``, it runs with that input instead (an edit).
+        ``scope="run"`` allows that tool and match for the rest of the run."""
+        body = {
+            "decision": "approve" if input is None else "edit",
+            "input": input,
+            "message": message,
+            "scope": scope,
+        }
+        call = _core.decision_call(run_id, approval_id, body, idempotency_key)
+        return _core.parse(self._send(call), Approval)
+
+    def deny(
+        self,
+        run_id: str,
+        approval_id: str,
+        *,
+        message: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Approval:
+        """Deny a tool call; the model reads ``message`` in the call's error result."""
+        body = {"decision": "deny", "message": message}
+        call = _core.decision_call(run_id, approval_id, body, idempotency_key)
+        return _core.parse(self._send(call), Approval)
+
+    def decide(
+        self,
+        run_id: str,
+        decisions: builtins.list[dict[str, Any]],
+        *,
+        idempotency_key: str | None = None,
+    ) -> builtins.list[Approval]:
+        """Several decisions (``{"id", "decision", "input"?, "message"?, "scope"?}``),
+        applied all or none."""
+        call = _core.decision_call(run_id, None, {"decisions": decisions}, idempotency_key)
+        return _core.parse(self._send(call), ApprovalList).data
+
     def logs(self, run_id: str) -> builtins.list[Event]:
         """Every stored event of the run."""
         return _core.log_events(self._send(_core.Call("GET", f"/v1/runs/{run_id}/logs")))
@@ -192,6 +263,50 @@ class Runyard:
             headers={"Accept": "application/json"},
         )
         return _core.event_list(self._send(call))
+
+    # Checkpoints, forks and groups (issue 26) ------------------------------------------
+
+    def fork(
+        self,
+        run_id: str,
+        turn: int,
+        *,
+        restore: str = "both",
+        prompt: str | None = None,
+        attempts: int = 1,
+        model: str | None = None,
+        start: bool = True,
+        metadata: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> builtins.list[Run]:
+        """New runs that start where ``run_id`` stood at the end of ``turn``: its code, its
+        conversation or ``both``; ``attempts`` of them in one group (best-of-N)."""
+        call = _forks.fork_call(
+            run_id,
+            turn,
+            restore=restore,
+            prompt=prompt,
+            attempts=attempts,
+            model=model,
+            start=start,
+            metadata=metadata,
+            idempotency_key=idempotency_key,
+        )
+        return _core.parse(self._send(call), RunGroup).data
+
+    def group(self, group_id: str) -> builtins.list[Run]:
+        """The runs of a group (best-of-N attempts, a fork's attempts), oldest first."""
+        page = self.list(group_id=group_id, limit=100)
+        return builtins.list(reversed(page.data))
+
+    def checkpoints(self, run_id: str, *, page: int = 1, limit: int = 20) -> CheckpointPage:
+        """The run's checkpoints, oldest first."""
+        call = _forks.checkpoints_call(run_id, page, limit)
+        return _core.parse(self._send(call), CheckpointPage)
+
+    def checkpoint_diff(self, run_id: str, turn: int, *, vs: str = "previous") -> str:
+        """A checkpoint's changes as a git diff, against the ``previous`` one or the ``base``."""
+        return _forks.diff_text(self._send(_forks.diff_call(run_id, turn, vs)))
 
     # Waiting ----------------------------------------------------------------------------
 
@@ -251,6 +366,72 @@ class Runyard:
         """Create and start a run, wait for its end and answer it."""
         run = self.create(prompt, start=True, **fields)
         return self.wait(run.id)
+
+    # Schedules --------------------------------------------------------------------------
+
+    def create_schedule(
+        self,
+        *,
+        spec: dict[str, Any],
+        run: dict[str, Any],
+        name: str | None = None,
+        thread_id: str | None = None,
+        overlap: str | None = None,
+        catchup_window_seconds: int | None = None,
+        pause_on_failure: bool | None = None,
+        max_runs: int | None = None,
+        enabled: bool | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Schedule:
+        """Create a schedule: ``spec`` (``{"cron": [...]}`` or ``{"interval":
+        {"everySeconds"}}``, ``timezone`` …) fires ``run`` (a ``POST /v1/runs`` body)."""
+        body = schedule_body({k: v for k, v in locals().items() if k != "self"})
+        call = _core.Call("POST", "/v1/schedules", json=body)
+        return _core.parse(self._send(call), Schedule)
+
+    def list_schedules(
+        self,
+        *,
+        enabled: bool | None = None,
+        thread_id: str | None = None,
+        template: str | None = None,
+        page: int = 1,
+        limit: int = 20,
+    ) -> SchedulePage:
+        call = list_schedules_call(enabled, thread_id, template, page, limit)
+        return _core.parse(self._send(call), SchedulePage)
+
+    def get_schedule(self, schedule_id: str) -> Schedule:
+        call = _core.Call("GET", f"/v1/schedules/{schedule_id}")
+        return _core.parse(self._send(call), Schedule)
+
+    def update_schedule(self, schedule_id: str, **fields: Any) -> Schedule:
+        """Change the fields given (snake_case names, as ``create_schedule`` takes)."""
+        call = _core.Call("PATCH", f"/v1/schedules/{schedule_id}", json=schedule_body(fields))
+        return _core.parse(self._send(call), Schedule)
+
+    def delete_schedule(self, schedule_id: str) -> None:
+        """Delete the schedule; its runs in flight go on."""
+        _core.checked(self._send(_core.Call("DELETE", f"/v1/schedules/{schedule_id}")))
+
+    def pause_schedule(self, schedule_id: str, note: str | None = None) -> Schedule:
+        path = f"/v1/schedules/{schedule_id}/pause"
+        return _core.parse(self._send(_core.Call("POST", path, json=note_body(note))), Schedule)
+
+    def unpause_schedule(self, schedule_id: str, note: str | None = None) -> Schedule:
+        path = f"/v1/schedules/{schedule_id}/unpause"
+        return _core.parse(self._send(_core.Call("POST", path, json=note_body(note))), Schedule)
+
+    def trigger_schedule(self, schedule_id: str) -> ScheduleTriggered:
+        """Fire the schedule now; answers the run it made (a skipped fire raises)."""
+        call = _core.Call("POST", f"/v1/schedules/{schedule_id}/trigger")
+        return _core.parse(self._send(call), ScheduleTriggered)
+
+    def backfill_schedule(self, schedule_id: str, start_at: str, end_at: str) -> ScheduleBackfilled:
+        """Fire the schedule for each time it matches in [start_at, end_at] (at most 100)."""
+        body = {"startAt": start_at, "endAt": end_at}
+        call = _core.Call("POST", f"/v1/schedules/{schedule_id}/backfill", json=body)
+        return _core.parse(self._send(call), ScheduleBackfilled)
 
 
 __all__ = ["Runyard", "RunyardAPIError"]

@@ -43,6 +43,12 @@ async def test_every_endpoint_hides_other_tenants(
     agent = (await api.post("/v1/agents", json={"name": "a", "instructions": "i"})).json()
     hook = (await api.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/h"})).json()
     tpl = (await api.post("/v1/templates", json={"slug": "private", "size": "s"})).json()
+    sch = (
+        await api.post(
+            "/v1/schedules",
+            json={"spec": {"cron": ["0 9 * * 1-5"]}, "run": {"prompt": "x", "model": "scripted"}},
+        )
+    ).json()
     other = await keys.make("tenant-b")
     r, t, a, w, p = run["id"], thread["id"], agent["id"], hook["id"], tpl["slug"]
     calls = [
@@ -70,6 +76,17 @@ async def test_every_endpoint_hides_other_tenants(
         ("GET", f"/v1/templates/{p}", None),
         ("PATCH", f"/v1/templates/{p}", {"size": "xl"}),
         ("DELETE", f"/v1/templates/{p}", None),
+        ("GET", f"/v1/schedules/{sch['id']}", None),
+        ("PATCH", f"/v1/schedules/{sch['id']}", {"enabled": False}),
+        ("POST", f"/v1/schedules/{sch['id']}/pause", {"note": "x"}),
+        ("POST", f"/v1/schedules/{sch['id']}/unpause", None),
+        ("POST", f"/v1/schedules/{sch['id']}/trigger", None),
+        (
+            "POST",
+            f"/v1/schedules/{sch['id']}/backfill",
+            {"startAt": "2026-01-01T00:00:00Z", "endAt": "2026-01-02T00:00:00Z"},
+        ),
+        ("DELETE", f"/v1/schedules/{sch['id']}", None),
     ]
     async with httpx.AsyncClient(
         base_url=stack.api_url, headers={"Authorization": f"Bearer {other}"}
@@ -87,7 +104,7 @@ async def test_every_endpoint_hides_other_tenants(
                 '"instructions"',
             ):
                 assert secret not in resp.text, (method, url, secret, resp.text)
-        for url in ("/v1/runs", "/v1/agents", "/v1/webhooks"):
+        for url in ("/v1/runs", "/v1/agents", "/v1/webhooks", "/v1/schedules"):
             listed = (await c.get(url)).json()["data"]
             assert listed == [], (url, listed)
         templates = (await c.get("/v1/templates")).json()["data"]
@@ -99,4 +116,7 @@ async def test_every_endpoint_hides_other_tenants(
     assert (await api.get(f"/v1/agents/{a}")).json()["name"] == "a"
     assert (await api.get(f"/v1/webhooks/{w}")).json()["enabled"] is True
     assert (await api.get(f"/v1/templates/{p}")).json() == tpl
+    mine = (await api.get(f"/v1/schedules/{sch['id']}")).json()
+    assert mine["enabled"] is True and mine["paused"] is False and mine["recentRuns"] == []
+    await api.delete(f"/v1/schedules/{sch['id']}")
     await api.post(f"/v1/runs/{r}/cancel")

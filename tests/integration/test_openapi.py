@@ -40,7 +40,7 @@ USAGE_FIELDS = {
     "cacheHitRate", "costUsd", "creditsUsed",
 }  # fmt: skip
 # Operations whose success is not JSON, and errors that are not problem documents.
-NOT_JSON = {"run_logs", "download"}
+NOT_JSON = {"run_logs", "download", "checkpoint_diff"}
 NOT_PROBLEMS = {("command", "400"), ("healthz", "503")}
 
 
@@ -98,6 +98,8 @@ async def test_document_is_valid_typed_and_answers_problems(served: dict[str, An
                 "watch_run",
                 "create_webhook",
                 "patch_webhook",
+                "create_schedule",  # the run body's callbackUrl or repo
+                "patch_schedule",
             }, name
     assert RUN_FIELDS <= set(schemas["Run"]["properties"])
     assert USAGE_FIELDS == set(schemas["Usage"]["properties"])
@@ -236,6 +238,9 @@ KNOWN_LISTS = {
     "list_api_keys",
     "list_artifacts",
     "list_run_messages",
+    "list_schedules",
+    "list_checkpoints",
+    "list_approvals",
 }
 
 

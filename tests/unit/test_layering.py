@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-FEATURES = ("api", "notifications", "activities", "workflows", "cli")
+FEATURES = ("api", "notifications", "activities", "workflows", "cli", "schedules")
 
 
 def _module(path: Path) -> str:

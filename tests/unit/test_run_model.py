@@ -85,6 +85,10 @@ def test_run_object_is_the_contract_json() -> None:
         "failedAt": "2026-01-01T00:00:03Z",
         "cancelledAt": None,
         "durationMs": 2000,
+        "scheduleId": None,
+        "scheduledAt": None,
+        "forkedFrom": None,
+        "groupId": None,
     }
     got = run_object(_row())
     assert got == expected
