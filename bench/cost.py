@@ -8,8 +8,9 @@ tools, repeated ``runs`` times; the machine is shared, so each figure is taken b
 the others in the same minute):
 
 - bare K: bench/bare_workflow.py, a signal then K no-op activities, on its own worker
-  in this process (K = 15 and 55: a 5-tool and a 25-tool run's activities, provision,
-  N+1 model turns, N tools, collect_outputs, destroy_sandbox, finish_run).
+  in this process (K = 15 and 55: a 5-tool and a 25-tool run's activities before the
+  checkpoints of issue 26, provision, N+1 model turns, N tools, collect_outputs,
+  destroy_sandbox, finish_run; each turn now adds a checkpoint_workspace activity).
 - Runyard N tools: a scripted run over HTTP (create, exec), followed on its event
   stream to its end as a watching client does (one request, not a poll loop: a poller
   measures itself), then its status once.
@@ -18,8 +19,8 @@ CPU from /proc of each process over each run: the Temporal server, Runyard's wor
 (itself, and its reaped children: the sandbox's runner, bwrap, mounts) and API; for
 bare, this process (its worker and client). The slope per extra cycle is
 (25-tool - 5-tool) / 20 for Runyard and (bare 55 - bare 15) / 20 for bare (per extra
-activity pair). Medians of the per-run figures; the 1-minute load average is sampled
-beside each kind.
+activity pair, the issue's yardstick). Medians of the per-run figures; the 1-minute
+load average is sampled beside each kind.
 """
 
 from __future__ import annotations
@@ -152,9 +153,9 @@ async def main(runs: int, store: str) -> None:
         "worker children CPU ms": round((rl["worker children"] - rs["worker children"]) / extra, 2),
         "server CPU ms": round((rl["server"] - rs["server"]) / extra, 2),
         "runyard wall ms": round(ry_wall_slope, 2),
-        "bare wall ms per activity": round(bare_wall_slope, 2),
+        "bare wall ms per activity pair": round(bare_wall_slope, 2),
         "wall ratio (goal <=1.3)": round(ry_wall_slope / bare_wall_slope, 2),
-        "bare total CPU ms per activity": round((total(bl) - total(bs)) / extra, 2),
+        "bare total CPU ms per activity pair": round((total(bl) - total(bs)) / extra, 2),
     }
     rows[f"per {SMALL}-tool run"] = {
         "worker+api CPU ms (goal <=200)": round(wa(rs), 1),
