@@ -2,7 +2,7 @@
 
 Every field the SDK can send is declared: a field it cannot send is refused with 422
 (``extra="forbid"``), never dropped. A declared field whose value Runyard does not serve
-(an ``interrupt_before``, a ``webhook``, a ``multitask_strategy`` other than ``reject``
+(an ``interrupt_before``, a ``webhook``, an ``after_seconds``
 …) is refused with 501 by ``RunAsk.of``, saying which.
 """
 
@@ -34,6 +34,7 @@ RUN_FIELDS = {
     "maxTurns": "max_turns",
     "maxCostUsd": "max_cost_usd",
     "timeoutSeconds": "timeout_seconds",
+    "approvals": "approvals",  # the run's approval policy (runyard.approvals)
 }
 # RunnableConfig keys besides "configurable": known to LangGraph, not served here.
 _CONFIG_KEYS = {"tags", "metadata", "recursion_limit", "run_name", "max_concurrency", "run_id"}

@@ -10,7 +10,8 @@ from fastapi import Depends, Request
 
 from api.auth import Principal, authenticate, authenticate_api_key
 from api.errors import ProblemError
-from api.langgraph.hooks import Baseline, extensions
+from api.langgraph.hooks import Baseline
+from api.langgraph.served import extensions
 from runyard.domain import ErrorCode
 
 

@@ -4,17 +4,18 @@
 one run at a time (``multitask_strategy: reject``), and a run starts from the thread's
 latest checkpoint only. Approvals (tool calls waiting for a decision), thread strategies
 (``interrupt``, ``rollback``, ``enqueue``) and checkpoints one can fork from replace the
-methods here, in a subclass set as ``app.state.lg_extensions``; nothing else in the
-package needs to change, and ``/info`` reports their ``flags``.
+methods here, in a subclass (``api.langgraph.served.Served``, what is served now, or
+one set as ``app.state.lg_extensions``); nothing else in the package needs to change,
+and ``/info`` reports their ``flags``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import Request
-
+from api.approvals import BatchItem
 from api.langgraph.mapping import ASK_USER, Step, answer_of, ask_interrupt
+from runyard.db.tables import Run
 from runyard.domain import RunStatus
 from runyard.errors import NotServed
 
@@ -62,7 +63,10 @@ class Baseline:
         """The text that ``command.resume`` answers the pending question with."""
         return answer_of(resume, [i["id"] for i in pending])
 
+    def approvals(self, run: Run) -> list[dict[str, Any]]:
+        """The interrupts of the approvals ``run`` waits for (none: not served)."""
+        return []
 
-def extensions(request: Request) -> Baseline:
-    found = getattr(request.app.state, "lg_extensions", None)
-    return found if isinstance(found, Baseline) else Baseline()
+    def decisions(self, resume: Any, pending: list[dict[str, Any]]) -> list[BatchItem]:
+        """The approval decisions that ``command.resume`` makes of ``pending``."""
+        raise NotServed("deciding approvals through command.resume")

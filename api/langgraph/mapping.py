@@ -10,14 +10,17 @@
 - Checkpoints are derived from the transcript: each run has step 0 (its prompt) and one
   step per transcript message after it, and ``<run id>.<step>`` is that step's
   checkpoint id. Transcript messages are only ever appended, so an id names the same
-  state forever.
+  state forever. Where a turn changed the run's files, Runyard took a checkpoint at its
+  boundary (``runyard.checkpoints``): the step that ends that turn is that checkpoint,
+  and its id is the ``ckp_…`` id (``with_checkpoints``).
 - A question (``ask_user``) is an ``__interrupt__`` in the HumanInterrupt shape of
   ``langgraph.prebuilt.interrupt``; ``command.resume`` answers it (``answer_of``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -140,10 +143,11 @@ class Step:
     message: dict[str, Any]
     created_at: datetime | None
     key: str | None = None  # the transcript message's key (None for the prompt)
+    ckp: str | None = None  # the Runyard checkpoint taken at this step (ckp_…), if one was
 
     @property
     def checkpoint_id(self) -> str:
-        return checkpoint_id(self.run_id, self.index)
+        return self.ckp or checkpoint_id(self.run_id, self.index)
 
     @property
     def pending_calls(self) -> list[dict[str, Any]]:
@@ -195,6 +199,24 @@ def run_steps(
     return steps
 
 
+_TURN = re.compile(r"^turn(\d+)\.")
+
+
+def with_checkpoints(steps: list[Step], taken: dict[tuple[str, int], str]) -> list[Step]:
+    """``steps``, the last step of each turn that has a Runyard checkpoint (``taken``:
+    ``(run id, turn) → ckp id``, the turns that changed files) named by that checkpoint."""
+    last: dict[tuple[str, int], int] = {}
+    for i, step in enumerate(steps):
+        found = _TURN.match(step.key or "")
+        if found:
+            last[(step.run_id, int(found.group(1)))] = i
+    out = list(steps)
+    for turn, i in last.items():
+        if turn in taken:
+            out[i] = replace(out[i], ckp=taken[turn])
+    return out
+
+
 def next_nodes(step: Step, answered: set[str]) -> list[str]:
     """The node that runs after ``step``: ``tools`` after a turn with unanswered calls,
     ``agent`` after an input or a result, none after a final answer."""
@@ -239,9 +261,9 @@ def answer_of(resume: Any, interrupt_ids: list[str]) -> str:
         if resume["type"] == "response" and isinstance(resume.get("args"), str):
             return str(resume["args"])
         if resume["type"] in ("accept", "edit", "ignore"):
-            raise NotServed(
-                f"a question only takes a 'response'; '{resume['type']}' answers an approval, "
-                "which this server does not serve yet"
+            raise InvalidInput(
+                f"a question only takes a 'response'; '{resume['type']}' decides an approval",
+                field="command.resume",
             )
     raise InvalidInput(
         "must be the answer: a string, or {'type': 'response', 'args': '<answer>'}",

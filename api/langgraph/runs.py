@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
+from api.approvals import decide
 from api.auth import Principal
 from api.errors import ProblemError
 from api.langgraph.assistants import find_assistant
@@ -28,10 +29,11 @@ from api.langgraph.hooks import Baseline
 from api.langgraph.mapping import runyard_statuses
 from api.langgraph.stream import RunStream, wait_body
 from api.langgraph.threads import load_thread, tag_thread
-from api.langgraph.views import History, project, run_object, thread_runs
+from api.langgraph.views import History, project, run_object, strategies, thread_runs
 from api.orchestrator import TemporalConnector
 from api.routes.run_control import cancel_run
 from api.routes.run_input import submit_input
+from api.routes.threads import placed
 from api.run_factory import run_service
 from api.schemas import CreateRun, RunInputBody
 from api.streams import LeasedStream, StreamCaps, StreamLease
@@ -40,6 +42,7 @@ from runyard.db.tables import Run
 from runyard.domain import ErrorCode, RunStatus
 from runyard.errors import InvalidInput, NotServed, NotWaitingForInput, RunyardError
 from runyard.runs import ThreadSeed
+from runyard.runs.thread_order import Strategy
 
 router = APIRouter()
 log = structlog.get_logger("runyard.api.langgraph")
@@ -69,15 +72,19 @@ async def _resume(
         raise InvalidInput(
             "a run that resumes keeps its config, context and metadata", field="command"
         )
-    runs = list(history.runs.values())
-    run = runs[-1] if runs else None
-    pending = history.pending() if history.steps else []
-    if run is None or run.status != RunStatus.WAITING_FOR_INPUT or not pending:
+    waiting = [r for r in history.runs.values() if r.status == RunStatus.WAITING_FOR_INPUT]
+    run = waiting[-1] if waiting else None  # runs enqueued behind it may follow it
+    pending = history.pending_of(run.id) if run is not None else []
+    if run is None or not pending:
         raise NotWaitingForInput(f"thread {thread_id} has no interrupt to resume")
-    answer = ext.answer(ask.resume, pending)
     cursor = run.last_seq
     state = request.app.state
-    await submit_input(run.id, _input(answer), principal, state.db, state.temporal)
+    if run.waiting_for == "approval":  # tool calls wait: command.resume decides them
+        decisions = ext.decisions(ask.resume, pending)
+        await decide(state.db, state.temporal, run, decisions, principal, None)
+    else:
+        answer = ext.answer(ask.resume, pending)
+        await submit_input(run.id, _input(answer), principal, state.db, state.temporal)
     log.info("lg.resume", run_id=run.id, workflow_id=run.id, org_id=principal.org_id)
     fresh = await state.db.read(lambda s: s.get(Run, run.id))
     return fresh or run, cursor
@@ -116,8 +123,10 @@ async def _create(
     state = request.app.state
     runs = run_service(state.db, state.settings, state.temporal)
     spec = await runs.resolve(create, principal.org_id)
-    seed = ThreadSeed(thread_id) if thread_id else None
+    strategy = Strategy(ask.multitask_strategy or Strategy.REJECT)
+    seed = ThreadSeed(thread_id, strategy) if thread_id else None
     created = await runs.create(spec, seed=seed, start=True)
+    await placed(created, state.temporal)  # interrupt/rollback: the runs it supersedes stop
     if thread_id:
         assistant_id = assistant.obj["assistant_id"]
         await state.db.transact(lambda s: tag_thread(s, thread_id, assistant_id))
@@ -229,9 +238,9 @@ def _waiting(request: Request, run: Run, since: int, ext: Baseline) -> Streaming
     return StreamingResponse(body, media_type="application/json", headers=headers)
 
 
-def _created(request: Request, response: Response, run: Run) -> dict[str, Any]:
+def _created(request: Request, response: Response, run: Run, ask: RunAsk) -> dict[str, Any]:
     response.headers["Content-Location"] = _paths(request, run)[0]
-    return run_object(run)
+    return run_object(run, None if ask.resuming else ask.multitask_strategy)
 
 
 # -- in a thread ---------------------------------------------------------------------
@@ -241,8 +250,8 @@ def _created(request: Request, response: Response, run: Run) -> dict[str, Any]:
 async def create_run(
     thread_id: str, request: Request, response: Response, principal: LgWriter, ext: ExtDep
 ) -> dict[str, Any]:
-    run, _, _ = await _start(request, principal, thread_id, ext)
-    return _created(request, response, run)
+    run, _, ask = await _start(request, principal, thread_id, ext)
+    return _created(request, response, run, ask)
 
 
 @router.post("/threads/{thread_id}/runs/stream")
@@ -283,12 +292,13 @@ async def list_runs(
     if status is not None:
         stmt = stmt.where(col(Run.status).in_(sorted(runyard_statuses(status) or [])))
 
-    def read(s: Session) -> list[Run]:
+    def read(s: Session) -> tuple[list[Run], dict[str, str]]:
         q = stmt.order_by(col(Run.created_at).desc(), col(Run.id).desc())
-        return list(s.scalars(q.offset(offset).limit(limit)))
+        found = list(s.scalars(q.offset(offset).limit(limit)))
+        return found, strategies(s, [r.id for r in found])
 
-    runs = await db.read(read)
-    objs = [run_object(r) for r in runs]
+    runs, chosen = await db.read(read)
+    objs = [run_object(r, chosen.get(r.id)) for r in runs]
     if status is not None:  # "timeout" and "error" share the failed status
         objs = [o for o in objs if o["status"] == status]
     return [project(o, select_) for o in objs]
@@ -298,7 +308,9 @@ async def list_runs(
 async def get_run(
     thread_id: str, run_id: str, request: Request, principal: LgReader
 ) -> dict[str, Any]:
-    return run_object(await _thread_run(request, principal, thread_id, run_id))
+    run = await _thread_run(request, principal, thread_id, run_id)
+    chosen = await _db(request).read(lambda s: strategies(s, [run_id]))
+    return run_object(run, chosen.get(run_id))
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}/join")
@@ -356,8 +368,8 @@ async def cancel(
 async def create_stateless(
     request: Request, response: Response, principal: LgWriter, ext: ExtDep
 ) -> dict[str, Any]:
-    run, _, _ = await _start(request, principal, None, ext)
-    return _created(request, response, run)
+    run, _, ask = await _start(request, principal, None, ext)
+    return _created(request, response, run, ask)
 
 
 @router.post("/runs/stream")

@@ -64,10 +64,13 @@ def history_at(s: Session, run: Run, seq: int | None, ext: Baseline) -> History:
     return history
 
 
+_ASKS = (EventType.RUN_WAITING_FOR_INPUT, EventType.APPROVAL_REQUESTED)
+
+
 def _latest_wait(s: Session, run_id: str) -> tuple[Run | None, int]:
-    """The run, and the seq of its latest question (0: none)."""
+    """The run, and the seq of its latest question or approval request (0: none)."""
     stmt = select(func.max(col(RunEvent.seq))).where(
-        col(RunEvent.run_id) == run_id, col(RunEvent.type) == EventType.RUN_WAITING_FOR_INPUT
+        col(RunEvent.run_id) == run_id, col(RunEvent.type).in_(list(_ASKS))
     )
     return s.get(Run, run_id), int(s.execute(stmt).scalar() or 0)
 
@@ -188,6 +191,8 @@ class RunStream:
                 run.status == RunStatus.WAITING_FOR_INPUT and run.last_seq == ev.seq == asked
             )
             return _last_with_id(out, ev.seq), done
+        elif ev.type == EventType.APPROVAL_REQUESTED:
+            return await self._approval(ev)
         elif ev.type in TERMINAL_EVENT_TYPES:
             if ev.type == EventType.RUN_FAILED:
                 error = data.get("error") or {}
@@ -202,6 +207,26 @@ class RunStream:
                 )
             return _last_with_id(out, ev.seq), True
         return _last_with_id(out, ev.seq), False
+
+    async def _approval(self, ev: Cached) -> tuple[list[bytes], bool]:
+        """Once a turn's last approval request is written and the run waits on it, its
+        pending approvals are the ``__interrupt__``s, and the stream ends (a call the
+        policy denied in the same turn shows in the state once the run goes on)."""
+        run, asked = await self.notifier.read(partial(_latest_wait, run_id=self.run.id))
+        if run is None:
+            return [], True
+        if not (run.status == RunStatus.WAITING_FOR_INPUT and ev.seq == asked):
+            return [], False  # more to come, or already decided: the stream goes on
+        pending = self.ext.approvals(run)
+        out = []
+        if pending and "updates" in self.modes:
+            out.append(frame("updates", {"__interrupt__": pending}))
+        if pending and "values" in self.modes:
+            history = await self.notifier.read(
+                partial(history_at, run=self.run, seq=ev.seq, ext=self.ext)
+            )
+            out.append(frame("values", {**history.values(), "__interrupt__": pending}))
+        return _last_with_id(out, ev.seq), True
 
     def _delta(self, msg_id: str, text: str) -> list[bytes]:
         out = []

@@ -19,13 +19,15 @@ from api.langgraph.mapping import (
     run_steps,
     stamp,
     thread_status,
+    with_checkpoints,
 )
+from runyard.checkpoints.tables import RunCheckpoint
 from runyard.db.engine import Database
-from runyard.db.tables import Run, RunMessage, Thread
+from runyard.db.tables import Run, RunMessage, Thread, ThreadRunOrder
 from runyard.domain import RunStatus
 
 
-def run_object(run: Run) -> dict[str, Any]:
+def run_object(run: Run, strategy: str | None = None) -> dict[str, Any]:
     return {
         "run_id": run.id,
         "thread_id": run.thread_id,
@@ -34,9 +36,15 @@ def run_object(run: Run) -> dict[str, Any]:
         "updated_at": stamp(run.updated_at),
         "status": run_status(run.status, run.fail_reason),
         "metadata": run.metadata_ or {},
-        "multitask_strategy": "reject",
+        "multitask_strategy": strategy or "reject",
         "kwargs": {},
     }
+
+
+def strategies(s: Session, run_ids: list[str]) -> dict[str, str]:
+    """The ``multitask_strategy`` of runs created with one other than ``reject``."""
+    stmt = select(col(ThreadRunOrder.run_id), col(ThreadRunOrder.strategy))
+    return {r: st for r, st in s.execute(stmt.where(col(ThreadRunOrder.run_id).in_(run_ids)))}
 
 
 def thread_runs(s: Session, thread_id: str) -> list[Run]:
@@ -55,7 +63,10 @@ def steps_of(s: Session, runs: list[Run]) -> list[Step]:
     steps: list[Step] = []
     for run in runs:
         steps += run_steps(run.id, run.prompt, run.created_at, rows[run.id])
-    return steps
+    taken = select(RunCheckpoint).where(
+        col(RunCheckpoint.run_id).in_(list(rows)), col(RunCheckpoint.changed).is_(True)
+    )
+    return with_checkpoints(steps, {(c.run_id, c.turn): c.id for c in s.scalars(taken)})
 
 
 @dataclass
@@ -95,7 +106,8 @@ class History:
         if i < 0 or not self._last_of_run(i):
             return []
         run = self.runs[self.steps[i].run_id]
-        return self.ext.interrupts(run.status, self.steps[i], self._answered(i))
+        asked = self.ext.interrupts(run.status, self.steps[i], self._answered(i))
+        return asked + self.ext.approvals(run)
 
     def values(self, upto: int | None = None) -> dict[str, Any]:
         if not self.steps:
@@ -176,6 +188,11 @@ class History:
 
     def pending(self) -> list[dict[str, Any]]:
         return self.interrupts(len(self.steps) - 1)
+
+    def pending_of(self, run_id: str) -> list[dict[str, Any]]:
+        """The interrupts ``run_id`` waits on (a run queued behind it may follow it)."""
+        ends = [i for i, st in enumerate(self.steps) if st.run_id == run_id]
+        return self.interrupts(ends[-1]) if ends else []
 
 
 def thread_object(thread: Thread, history: History) -> dict[str, Any]:

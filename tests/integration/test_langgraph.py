@@ -1,6 +1,8 @@
 """The /lg routes against the real stack, driven by the pinned ``langgraph-sdk`` client
 with only its URL and key set (issue 29): threads, stream, wait, join, cancel, an
-interrupt answered by command.resume, history and search, on the scripted model."""
+interrupt answered by command.resume, history and search, on the scripted model; an
+approval as an interrupt decided by HumanResponses; multitask_strategy enqueue and
+interrupt."""
 
 from __future__ import annotations
 
@@ -68,6 +70,8 @@ async def test_meta_auth_cors_and_what_is_not_served(
     async with httpx.AsyncClient(base_url=lg_stack.api_url, timeout=10) as http:
         info = (await http.get("/lg/info")).json()
         assert info["flags"]["assistants"] is True and info["flags"]["crons"] is False
+        flags = info["flags"]
+        assert flags["approvals"] and flags["multitask_strategies"] and not flags["checkpoint_fork"]
         assert (await http.get("/lg/ok")).json() == {"ok": True}
         assert (await http.post("/lg/threads", json={})).status_code == 401
         # X-Api-Key is /lg's alone.
@@ -122,9 +126,9 @@ async def test_meta_auth_cors_and_what_is_not_served(
             f"/threads/{thread['thread_id']}/runs",
             json={"assistant_id": "default", "input": says("x"), "surprise": True},
         )
-    with pytest.raises(InternalServerError) as unserved:
+    with pytest.raises(InternalServerError) as unserved:  # not the thread's latest
         await lg.runs.create(
-            thread["thread_id"], "default", input=says("x"), multitask_strategy="enqueue"
+            thread["thread_id"], "default", input=says("x"), checkpoint_id="run_x.0"
         )
     assert unserved.value.status_code == 501
 
@@ -255,3 +259,83 @@ async def test_interrupt_resume_cancel_and_stateless(lg: Any) -> None:
     failed = [p async for p in lg.runs.stream(None, "default", input=broken, config=SCRIPTED)]
     assert [p.event for p in failed][-2:] == ["error", "end"]
     assert failed[-2].data["message"] == "the model broke"
+
+
+async def test_approval_interrupts_enqueue_and_interrupt(lg: Any) -> None:
+    tid = (await lg.threads.create())["thread_id"]
+    calls = script(
+        {"tool": "bash", "input": {"command": "echo one"}},
+        {"tool": "bash", "input": {"command": "echo two"}},
+        {"text": "done"},
+    )
+    config = {"configurable": {"model": "scripted", "approvals": {"default": "ask"}}}
+    ask = {"messages": [{"role": "user", "content": calls}]}
+    parts = [
+        p
+        async for p in lg.runs.stream(
+            tid, "default", input=ask, config=config, stream_mode=["values", "updates"]
+        )
+    ]
+    assert parts[-1].event == "end"
+    (interrupt,) = [p.data for p in parts if p.event == "values"][-1]["__interrupt__"]
+    # The approval as LangGraph's HumanInterrupt, every response allowed.
+    assert interrupt["id"].startswith("apr_")
+    value = interrupt["value"]
+    assert value["action_request"] == {"action": "bash", "args": {"command": "echo one"}}
+    assert set(value["config"].values()) == {True} and len(value["config"]) == 4
+    assert [p.data for p in parts if p.event == "updates"][-1]["__interrupt__"] == [interrupt]
+    assert (await lg.threads.get(tid))["status"] == "interrupted"
+    assert (await lg.threads.get_state(tid))["interrupts"] == [interrupt]
+    # accept: the call runs; the next one asks.
+    accepted = await lg.runs.wait(tid, "default", command={"resume": [{"type": "accept"}]})
+    assert isinstance(accepted, dict)
+    tools = [m for m in accepted["messages"] if m["type"] == "tool"]
+    assert [t["name"] for t in tools] == ["bash"] and "one" in tools[0]["content"]
+    (second,) = accepted["__interrupt__"]
+    assert second["value"]["action_request"]["args"] == {"command": "echo two"}
+    with pytest.raises(httpx.HTTPStatusError) as bare:  # a string decides no approval
+        await lg.runs.wait(tid, "default", command={"resume": "yes"})
+    assert bare.value.response.status_code == 422
+    # response: the call is denied, and the model told the text.
+    denied = await lg.runs.wait(
+        tid, "default", command={"resume": {"type": "response", "args": "not today"}}
+    )
+    assert isinstance(denied, dict) and "__interrupt__" not in denied
+    tools = [m for m in denied["messages"] if m["type"] == "tool"]
+    assert len(tools) == 2 and "not today" in tools[1]["content"]
+    assert "two" not in tools[1]["content"] and denied["messages"][-1]["content"] == "done"
+    assert (await lg.runs.list(tid))[0]["status"] == "success"
+
+    # enqueue: the second run waits for the first, then continues its conversation.
+    slow = script({"sleep": 1}, {"text": "first"})
+    first = await lg.runs.create(
+        tid, "default", input={"messages": [{"role": "user", "content": slow}]}, config=SCRIPTED
+    )
+    queued = await lg.runs.create(
+        tid, "default", input=says("second"), config=SCRIPTED, multitask_strategy="enqueue"
+    )
+    assert queued["multitask_strategy"] == "enqueue" and queued["status"] == "pending"
+    values = await lg.runs.join(tid, queued["run_id"])
+    assert [m["content"] for m in values["messages"] if m["type"] == "ai"][-2:] == [
+        "first",
+        "second",
+    ]
+    assert (await lg.runs.get(tid, first["run_id"]))["status"] == "success"
+    assert (await lg.runs.get(tid, queued["run_id"]))["multitask_strategy"] == "enqueue"
+    # interrupt: the open run stops at its turn boundary, then the new one runs (its
+    # model reads the conversation it continues; the scripted one does not parse that).
+    held = script({"sleep": 2, "tool": "bash", "input": {"command": "echo never"}}, {"text": "x"})
+    old = await lg.runs.create(
+        tid, "default", input={"messages": [{"role": "user", "content": held}]}, config=SCRIPTED
+    )
+    newer = await lg.runs.create(
+        tid, "default", input=says("now"), config=SCRIPTED, multitask_strategy="interrupt"
+    )
+    assert newer["multitask_strategy"] == "interrupt"
+
+    async def stopped() -> bool:
+        return bool((await lg.runs.get(tid, old["run_id"]))["status"] == "interrupted")
+
+    await poll_until(stopped, "the interrupted run stopped at its turn boundary")
+    await lg.runs.join(tid, newer["run_id"])  # then the newer one ran
+    assert (await lg.runs.get(tid, newer["run_id"]))["status"] in ("success", "error")

@@ -120,7 +120,7 @@ def test_a_question_is_a_human_interrupt_and_resume_answers_it() -> None:
     assert answer_of({"type": "response", "args": "teal"}, ids) == "teal"
     assert answer_of([{"type": "response", "args": "teal"}], ids) == "teal"
     assert answer_of({"call_9": "teal"}, ids) == "teal"
-    with pytest.raises(NotServed):
+    with pytest.raises(InvalidInput):  # accept decides an approval, not a question
         answer_of({"type": "accept", "args": None}, ids)
     with pytest.raises(InvalidInput):
         answer_of(42, ids)
