@@ -2,6 +2,9 @@
 started under bubblewrap, without a repository and with a clone of a 1,000-file repo,
 then the first command. Provision returns while the runner starts (a run's first model
 turn hides it); "provision + first command" is the time to a first result without that.
+Then the CPU of a provision + destroy, no repository and no command (what every run
+pays): this process's and its reaped children's (bwrap, the runner, mount and cgroup
+tools) user + system time, from getrusage, with the load average beside it.
 
 .venv/bin/python -m bench.sandbox [--runs 30] [--files 1000] [--sandbox-dir DIR]
 
@@ -13,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import resource
 import shutil
 import subprocess
 import tempfile
@@ -35,6 +40,30 @@ def make_repo(root: Path, files: int) -> Path:
     subprocess.run([*git, "add", "-A"], check=True)
     subprocess.run([*git, "commit", "-q", "-m", "bench"], check=True)
     return repo
+
+
+def cpu_with_children_ms() -> float:
+    own, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return (own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime) * 1000
+
+
+async def provision_cpu(provider: LocalSandboxProvider, runs: int, *, ready: bool) -> list[float]:
+    """CPU per provision + destroy (no repo); with ``ready``, after a first command (the
+    runner started and answering, as in every run). Two warm-ups not counted."""
+    out = []
+    for i in range(runs + 2):
+        sid = f"sbx_benchcpu{int(ready)}{i}"
+        c0 = cpu_with_children_ms()
+        sandbox = await provider.create(sid, SandboxSpec())
+        if ready:
+            assert (await sandbox.exec("true", timeout=30)).exit_code == 0
+        await provider.destroy(sid)
+        if i >= 2:
+            out.append(cpu_with_children_ms() - c0)
+    return out
 
 
 async def main(runs: int, files: int, sandbox_dir: str | None) -> None:
@@ -62,6 +91,10 @@ async def main(runs: int, files: int, sandbox_dir: str | None) -> None:
                     assert res.stdout.strip() == "20", res
                     rows["first"].append((t2 - t1) * 1000)
             await provider.destroy(sid)
+    load_before = os.getloadavg()[0]
+    cpu = await provision_cpu(provider, runs, ready=False)
+    cpu_ready = await provision_cpu(provider, runs, ready=True)
+    load_after = os.getloadavg()[0]
     shutil.rmtree(root, ignore_errors=True)
     shutil.rmtree(where, ignore_errors=True)
     report(
@@ -75,6 +108,9 @@ async def main(runs: int, files: int, sandbox_dir: str | None) -> None:
             "provision + first command, no repo (ms)": summary(rows["bare+first"]),
             f"provision + clone of {files} files (ms)": summary(rows["clone"]),
             "first command after provision (ms)": summary(rows["first"]),
+            "provision + destroy CPU, no repo (ms)": summary(cpu),
+            "provision + `true` + destroy CPU, no repo (ms)": summary(cpu_ready),
+            "load average 1 min (before, after)": f"{load_before:.2f}, {load_after:.2f}",
         },
     )
 

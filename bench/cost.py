@@ -1,0 +1,176 @@
+"""Cost per run and per turn: the CPU a scripted run and each extra turn costs, against
+bare Temporal on the same server (issue 28).
+
+    .venv/bin/python -m bench.cost [--runs 10] [--store sqlite|postgres]
+
+Four kinds of single runs, alternating (bare 15, Runyard 5 tools, bare 55, Runyard 25
+tools, repeated ``runs`` times; the machine is shared, so each figure is taken beside
+the others in the same minute):
+
+- bare K: bench/bare_workflow.py, a signal then K no-op activities, on its own worker
+  in this process (K = 15 and 55: a 5-tool and a 25-tool run's activities before the
+  checkpoints of issue 26, provision, N+1 model turns, N tools, collect_outputs,
+  destroy_sandbox, finish_run; each turn now adds a checkpoint_workspace activity).
+- Runyard N tools: a scripted run over HTTP (create, exec), followed on its event
+  stream to its end as a watching client does (one request, not a poll loop: a poller
+  measures itself), then its status once.
+
+CPU from /proc of each process over each run: the Temporal server, Runyard's worker
+(itself, and its reaped children: the sandbox's runner, bwrap, mounts) and API; for
+bare, this process (its worker and client). The slope per extra cycle is
+(25-tool - 5-tool) / 20 for Runyard and (bare 55 - bare 15) / 20 for bare (per extra
+activity pair, the issue's yardstick). Medians of the per-run figures; the 1-minute
+load average is sampled beside each kind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import httpx
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from bench._harness import add_store_argument, cpu_ms, follow_to_end, report, running_stack
+from bench.bare_workflow import BareWorkflow, bare_noop
+
+SMALL, LARGE = 5, 25
+
+
+def prompt(tools: int) -> str:
+    steps = [*({"tool": "bash", "input": {"command": "true"}} for _ in range(tools))]
+    return "#!scripted\n" + "\n".join(json.dumps(x) for x in [*steps, {"text": "ok"}])
+
+
+def activities(tools: int) -> int:
+    return 1 + (tools + 1) + tools + 3
+
+
+def children_ms(pid: int) -> float:
+    """CPU of ``pid``'s reaped children (cutime + cstime), in ms."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[13]) + int(fields[14])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+async def bare_once(client: Client, k: int) -> None:
+    handle = await client.start_workflow(
+        BareWorkflow.run, k, id=f"bare-{uuid.uuid4()}", task_queue="bare"
+    )
+    await handle.signal(BareWorkflow.go)
+    await handle.result()
+
+
+async def runyard_once(c: httpx.AsyncClient, tools: int) -> None:
+    run = (await c.post("/v1/runs", json={"prompt": prompt(tools), "model": "scripted"})).json()
+    resp = await c.post(f"/v1/runs/{run['id']}/exec")
+    assert resp.status_code == 202, resp.text
+    status = await follow_to_end(c, run["id"])
+    assert status["status"] == "completed", status
+
+
+Sample = dict[str, float]
+
+
+async def sample(
+    once: Callable[[], Awaitable[None]], pids: dict[str, int | None], worker: int | None
+) -> Sample:
+    """One run: its wall time and each process's CPU, in ms."""
+    before = {name: cpu_ms(pid) for name, pid in pids.items()}
+    kids = children_ms(worker) if worker else 0.0
+    t0 = time.perf_counter()
+    await once()
+    out = {"wall": (time.perf_counter() - t0) * 1000}
+    for name, pid in pids.items():
+        out[name] = cpu_ms(pid) - before[name]
+    if worker:
+        out["worker children"] = children_ms(worker) - kids
+    out["load1"] = os.getloadavg()[0]
+    return out
+
+
+def medians(samples: list[Sample]) -> dict[str, float]:
+    return {k: round(statistics.median(s[k] for s in samples), 1) for k in samples[0]}
+
+
+async def main(runs: int, store: str) -> None:
+    async with running_stack(store) as (stack, key, address):
+        client = await Client.connect(address)
+        assert stack.api is not None
+        server, worker, api = stack.temporal_pid, stack.workers[0].pid, stack.api.pid
+        bare_pids: dict[str, int | None] = {"server": server, "worker+client": None}
+        ry_pids: dict[str, int | None] = {"server": server, "worker": worker, "api": api}
+        async with (
+            Worker(client, task_queue="bare", workflows=[BareWorkflow], activities=[bare_noop]),
+            httpx.AsyncClient(
+                base_url=stack.api_url, headers={"Authorization": f"Bearer {key}"}, timeout=300
+            ) as c,
+        ):
+            kinds: dict[str, Callable[[], Awaitable[Sample]]] = {
+                f"bare {activities(SMALL)}": lambda: sample(
+                    lambda: bare_once(client, activities(SMALL)), bare_pids, None
+                ),
+                f"runyard {SMALL} tools": lambda: sample(
+                    lambda: runyard_once(c, SMALL), ry_pids, worker
+                ),
+                f"bare {activities(LARGE)}": lambda: sample(
+                    lambda: bare_once(client, activities(LARGE)), bare_pids, None
+                ),
+                f"runyard {LARGE} tools": lambda: sample(
+                    lambda: runyard_once(c, LARGE), ry_pids, worker
+                ),
+            }
+            for measure in kinds.values():  # warm-up, twice each
+                await measure()
+                await measure()
+            got: dict[str, list[Sample]] = {k: [] for k in kinds}
+            for _ in range(runs):
+                for name, measure in kinds.items():
+                    got[name].append(await measure())
+    m = {k: medians(v) for k, v in got.items()}
+    bs, rs = m[f"bare {activities(SMALL)}"], m[f"runyard {SMALL} tools"]
+    bl, rl = m[f"bare {activities(LARGE)}"], m[f"runyard {LARGE} tools"]
+    extra = LARGE - SMALL
+
+    def wa(s: dict[str, float]) -> float:
+        return s["worker"] + s["api"]
+
+    def total(s: dict[str, float]) -> float:
+        return sum(v for k, v in s.items() if k not in ("wall", "load1"))
+
+    ry_wall_slope = (rl["wall"] - rs["wall"]) / extra
+    bare_wall_slope = (bl["wall"] - bs["wall"]) / extra
+    rows: dict[str, object] = {"store": store, "runs per kind": runs, **m}
+    rows["per extra cycle"] = {
+        "worker+api CPU ms (goal <=15)": round((wa(rl) - wa(rs)) / extra, 2),
+        "worker children CPU ms": round((rl["worker children"] - rs["worker children"]) / extra, 2),
+        "server CPU ms": round((rl["server"] - rs["server"]) / extra, 2),
+        "runyard wall ms": round(ry_wall_slope, 2),
+        "bare wall ms per activity pair": round(bare_wall_slope, 2),
+        "wall ratio (goal <=1.3)": round(ry_wall_slope / bare_wall_slope, 2),
+        "bare total CPU ms per activity pair": round((total(bl) - total(bs)) / extra, 2),
+    }
+    rows[f"per {SMALL}-tool run"] = {
+        "worker+api CPU ms (goal <=200)": round(wa(rs), 1),
+        "with worker children": round(wa(rs) + rs["worker children"], 1),
+        "total runyard CPU ms": round(total(rs), 1),
+        "total bare CPU ms": round(total(bs), 1),
+        "total ratio runyard/bare (goal <=1.6)": round(total(rs) / total(bs), 2),
+        "latency ratio runyard/bare (goal <=1.8)": round(rs["wall"] / bs["wall"], 2),
+    }
+    report(f"cost-{store}", rows)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=10)
+    add_store_argument(parser)
+    args = parser.parse_args()
+    asyncio.run(main(args.runs, args.store))
