@@ -65,6 +65,7 @@ def run_input(run: Run, settings: Settings) -> RunInput:
         host_lost_seconds=settings.host_lost_seconds,
         thread_id=run.thread_id,
         approvals=bool(run.approvals),
+        has_repo=bool(run.repo),
     )
 
 

@@ -282,7 +282,7 @@ class AgentLoop:
 
     async def _checkpoint(self, turn: int) -> None:
         """The turn's boundary: a checkpoint of the worktree if it changed (issue 26)."""
-        if self.sandbox is not None and workflow.patched(CHECKPOINT_PATCH):
+        if self.sandbox is not None and self.inp.has_repo and workflow.patched(CHECKPOINT_PATCH):
             self.run.set_details(f"turn {turn}: checkpoint")
             await checkpoint(self.inp.run_id, turn, self.sandbox, self.inp.host_lost_seconds)
 

@@ -75,6 +75,9 @@ class RunInput(BaseModel):
     thread_id: str | None = None
     # The run has an approval policy: its tool calls are gated (workflows/approvals.py).
     approvals: bool = False
+    # The run has a repository: its turn boundaries are checkpointed (workflows/checkpoints.py);
+    # a run without one has no worktree to snapshot and pays no activity per turn for it.
+    has_repo: bool = False
 
 
 class RunResult(BaseModel):

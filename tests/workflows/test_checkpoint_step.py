@@ -28,7 +28,7 @@ async def test_every_turn_boundary_is_checkpointed_on_the_sandbox_host(
     world.host_queues = [host]
     async with running(env, world) as start:
         async with Worker(env.client, task_queue=host, activities=world.sandbox_activities()):
-            handle = await start([Turn(["bash", "bash"]), TOOL, TOOL, DONE])
+            handle = await start([Turn(["bash", "bash"]), TOOL, TOOL, DONE], has_repo=True)
             await handle.execute_update(RunWorkflow.exec, ExecRequest())
             assert (await handle.result()).status == RunStatus.COMPLETED
             await record(handle, "checkpointed")
@@ -43,7 +43,7 @@ async def test_the_checkpoint_comes_after_the_tool_results_before_the_next_turn(
 ) -> None:
     world = World()
     async with running(env, world) as start:
-        handle = await start([TOOL, DONE])
+        handle = await start([TOOL, DONE], has_repo=True)
         await handle.execute_update(RunWorkflow.exec, ExecRequest())
         assert (await handle.result()).status == RunStatus.COMPLETED
     history = await handle.fetch_history()
@@ -62,7 +62,7 @@ async def test_a_failing_checkpoint_never_fails_the_run(env: WorkflowEnvironment
     world = World()
     world.checkpoint_error = True
     async with running(env, world) as start:
-        handle = await start([TOOL, TOOL, DONE])
+        handle = await start([TOOL, TOOL, DONE], has_repo=True)
         await handle.execute_update(RunWorkflow.exec, ExecRequest())
         assert (await handle.result()).status == RunStatus.COMPLETED
     run = world.runs[handle.id]
@@ -74,7 +74,7 @@ async def test_a_close_mid_turn_leaves_no_checkpoint_at_the_cut(env: WorkflowEnv
     """A turn cut by close has tool calls without results: no boundary, nothing forkable."""
     world = World()
     async with running(env, world) as start:
-        handle = await start([TOOL, Turn(["ask_user", "bash"]), DONE])
+        handle = await start([TOOL, Turn(["ask_user", "bash"]), DONE], has_repo=True)
         await handle.execute_update(RunWorkflow.exec, ExecRequest())
         await until(lambda: world.runs[handle.id].status == RunStatus.WAITING_FOR_INPUT)
         await handle.signal(RunWorkflow.close, CloseRequest())  # before the turn's bash
@@ -82,3 +82,14 @@ async def test_a_close_mid_turn_leaves_no_checkpoint_at_the_cut(env: WorkflowEnv
     run = world.runs[handle.id]
     assert [turn for turn, _ in run.checkpoints] == [1]
     assert run.tools_run == ["bash"]
+
+
+async def test_a_run_without_a_repository_takes_no_checkpoint(env: WorkflowEnvironment) -> None:
+    """No worktree of a repository, nothing to snapshot: no activity per turn for it."""
+    world = World()
+    async with running(env, world) as start:
+        handle = await start([TOOL, TOOL, DONE])
+        await handle.execute_update(RunWorkflow.exec, ExecRequest())
+        assert (await handle.result()).status == RunStatus.COMPLETED
+    run = world.runs[handle.id]
+    assert run.checkpoints == [] and run.tools_run == ["bash", "bash"]
