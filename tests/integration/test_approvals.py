@@ -89,6 +89,16 @@ async def test_decisions_over_http(api: httpx.AsyncClient, stack: Stack) -> None
             "params": {"id": third["id"], "message": "not on Fridays"},
         }
         resp = await tok.post(f"/v1/runs/{run_id}/command", json=rpc)
+        # Bad params are -32602, a refusal of the run's is -32000 (not -32603, the
+        # engine's failure), each with its problem code.
+        bad = {**rpc, "params": {"id": ["apr_a"]}}
+        other = {**rpc, "method": "approve"}
+        for req, code, kind in (
+            (bad, -32602, "VALIDATION_FAILED"),
+            (other, -32000, "APPROVAL_ALREADY_DECIDED"),
+        ):
+            err = (await tok.post(f"/v1/runs/{run_id}/command", json=req)).json()["error"]
+            assert (err["code"], err["data"]["type"]) == (code, kind), err
     assert resp.status_code == 200, resp.text
     (denied,) = resp.json()["result"]["data"]
     assert denied["status"] == "denied" and denied["decidedBy"] == "token"
