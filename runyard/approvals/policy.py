@@ -35,9 +35,11 @@ from runyard.tools import REGISTRY, Tool
 Action = Literal["ask", "allow", "deny"]
 _STRICTNESS: dict[str, int] = {"allow": 0, "ask": 1, "deny": 2}
 # The most rules a policy may hold, and the longest pattern: a policy is checked on
-# every tool call of every turn.
+# every tool call of every turn. The ``regex`` module's first search with a long literal
+# pattern takes time its timeout does not bound (about 0.6 s for 1000 characters, holding
+# the worker's interpreter): at 256 it is a few milliseconds.
 MAX_RULES = 100
-MAX_PATTERN = 1000
+MAX_PATTERN = 256
 # A pattern is searched in at most this much of a value, for at most this long (the
 # ``regex`` module's timeout): a pattern that backtracks without end cannot stall the
 # worker. A search that times out counts as a match for deny and ask rules (the call
@@ -72,8 +74,9 @@ class Rule(_Camel):
     def _valid_match(self, info: ValidationInfo) -> Rule:
         fields = REGISTRY[self.tool].args.model_fields
         # A grant (made by Runyard from an approved call's input) may be longer than a
-        # pattern a client writes: its length is bounded by ``grant_for`` instead.
-        grant = isinstance(info.context, dict) and info.context.get("grant") is True
+        # pattern a client writes: its length is bounded by ``grant_for`` instead. A
+        # stored policy was checked when it was written (under the limit of the time).
+        grant = isinstance(info.context, dict) and info.context.get("stored") is True
         for name, pattern in self.match.items():
             if name not in fields:
                 raise ValueError(f"{self.tool} has no input field {name!r}")
@@ -208,13 +211,16 @@ def _literal(pattern: str) -> str | None:
 
 
 def _grant(stored: Any) -> Rule:
-    return Rule.model_validate(stored, context={"grant": True})
+    return Rule.model_validate(stored, context={"stored": True})
 
 
 def policies_of(stored: dict[str, Any] | None) -> tuple[list[ApprovalPolicy], list[Rule]]:
     """A run's stored ``{"policies": [...], "grants": [...]}``."""
     if not stored:
         return [], []
-    policies = [ApprovalPolicy.model_validate(p) for p in stored.get("policies", [])]
+    policies = [
+        ApprovalPolicy.model_validate(p, context={"stored": True})
+        for p in stored.get("policies", [])
+    ]
     grants = [_grant(g) for g in stored.get("grants", [])]
     return policies, grants

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from runyard.approvals.policy import (
     MAX_MATCHED_CHARS,
+    MAX_PATTERN,
     ApprovalPolicy,
     Rule,
     decide,
@@ -81,7 +82,15 @@ def test_a_grant_of_a_long_input_is_made_and_stored_and_stays_exact() -> None:
     assert len(never.match["content"]) < 10
     assert decide([q], "write_file", huge, [never]).action == "ask"
     with pytest.raises(ValidationError):  # a client's pattern keeps its limit
-        Rule(tool="bash", match={"command": "x" * 1001}, action="ask")
+        Rule(tool="bash", match={"command": "x" * (MAX_PATTERN + 1)}, action="ask")
+    # 256 characters: a long literal pattern's first search (unbounded by the timeout,
+    # about 0.6 s at 1000 characters) stays a few milliseconds.
+    assert MAX_PATTERN == 256
+    Rule(tool="bash", match={"command": "x" * MAX_PATTERN}, action="ask")
+    # A policy stored under the former limit (1000) still loads: its runs do not fail.
+    old = {"tool": "bash", "match": {"command": "x" * 1000}, "action": "ask"}
+    (loaded,), _ = policies_of({"policies": [{"rules": [old]}]})
+    assert loaded.rules[0].match == old["match"]
 
 
 @pytest.mark.parametrize(
