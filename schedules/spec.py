@@ -81,12 +81,14 @@ def _cron_problem(expr: str) -> str | None:
         for item in field.split(","):
             if not part.match(item):
                 return f"'{field}' is not a valid {_FIELD_NAMES[i]} field in '{expr}'"
+            # Digits are counted before they are read: Python refuses to read an integer
+            # of over 4300 digits (a 500), Temporal one over 64 bits.
             for number in re.findall(r"\d+", item.split("/")[0]):
-                if not lo <= int(number) <= hi:
-                    return f"{number} is out of range {lo}-{hi} for the {_FIELD_NAMES[i]}"
+                if len(number) > 4 or not lo <= int(number) <= hi:
+                    return f"{number[:10]} is out of range {lo}-{hi} for the {_FIELD_NAMES[i]}"
             step = item.split("/")[1] if "/" in item else None
-            if step is not None and int(step) == 0:
-                return f"a step of 0 in '{field}'"
+            if step is not None and (len(step) > 4 or int(step) == 0):
+                return f"a step of {step[:10]} in '{field[:100]}' (1 to 9999)"
     return None
 
 

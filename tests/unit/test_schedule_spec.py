@@ -44,6 +44,12 @@ def test_cron_accepted(cron: str) -> None:
         "0 9 * * MONDAY",
         "x * * * *",
         "@sometimes",
+        # Numbers too long to read were a 500 (Python reads no integer of over 4300
+        # digits) or Temporal's strconv error: a 400 naming the field.
+        "9" * 5000 + " * * * *",
+        "*/" + "9" * 5000 + " * * * *",
+        "0 0 1-" + "3" * 5000 + " * *",
+        "0 0 * JAN-DEC/99999999999999999999 *",
     ],
 )
 def test_cron_refused(cron: str) -> None:
