@@ -82,7 +82,7 @@ async def test_decisions_over_http(api: httpx.AsyncClient, stack: Stack) -> None
     third = await pending(api, run_id)
     token = (await api.get(f"/v1/runs/{run_id}/connection-token")).json()["token"]
     async with client(stack, token) as tok:
-        rpc = {
+        rpc: dict[str, object] = {
             "jsonrpc": "2.0",
             "id": 1,
             "method": "deny",
