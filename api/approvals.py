@@ -8,11 +8,12 @@ are still to be made, all or none (``RunWorkflow.decide``).
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any, Literal
 
 import structlog
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from api.auth import Principal
 from api.orchestrator import TemporalConnector
@@ -31,6 +32,9 @@ from workflows.approval_payloads import DecideRequest, Decision
 
 log = structlog.get_logger("runyard.api")
 _CATCH_UP_SECONDS = 20.0  # the workflow learns of approvals a task after the store
+# An edited input, and all of a batch's: what a workflow update carries well.
+MAX_INPUT_BYTES = 256 * 1024
+MAX_BATCH_INPUT_BYTES = 1024 * 1024
 
 
 class DecisionBody(Body):
@@ -45,6 +49,15 @@ class DecisionBody(Body):
         default="once", description="run: allow this tool and match for the rest of the run."
     )
 
+    @field_validator("input")
+    @classmethod
+    def _input_fits(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        # The input travels in the workflow's update and history: a larger one failed
+        # there (502) rather than here.
+        if _input_size(value) > MAX_INPUT_BYTES:
+            raise ValueError(f"must serialise to at most {MAX_INPUT_BYTES} bytes of JSON")
+        return value
+
 
 class BatchItem(DecisionBody):
     id: str = Field(max_length=64)
@@ -52,6 +65,19 @@ class BatchItem(DecisionBody):
 
 class BatchBody(Body):
     decisions: list[BatchItem] = Field(min_length=1, max_length=100)
+
+    @model_validator(mode="after")
+    def _inputs_fit(self) -> BatchBody:
+        total = sum(_input_size(d.input) for d in self.decisions)
+        if total > MAX_BATCH_INPUT_BYTES:
+            raise ValueError(
+                f"the edited inputs hold {total} bytes of JSON; at most {MAX_BATCH_INPUT_BYTES}"
+            )
+        return self
+
+
+def _input_size(value: dict[str, Any] | None) -> int:
+    return 0 if value is None else len(json.dumps(value).encode())
 
 
 def decided_by(principal: Principal) -> str:

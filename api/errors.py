@@ -271,3 +271,8 @@ def install_error_handlers(app: FastAPI) -> None:
             title=_TITLES.get(exc.status_code),
             headers=dict(exc.headers or {}),
         )
+
+
+def status_of(code: str) -> int:
+    """The HTTP status a Runyard error of ``code`` answers with (500 if unknown)."""
+    return _STATUS_BY_CODE.get(code, 500)

@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.body_limit import bounded
 from api.errors import problem_response
 from runyard.ids import new_request_id
 
@@ -54,6 +55,10 @@ class RequestContextMiddleware:
             wrong_type = _non_json_body(scope)
             if wrong_type is not None:
                 await wrong_type(scope, receive, send_wrapper)
+                return
+            receive, too_large = await bounded(scope, receive)
+            if too_large is not None:
+                await too_large(scope, receive, send_wrapper)
                 return
             try:
                 await self.app(scope, receive, send_wrapper)

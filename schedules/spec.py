@@ -81,13 +81,45 @@ def _cron_problem(expr: str) -> str | None:
         for item in field.split(","):
             if not part.match(item):
                 return f"'{field}' is not a valid {_FIELD_NAMES[i]} field in '{expr}'"
+            # Digits are counted before they are read: Python refuses to read an integer
+            # of over 4300 digits (a 500), Temporal one over 64 bits.
             for number in re.findall(r"\d+", item.split("/")[0]):
-                if not lo <= int(number) <= hi:
-                    return f"{number} is out of range {lo}-{hi} for the {_FIELD_NAMES[i]}"
+                if len(number) > 4 or not lo <= int(number) <= hi:
+                    return f"{number[:10]} is out of range {lo}-{hi} for the {_FIELD_NAMES[i]}"
             step = item.split("/")[1] if "/" in item else None
-            if step is not None and int(step) == 0:
-                return f"a step of 0 in '{field}'"
+            if step is not None and (len(step) > 4 or int(step) == 0):
+                return f"a step of {step[:10]} in '{field[:100]}' (1 to 9999)"
+    if fields[4] in ("*", "?") and _no_such_day(fields[2], fields[3]):
+        return f"'{expr}' never fires: no month it names has that day"
     return None
+
+
+_DAYS_IN_MONTH = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def _values(field: str, lo: int, hi: int, names: list[str] | None = None) -> set[int]:
+    """The numbers a (checked) cron field names."""
+    out: set[int] = set()
+    for item in field.split(","):
+        span, _, step = item.partition("/")
+        ends = [
+            names.index(e.upper()) + 1 if names and e.upper() in names else int(e)
+            for e in span.split("-")
+            if e not in ("*", "?")
+        ]
+        first, last = (ends[0], ends[-1]) if ends else (lo, hi)
+        if step and len(ends) == 1:  # "5/15": from 5 to the end
+            last = hi
+        out.update(range(first, last + 1, int(step or 1)))
+    return out
+
+
+def _no_such_day(dom: str, month: str) -> bool:
+    """Whether every day of month ``dom`` names is past the end of every month named
+    (``0 9 31 2 *``: Temporal takes it, and it never fires)."""
+    days = _values(dom, 1, 31)
+    months = _values(month, 1, 12, _NAMES[3].split("|"))
+    return bool(days and months) and min(days) > max(_DAYS_IN_MONTH[m - 1] for m in months)
 
 
 def check(spec: SpecBody) -> None:

@@ -8,11 +8,12 @@ Every field the SDK can send is declared: a field it cannot send is refused with
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from api.errors import ProblemError
 from api.langgraph.mapping import prompt_of
@@ -77,6 +78,16 @@ class RunBody(LgBody):
     langsmith_tracer: dict[str, Any] | None = None
 
 
+# A thread's metadata, as ``/v1/threads`` bounds it (a patch merges: the result too).
+MAX_METADATA_BYTES = 16_384
+
+
+def check_metadata(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    if value is not None and len(json.dumps(value)) > MAX_METADATA_BYTES:
+        raise ValueError("metadata must serialise to at most 16 KiB of JSON")
+    return value
+
+
 class ThreadCreate(LgBody):
     thread_id: str | None = None
     metadata: dict[str, Any] | None = None
@@ -85,10 +96,14 @@ class ThreadCreate(LgBody):
     graph_id: str | None = None
     ttl: Any = None
 
+    _metadata = field_validator("metadata")(check_metadata)
+
 
 class ThreadPatch(LgBody):
     metadata: dict[str, Any] = Field(default_factory=dict)
     ttl: Any = None
+
+    _metadata = field_validator("metadata")(check_metadata)
 
 
 class ThreadSearch(LgBody):

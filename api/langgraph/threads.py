@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -11,6 +12,7 @@ from sqlmodel import col
 
 from api.errors import ProblemError
 from api.langgraph.bodies import (
+    MAX_METADATA_BYTES,
     HistoryBody,
     StateCheckpointBody,
     ThreadCreate,
@@ -27,7 +29,7 @@ from runyard.db.engine import Database
 from runyard.db.tables import Run, Thread
 from runyard.db.types import utcnow
 from runyard.domain import OPEN_STATUSES, ErrorCode
-from runyard.errors import NotServed
+from runyard.errors import InvalidInput, NotServed
 from runyard.ids import new_id
 
 router = APIRouter()
@@ -107,7 +109,10 @@ async def patch_thread(
     def update(s: Session) -> Thread:
         thread = s.get(Thread, thread_id)
         assert thread is not None
-        thread.metadata_ = {**(thread.metadata_ or {}), **body.metadata}  # merged, as LangGraph
+        merged = {**(thread.metadata_ or {}), **body.metadata}  # merged, as LangGraph
+        if len(json.dumps(merged)) > MAX_METADATA_BYTES:
+            raise InvalidInput("the merged metadata is over 16 KiB of JSON", field="metadata")
+        thread.metadata_ = merged
         thread.updated_at = utcnow()
         s.add(thread)
         return thread

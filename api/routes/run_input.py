@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from api.approvals import rpc_decide
 from api.auth import Principal
 from api.deps import DbDep, IdempotencyKey, TemporalDep, WriterDep
-from api.errors import ProblemError
+from api.errors import ProblemError, status_of
 from api.orchestrator import TemporalConnector, not_waiting
 from api.responses import AUTHENTICATED, answers, operation_id, problems
 from api.responses_runs import InputAccepted, RpcResponse
@@ -23,7 +23,7 @@ from api.schemas import RunInputBody
 from runyard.db.engine import Database
 from runyard.db.tables import Run
 from runyard.domain import TERMINAL_STATUSES, RunStatus
-from runyard.errors import NotWaitingForInput, RunNotActive, RunyardError
+from runyard.errors import InvalidInput, NotWaitingForInput, RunNotActive, RunyardError
 from runyard.jsonsafe import json_problem, loads_strict
 
 router = APIRouter(
@@ -198,8 +198,16 @@ async def command(
         return _error(rid, err)
     except ProblemError as exc:  # e.g. the workflow engine is unreachable
         return _error(rid, RpcError(-32603, exc.detail, {"type": exc.code}))
+    except InvalidInput as exc:  # approve / deny with bad params
+        return _error(rid, RpcError(-32602, f"Invalid params: {exc}", {"type": exc.code}))
     except RunyardError as exc:
-        return _error(rid, RpcError(-32603, str(exc), {"type": exc.code}))
+        return _error(rid, RpcError(_rpc_code(exc), str(exc), {"type": exc.code}))
     if "id" not in msg:
         return Response(status_code=204)  # a notification gets no response
     return _rpc({"result": result, "id": rid})
+
+
+def _rpc_code(exc: RunyardError) -> int:
+    """-32603 for a server or workflow engine failure; -32000 for the run's own refusals
+    (an approval that does not wait, or is not the run's)."""
+    return -32603 if status_of(exc.code) >= 500 else -32000

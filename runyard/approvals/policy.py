@@ -20,7 +20,14 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 import regex
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from runyard.tools import REGISTRY, Tool
@@ -28,9 +35,11 @@ from runyard.tools import REGISTRY, Tool
 Action = Literal["ask", "allow", "deny"]
 _STRICTNESS: dict[str, int] = {"allow": 0, "ask": 1, "deny": 2}
 # The most rules a policy may hold, and the longest pattern: a policy is checked on
-# every tool call of every turn.
+# every tool call of every turn. The ``regex`` module's first search with a long literal
+# pattern takes time its timeout does not bound (about 0.6 s for 1000 characters, holding
+# the worker's interpreter): at 256 it is a few milliseconds.
 MAX_RULES = 100
-MAX_PATTERN = 1000
+MAX_PATTERN = 256
 # A pattern is searched in at most this much of a value, for at most this long (the
 # ``regex`` module's timeout): a pattern that backtracks without end cannot stall the
 # worker. A search that times out counts as a match for deny and ask rules (the call
@@ -62,12 +71,16 @@ class Rule(_Camel):
         return value
 
     @model_validator(mode="after")
-    def _valid_match(self) -> Rule:
+    def _valid_match(self, info: ValidationInfo) -> Rule:
         fields = REGISTRY[self.tool].args.model_fields
+        # A grant (made by Runyard from an approved call's input) may be longer than a
+        # pattern a client writes: its length is bounded by ``grant_for`` instead. A
+        # stored policy was checked when it was written (under the limit of the time).
+        grant = isinstance(info.context, dict) and info.context.get("stored") is True
         for name, pattern in self.match.items():
             if name not in fields:
                 raise ValueError(f"{self.tool} has no input field {name!r}")
-            if len(pattern) > MAX_PATTERN:
+            if len(pattern) > MAX_PATTERN and not grant:
                 raise ValueError(f"the pattern for {name!r} is over {MAX_PATTERN} characters")
             try:
                 regex.compile(pattern)
@@ -82,6 +95,9 @@ class Rule(_Camel):
         )
 
     def _search(self, pattern: str, text: str) -> bool:
+        literal = _literal(pattern) if self.action == "allow" else None
+        if literal is not None:  # an exact grant: no regex (a long literal is slow to search)
+            return text == literal
         try:
             return regex.search(pattern, text, timeout=MATCH_SECONDS) is not None
         except TimeoutError:
@@ -171,17 +187,40 @@ def grant_for(tool: str, raw: Any, rule: dict[str, Any] | None) -> Rule:
     """The allow rule a ``scope: "run"`` approval adds: the asking rule's tool and match,
     or (a call the default or its schema asked about) this call's exact input."""
     if rule is not None and rule.get("match") is not None:
-        return Rule(tool=tool, match=dict(rule["match"]), action="allow")
-    args: dict[str, Any] = raw if isinstance(raw, dict) else {}
-    fields = REGISTRY[tool].args.model_fields
-    exact = {k: f"^{re.escape(_text(v))}$" for k, v in args.items() if k in fields}
-    return Rule(tool=tool, match=exact, action="allow")
+        match = dict(rule["match"])
+    else:
+        args: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        fields = REGISTRY[tool].args.model_fields
+        match = {k: _exactly(_text(v)) for k, v in args.items() if k in fields}
+    return _grant({"tool": tool, "match": match, "action": "allow"})
+
+
+def _exactly(text: str) -> str:
+    """A pattern that matches ``text`` alone. A value longer than a rule ever reads
+    (``MAX_MATCHED_CHARS``) gets one that matches nothing: the grant never allows a call
+    it cannot check in full, and its pattern stays bounded."""
+    return f"^{re.escape(text)}$" if len(text) <= MAX_MATCHED_CHARS else "(?!)"
+
+
+def _literal(pattern: str) -> str | None:
+    """The text ``pattern`` matches exactly, if it is ``_exactly``'s ``^escaped$``."""
+    if len(pattern) < 2 or pattern[0] != "^" or pattern[-1] != "$":
+        return None
+    text = re.sub(r"\\(.)", r"\1", pattern[1:-1], flags=re.DOTALL)
+    return text if _exactly(text) == pattern else None
+
+
+def _grant(stored: Any) -> Rule:
+    return Rule.model_validate(stored, context={"stored": True})
 
 
 def policies_of(stored: dict[str, Any] | None) -> tuple[list[ApprovalPolicy], list[Rule]]:
     """A run's stored ``{"policies": [...], "grants": [...]}``."""
     if not stored:
         return [], []
-    policies = [ApprovalPolicy.model_validate(p) for p in stored.get("policies", [])]
-    grants = [Rule.model_validate(g) for g in stored.get("grants", [])]
+    policies = [
+        ApprovalPolicy.model_validate(p, context={"stored": True})
+        for p in stored.get("policies", [])
+    ]
+    grants = [_grant(g) for g in stored.get("grants", [])]
     return policies, grants

@@ -183,7 +183,12 @@ async def resolve(
 def _approvals(template: Template, run: ApprovalPolicy | None) -> dict[str, Any] | None:
     """The run's approval policies: the template's and the run's own; both decide each
     call and the stricter answer wins, so the run's can only tighten."""
-    policies = [ApprovalPolicy.model_validate(template.approvals)] if template.approvals else []
+    stored = {"stored": True}  # checked when the template was written
+    policies = (
+        [ApprovalPolicy.model_validate(template.approvals, context=stored)]
+        if template.approvals
+        else []
+    )
     if run is not None:
         policies.append(run)
     return {"policies": [p.wire() for p in policies], "grants": []} if policies else None

@@ -82,13 +82,23 @@ async def test_decisions_over_http(api: httpx.AsyncClient, stack: Stack) -> None
     third = await pending(api, run_id)
     token = (await api.get(f"/v1/runs/{run_id}/connection-token")).json()["token"]
     async with client(stack, token) as tok:
-        rpc = {
+        rpc: dict[str, Any] = {
             "jsonrpc": "2.0",
             "id": 1,
             "method": "deny",
             "params": {"id": third["id"], "message": "not on Fridays"},
         }
         resp = await tok.post(f"/v1/runs/{run_id}/command", json=rpc)
+        # Bad params are -32602, a refusal of the run's is -32000 (not -32603, the
+        # engine's failure), each with its problem code.
+        bad_params: dict[str, Any] = {**rpc, "params": {"id": ["apr_a"]}}
+        other: dict[str, Any] = {**rpc, "method": "approve"}
+        for call, code, kind in (
+            (bad_params, -32602, "VALIDATION_FAILED"),
+            (other, -32000, "APPROVAL_ALREADY_DECIDED"),
+        ):
+            err = (await tok.post(f"/v1/runs/{run_id}/command", json=call)).json()["error"]
+            assert (err["code"], err["data"]["type"]) == (code, kind), err
     assert resp.status_code == 200, resp.text
     (denied,) = resp.json()["result"]["data"]
     assert denied["status"] == "denied" and denied["decidedBy"] == "token"

@@ -108,6 +108,14 @@ async def test_meta_auth_cors_and_what_is_not_served(
     thread = await lg.threads.create(metadata={"a": 1})
     patched = await lg.threads.update(thread["thread_id"], metadata={"b": 2})
     assert patched["metadata"] == {"a": 1, "b": 2} and patched["status"] == "idle"
+    # Metadata is bounded as on /v1/threads (16 KiB), also what patches merge into.
+    half = "x" * 9000
+    with pytest.raises(UnprocessableEntityError):
+        await lg.threads.create(metadata={"a": half * 2})
+    await lg.threads.update(thread["thread_id"], metadata={"c": half})
+    with pytest.raises(UnprocessableEntityError):
+        await lg.threads.update(thread["thread_id"], metadata={"d": half})
+    await lg.threads.update(thread["thread_id"], metadata={"c": None})
     # Another organization's thread is answered as a missing one.
     stranger: Any = get_client(url=f"{lg_stack.api_url}/lg", api_key=await keys.make("org-lg-b"))
     async with stranger:

@@ -8,7 +8,15 @@ from dataclasses import replace
 import pytest
 from pydantic import ValidationError
 
-from runyard.approvals.policy import ApprovalPolicy, Rule, decide, grant_for
+from runyard.approvals.policy import (
+    MAX_MATCHED_CHARS,
+    MAX_PATTERN,
+    ApprovalPolicy,
+    Rule,
+    decide,
+    grant_for,
+    policies_of,
+)
 from runyard.tools import REGISTRY
 
 
@@ -57,6 +65,32 @@ def test_a_grant_allows_what_would_be_asked_never_what_is_denied() -> None:
     q = policy(default="ask")
     assert decide([q], "write_file", {"path": "a.txt", "content": "x"}, [exact]).action == "allow"
     assert decide([q], "write_file", {"path": "a.txt", "content": "y"}, [exact]).action == "ask"
+
+
+def test_a_grant_of_a_long_input_is_made_and_stored_and_stays_exact() -> None:
+    # An approval with scope "run" of a call whose input is longer than a client's
+    # pattern may be (write_file of a big file) was a 500 and left the call waiting.
+    q = policy(default="ask")
+    big = {"path": "a.txt", "content": "x" * 3000}
+    grant = grant_for("write_file", big, None)
+    _, (stored,) = policies_of({"grants": [grant.model_dump(mode="json")]})
+    assert decide([q], "write_file", big, [stored]).action == "allow"
+    assert decide([q], "write_file", {**big, "content": "x" * 2999}, [stored]).action == "ask"
+    # Longer than a rule ever reads: the grant matches nothing, its pattern stays small.
+    huge = {"path": "a.txt", "content": "x" * (MAX_MATCHED_CHARS + 1)}
+    never = grant_for("write_file", huge, None)
+    assert len(never.match["content"]) < 10
+    assert decide([q], "write_file", huge, [never]).action == "ask"
+    with pytest.raises(ValidationError):  # a client's pattern keeps its limit
+        Rule(tool="bash", match={"command": "x" * (MAX_PATTERN + 1)}, action="ask")
+    # 256 characters: a long literal pattern's first search (unbounded by the timeout,
+    # about 0.6 s at 1000 characters) stays a few milliseconds.
+    assert MAX_PATTERN == 256
+    Rule(tool="bash", match={"command": "x" * MAX_PATTERN}, action="ask")
+    # A policy stored under the former limit (1000) still loads: its runs do not fail.
+    old = {"tool": "bash", "match": {"command": "x" * 1000}, "action": "ask"}
+    (loaded,), _ = policies_of({"policies": [{"rules": [old]}]})
+    assert loaded.rules[0].match == old["match"]
 
 
 @pytest.mark.parametrize(

@@ -24,6 +24,10 @@ from schedules.spec import SpecBody, check, temporal_policy, temporal_spec
         "5-55/10 8-18 * * 0-7",
         "@daily",
         "@HOURLY",
+        "0 9 29 2 *",  # leap years
+        "0 9 31 1-2 *",
+        "0 9 30-31 */2 *",
+        "0 9 5/10 FEB *",
     ],
 )
 def test_cron_accepted(cron: str) -> None:
@@ -44,6 +48,16 @@ def test_cron_accepted(cron: str) -> None:
         "0 9 * * MONDAY",
         "x * * * *",
         "@sometimes",
+        # Numbers too long to read were a 500 (Python reads no integer of over 4300
+        # digits) or Temporal's strconv error: a 400 naming the field.
+        "9" * 5000 + " * * * *",
+        "*/" + "9" * 5000 + " * * * *",
+        "0 0 1-" + "3" * 5000 + " * *",
+        "0 0 * JAN-DEC/99999999999999999999 *",
+        # A day no month it names has: Temporal takes it, and it never fires.
+        "0 9 31 2 *",
+        "0 9 30-31 FEB *",
+        "0 9 31 4,6,9,11 *",
     ],
 )
 def test_cron_refused(cron: str) -> None:
