@@ -46,7 +46,7 @@ class MessageBody(Body):
 
     content: str
     mode: Literal["steer", "queue"] = "steer"
-    expected_turn: int | None = Field(default=None, ge=0)
+    expected_turn: int | None = Field(default=None, ge=0, le=1000)  # maxTurns is at most 1000
 
     @field_validator("content")
     @classmethod

@@ -37,6 +37,8 @@ async def steer_and_queue(api: httpx.AsyncClient) -> None:
     assert stale.status_code == 409 and stale.json()["type"] == "RUN_TURN_MISMATCH"
     bad = await post(api, run_id, content="x", mode="shout")
     assert bad.status_code == 400 and bad.json()["type"] == "VALIDATION_FAILED"
+    huge = await post(api, run_id, content="x", expectedTurn=10**30)  # past any maxTurns
+    assert huge.status_code == 400 and huge.json()["type"] == "VALIDATION_FAILED"
     steer = await post(api, run_id, content="use teal", mode="steer")
     queued = await post(api, run_id, content="then write docs", mode="queue")
     withdrawn = await post(api, run_id, content="never mind", mode="queue")
