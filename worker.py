@@ -36,6 +36,8 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
 
 from activities.agent import AgentActivities, ModelRegistry
+from activities.approvals import ApprovalActivities
+from activities.checkpoints import CheckpointActivities
 from activities.lifecycle import LifecycleActivities
 from activities.messages import MessageActivities
 from activities.reaper import ReaperActivities
@@ -101,6 +103,8 @@ def activities(settings: Settings, db: Database) -> Activities:
     reaper = ReaperActivities(db, providers)
     messages = MessageActivities(db)
     threads = ThreadActivities(db, settings.task_queue)
+    checkpoints = CheckpointActivities(db, settings, providers)
+    approvals = ApprovalActivities(db)
     on_sandbox = [
         sandbox.run_tool,
         sandbox.collect_outputs,
@@ -109,6 +113,7 @@ def activities(settings: Settings, db: Database) -> Activities:
         sandbox.resume_sandbox,
         setup.setup_sandbox,
         reaper.reap_sandboxes,
+        checkpoints.checkpoint_workspace,
     ]
     shared = [
         lifecycle.start_run,
@@ -131,6 +136,9 @@ def activities(settings: Settings, db: Database) -> Activities:
         messages.deliver_messages,
         threads.advance_thread,
         threads.close_unfinished_calls,
+        approvals.gate_tool_calls,
+        approvals.record_decisions,
+        approvals.expire_approvals,
     ]
     return Activities(shared=shared, host=on_sandbox)
 

@@ -18,6 +18,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities._support import logger, typed_failures
 from runyard import metrics
+from runyard.approvals import store as approval_store
 from runyard.db.engine import Database
 from runyard.db.tables import Organization, Run, RunMessage
 from runyard.db.types import utcnow
@@ -217,6 +218,8 @@ class LifecycleActivities:
                 append_events(s, run, [event.event(keys.GUARDRAIL)])
             if not RunStatus(run.status).is_terminal:
                 drop_pending(s, run)  # messages the run ended before delivering
+            if run.approvals and not RunStatus(run.status).is_terminal:  # never to run now
+                approval_store.close(s, run, None, "cancelled", utcnow())
             applied = finish(
                 s,
                 run,

@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import Any
 
 from sqlalchemy.orm import Session
 from temporalio import activity
 
 from activities._support import heartbeats, logger, typed_failures
 from runyard import metrics, tracing
+from runyard.approvals.store import edited_input, edited_note
+from runyard.checkpoints.restore import restore_fork
+from runyard.checkpoints.store import sources_branches
 from runyard.db.engine import Database
 from runyard.db.tables import Run, RunMessage, Template
 from runyard.domain import TERMINAL_STATUSES
@@ -118,6 +123,8 @@ class SandboxActivities(SandboxAccess):
         except SandboxError as exc:
             log.warning("sandbox.provision_failed", error=str(exc))
             raise
+        # A fork starts from its source's checkpoint (issue 26); any other run: nothing.
+        await restore_fork(self.db, self.settings, run, provider, sandbox_id, inp.generation)
         host_bound = provider.name == "local"  # its workspace is on this host's disk
         log.info("sandbox.ready", host=self.settings.host_name if host_bound else None)
         metrics.sandbox_provisioned(provider.name)
@@ -140,22 +147,23 @@ class SandboxActivities(SandboxAccess):
         """Run one tool call; its result is stored (and announced) exactly once."""
         key = keys.tool_result(inp.turn, inp.call_id)
 
-        def load(s: Session) -> tuple[bool, RunMessage | None]:
+        def load(s: Session) -> tuple[bool, RunMessage | None, Any]:
             if get_message(s, inp.run_id, key) is not None:
-                return True, None
+                return True, None, None
             run = s.get(Run, inp.run_id)
             if run is not None and run.status in TERMINAL_STATUSES:
-                return True, None  # the run ended (cancelled): a late attempt does nothing
-            return False, get_message(s, inp.run_id, assistant_key(inp.turn))
+                return True, None, None  # the run ended (cancelled): a late attempt does nothing
+            edited = edited_input(s, inp.run_id, inp.call_id) if run and run.approvals else None
+            return False, get_message(s, inp.run_id, assistant_key(inp.turn)), edited
 
-        stored, turn = await self.db.read(load)
+        stored, turn, edited = await self.db.read(load)
         if stored:
             return  # a retry after the result was stored, or after the run ended
         call = next((b for b in (turn.content if turn else []) if b.get("id") == inp.call_id), None)
         if call is None:
             raise InternalError(f"turn {inp.turn} has no tool call {inp.call_id}")
         sandbox = await self._provider(inp.sandbox.provider).get(inp.sandbox.sandbox_id)
-        args = call.get("input") or {}
+        args = (call.get("input") or {}) if edited is None else edited  # a person's edit
         ctx = await self._tool_context(inp) if needs_context(inp.name, args) else None
         started = time.monotonic()
         with tracing.span(f"tool {metrics.tool_label(inp.name)}", run_id=inp.run_id):
@@ -165,6 +173,8 @@ class SandboxActivities(SandboxAccess):
         seconds = time.monotonic() - started
         if ctx is not None and inp.name == "bash":
             out = await after_bash(sandbox, ctx, args, out)  # forwards pushed branches
+        if edited is not None:  # the model's call shows its own input: say what ran
+            out = replace(out, text=f"{edited_note(edited)}\n{out.text}")
         block = {
             "type": "tool_result",
             "tool_use_id": inp.call_id,
@@ -182,6 +192,13 @@ class SandboxActivities(SandboxAccess):
         await self.db.transact(store)
         metrics.tool_call(inp.name, seconds, error=out.is_error)  # after the commit: once
 
+    async def _taken(self, run: Run) -> frozenset[str]:
+        """A fork's: the branches its sources forwarded (it pushes to its own)."""
+        if not run.forked_from:
+            return frozenset()
+        taken: frozenset[str] = await self.db.read(lambda s: sources_branches(s, run))
+        return taken
+
     async def _tool_context(self, inp: ToolInput) -> ToolContext:
         run = await self._run(inp.run_id)
         return ToolContext.build(
@@ -192,6 +209,7 @@ class SandboxActivities(SandboxAccess):
             inp.sandbox.sandbox_id,
             known_branches(run),
             self._active(run.id),
+            await self._taken(run),
         )
 
     @activity.defn(name="collect_outputs")
@@ -212,6 +230,7 @@ class SandboxActivities(SandboxAccess):
             self.providers,
             forward=inp.forward,
             active=self._active(inp.run_id),
+            taken=await self._taken(current),
         )
 
         def store(s: Session) -> None:

@@ -21,7 +21,9 @@ from api.responses import install_openapi
 from api.routes import (
     agents,
     api_keys,
+    approvals,
     artifacts,
+    checkpoints,
     connection,
     events,
     health,
@@ -115,4 +117,6 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     mount_langgraph(app, settings)  # /lg, with RUNYARD_LANGGRAPH_COMPAT=on
     app.include_router(messages.router)
     app.include_router(schedules.router)
+    app.include_router(checkpoints.router)
+    app.include_router(approvals.router)
     return app

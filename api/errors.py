@@ -74,6 +74,10 @@ _STATUS_BY_CODE: dict[str, int] = {
     ErrorCode.SCHEDULE_SPEC_INVALID: 400,
     ErrorCode.SCHEDULE_NOT_FOUND: 404,
     ErrorCode.SCHEDULE_LIMIT_EXCEEDED: 409,
+    ErrorCode.CHECKPOINT_EXPIRED: 410,
+    ErrorCode.APPROVAL_NOT_FOUND: 404,
+    ErrorCode.APPROVAL_ALREADY_DECIDED: 409,
+    ErrorCode.APPROVAL_NOT_PENDING: 409,
 }
 # A title in plain English for each machine code (RFC 9457: the same for every occurrence).
 TITLES_BY_CODE: dict[str, str] = {
@@ -115,6 +119,11 @@ TITLES_BY_CODE: dict[str, str] = {
     "SCHEDULE_SPEC_INVALID": "Invalid schedule spec",
     "SCHEDULE_NOT_FOUND": "Schedule not found",
     "SCHEDULE_LIMIT_EXCEEDED": "Too many schedules",
+    "CHECKPOINT_EXPIRED": "Checkpoint expired",
+    "APPROVAL_NOT_FOUND": "Approval not found",
+    "APPROVAL_ALREADY_DECIDED": "Approval already decided",
+    "APPROVAL_NOT_PENDING": "Approval no longer pending",
+    "APPROVAL_TIMEOUT": "Approval timed out",
 }
 
 

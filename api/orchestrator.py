@@ -64,6 +64,7 @@ def run_input(run: Run, settings: Settings) -> RunInput:
         continue_as_new_events=settings.continue_as_new_events,
         host_lost_seconds=settings.host_lost_seconds,
         thread_id=run.thread_id,
+        approvals=bool(run.approvals),
     )
 
 

@@ -77,6 +77,9 @@ class Template(Out):
     defaults: Defaults
     created_at: Rfc3339 | None
     updated_at: Rfc3339 | None
+    approvals: dict[str, Any] | None = Field(
+        default=None, description="The default approval policy of its runs."
+    )
 
 
 class TemplatePage(Out):

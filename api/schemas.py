@@ -17,6 +17,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from runyard.approvals.policy import ApprovalPolicy
 from runyard.jsonsafe import json_problem
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -91,6 +92,11 @@ class CreateRun(Body):
     callback_url: str | None = Field(default=None, max_length=2048)
     metadata: dict[str, Any] = Field(default_factory=dict)
     start: bool = False
+    # Best-of-N (issue 26): this many runs of the body, in one group; the answer is the
+    # first, each carries the groupId (GET /v1/runs?groupId= lists them).
+    attempts: int | None = Field(default=None, ge=1, le=4)
+    # Tightens the template's approval policy for this run (runyard.approvals).
+    approvals: ApprovalPolicy | None = None
 
     @field_validator("env")
     @classmethod

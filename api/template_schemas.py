@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, StringConstraints, field_validator
 
 from api.schemas import Body
+from runyard.approvals.policy import ApprovalPolicy
 
 # A template's slug: 1 to 64 characters of [a-z0-9-].
 SLUG_PATTERN = r"^[a-z0-9-]{1,64}$"
@@ -68,6 +69,8 @@ class TemplateBody(Body):
     setup_script: SetupScript | None = None
     network: Network = "none"
     defaults: TemplateDefaults = Field(default_factory=TemplateDefaults)
+    # The default approval policy of the template's runs (runs may only tighten it).
+    approvals: ApprovalPolicy | None = None
 
     _env = field_validator("env")(_check_env)
 
@@ -85,5 +88,6 @@ class TemplatePatch(Body):
     setup_script: SetupScript | None = None
     network: Network | None = None
     defaults: TemplateDefaults | None = None
+    approvals: ApprovalPolicy | None = None  # null: no policy
 
     _env = field_validator("env")(_check_env)

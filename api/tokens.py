@@ -32,6 +32,8 @@ TOKEN_PATHS = frozenset(
         ("GET", "/artifacts"),
         ("POST", "/input"),
         ("POST", "/command"),
+        ("GET", "/approvals"),
+        ("POST", "/approvals"),
     }
 )
 _RUN_PATH = re.compile(r"^/v1/runs/(?P<run>[^/]+)(?P<rest>/[a-z-]+)?$")

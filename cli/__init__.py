@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from cli.accounts import credits_app, keys_app
 from cli.client_commands import register as register_client_commands
+from cli.fork_commands import register as register_fork_commands
 from cli.messages import register as register_messages
 from cli.schedule_commands import schedules_app
 from cli.status import register as register_status
@@ -31,6 +32,7 @@ register_client_commands(app)
 register_status(app)  # runyard status (cli/status.py)
 register_messages(app)  # runyard message, runyard messages (cli/messages.py)
 app.add_typer(schedules_app, name="schedules")  # cli/schedule_commands.py
+register_fork_commands(app)  # runyard fork, runyard checkpoints (cli/fork_commands.py)
 
 
 def _settings(**overrides: object) -> Settings:

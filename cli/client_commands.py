@@ -190,3 +190,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(runs_app, name="runs")
     for command in (follow, answer, cancel, logs):
         app.command()(command)
+    from cli.approve import approve
+
+    app.command()(approve)

@@ -26,6 +26,8 @@ from rich.live import Live
 from rich.markup import escape
 from rich.text import Text
 
+from cli.approve import prompt_approval
+from cli.approve import show as approval_line
 from cli.terminal import clean, json_text
 from runyard.client import Event, Run, Runyard, RunyardAPIError, Usage
 
@@ -155,6 +157,8 @@ class FollowView:
         elif kind in TERMINAL_EVENTS:
             self.status = kind.removeprefix("run.")
             self.ended_after = self.elapsed
+        elif (shown := approval_line(kind, data)) is not None:
+            self._print(shown)
 
     def _tool_result(self, data: dict[str, Any]) -> None:
         lines = str(data.get("output") or "").rstrip().splitlines()
@@ -223,6 +227,14 @@ def follow_run(
         with live:
             for ev in client.events(run_id):
                 view.show(ev)
+                if ev.type == "approval.requested":
+                    if interactive:
+                        live.stop()
+                        prompt_approval(client, console, run_id, ev.data)
+                        live.start()
+                    else:
+                        console.print(f"[dim]  decide with: runyard approve {run_id}[/dim]")
+                    continue
                 if ev.type != "run.waiting_for_input" or not _question_open(client, run_id, ev.seq):
                     continue
                 if interactive:

@@ -43,6 +43,8 @@ WEBHOOK_EVENTS = frozenset(
         *TERMINAL_EVENT_TYPES,
         # A schedule's (schedules/notify.py writes their deliveries).
         *SCHEDULE_EVENTS,
+        EventType.APPROVAL_REQUESTED,
+        EventType.APPROVAL_RESOLVED,
     }
 )
 

@@ -63,6 +63,8 @@ class EventType(StrEnum):
     MESSAGE_QUEUED = "message.queued"
     MESSAGE_DELIVERED = "message.delivered"
     MESSAGE_DROPPED = "message.dropped"
+    APPROVAL_REQUESTED = "approval.requested"
+    APPROVAL_RESOLVED = "approval.resolved"
 
 
 TERMINAL_EVENT_TYPES = frozenset(
@@ -124,3 +126,10 @@ class ErrorCode(StrEnum):
     SCHEDULE_NOT_FOUND = "SCHEDULE_NOT_FOUND"
     SCHEDULE_LIMIT_EXCEEDED = "SCHEDULE_LIMIT_EXCEEDED"
     RUN_SUPERSEDED = "RUN_SUPERSEDED"
+    # A checkpoint past its retention (or never kept: larger than the bound).
+    CHECKPOINT_EXPIRED = "CHECKPOINT_EXPIRED"
+    # Tool-call approvals (runyard.approvals).
+    APPROVAL_NOT_FOUND = "APPROVAL_NOT_FOUND"
+    APPROVAL_ALREADY_DECIDED = "APPROVAL_ALREADY_DECIDED"
+    APPROVAL_NOT_PENDING = "APPROVAL_NOT_PENDING"
+    APPROVAL_TIMEOUT = "APPROVAL_TIMEOUT"

@@ -38,7 +38,11 @@
     ├── RunTurnMismatch                  RUN_TURN_MISMATCH
     ├── ScheduleSpecInvalid              SCHEDULE_SPEC_INVALID
     ├── ScheduleNotFound                 SCHEDULE_NOT_FOUND
-    └── ScheduleLimitExceeded            SCHEDULE_LIMIT_EXCEEDED
+    ├── ScheduleLimitExceeded            SCHEDULE_LIMIT_EXCEEDED
+    └── CheckpointExpired                CHECKPOINT_EXPIRED
+    ├── ApprovalNotFound                 APPROVAL_NOT_FOUND
+    ├── ApprovalAlreadyDecided           APPROVAL_ALREADY_DECIDED
+    └── ApprovalNotPending               APPROVAL_NOT_PENDING
 
 Activities raise these; one boundary (``activities/_support.py``, ``typed_failures``)
 turns each into the ``ApplicationError`` Temporal sees, ``type`` = its code and
@@ -235,6 +239,26 @@ class ScheduleNotFound(RunyardError):
 
 class ScheduleLimitExceeded(RunyardError):
     code = ErrorCode.SCHEDULE_LIMIT_EXCEEDED
+
+
+class CheckpointExpired(RunyardError):
+    """A checkpoint past its retention, or whose bundle was too large to keep (410)."""
+
+    code = ErrorCode.CHECKPOINT_EXPIRED
+
+
+class ApprovalNotFound(RunyardError):
+    code = ErrorCode.APPROVAL_NOT_FOUND
+
+
+class ApprovalAlreadyDecided(RunyardError):
+    code = ErrorCode.APPROVAL_ALREADY_DECIDED
+
+
+class ApprovalNotPending(RunyardError):
+    """The approval expired or was cancelled: no decision can apply any more."""
+
+    code = ErrorCode.APPROVAL_NOT_PENDING
 
 
 def error_for(code: str, message: str) -> RunyardError:

@@ -30,6 +30,7 @@ async def repo_outputs(
     *,
     forward: bool = True,
     active: Callable[[], Awaitable[bool]] | None = None,
+    taken: frozenset[str] = frozenset(),
 ) -> tuple[list[dict[str, Any]], list[Artifact]]:
     """(outputs, artifact rows) from the run's repository; nothing without a repository.
 
@@ -44,7 +45,7 @@ async def repo_outputs(
         budget = max(1.0, limit.total_seconds() - 4)
     try:
         return await asyncio.wait_for(
-            _repo_outputs(run, settings, providers, forward, active), budget
+            _repo_outputs(run, settings, providers, forward, active, taken), budget
         )
     except TimeoutError:
         log.warning(
@@ -59,6 +60,7 @@ async def _repo_outputs(
     providers: dict[str, SandboxProvider],
     forward: bool,
     active: Callable[[], Awaitable[bool]] | None,
+    taken: frozenset[str] = frozenset(),
 ) -> tuple[list[dict[str, Any]], list[Artifact]]:
     info = run.sandbox or {}
     provider = providers.get(str(info.get("provider", "")))
@@ -75,7 +77,7 @@ async def _repo_outputs(
     except SandboxError:
         return [], []
     known = known_branches(run)
-    relay = Relay(sandbox, mirror, settings, known, active)
+    relay = Relay(sandbox, mirror, settings, known, active, taken)
     pushes = await relay.forward() if forward else []
     outputs: list[dict[str, Any]] = [p.output for p in pushes if p.output is not None]
     log_pushes(pushes, run_id=run.id, org_id=run.org_id)

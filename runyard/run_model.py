@@ -182,6 +182,13 @@ class RunError(ApiModel):
     message: str | None = None
 
 
+class ForkedFrom(ApiModel):
+    """Where a fork started: the run and the turn boundary it was cut at."""
+
+    run_id: str
+    turn: int
+
+
 class Run(ApiModel):
     """The run object."""
 
@@ -218,6 +225,12 @@ class Run(ApiModel):
     # A scheduled run: its schedule and the time the schedule fired it for.
     schedule_id: str | None = None
     scheduled_at: Rfc3339 | None = None
+    # Issue 26: a fork's origin, and the group of runs created together (best-of-N).
+    forked_from: ForkedFrom | None = None
+    group_id: str | None = None
+    # While waiting_for_input: "question" or "approval", and the approvals that wait.
+    waiting_for: str | None = None
+    pending_approvals: list[dict[str, Any]] | None = None
 
     @field_validator("status", mode="wrap")
     @classmethod
@@ -252,6 +265,12 @@ class Pagination(ApiModel):
 class RunPage(ApiModel):
     data: list[Run]
     pagination: Pagination
+
+
+class RunGroup(ApiModel):
+    """The runs one request created together (a fork's attempts), in order."""
+
+    data: list[Run]
 
 
 class ExecAccepted(ApiModel):

@@ -191,6 +191,13 @@ class Settings(BaseSettings):
     # activity never ends by itself, so every stop waits this long.
     worker_shutdown_seconds: float = Field(default=5, ge=0)
 
+    # Checkpoints (issue 26): the most bytes one checkpoint's bundle may take (a larger one
+    # is recorded but not kept, so its code cannot be restored), the most bytes of each of
+    # its diffs that are kept, and how long a checkpoint can be forked from or diffed.
+    checkpoint_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    checkpoint_diff_max_bytes: int = Field(default=2 * 1024 * 1024, ge=1)
+    checkpoint_retention_days: float = Field(default=30, gt=0)
+
     @field_validator("webhook_retry_schedule")
     @classmethod
     def _schedule(cls, value: str) -> str:

@@ -26,6 +26,8 @@ with workflow.unsafe.imports_passed_through():
     from runyard.domain import ErrorCode, FailReason, RunStatus
     from runyard.tools import is_control
     from workflows import options
+    from workflows.checkpoints import PATCH as CHECKPOINT_PATCH
+    from workflows.checkpoints import checkpoint
     from workflows.messages import Inbox
     from workflows.payloads import (
         Carried,
@@ -96,6 +98,9 @@ def cause_of(err: ActivityError | ApplicationError) -> ApplicationError:
     return ApplicationError(message, type=ErrorCode.INTERNAL_ERROR, non_retryable=True)
 
 
+Gate = Callable[[int, list[ToolCallRef]], Awaitable[tuple[set[str], "Outcome | None"]]]
+
+
 class RunControl(Protocol):
     """What the loop needs of ``RunWorkflow``."""
 
@@ -124,6 +129,8 @@ class AgentLoop:
         self._first_turn = self.turn + 1
         self.inbox = Inbox(inp.run_id, c.messages if c else None)
         self.superseded_by: str | None = None  # a newer run of the thread interrupts this one
+        # Waits until a turn's gated calls are decided (``workflows/approvals.py``).
+        self.gate: Gate | None = None
         # The control tools (``runyard.tools.control``): calls the workflow answers itself.
         self.controls: dict[str, Callable[[int, ToolCallRef], Awaitable[Outcome | None]]] = {
             "ask_user": self._ask_user
@@ -219,9 +226,18 @@ class AgentLoop:
                 if await self._messages_go_on():
                     continue
                 break
+            skip: set[str] = set()
+            if self.gate is not None and self.inp.approvals and workflow.patched("tool-approvals"):
+                # Every gated call of the turn is decided before any of them runs.
+                gated = [c for c in res.tool_calls if not is_control(c.name)]
+                skip, ended = await self.gate(turn, gated)
+                if ended is not None:
+                    return ended
             for call in res.tool_calls:
                 if self.close_requested or self.superseded_by is not None:
                     break
+                if call.id in skip:
+                    continue  # denied or expired: its error result is stored
                 if is_control(call.name):
                     ended = await self.controls[call.name](turn, call)
                     if ended is not None:
@@ -231,6 +247,9 @@ class AgentLoop:
                 await self._run_tool(turn, call.id, call.name)
             if self.close_requested:
                 break
+            await self._checkpoint(turn)
+        if not self.close_requested:
+            await self._checkpoint(self.turn)  # the final answer's boundary: forkable too
         self.run.set_details("collecting outputs")
         await self._collect()
         self.collected = True
@@ -260,6 +279,12 @@ class AgentLoop:
             error_message=f"superseded by {by}",
             superseded_by=by,
         )
+
+    async def _checkpoint(self, turn: int) -> None:
+        """The turn's boundary: a checkpoint of the worktree if it changed (issue 26)."""
+        if self.sandbox is not None and workflow.patched(CHECKPOINT_PATCH):
+            self.run.set_details(f"turn {turn}: checkpoint")
+            await checkpoint(self.inp.run_id, turn, self.sandbox, self.inp.host_lost_seconds)
 
     async def _ask_user(self, turn: int, call: ToolCallRef) -> Outcome | None:
         """``ask_user``: wait for the user's answer (the wait has its own limit)."""

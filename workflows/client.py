@@ -31,6 +31,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from runyard.domain import RunStatus
 from runyard.errors import OrchestratorUnavailable, RunNotActive, error_for
+from workflows.approval_payloads import DecideRequest, DecideResult
 from workflows.message_payloads import PostMessageRequest, PostMessageResult
 from workflows.payloads import (
     SA_MODEL,
@@ -159,6 +160,19 @@ class RunClient:
                 RunWorkflow.supersede,
                 SupersedeRequest(by=by),
                 id=f"supersede:{by}",
+                rpc_timeout=_UPDATE_TIMEOUT,
+            )
+        )
+
+    async def decide(self, run_id: str, req: DecideRequest) -> DecideResult:
+        """Decide approvals that wait. With a key, the update id derives from it, so a
+        repeated request is applied once (Temporal answers it with the first outcome)."""
+        handle = self.temporal.get_workflow_handle(run_id)
+        return await _update(
+            handle.execute_update(
+                RunWorkflow.decide,
+                req,
+                id=f"approve:{req.key}" if req.key else None,
                 rpc_timeout=_UPDATE_TIMEOUT,
             )
         )

@@ -73,6 +73,8 @@ class RunInput(BaseModel):
     carried: Carried | None = None
     # The run's thread: when the run ends, the next run waiting in it starts.
     thread_id: str | None = None
+    # The run has an approval policy: its tool calls are gated (workflows/approvals.py).
+    approvals: bool = False
 
 
 class RunResult(BaseModel):

@@ -34,6 +34,8 @@ with workflow.unsafe.imports_passed_through():
     from runyard.domain import ErrorCode, RunStatus
     from workflows import options
     from workflows.agent_loop import AgentLoop, ContinueAsNew, Outcome, cause_of
+    from workflows.approval_payloads import DecideRequest, DecideResult
+    from workflows.approvals import ApprovalGate
     from workflows.message_payloads import PostMessageRequest, PostMessageResult
     from workflows.payloads import (
         SA_STATUS,
@@ -86,6 +88,16 @@ class RunWorkflow:
         # Store writes of waiting and answering happen in the order the workflow decided them.
         self._lifecycle = asyncio.Lock()
         self._loop = AgentLoop(self, inp)
+        self._approvals = ApprovalGate(
+            inp.run_id,
+            self._lifecycle,
+            pause=self._pause_waiting,
+            resume=self._resume_sandbox,
+            status=self._set_status,
+            # A close, or a newer run of the thread, stops the wait as it stops a question's.
+            closing=lambda: self._loop.close_requested or self._loop.superseded_by is not None,
+        )
+        self._loop.gate = self._approvals.gate
 
     # -- what the API asks -------------------------------------------------------------
 
@@ -205,6 +217,15 @@ class RunWorkflow:
     def _validate_supersede(self, req: SupersedeRequest) -> None:
         if self._ended is not None:
             raise ApplicationError(f"run is {self._status}", type=ErrorCode.RUN_NOT_ACTIVE)
+
+    @workflow.update
+    async def decide(self, req: DecideRequest) -> DecideResult:
+        """Decide tool calls that wait for approval (``workflows/approvals.py``)."""
+        return await self._approvals.decide(req)
+
+    @decide.validator
+    def _validate_decide(self, req: DecideRequest) -> None:
+        self._approvals.validate(req)
 
     @workflow.signal
     def close(self, _: CloseRequest) -> None:
@@ -418,6 +439,13 @@ class RunWorkflow:
         await self._resume_sandbox()
         return answered
 
+    async def _pause_waiting(self) -> None:
+        """Pause the sandbox while tool calls wait for approval, as ``ask`` does."""
+        if self._loop.sandbox is not None and workflow.patched("pause-while-waiting"):
+            self._paused = self._loop.sandbox
+            if not await self._pause_or_resume(SandboxActivities.pause_sandbox, self._paused):
+                self._paused = None  # its host is gone: nothing to resume there
+
     async def _resume_sandbox(self) -> None:
         paused, self._paused = self._paused, None
         if paused is not None:
@@ -444,7 +472,7 @@ class RunWorkflow:
 
     @property
     def waiting(self) -> bool:
-        return self._question is not None
+        return self._question is not None or self._approvals.waiting
 
     def set_running(self, details: str) -> None:
         self._set_status(RunStatus.RUNNING, details)

@@ -10,6 +10,7 @@ import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from api.approvals import rpc_decide
 from api.auth import Principal
 from api.deps import DbDep, IdempotencyKey, TemporalDep, WriterDep
 from api.errors import ProblemError
@@ -52,6 +53,8 @@ async def submit_input(
     run = await load_run(db, principal.org_id, run_id)
     if idempotency_key is None and run.status != RunStatus.WAITING_FOR_INPUT:
         raise not_waiting(run, f"it is {run.status}")
+    if run.waiting_for == "approval":  # tool calls wait: decide them (/approvals)
+        raise not_waiting(run, "it waits for the approval of tool calls, not for an answer")
     runs = await temporal()
     deadline = time.monotonic() + _CATCH_UP_SECONDS
     while True:
@@ -107,6 +110,8 @@ async def _dispatch(
 ) -> dict[str, Any]:
     if method == "cancel":
         return await cancel_run(run.id, principal, db, temporal)
+    if method in ("approve", "deny"):
+        return await rpc_decide(method, params, run, principal, db, temporal)
     if run.status in TERMINAL_STATUSES:
         raise RpcError(-32000, f"the run is {run.status}", {"status": run.status})
     runs = await temporal()
@@ -128,7 +133,7 @@ async def _dispatch(
 
 @router.post(
     "/{run_id}/command",
-    summary="JSON-RPC 2.0: user_message, cancel, close",
+    summary="JSON-RPC 2.0: user_message, cancel, close, approve, deny",
     response_model=RpcResponse,
     responses={
         **problems(404),
@@ -149,7 +154,9 @@ async def _dispatch(
                         "required": ["jsonrpc", "method"],
                         "properties": {
                             "jsonrpc": {"const": "2.0"},
-                            "method": {"enum": ["user_message", "cancel", "close"]},
+                            "method": {
+                                "enum": ["user_message", "cancel", "close", "approve", "deny"]
+                            },
                             "params": {"type": "object"},
                             "id": {"type": ["string", "integer", "null"]},
                         },
@@ -184,7 +191,7 @@ async def command(
             raise RpcError(-32602, "Invalid params: params must be an object")
         if problem := json_problem(params, depth=1):
             raise RpcError(-32602, f"Invalid params: params {problem}")
-        if msg["method"] not in ("user_message", "cancel", "close"):
+        if msg["method"] not in ("user_message", "cancel", "close", "approve", "deny"):
             raise RpcError(-32601, f"Method not found: {msg['method']}")
         result = await _dispatch(msg["method"], params, run, principal, db, temporal)
     except RpcError as err:

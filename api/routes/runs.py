@@ -16,6 +16,7 @@ from api.responses import AUTHENTICATED, answers, operation_id
 from api.responses_runs import Run as RunOut
 from api.responses_runs import RunPage, RunStatusView
 from api.run_factory import RunServiceDep
+from api.run_groups import create_attempts
 from api.schemas import CreateRun, Timestamp
 from runyard.db.engine import Database
 from runyard.db.tables import Run
@@ -57,7 +58,8 @@ async def load_run(db: Database, org_id: str, run_id: str) -> Run:
         s404="AGENT_NOT_FOUND, THREAD_NOT_FOUND, REPOSITORY_NOT_FOUND",
         s409="CONFLICT: the thread has an open run",
         s422="callbackUrl or repo",
-        s429="also CONCURRENT_RUN_LIMIT_EXCEEDED: the organization's active runs are at the cap",
+        s429="also CONCURRENT_RUN_LIMIT_EXCEEDED: the organization's active runs are at the cap "
+        "(with attempts: when they do not all fit; none is made)",
     ),
 )
 async def create(
@@ -67,6 +69,8 @@ async def create(
     response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
+    if body.attempts is not None:  # best-of-N from scratch (issue 26)
+        return await create_attempts(body, principal.org_id, runs, response, idempotency_key)
     if found := await runs.replay(principal.org_id, idempotency_key):
         created = Created(found, replayed=True)
     else:
@@ -95,6 +99,7 @@ async def list_runs(
     created_after: Annotated[Timestamp | None, Query(alias="createdAfter")] = None,
     created_before: Annotated[Timestamp | None, Query(alias="createdBefore")] = None,
     schedule_id: Annotated[str | None, Query(alias="scheduleId", max_length=64)] = None,
+    group_id: Annotated[str | None, Query(alias="groupId", max_length=64)] = None,
 ) -> dict[str, Any]:
     conds: list[Any] = [col(Run.org_id) == principal.org_id]
     if status:
@@ -111,6 +116,8 @@ async def list_runs(
         conds.append(col(Run.created_at) < created_before)
     if schedule_id:
         conds.append(col(Run.schedule_id) == schedule_id)
+    if group_id:
+        conds.append(col(Run.group_id) == group_id)
     order = [col(Run.created_at).desc(), col(Run.id).desc()]
     return await paginate(db, Run, conds, order, paging, run_object)
 

@@ -61,6 +61,7 @@ def template_object(t: Template) -> dict[str, Any]:
         "setupScript": t.setup_script,
         "network": t.network,
         "defaults": {k: defaults.get(k) for k in _DEFAULT_KEYS},
+        "approvals": t.approvals,
         "createdAt": iso(t.created_at),
         "updatedAt": iso(t.updated_at),
     }
@@ -141,6 +142,7 @@ async def create_template(
         setup_script=body.setup_script,
         network=body.network,
         defaults=defaults,
+        approvals=body.approvals.wire() if body.approvals else None,
         created_at=now,
         updated_at=now,
     )
@@ -191,6 +193,8 @@ async def patch_template(
             raise invalid(required, "cannot be null")
     if body.defaults is not None:
         changes["defaults"] = _defaults(body.defaults, settings)
+    if "approvals" in changes:
+        changes["approvals"] = body.approvals.wire() if body.approvals else None
     for k, v in changes.items():
         setattr(template, k, v)
     template.updated_at = utcnow()

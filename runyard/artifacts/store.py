@@ -19,6 +19,10 @@ from runyard.settings import Settings
 class ArtifactStore(Protocol):
     async def put(self, storage_path: str, data: bytes, content_type: str) -> None: ...
 
+    async def get(self, storage_path: str, max_bytes: int) -> bytes:
+        """The first ``max_bytes`` of what ``put`` stored (FileNotFoundError if nothing)."""
+        ...
+
     async def presign(
         self, storage_path: str, expires_at: int, expires_in: int, api_base_url: str
     ) -> str:
@@ -53,6 +57,15 @@ class LocalArtifactStore:
 
         await asyncio.to_thread(write)
 
+    async def get(self, storage_path: str, max_bytes: int) -> bytes:
+        target = self.path(storage_path)
+
+        def read() -> bytes:
+            with target.open("rb") as f:
+                return f.read(max_bytes)
+
+        return await asyncio.to_thread(read)
+
     async def presign(
         self, storage_path: str, expires_at: int, expires_in: int, api_base_url: str
     ) -> str:
@@ -83,6 +96,19 @@ class S3ArtifactStore:
             Body=data,
             ContentType=content_type,
         )
+
+    async def get(self, storage_path: str, max_bytes: int) -> bytes:
+        def read() -> bytes:
+            try:
+                got = self._client.get_object(
+                    Bucket=self.bucket, Key=self.key(storage_path), Range=f"bytes=0-{max_bytes - 1}"
+                )
+            except self._client.exceptions.NoSuchKey as exc:
+                raise FileNotFoundError(storage_path) from exc
+            data: bytes = got["Body"].read(max_bytes)
+            return data
+
+        return await asyncio.to_thread(read)
 
     async def presign(
         self, storage_path: str, expires_at: int, expires_in: int, api_base_url: str

@@ -17,6 +17,8 @@ from runyard.client._async import AsyncRunyard
 from runyard.client._core import DEFAULT_API_URL
 from runyard.client._sync import Runyard
 from runyard.client.models import (
+    Approval,
+    ApprovalPage,
     Event,
     ExecAccepted,
     Output,
@@ -31,6 +33,8 @@ from runyard.client.schedules import Schedule, ScheduleFire, SchedulePage, Sched
 
 __all__ = [
     "DEFAULT_API_URL",
+    "Approval",
+    "ApprovalPage",
     "AsyncRunyard",
     "Event",
     "ExecAccepted",

@@ -69,7 +69,7 @@ def create_call(
         "max_cost_usd": "maxCostUsd",
         "timeout_seconds": "timeoutSeconds",
         "callback_url": "callbackUrl",
-    }
+    }  # attempts (issue 26) is the same in both
     body: dict[str, Any] = {"prompt": prompt, "start": start}
     body |= {names.get(k, k): v for k, v in fields.items() if v is not None}
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
@@ -83,11 +83,13 @@ def list_call(
     template: str | None,
     page: int,
     limit: int,
+    group_id: str | None = None,
 ) -> Call:
     params: dict[str, Any] = {"page": page, "limit": limit}
     if status:
         params["status"] = status if isinstance(status, str) else ",".join(status)
-    for name, value in (("threadId", thread_id), ("agentId", agent_id), ("template", template)):
+    named = (("threadId", thread_id), ("agentId", agent_id), ("template", template))
+    for name, value in (*named, ("groupId", group_id)):
         if value:
             params[name] = value
     return Call("GET", "/v1/runs", params=params)
@@ -123,6 +125,26 @@ def messages_call(run_id: str, status: str | None, page: int, limit: int) -> Cal
     if status:
         params["status"] = status
     return Call("GET", f"/v1/runs/{run_id}/messages", params=params)
+
+
+def approvals_call(run_id: str, status: str | None, page: int, limit: int) -> Call:
+    params: dict[str, Any] = {"page": page, "limit": limit}
+    if status:
+        params["status"] = status
+    return Call("GET", f"/v1/runs/{run_id}/approvals", params=params)
+
+
+def decision_call(
+    run_id: str,
+    approval_id: str | None,
+    body: dict[str, Any],
+    idempotency_key: str | None,
+) -> Call:
+    """One decision (``approval_id``), or a batch (``body`` = ``{"decisions": [...]}``)."""
+    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+    path = f"/v1/runs/{run_id}/approvals" + (f"/{approval_id}" if approval_id else "")
+    fields = {k: v for k, v in body.items() if v is not None}
+    return Call("POST", path, json=fields, headers=headers)
 
 
 def stream_headers(cursor: int) -> dict[str, str]:

@@ -13,13 +13,18 @@ from typing import Any
 import httpx
 from httpx_sse import SSEError, connect_sse
 
-from runyard.client import _core
+from runyard.checkpoints.api_model import CheckpointPage
+from runyard.client import _core, _forks
 from runyard.client.models import (
     TERMINAL_STATUSES,
+    Approval,
+    ApprovalList,
+    ApprovalPage,
     Event,
     ExecAccepted,
     MessageAccepted,
     Run,
+    RunGroup,
     RunMessage,
     RunMessagePage,
     RunPage,
@@ -96,8 +101,11 @@ class Runyard:
         timeout_seconds: int | None = None,
         callback_url: str | None = None,
         metadata: dict[str, Any] | None = None,
+        attempts: int | None = None,
     ) -> Run:
-        """Create a run: ``queued``, or ``pending`` with ``start=True``."""
+        """Create a run: ``queued``, or ``pending`` with ``start=True``. With ``attempts``
+        (1 to 4, best-of-N) that many runs are made in one group, all or none: the answer is
+        the first; ``group(run.group_id)`` lists them all."""
         fields = {k: v for k, v in locals().items() if k not in ("self", "prompt", "start")}
         fields.pop("idempotency_key")
         call = _core.create_call(
@@ -125,9 +133,10 @@ class Runyard:
         template: str | None = None,
         page: int = 1,
         limit: int = 20,
+        group_id: str | None = None,
     ) -> RunPage:
         """One page of the organization's runs, newest first."""
-        call = _core.list_call(status, thread_id, agent_id, template, page, limit)
+        call = _core.list_call(status, thread_id, agent_id, template, page, limit, group_id)
         return _core.parse(self._send(call), RunPage)
 
     def cancel(self, run_id: str) -> RunStatusInfo:
@@ -188,6 +197,59 @@ class Runyard:
         call = _core.Call("DELETE", f"/v1/runs/{run_id}/messages/{message_id}")
         return _core.parse(self._send(call), RunMessage)
 
+    def approvals(
+        self, run_id: str, *, status: str | None = None, page: int = 1, limit: int = 20
+    ) -> ApprovalPage:
+        """One page of the run's approvals (``status="pending"``: those that wait)."""
+        call = _core.approvals_call(run_id, status, page, limit)
+        return _core.parse(self._send(call), ApprovalPage)
+
+    def approve(
+        self,
+        run_id: str,
+        approval_id: str,
+        *,
+        input: dict[str, Any] | None = None,
+        message: str | None = None,
+        scope: str = "once",
+        idempotency_key: str | None = None,
+    ) -> Approval:
+        """Approve a tool call; with ``input``, it runs with that input instead (an edit).
+        ``scope="run"`` allows that tool and match for the rest of the run."""
+        body = {
+            "decision": "approve" if input is None else "edit",
+            "input": input,
+            "message": message,
+            "scope": scope,
+        }
+        call = _core.decision_call(run_id, approval_id, body, idempotency_key)
+        return _core.parse(self._send(call), Approval)
+
+    def deny(
+        self,
+        run_id: str,
+        approval_id: str,
+        *,
+        message: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Approval:
+        """Deny a tool call; the model reads ``message`` in the call's error result."""
+        body = {"decision": "deny", "message": message}
+        call = _core.decision_call(run_id, approval_id, body, idempotency_key)
+        return _core.parse(self._send(call), Approval)
+
+    def decide(
+        self,
+        run_id: str,
+        decisions: builtins.list[dict[str, Any]],
+        *,
+        idempotency_key: str | None = None,
+    ) -> builtins.list[Approval]:
+        """Several decisions (``{"id", "decision", "input"?, "message"?, "scope"?}``),
+        applied all or none."""
+        call = _core.decision_call(run_id, None, {"decisions": decisions}, idempotency_key)
+        return _core.parse(self._send(call), ApprovalList).data
+
     def logs(self, run_id: str) -> builtins.list[Event]:
         """Every stored event of the run."""
         return _core.log_events(self._send(_core.Call("GET", f"/v1/runs/{run_id}/logs")))
@@ -201,6 +263,50 @@ class Runyard:
             headers={"Accept": "application/json"},
         )
         return _core.event_list(self._send(call))
+
+    # Checkpoints, forks and groups (issue 26) ------------------------------------------
+
+    def fork(
+        self,
+        run_id: str,
+        turn: int,
+        *,
+        restore: str = "both",
+        prompt: str | None = None,
+        attempts: int = 1,
+        model: str | None = None,
+        start: bool = True,
+        metadata: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> builtins.list[Run]:
+        """New runs that start where ``run_id`` stood at the end of ``turn``: its code, its
+        conversation or ``both``; ``attempts`` of them in one group (best-of-N)."""
+        call = _forks.fork_call(
+            run_id,
+            turn,
+            restore=restore,
+            prompt=prompt,
+            attempts=attempts,
+            model=model,
+            start=start,
+            metadata=metadata,
+            idempotency_key=idempotency_key,
+        )
+        return _core.parse(self._send(call), RunGroup).data
+
+    def group(self, group_id: str) -> builtins.list[Run]:
+        """The runs of a group (best-of-N attempts, a fork's attempts), oldest first."""
+        page = self.list(group_id=group_id, limit=100)
+        return builtins.list(reversed(page.data))
+
+    def checkpoints(self, run_id: str, *, page: int = 1, limit: int = 20) -> CheckpointPage:
+        """The run's checkpoints, oldest first."""
+        call = _forks.checkpoints_call(run_id, page, limit)
+        return _core.parse(self._send(call), CheckpointPage)
+
+    def checkpoint_diff(self, run_id: str, turn: int, *, vs: str = "previous") -> str:
+        """A checkpoint's changes as a git diff, against the ``previous`` one or the ``base``."""
+        return _forks.diff_text(self._send(_forks.diff_call(run_id, turn, vs)))
 
     # Waiting ----------------------------------------------------------------------------
 

@@ -9,6 +9,8 @@ from typing import Any
 
 from pydantic import Field, ValidationError
 
+from runyard.approvals.model import Approval, ApprovalList, ApprovalPage
+from runyard.checkpoints.api_model import Checkpoint, CheckpointPage
 from runyard.events import EVENTS, AnyEvent
 from runyard.run_model import (
     TERMINAL_STATUSES,
@@ -19,6 +21,7 @@ from runyard.run_model import (
     Pagination,
     Run,
     RunError,
+    RunGroup,
     RunPage,
     Usage,
 )
@@ -27,6 +30,11 @@ __all__ = [
     "TERMINAL_EVENT_TYPES",
     "TERMINAL_STATUSES",
     "ApiModel",
+    "Approval",
+    "ApprovalList",
+    "ApprovalPage",
+    "Checkpoint",
+    "CheckpointPage",
     "Event",
     "ExecAccepted",
     "FieldError",
@@ -38,6 +46,7 @@ __all__ = [
     "Run",
     "RunError",
     "RunErrorInfo",
+    "RunGroup",
     "RunMessage",
     "RunMessagePage",
     "RunPage",

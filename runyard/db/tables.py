@@ -90,6 +90,8 @@ class Template(SQLModel, table=True):
     defaults: dict[str, Any] = _json(default_factory=dict)
     created_at: datetime = _ts(nullable=False)
     updated_at: datetime = _ts(nullable=False)
+    # The default approval policy of its runs (``runyard.approvals.policy``), or None.
+    approvals: dict[str, Any] | None = _json(default=None)
 
 
 class Run(SQLModel, table=True):
@@ -139,6 +141,15 @@ class Run(SQLModel, table=True):
     # A scheduled run: its schedule (sch_…) and the time the schedule fired it for.
     schedule_id: str | None = Field(default=None, index=True)
     scheduled_at: datetime | None = _ts()
+    # Best-of-N and forks (issue 26): the runs created together share a group; a fork
+    # says where it came from ({"runId", "turn", "restore"}).
+    group_id: str | None = Field(default=None, index=True)
+    forked_from: dict[str, Any] | None = _json(default=None)
+    # {"policies": [template's, run's], "grants": [...]} (``runyard.approvals``), or None.
+    approvals: dict[str, Any] | None = _json(default=None)
+    # While waiting_for_input: "question" or "approval"; the approvals that wait.
+    waiting_for: str | None = None
+    pending_approvals: list[dict[str, Any]] | None = _json(default=None)
 
 
 class RunEvent(SQLModel, table=True):
@@ -300,3 +311,35 @@ class ThreadRunOrder(SQLModel, table=True):
     queued_behind: str | None = None
     supersedes: str | None = None
     created_at: datetime = _ts(nullable=False)
+
+
+class Approval(SQLModel, table=True):
+    """A tool call that waits for a person's decision (``runyard.approvals``)."""
+
+    __tablename__ = "approvals"
+    __table_args__ = (
+        UniqueConstraint("run_id", "tool_call_id", name="uq_approvals_run_call"),
+        Index("ix_approvals_run_turn", "run_id", "turn", "position"),
+    )
+    id: str = Field(primary_key=True)
+    run_id: str = Field(foreign_key="runs.id")
+    org_id: str = Field(foreign_key="organizations.id")
+    turn: int
+    # The call's place among its turn's calls: approvals list in the order the model made them.
+    position: int = 0
+    tool_call_id: str
+    tool: str
+    input: Any = _json(default=None)
+    # The input a person gave instead ("edit"): the call runs with it.
+    edited_input: Any = _json(default=None)
+    rule: dict[str, Any] | None = _json(default=None)
+    status: str = "pending"  # pending | approved | edited | denied | expired | cancelled
+    decision: str | None = None
+    message: str | None = None
+    scope: str | None = None
+    decided_by: str | None = None
+    # The Idempotency-Key of the request that decided it.
+    decision_key: str | None = None
+    created_at: datetime = _ts(nullable=False)
+    expires_at: datetime = _ts(nullable=False)
+    decided_at: datetime | None = _ts()

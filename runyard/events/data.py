@@ -196,6 +196,27 @@ class MessageDropped(EventData):
     mode: str
 
 
+class ApprovalRequested(EventData):
+    """A tool call waits for a person's decision (``runyard.approvals``)."""
+
+    TYPE = EventType.APPROVAL_REQUESTED
+    approval_id: str
+    tool_call_id: str
+    name: str
+    input: Any = None
+    rule: dict[str, Any] | None = None
+    expires_at: str | None = None
+
+
+class ApprovalResolved(EventData):
+    TYPE = EventType.APPROVAL_RESOLVED
+    approval_id: str
+    # approve | edit | deny, or expired | cancelled when no person decided.
+    decision: str
+    decided_by: str | None = None
+    scope: str | None = None
+
+
 DATA_MODELS: dict[EventType, type[EventData]] = {
     m.TYPE: m
     for m in (
@@ -220,5 +241,7 @@ DATA_MODELS: dict[EventType, type[EventData]] = {
         MessageQueued,
         MessageDelivered,
         MessageDropped,
+        ApprovalRequested,
+        ApprovalResolved,
     )
 }

@@ -78,6 +78,14 @@ def note(key: str) -> str:
     return f"note.{key}"
 
 
+def approval_requested(approval_id: str) -> str:
+    return f"approval.{approval_id}.requested"
+
+
+def approval_resolved(approval_id: str) -> str:
+    return f"approval.{approval_id}.resolved"
+
+
 def final_output(index: int) -> str:
     """An ``output.detected`` for an output collected when the run ends."""
     return f"output.{index}"
@@ -104,3 +112,7 @@ def message_dropped(message_id: str) -> str:
 def message_note(message_id: str) -> str:
     """The transcript message that holds a delivered message."""
     return f"note.{message_id}"
+
+
+# A fork's first transcript messages: the conversation it was cut from, its prompt included.
+SEED_PREFIX = "seed."

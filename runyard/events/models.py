@@ -131,6 +131,16 @@ class MessageDroppedEvent(StoredEvent):
     data: d.MessageDropped
 
 
+class ApprovalRequestedEvent(StoredEvent):
+    type: Literal["approval.requested"]
+    data: d.ApprovalRequested
+
+
+class ApprovalResolvedEvent(StoredEvent):
+    type: Literal["approval.resolved"]
+    data: d.ApprovalResolved
+
+
 AnyEvent = Annotated[
     RunCreatedEvent
     | RunStartedEvent
@@ -152,7 +162,9 @@ AnyEvent = Annotated[
     | RunCancelledEvent
     | MessageQueuedEvent
     | MessageDeliveredEvent
-    | MessageDroppedEvent,
+    | MessageDroppedEvent
+    | ApprovalRequestedEvent
+    | ApprovalResolvedEvent,
     Field(discriminator="type"),
 ]
 EVENTS: TypeAdapter[AnyEvent] = TypeAdapter(AnyEvent)

@@ -57,6 +57,8 @@ class Relay:
     # Asked right before each push upstream: False once the run has ended (or is being
     # cancelled), and nothing more is forwarded.
     active: Callable[[], Awaitable[bool]] | None = None
+    # A fork's: the branches the runs it was forked from forwarded; it pushes to its own.
+    taken: frozenset[str] = frozenset()
 
     @property
     def state(self) -> GitState | None:
@@ -90,6 +92,12 @@ class Relay:
         chosen = select(changed, state, self.known, self.settings)
         results = [Push(r.branch, r.sha, False, r.message) for r in chosen.refused]
         wanted = chosen.wanted
+        for branch in [b for b in wanted if b in self.taken and b not in self.known]:
+            why = (
+                f"refused {branch}: the run this one was forked from pushed it; a fork "
+                "pushes to a branch of its own"
+            )
+            results.append(Push(branch, wanted.pop(branch), False, why))
         if not wanted:
             return results
         if not await self._still_active():

@@ -2,12 +2,13 @@
 ``create`` the run from it (with a ``Seed``: a thread's conversation …). Errors are typed
 ``RunyardError``s (runyard/errors.py); the API maps them to problem documents."""
 
-from runyard.runs.service import Created, Engine, RunService, Seed, ThreadSeed
+from runyard.runs.service import Created, Engine, ForkSeed, RunService, Seed, ThreadSeed
 from runyard.runs.spec import Guardrails, RunRequest, RunSpec, SandboxSpec, resolve
 
 __all__ = [
     "Created",
     "Engine",
+    "ForkSeed",
     "Guardrails",
     "RunRequest",
     "RunService",

@@ -4,14 +4,15 @@ The run row (``queued``, with ``run.created``) in one transaction, then its work
 From then on the workflow owns the run's status: create-with-start asks it to exec in the
 same round trip (update-with-start), within the active-run cap. A run whose workflow
 cannot be started, or whose start is refused, leaves nothing behind. Callers: the API's
-``POST /v1/runs`` and ``POST /v1/threads/{id}/runs``; later a fork or a schedule.
+``POST /v1/runs`` and ``POST /v1/threads/{id}/runs``, a fork (``runyard.runs.fork``), best-of-N
+(``runyard.runs.attempts``); later a schedule.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 from sqlalchemy import delete, select
@@ -21,12 +22,13 @@ from sqlmodel import col
 
 from runyard import metrics, tracing
 from runyard.db.engine import Database
-from runyard.db.tables import Run, RunEvent, ThreadRunOrder
+from runyard.db.tables import Run, RunEvent, RunMessage, ThreadRunOrder
 from runyard.db.types import utcnow
 from runyard.domain import RunStatus
 from runyard.errors import Conflict, OrchestratorUnavailable, RunyardError
 from runyard.events import keys
 from runyard.events.data import RunCreated
+from runyard.events.keys import SEED_PREFIX
 from runyard.ids import new_id
 from runyard.runs.checks import check_credits
 from runyard.runs.spec import RunRequest, RunSpec, resolve
@@ -56,8 +58,17 @@ class ThreadSeed:
     strategy: Strategy = Strategy.REJECT
 
 
-# What a run starts from besides its prompt. A fork (later) is another kind of seed.
-Seed = ThreadSeed
+@dataclass(frozen=True)
+class ForkSeed:
+    """The run is a fork (issue 26): it starts from a conversation cut from another run,
+    stored as its own first messages (``runyard.runs.fork``); empty for a fork that
+    restores only the code."""
+
+    messages: tuple[tuple[str, tuple[dict[str, Any], ...]], ...] = ()
+
+
+# What a run starts from besides its prompt.
+Seed = ThreadSeed | ForkSeed
 
 
 @dataclass(frozen=True)
@@ -142,8 +153,9 @@ class RunService:
             raise
 
     async def discard(self, run_id: str) -> None:
-        """Undo a create whose start was refused after it (a scheduled run's exec): the
-        run's workflow, its row and its events go, as if it had never been."""
+        """Undo a create whose start was refused after it (a scheduled run's exec, the
+        other attempts of a best-of-N that does not fit): the run's workflow, its row and
+        its events go, as if it had never been."""
         await self._discard(run_id, started=True)
 
     async def _discard(self, run_id: str, *, started: bool) -> None:
@@ -156,6 +168,7 @@ class RunService:
         async with self.db.write() as s:
             await s.execute(delete(RunEvent).where(col(RunEvent.run_id) == run_id))
             await s.execute(delete(ThreadRunOrder).where(col(ThreadRunOrder.run_id) == run_id))
+            await s.execute(delete(RunMessage).where(col(RunMessage.run_id) == run_id))
             await s.execute(delete(Run).where(col(Run.id) == run_id))
 
 
@@ -170,7 +183,7 @@ def _new_run(spec: RunSpec, seed: Seed | None, now: datetime) -> Run:
         repo=spec.repo,
         template=spec.template,
         agent_id=spec.agent_id,
-        thread_id=seed.thread_id if seed is not None else None,
+        thread_id=seed.thread_id if isinstance(seed, ThreadSeed) else None,
         model=spec.model,
         guardrails=spec.guardrails.model_dump(by_alias=True),
         env=spec.env,
@@ -186,6 +199,9 @@ def _new_run(spec: RunSpec, seed: Seed | None, now: datetime) -> Run:
         persona_id=spec.persona_id,
         schedule_id=spec.schedule_id,
         scheduled_at=spec.scheduled_at,
+        group_id=spec.group_id,
+        forked_from=spec.forked_from,
+        approvals=spec.approvals,
         created_at=now,
         updated_at=now,
     )
@@ -193,7 +209,7 @@ def _new_run(spec: RunSpec, seed: Seed | None, now: datetime) -> Run:
 
 def _insert(s: Session, run: Run, seed: Seed | None, now: datetime) -> Placement | None:
     placement = None
-    if seed is not None:
+    if isinstance(seed, ThreadSeed):
         # The thread's row is locked first, so concurrent creates in one thread, from any
         # number of API replicas, check and insert one after the other.
         placement = place(s, run, seed.thread_id, seed.strategy, now)
@@ -201,6 +217,11 @@ def _insert(s: Session, run: Run, seed: Seed | None, now: datetime) -> Placement
     s.flush()
     if placement is not None and placement.row is not None:
         s.add(placement.row)
+    if isinstance(seed, ForkSeed):
+        for i, (role, content) in enumerate(seed.messages):
+            key = f"{SEED_PREFIX}{i:05d}"
+            s.add(RunMessage(run_id=run.id, key=key, role=role, content=list(content)))
+        s.flush()
     events = [RunCreated(status=RunStatus.QUEUED).event(keys.CREATED)]
     append_events(s, run, events, now=now)
     return placement

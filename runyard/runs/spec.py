@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 from sqlalchemy.orm import Session
 
+from runyard.approvals.policy import ApprovalPolicy
 from runyard.db.engine import Database
 from runyard.db.tables import Agent, Template, Thread
 from runyard.errors import (
@@ -44,6 +45,7 @@ class RunRequest(Protocol):
     timeout_seconds: int | None
     callback_url: str | None
     metadata: dict[str, Any]
+    # Optional: ``approvals`` (an ``ApprovalPolicy``) tightens the template's policy.
 
     @property
     def model_fields_set(self) -> set[str]: ...
@@ -98,6 +100,11 @@ class RunSpec(_Camel):
     # A scheduled run: the schedule that fired it and the time it fired for.
     schedule_id: str | None = None
     scheduled_at: datetime | None = None
+    # Best-of-N attempts and forks share a group; a fork says where it came from.
+    group_id: str | None = None
+    forked_from: dict[str, Any] | None = None
+    # {"policies": [the template's, the run's], "grants": []}, or None: nothing is gated.
+    approvals: dict[str, Any] | None = None
 
 
 _Found = tuple[Agent | None, str, Template | None]
@@ -169,7 +176,17 @@ async def resolve(
         idempotency_key=idempotency_key,
         route_id=route_id,
         persona_id=persona_id,
+        approvals=_approvals(template, getattr(request, "approvals", None)),
     )
+
+
+def _approvals(template: Template, run: ApprovalPolicy | None) -> dict[str, Any] | None:
+    """The run's approval policies: the template's and the run's own; both decide each
+    call and the stricter answer wins, so the run's can only tighten."""
+    policies = [ApprovalPolicy.model_validate(template.approvals)] if template.approvals else []
+    if run is not None:
+        policies.append(run)
+    return {"policies": [p.wire() for p in policies], "grants": []} if policies else None
 
 
 def _check_model(model: str, settings: Settings) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from runyard.db.tables import Run as RunRow
 from runyard.llm.pricing import empty_usage
-from runyard.run_model import Guardrails, Run
+from runyard.run_model import ForkedFrom, Guardrails, Run
 
 
 def iso(dt: datetime | None) -> str | None:
@@ -48,9 +48,28 @@ def run_model(run: RunRow) -> Run:
         duration_ms=duration_ms(run),
         schedule_id=run.schedule_id,
         scheduled_at=iso(run.scheduled_at),
+        forked_from=_forked_from(run),
+        group_id=run.group_id,
+        **_waiting(run),
         **{name: getattr(run, name) for name in _COLUMNS},
         **{name: iso(getattr(run, name)) for name in _TIMES},
     )
+
+
+def _forked_from(run: RunRow) -> ForkedFrom | None:
+    origin = run.forked_from
+    if not origin:
+        return None
+    return ForkedFrom(run_id=origin["runId"], turn=origin["turn"])
+
+
+def _waiting(run: RunRow) -> dict[str, Any]:
+    """``waitingFor`` and ``pendingApprovals``, on a run that waits (left out otherwise)."""
+    if run.status != "waiting_for_input":
+        return {}
+    if run.waiting_for == "approval":
+        return {"waiting_for": "approval", "pending_approvals": run.pending_approvals or []}
+    return {"waiting_for": "question", "pending_approvals": []}
 
 
 def run_object(run: RunRow) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sqlalchemy import or_, select
@@ -11,6 +12,7 @@ from sqlmodel import col
 from runyard.db.tables import Run, RunMessage
 from runyard.domain import RunStatus
 from runyard.events import keys
+from runyard.events.keys import SEED_PREFIX
 from runyard.runs.thread_order import inherited_runs
 
 
@@ -56,21 +58,44 @@ def _append(messages: list[dict[str, Any]], role: str, blocks: list[dict[str, An
     messages.append({"role": role, "content": list(blocks)})
 
 
-def _run_messages(session: Session, run: Run, into: list[dict[str, Any]]) -> None:
-    _append(into, "user", [{"type": "text", "text": run.prompt}])
-    rows = session.execute(
-        select(RunMessage).where(col(RunMessage.run_id) == run.id).order_by(col(RunMessage.id))
-    ).scalars()
+_TURN_KEY = re.compile(r"^turn(\d+)\.")
+
+
+def _until(rows: list[RunMessage], turn: int) -> list[RunMessage]:
+    """The rows up to the end of ``turn`` (a fork's cut): those before the first row of a
+    later turn."""
+    kept: list[RunMessage] = []
+    for row in rows:
+        later = _TURN_KEY.match(row.key)
+        if later is not None and int(later[1]) > turn:
+            break
+        kept.append(row)
+    return kept
+
+
+def _run_messages(
+    session: Session, run: Run, into: list[dict[str, Any]], until_turn: int | None = None
+) -> None:
+    rows = list(
+        session.execute(
+            select(RunMessage).where(col(RunMessage.run_id) == run.id).order_by(col(RunMessage.id))
+        ).scalars()
+    )
+    if until_turn is not None:
+        rows = _until(rows, until_turn)
+    if not (rows and rows[0].key.startswith(SEED_PREFIX)):
+        _append(into, "user", [{"type": "text", "text": run.prompt}])
     for row in rows:
         _append(into, "assistant" if row.role == "assistant" else "user", list(row.content))
 
 
-def conversation(session: Session, run: Run) -> list[dict[str, Any]]:
+def conversation(session: Session, run: Run, until_turn: int | None = None) -> list[dict[str, Any]]:
     """The Anthropic ``messages`` for the run's next turn.
 
     For a run in a thread, the completed runs before it come first (their prompts and
     transcripts), so the model continues the conversation. Runs that did not complete
     are left out: their transcripts may end half way through a tool call.
+    ``until_turn``: the conversation as it stood at the end of that turn (a fork's cut).
     """
     messages: list[dict[str, Any]] = []
     if run.thread_id:
@@ -88,7 +113,7 @@ def conversation(session: Session, run: Run) -> list[dict[str, Any]]:
         ).scalars()
         for previous in earlier:
             _run_messages(session, previous, messages)
-    _run_messages(session, run, messages)
+    _run_messages(session, run, messages, until_turn)
     if len(messages) == 1 and messages[0]["content"] == [{"type": "text", "text": run.prompt}]:
         messages[0]["content"] = run.prompt  # the plain form for a first turn
     return messages

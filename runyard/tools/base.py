@@ -111,8 +111,9 @@ class Tool(Generic[A]):
     approval: Callable[[A], bool] = _never
 
     def requires_approval(self, inp: A) -> bool:
-        """The policy hook: whether this call waits for a person's approval (nothing
-        uses it yet; every tool answers no)."""
+        """The policy hook: whether this call waits for a person's approval whatever
+        the run's approval policy says (``runyard.approvals.policy.decide`` asks it for
+        every gated call of a run with a policy; no tool asks yet)."""
         return self.approval(inp)
 
     def schema(self) -> dict[str, Any]:

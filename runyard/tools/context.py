@@ -29,6 +29,7 @@ class ToolContext:
     # The store's answer, asked right before anything leaves for the outside (a push, a
     # pull request, an issue): is the run still active? Nothing leaves once it has ended.
     active: Callable[[], Awaitable[bool]] | None = None
+    taken: frozenset[str] = frozenset()  # a fork's: branches its sources forwarded
 
     @staticmethod
     def build(
@@ -39,6 +40,7 @@ class ToolContext:
         sandbox_id: str,
         known: dict[str, str],
         active: Callable[[], Awaitable[bool]] | None = None,
+        taken: frozenset[str] = frozenset(),
     ) -> ToolContext:
         return ToolContext(
             run_id,
@@ -50,6 +52,7 @@ class ToolContext:
             provider_for(repo, settings),
             artifact_store(settings),
             active,
+            taken,
         )
 
     def relay(self, sandbox: Sandbox) -> Relay:
@@ -59,6 +62,7 @@ class ToolContext:
             self.settings,
             self.known,
             self.active,
+            self.taken,
         )
 
     async def still_active(self) -> bool:

@@ -40,7 +40,7 @@ USAGE_FIELDS = {
     "cacheHitRate", "costUsd", "creditsUsed",
 }  # fmt: skip
 # Operations whose success is not JSON, and errors that are not problem documents.
-NOT_JSON = {"run_logs", "download"}
+NOT_JSON = {"run_logs", "download", "checkpoint_diff"}
 NOT_PROBLEMS = {("command", "400"), ("healthz", "503")}
 
 
@@ -239,6 +239,8 @@ KNOWN_LISTS = {
     "list_artifacts",
     "list_run_messages",
     "list_schedules",
+    "list_checkpoints",
+    "list_approvals",
 }
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,6 +15,7 @@ import httpx
 from runyard.client import AsyncRunyard
 from tests.conftest import TERMINAL, poll_until, script, wait_for
 from tests.fakes.anthropic_server import FakeAnthropic, Reply
+from tests.integration.git_support import git
 
 N = 30
 
@@ -67,17 +69,28 @@ async def test_30_concurrent_posts_reject_and_enqueue(api: httpx.AsyncClient) ->
 
 
 async def test_interrupt_continues_and_rollback_forgets(
-    api: httpx.AsyncClient, fake_anthropic: FakeAnthropic
+    api: httpx.AsyncClient, fake_anthropic: FakeAnthropic, tmp_path: Path
 ) -> None:
     fake_anthropic.reset()
-    fake_anthropic.queue(Reply(blocks=[{"text": "carrying on"}]))
-    thread = await thread_of(api)
-    busy = script({"sleep": 2, "tool": "bash", "input": {"command": "echo never"}}, {"text": "x"})
-    first = (await post_run(api, thread, prompt=busy)).json()["runId"]
-    await wait_for(api, first, {"running"})
-    resp = await post_run(
-        api, thread, prompt="and now?", model="sonnet", multitaskStrategy="interrupt"
+    look = {"id": "toolu_look", "name": "bash", "input": {"command": "cat carried.txt"}}
+    fake_anthropic.queue(
+        Reply(blocks=[{"tool_use": look}]), Reply(blocks=[{"text": "carrying on"}])
     )
+    thread = await thread_of(api)
+    repo = tmp_path / "repo"
+    git("init", "-q", "-b", "main", str(repo))
+    git("commit", "-q", "--allow-empty", "-m", "base", cwd=repo)
+    busy = script(
+        {"tool": "bash", "input": {"command": "echo carried-over > carried.txt"}},
+        {"sleep": 3, "tool": "bash", "input": {"command": "echo never"}},
+        {"text": "x"},
+    )
+    first = (await post_run(api, thread, prompt=busy, repo=str(repo))).json()["runId"]
+    # Its first turn's boundary passed (the file in a checkpoint): the interrupt comes
+    # while the model's second answer (3 s) is on its way.
+    await poll_until(lambda: _has_checkpoint(api, first), "the first run's file written")
+    interrupt = {"multitaskStrategy": "interrupt", "repo": str(repo)}
+    resp = await post_run(api, thread, prompt="and now?", model="sonnet", **interrupt)
     assert resp.status_code == 201, resp.text
     second = resp.json()
     assert (second["status"], second["queuedBehind"]) == ("queued", first)
@@ -94,6 +107,15 @@ async def test_interrupt_continues_and_rollback_forgets(
     flat = str(sent)
     assert "echo never" in flat and "and now?" in flat  # the interrupted run's conversation
     assert "interrupted by a newer run" in flat  # its unfinished call's error result
+    # Its workspace: the file its shell wrote, read back by the new run's own call.
+    (looked,) = [
+        b
+        for m in sent
+        if isinstance(m["content"], list)
+        for b in m["content"]
+        if b.get("type") == "tool_result" and b.get("tool_use_id") == "toolu_look"
+    ]
+    assert "carried-over" in str(looked["content"]) and not looked.get("is_error")
 
     fake_anthropic.reset()
     fake_anthropic.queue(Reply(blocks=[{"text": "fresh"}]))
@@ -112,6 +134,10 @@ async def test_interrupt_continues_and_rollback_forgets(
     sent_after = str(fake_anthropic.requests[-1]["messages"])
     assert "start over" in sent_after and "and now?" in sent_after  # the completed runs
     assert "rolled-back" not in sent_after  # not the run it rolled back
+
+
+async def _has_checkpoint(api: httpx.AsyncClient, run_id: str) -> bool:
+    return bool((await api.get(f"/v1/runs/{run_id}/checkpoints")).json()["data"])
 
 
 async def _has_requests(fake: FakeAnthropic) -> bool:

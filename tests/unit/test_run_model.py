@@ -87,6 +87,8 @@ def test_run_object_is_the_contract_json() -> None:
         "durationMs": 2000,
         "scheduleId": None,
         "scheduledAt": None,
+        "forkedFrom": None,
+        "groupId": None,
     }
     got = run_object(_row())
     assert got == expected

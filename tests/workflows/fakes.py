@@ -15,6 +15,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from runyard.domain import ACTIVE_STATUSES, TERMINAL_STATUSES, RunStatus
+from workflows.checkpoint_payloads import CheckpointInput, CheckpointResult
 from workflows.payloads import (
     AnswerInput,
     CollectInput,
@@ -69,6 +70,8 @@ class FakeRun:
     ended_before_collect: bool = False  # the terminal status was written before the collect
     # What happened to the sandbox, in order: pause, answer, resume, tool:<name> ...
     sandbox_log: list[str] = field(default_factory=list)
+    # The turn boundaries checkpointed, and the task queue each checkpoint ran on.
+    checkpoints: list[tuple[int, str]] = field(default_factory=list)
 
 
 class World:
@@ -88,6 +91,7 @@ class World:
         self.pause_error = False
         # Set to make destroying the sandbox fail (the run's outcome stands).
         self.destroy_error = False
+        self.checkpoint_error = False  # every checkpoint fails (issue 26)
 
     def add(self, run_id: str, script: list[Turn]) -> FakeRun:
         self.runs[run_id] = FakeRun(script=script)
@@ -235,6 +239,14 @@ class World:
         self.runs[inp.run_id].sandbox_destroyed = True
         self.runs[inp.run_id].sandbox_log.append("destroy")
 
+    @activity.defn(name="checkpoint_workspace")
+    async def checkpoint_workspace(self, inp: CheckpointInput) -> CheckpointResult:
+        run = self.runs[inp.run_id]
+        run.checkpoints.append((inp.turn, activity.info().task_queue))
+        if self.checkpoint_error:
+            raise ApplicationError("git is broken", type="INTERNAL_ERROR", non_retryable=True)
+        return CheckpointResult(changed=True, seq=inp.turn)
+
     def sandbox_activities(self) -> list[Any]:
         """What a sandbox host's own task queue serves."""
         return [
@@ -244,6 +256,7 @@ class World:
             self.setup_sandbox,
             self.pause_sandbox,
             self.resume_sandbox,
+            self.checkpoint_workspace,
         ]
 
     def activities(self) -> list[Any]:

@@ -17,6 +17,10 @@ setup script, ``cancelled-not-forwarding`` follows ``no-forwarding-after-cancel`
 a scheduled run a newer fire replaced (the ``replaced_by_schedule`` signal); ``encrypted`` was
 recorded with ``RUNYARD_PAYLOAD_KEYS`` on. Every history replays with the encrypting data
 converter, the plain ones included: turning encryption on never breaks a run in flight. A change
+``cancelled-through-temporal`` follows ``temporal-cancel-ends-first``, ``checkpointed``
+follows ``checkpoint-at-turn-boundary`` (issue 26). A change
+``cancelled-through-temporal`` follows ``temporal-cancel-ends-first``, and
+``approvals-decided`` is a run with an approval policy (``tool-approvals``). A change
 that would break a run in flight fails here: guard it with ``workflow.patched()`` and
 record a new history beside the old ones, never in place of them.
 """
@@ -52,6 +56,8 @@ def test_the_representative_runs_are_recorded() -> None:
         "cancelled-through-temporal",
         "encrypted",
         "superseded",
+        "checkpointed",
+        "approvals-decided",
     }
 
 

@@ -1,7 +1,7 @@
 """messages to a busy run; thread multitask order
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-05 07:45:00.000000
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 from runyard.db.types import UTCDateTime
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

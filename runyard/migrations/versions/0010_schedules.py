@@ -1,7 +1,7 @@
 """schedules: scheduled runs on Temporal Schedules, their fires, and a run's schedule
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 Create Date: 2026-12-05 08:00:00.000000
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 from runyard.db.types import UTCDateTime
 
 revision = "0010"
-down_revision = "0008"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
