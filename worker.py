@@ -155,7 +155,7 @@ def build_workers(client: Client, settings: Settings, db: Database) -> list[Work
         # Heartbeats go out at least every second, so a cancel reaches a busy activity fast.
         "max_heartbeat_throttle_interval": timedelta(seconds=1),
         "default_heartbeat_throttle_interval": timedelta(seconds=1),
-        "graceful_shutdown_timeout": timedelta(seconds=5),
+        "graceful_shutdown_timeout": timedelta(seconds=settings.worker_shutdown_seconds),
         # Names the store: a worker of another store on this task queue is refused.
         "identity": worker_identity(settings),
     }

@@ -186,6 +186,10 @@ class Settings(BaseSettings):
     codec_jwks_url: str | None = None
     codec_token_issuer: str | None = None
     codec_token_audience: str | None = None
+    # How long a stopping worker (SIGTERM, SIGINT) lets its running activities finish
+    # before it cancels them (Temporal's graceful shutdown timeout). The outbox pump's
+    # activity never ends by itself, so every stop waits this long.
+    worker_shutdown_seconds: float = Field(default=5, ge=0)
 
     # Checkpoints (issue 26): the most bytes one checkpoint's bundle may take (a larger one
     # is recorded but not kept, so its code cannot be restored), the most bytes of each of

@@ -86,6 +86,10 @@ def stack_env(data_dir: Path, temporal: str, anthropic_url: str, **extra: str) -
         "RUNYARD_ALLOW_PRIVATE_CALLBACKS": "true",
         "RUNYARD_ALLOW_LOCAL_REPOS": "true",
         "RUNYARD_WEBHOOK_RETRY_SCHEDULE": "0,0.3,0.3,0.3,0.3",
+        # A test stack's worker stops at once: the outbox pump's activity never ends by
+        # itself, so the default 5 s grace was waited out by every stop (no test stops a
+        # worker in the middle of an activity it wants finished).
+        "RUNYARD_WORKER_SHUTDOWN_SECONDS": "0",
     } | extra
 
 

@@ -64,9 +64,18 @@ class Stack:
         self.workers.remove(proc)
 
     def start_api(self) -> None:
+        self.spawn_api()
+        self.wait_for_api()
+
+    def spawn_api(self) -> None:
+        """Start the API process without waiting for it (``wait_for_api``): two replicas
+        start side by side."""
         self.api = self._spawn(
             [sys.executable, "-m", "cli", "api", "--port", str(self.api_port)], "api"
         )
+
+    def wait_for_api(self) -> None:
+        assert self.api is not None
         wait_for_port("127.0.0.1", self.api_port, timeout=60, proc=self.api)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

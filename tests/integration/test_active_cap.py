@@ -10,8 +10,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections import Counter
-from collections.abc import AsyncIterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
@@ -24,28 +23,32 @@ CAP = 10
 HOLD = script({"ask": "hold on"}, {"text": "done"})  # waits for input: stays active
 
 
-async def capped_api(stack: Stack, logs: Path) -> AsyncIterator[httpx.AsyncClient]:
-    api = Stack({**stack.env, "RUNYARD_MAX_ACTIVE_RUNS": str(CAP)}, logs)
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def capped(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """The capped API process, one per store for the module: the cap is per organization
+    and every test makes an organization of its own (``client``)."""
+    stack: Stack = request.getfixturevalue("stack" if request.param == "sqlite" else "pg_stack")
+    api = Stack(
+        {**stack.env, "RUNYARD_MAX_ACTIVE_RUNS": str(CAP)}, tmp_path_factory.mktemp("cap-logs")
+    )
     api.start_api()
-    db = Database(async_db_url(stack.env))
+    yield api
+    api.stop()
+
+
+@pytest.fixture
+async def client(capped: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    db = Database(async_db_url(capped.env))
     key = await Keys(db).make("cap-" + secrets.token_hex(4))
     await db.dispose()
-    try:
-        async with httpx.AsyncClient(
-            base_url=api.api_url, headers={"Authorization": f"Bearer {key}"}, timeout=60
-        ) as client:
-            yield client
-    finally:
-        api.stop()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def client(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[httpx.AsyncClient]:
-    stack: Stack = request.getfixturevalue("stack" if request.param == "sqlite" else "pg_stack")
-    async for c in capped_api(stack, tmp_path / "logs"):
-        yield c
+    async with httpx.AsyncClient(
+        base_url=capped.api_url, headers={"Authorization": f"Bearer {key}"}, timeout=60
+    ) as client:
+        yield client
 
 
 async def cancel_all(client: httpx.AsyncClient, ids: list[str]) -> None:

@@ -58,7 +58,9 @@ class Cluster:
             host_dir = data / f"host-{name}"
             worker = stack.start_worker(RUNYARD_DATA_DIR=str(host_dir))
             self.hosts[name] = Host(default_host_name(host_dir), host_dir, worker)
-            stack.start_api()
+            stack.spawn_api()
+        for stack in (self.a, self.b):  # the replicas start side by side
+            stack.wait_for_api()
         assert self.hosts["a"].name != self.hosts["b"].name
         for stack in (self.a, self.b):  # both hosts poll before the first run starts
             wait_for_log(stack.logs, "worker.started")

@@ -26,8 +26,10 @@ class Replicas:
         migrate(async_db_url(env))
         self.env = env
         self.a, self.b = Stack(env, data / "logs-a"), Stack(env, data / "logs-b")
-        self.a.start_api()
-        self.b.start_api()
+        for stack in (self.a, self.b):
+            stack.spawn_api()
+        for stack in (self.a, self.b):
+            stack.wait_for_api()
 
     def stop(self) -> None:
         self.a.stop()
