@@ -115,5 +115,9 @@ async def plan_fork(
         route_id=source.route_id,
         persona_id=source.persona_id,
         forked_from={"runId": source.id, "turn": opts.turn, "restore": opts.restore},
+        # The source's approval policies (its template's and its own, as stored): a fork
+        # never runs a call its source would have had to ask about. The source's
+        # run-scoped grants were for that run ("the rest of the run"): not carried.
+        approvals=({**source.approvals, "grants": []} if source.approvals is not None else None),
     )
     return spec, ForkSeed(seeded)

@@ -72,6 +72,9 @@ async def test_a_group_is_made_all_or_none(db: Database, tmp_path: Path) -> None
     assert [r.idempotency_key for r in made] == ["grp-key", "grp-key#1", "grp-key#2"]
 
 
+ASK_RM = {"rules": [{"tool": "bash", "match": {"command": "rm"}, "action": "ask"}]}
+
+
 async def _source(db: Database, org_id: str, turns: int) -> Run:
     """A run whose transcript has ``turns`` tool turns and a boundary after each."""
     now = utcnow()
@@ -84,6 +87,7 @@ async def _source(db: Database, org_id: str, turns: int) -> Run:
         guardrails={"maxTurns": 10, "maxCostUsd": 1, "timeoutSeconds": 600},
         sandbox={"id": None, "provider": "local", "size": "s", "resources": SIZES["s"]},
         workflow_id="w",
+        approvals={"policies": [ASK_RM], "grants": [{"tool": "bash", "input": {"command": "ls"}}]},
         created_at=now,
         updated_at=now,
     )
@@ -132,6 +136,8 @@ async def test_a_fork_is_cut_at_a_boundary_the_source_passed(db: Database, tmp_p
     spec, seed = await plan_fork(db, runs.settings, source, opts)
     assert spec.forked_from == {"runId": source.id, "turn": 2, "restore": "conversation"}
     fork = (await runs.create(spec, seed=seed)).run
+    # Its source's approval policies go with it, not the source's run-scoped grants.
+    assert fork.approvals == {"policies": [ASK_RM], "grants": []}
 
     def talks(s: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         return conversation(s, s.get(Run, source.id), until_turn=2), conversation(
