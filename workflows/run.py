@@ -22,7 +22,6 @@ cancelled run's is cancelled.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from temporalio import workflow
@@ -30,7 +29,6 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.lifecycle import LifecycleActivities
-    from activities.sandbox import SandboxActivities
     from runyard.domain import ErrorCode, RunStatus
     from workflows import options
     from workflows.agent_loop import AgentLoop, ContinueAsNew, Outcome, cause_of
@@ -45,8 +43,6 @@ with workflow.unsafe.imports_passed_through():
         CancelRequest,
         CancelResult,
         CloseRequest,
-        CollectInput,
-        DestroyInput,
         ExecRequest,
         ExecResult,
         FinishInput,
@@ -57,16 +53,13 @@ with workflow.unsafe.imports_passed_through():
         RunInput,
         RunRef,
         RunResult,
-        SandboxCall,
-        SandboxRef,
         ScheduleReplaceRequest,
         StartInput,
         WaitInput,
     )
+    from workflows.run_sandbox import RunSandbox
     from workflows.thread_payloads import SupersedeRequest, SupersedeResult
     from workflows.threads import advance
-
-SandboxMethod = Callable[[SandboxActivities, SandboxCall], Awaitable[None]]
 
 
 @workflow.defn(name="RunWorkflow")
@@ -83,16 +76,21 @@ class RunWorkflow:
         self._question: WaitInput | None = None  # the ask_user call that waits for its answer
         self._answered = False
         self._ended: FinishResult | None = None
-        self._paused: SandboxRef | None = None  # the sandbox paused while the run waits
-        self._teardown: asyncio.Task[None] | None = None  # the destroy beside the terminal write
         # Store writes of waiting and answering happen in the order the workflow decided them.
         self._lifecycle = asyncio.Lock()
         self._loop = AgentLoop(self, inp)
+        # Its sandbox between turns: paused while the run waits, kept and destroyed at its end.
+        self._sandbox = RunSandbox(
+            inp,
+            self._loop,
+            self.set_details,
+            stopped=lambda: self._cancel_requested or self._loop.superseded_by is not None,
+        )
         self._approvals = ApprovalGate(
             inp.run_id,
             self._lifecycle,
-            pause=self._pause_waiting,
-            resume=self._resume_sandbox,
+            pause=self._sandbox.pause_waiting,
+            resume=self._sandbox.resume,
             status=self._set_status,
             # A close, or a newer run of the thread, stops the wait as it stops a question's.
             closing=lambda: self._loop.close_requested or self._loop.superseded_by is not None,
@@ -254,7 +252,7 @@ class RunWorkflow:
         except asyncio.CancelledError:  # cancelled through Temporal itself (the UI, the CLI)
             self._cancel_requested = self._temporal_cancelled = True
             outcome = Outcome(RunStatus.CANCELLED)
-            await self._destroy_sandbox()
+            await self._sandbox.destroy()
         except ContinueAsNew as more:
             await workflow.wait_condition(workflow.all_handlers_finished)
             if more.carried is not None:  # with the messages accepted meanwhile
@@ -264,7 +262,7 @@ class RunWorkflow:
             # A bug in this workflow: end the run visibly instead of failing the workflow
             # task, which Temporal would retry forever while the run hangs.
             workflow.logger.exception("run workflow failed")
-            await self._destroy_sandbox()
+            await self._sandbox.destroy()
             outcome = Outcome(
                 RunStatus.FAILED,
                 "error",
@@ -272,8 +270,8 @@ class RunWorkflow:
                 f"{type(err).__name__}: {err}",
             )
         ended = await self._end(outcome)
-        if self._teardown is not None:
-            await self._teardown
+        if self._sandbox.teardown is not None:
+            await self._sandbox.teardown
         await workflow.wait_condition(workflow.all_handlers_finished)
         await advance(self._inp)  # a run of a thread: the next one waiting starts
         return await self._conclude(ended)
@@ -307,61 +305,7 @@ class RunWorkflow:
             if not self._loop.continuing:
                 # Once the outputs and changes are kept, the terminal write need not wait
                 # for the sandbox to go: the destroy runs beside it.
-                await self._destroy_sandbox(beside_end=workflow.patched("destroy-beside-end"))
-
-    async def _destroy_sandbox(self, *, beside_end: bool = False) -> None:
-        sandbox = self._loop.sandbox
-        if sandbox is None:
-            return
-        self._loop.sandbox = None
-        where = options.on_host(sandbox, self._inp.host_lost_seconds)
-        await self._resume_sandbox()  # cancelled while waiting: thawed to keep its changes
-        if not self._loop.collected and workflow.patched("keep-changes-of-every-ending"):
-            # Nothing is lost: the unpushed work of a run that did not complete (failed,
-            # cancelled) is kept too, as changes.patch, before the sandbox goes.
-            self.set_details("keeping the workspace's changes")
-            keep = CollectInput(run_id=self._inp.run_id, sandbox=sandbox, include_text=False)
-            stopped = self._cancel_requested or self._loop.superseded_by is not None
-            if stopped and workflow.patched("no-forwarding-after-cancel"):
-                # A cancelled run sends nothing more upstream: its work is only kept.
-                keep.forward = False
-            try:
-                await workflow.execute_activity_method(
-                    SandboxActivities.collect_outputs,
-                    keep,
-                    **options.COLLECT.remote(summary="keep the workspace's changes", **where),
-                )
-            except (ActivityError, ApplicationError) as err:  # a lost sandbox: nothing to keep
-                workflow.logger.warning("could not keep the workspace's changes: %s", err)
-                if options.host_lost(err):
-                    return  # its host is gone, and the sandbox with it
-        self.set_details("destroying the sandbox")
-        destroy = workflow.execute_activity_method(
-            SandboxActivities.destroy_sandbox,
-            DestroyInput(run_id=self._inp.run_id, sandbox=sandbox),
-            **options.DESTROY.remote(summary="destroy sandbox", **where),
-        )
-        if beside_end:
-            self._teardown = asyncio.create_task(self._destroyed(destroy))
-            return
-        try:
-            await destroy
-        except ActivityError as err:
-            if not options.host_lost(err):
-                raise
-            workflow.logger.warning("the sandbox's host is gone, and the sandbox with it")
-
-    @staticmethod
-    async def _destroyed(destroy: Awaitable[None]) -> None:
-        """A destroy that runs after the run's outcome is decided: its failure cannot change
-        that outcome. A sandbox left behind is the reaper's (``workflows/reaper.py``)."""
-        try:
-            await destroy
-        except ActivityError as err:
-            if options.host_lost(err):
-                workflow.logger.warning("the sandbox's host is gone, and the sandbox with it")
-            else:
-                workflow.logger.warning("the sandbox was not destroyed (the reaper will): %s", err)
+                await self._sandbox.destroy(beside_end=workflow.patched("destroy-beside-end"))
 
     async def _end(self, outcome: Outcome) -> FinishResult:
         """Write the terminal status once; the first terminal write wins."""
@@ -416,12 +360,7 @@ class RunWorkflow:
                 LifecycleActivities.mark_waiting, question, **options.LIFECYCLE.local()
             )
         self._set_status(RunStatus.WAITING_FOR_INPUT, f"turn {question.turn}: waiting")
-        if self._loop.sandbox is not None and workflow.patched("pause-while-waiting"):
-            # A waiting sandbox costs nothing: paused until the answer, the wait's end or
-            # the close. A cancel lets _destroy_sandbox resume it (to keep its changes).
-            self._paused = self._loop.sandbox
-            if not await self._pause_or_resume(SandboxActivities.pause_sandbox, self._paused):
-                self._paused = None  # its host is gone: nothing to resume there
+        await self._sandbox.pause_waiting()  # until the answer, the wait's end or the close
         try:
             await workflow.wait_condition(
                 lambda: (
@@ -436,39 +375,8 @@ class RunWorkflow:
             answered = False
         finally:
             self._question = None
-        await self._resume_sandbox()
+        await self._sandbox.resume()
         return answered
-
-    async def _pause_waiting(self) -> None:
-        """Pause the sandbox while tool calls wait for approval, as ``ask`` does."""
-        if self._loop.sandbox is not None and workflow.patched("pause-while-waiting"):
-            self._paused = self._loop.sandbox
-            if not await self._pause_or_resume(SandboxActivities.pause_sandbox, self._paused):
-                self._paused = None  # its host is gone: nothing to resume there
-
-    async def _resume_sandbox(self) -> None:
-        paused, self._paused = self._paused, None
-        if paused is not None:
-            await self._pause_or_resume(SandboxActivities.resume_sandbox, paused)
-
-    async def _pause_or_resume(self, method: SandboxMethod, sandbox: SandboxRef) -> bool:
-        """Never fatal: a sandbox that could not be paused just keeps running. False if
-        the sandbox's host is gone (the next tool call rebuilds the sandbox)."""
-        try:
-            await workflow.execute_activity_method(
-                method,
-                SandboxCall(run_id=self._inp.run_id, sandbox=sandbox, org_id=self._inp.org_id),
-                # Waits for a pause being cancelled to finish: a resume never overtakes it.
-                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-                **options.PAUSE.remote(
-                    summary=method.__name__.removesuffix("_sandbox"),
-                    **options.on_host(sandbox, self._inp.host_lost_seconds),
-                ),
-            )
-        except (ActivityError, ApplicationError) as err:
-            workflow.logger.warning("could not pause or resume the sandbox: %s", err)
-            return not options.host_lost(err)
-        return True
 
     @property
     def waiting(self) -> bool:
