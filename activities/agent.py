@@ -18,7 +18,6 @@ from temporalio import activity
 from activities._support import heartbeats, logger, typed_failures
 from runyard import metrics, tracing
 from runyard.db.engine import Database
-from runyard.db.tables import Run, RunMessage
 from runyard.db.types import utcnow
 from runyard.domain import TERMINAL_STATUSES
 from runyard.errors import InsufficientCredits, ProviderKeyMissing, RunNotActive, RunNotFound
@@ -27,9 +26,10 @@ from runyard.events import keys
 from runyard.jsonsafe import json_problem, storable
 from runyard.llm.base import ModelClient, ModelRequest, TurnUsage
 from runyard.llm.pricing import add_turn_usage, price_for, resolve_model
-from runyard.store.credits import charge_turn, out_of_credits
-from runyard.store.events import NewEvent, append_events, locked_run
-from runyard.store.transcript import assistant_key, conversation, get_message
+from runyard.store.credits import charge_turn
+from runyard.store.events import NewEvent, append_events, locked_head, locked_run
+from runyard.store.transcript import add_message, assistant_key, conversation
+from runyard.store.turns import TurnRun, turn_state
 from runyard.tools import TOOLS, refusal
 from workflows.payloads import ToolCallRef, TurnInput, TurnResult
 
@@ -39,6 +39,7 @@ SYSTEM_PROMPT = (
     "of what you did."
 )
 _FLUSH_SECONDS = 0.05
+Blocks = list[dict[str, Any]]
 _FLUSH_CHARS = 512
 
 
@@ -133,8 +134,7 @@ class AgentActivities:
         self.models = models
 
     @staticmethod
-    def _result(turn: int, content: list[dict[str, Any]], run: Run) -> TurnResult:
-        usage = run.usage or {}
+    def _result(turn: int, content: list[dict[str, Any]], usage: dict[str, Any]) -> TurnResult:
         return TurnResult(
             turn=turn,
             tool_calls=[
@@ -154,22 +154,24 @@ class AgentActivities:
         key = assistant_key(inp.turn)
         message_id = f"msg_{inp.run_id.removeprefix('run_')}_{inp.turn}"
 
-        def prepare(s: Session) -> tuple[Run, RunMessage | None, list[dict[str, Any]]]:
-            run = s.get(Run, inp.run_id)
+        def prepare(
+            s: Session,
+        ) -> tuple[TurnRun, list[dict[str, Any]] | None, list[dict[str, Any]]]:
+            state = turn_state(s.connection(), inp.run_id, inp.turn)
+            run = state.run
             if run is None:
                 raise RunNotFound(f"{inp.run_id} is not in the store")
             if run.status in TERMINAL_STATUSES:
                 raise RunNotActive(f"{run.id} is {run.status}")
-            done = get_message(s, inp.run_id, key)
-            if done is not None:
-                return run, done, []
-            if out_of_credits(s, run.org_id):
+            if state.done is not None:
+                return run, state.done, []
+            if state.credits is not None and state.credits <= 0:
                 raise InsufficientCredits("the organization has no credits left")
             return run, None, conversation(s, run)
 
         run, done, messages = await self.db.read(prepare)
         if done is not None:
-            return self._result(inp.turn, done.content, run)
+            return self._result(inp.turn, done, run.usage)
         log = logger(run.id, org_id=run.org_id, turn=inp.turn)
         client = self.models.client_for(run.model)
         if info.attempt > 1:
@@ -205,23 +207,20 @@ class AgentActivities:
         await writer.flush()
         u = response.usage
 
-        def store(s: Session) -> tuple[Run, dict[str, Any]]:
-            locked = locked_run(s, run.id)
+        def store(s: Session) -> dict[str, Any]:
+            locked = locked_head(s, run.id)
             usage = add_turn_usage(
-                locked.usage or {},
+                locked.usage,
                 run.model,
                 inp=u.input_tokens,
                 out=u.output_tokens,
                 cache_read=u.cache_read_tokens,
                 cache_write=u.cache_write_tokens,
             )
-            spent = usage["creditsUsed"] - int((locked.usage or {}).get("creditsUsed", 0))
+            spent = usage["creditsUsed"] - int(locked.usage.get("creditsUsed", 0))
             charge_turn(s, run.org_id, run.id, inp.turn, spent)
-            locked.usage = usage
-            locked.updated_at = utcnow()
-            s.add(locked)
             content, refused = _checked_tool_inputs(response.content)
-            s.add(RunMessage(run_id=run.id, key=key, role="assistant", content=content))
+            add_message(s, run.id, key, "assistant", content)
             completed = ev.MessageCompleted(
                 message_id=message_id, text=response.text, stop_reason=response.stop_reason
             )
@@ -244,14 +243,16 @@ class AgentActivities:
                     "content": text,
                     "is_error": True,
                 }
-                s.add(RunMessage(run_id=run.id, key=rkey, role="tool_result", content=[block]))
+                add_message(s, run.id, rkey, "tool_result", [block])
                 refusal = ev.ToolResult(tool_call_id=call_id, output=text, is_error=True)
                 events.append(refusal.event(rkey))
             events.append(ev.UsageUpdated.model_validate(usage).event(keys.usage(inp.turn)))
-            append_events(s, locked, events)
-            return locked, usage
+            # The run's usage goes in the same UPDATE as its last_seq.
+            columns = {"usage": usage, "updated_at": utcnow()}
+            append_events(s, locked, events, columns=columns, fresh=True)
+            return usage
 
-        locked, usage = await self.db.transact(store)
+        usage = await self.db.transact(store)
         metrics.model_turn(  # after the commit: a retry that finds the turn stored returned
             run.model,
             seconds,
@@ -264,4 +265,4 @@ class AgentActivities:
             turn_cost(run.model, u),
         )
         log.info("turn.done", tool_calls=len(response.tool_uses), cost_usd=usage["costUsd"])
-        return self._result(inp.turn, response.content, locked)
+        return self._result(inp.turn, response.content, usage)

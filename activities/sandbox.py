@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import Any
 
 from sqlalchemy.orm import Session
 from temporalio import activity
@@ -18,7 +17,7 @@ from runyard.approvals.store import edited_input, edited_note
 from runyard.checkpoints.restore import restore_fork
 from runyard.checkpoints.store import sources_branches
 from runyard.db.engine import Database
-from runyard.db.tables import Run, RunMessage, Template
+from runyard.db.tables import Run, Template
 from runyard.domain import TERMINAL_STATUSES
 from runyard.errors import (
     InternalError,
@@ -35,9 +34,10 @@ from runyard.outputs import known_branches, record_outputs
 from runyard.sandbox.base import SandboxProvider, SandboxSpec
 from runyard.sandbox.ids import sandbox_id_for
 from runyard.settings import Settings
-from runyard.store.events import append_events, locked_run
+from runyard.store.events import RunHead, append_events, locked_head, locked_run
 from runyard.store.templates import find_template
-from runyard.store.transcript import assistant_key, final_text, get_message
+from runyard.store.transcript import add_message, final_text
+from runyard.store.turns import call_state
 from runyard.tools import ToolContext, after_bash, needs_context, run_tool
 from workflows.payloads import (
     CollectInput,
@@ -146,22 +146,15 @@ class SandboxActivities(SandboxAccess):
     async def run_tool(self, inp: ToolInput) -> None:
         """Run one tool call; its result is stored (and announced) exactly once."""
         key = keys.tool_result(inp.turn, inp.call_id)
-
-        def load(s: Session) -> tuple[bool, RunMessage | None, Any]:
-            if get_message(s, inp.run_id, key) is not None:
-                return True, None, None
-            run = s.get(Run, inp.run_id)
-            if run is not None and run.status in TERMINAL_STATUSES:
-                return True, None, None  # the run ended (cancelled): a late attempt does nothing
-            edited = edited_input(s, inp.run_id, inp.call_id) if run and run.approvals else None
-            return False, get_message(s, inp.run_id, assistant_key(inp.turn)), edited
-
-        stored, turn, edited = await self.db.read(load)
-        if stored:
-            return  # a retry after the result was stored, or after the run ended
-        call = next((b for b in (turn.content if turn else []) if b.get("id") == inp.call_id), None)
+        state = await self.db.read_core(lambda c: call_state(c, inp.run_id, inp.turn, inp.call_id))
+        if state.result_stored or state.status in TERMINAL_STATUSES:
+            return  # a retry after the result was stored, or the run ended (cancelled)
+        call = state.call
         if call is None:
             raise InternalError(f"turn {inp.turn} has no tool call {inp.call_id}")
+        edited = None
+        if state.approvals:
+            edited = await self.db.read(lambda s: edited_input(s, inp.run_id, inp.call_id))
         sandbox = await self._provider(inp.sandbox.provider).get(inp.sandbox.sandbox_id)
         args = (call.get("input") or {}) if edited is None else edited  # a person's edit
         ctx = await self._tool_context(inp) if needs_context(inp.name, args) else None
@@ -184,10 +177,14 @@ class SandboxActivities(SandboxAccess):
         data = ev.ToolResult(tool_call_id=inp.call_id, output=out.text, is_error=out.is_error)
 
         def store(s: Session) -> None:
-            run = locked_run(s, inp.run_id)
-            s.add(RunMessage(run_id=inp.run_id, key=key, role="tool_result", content=[block]))
-            record_outputs(s, run, out.outputs, key, out.artifacts)
-            append_events(s, run, [data.event(key)])
+            run: Run | RunHead
+            if out.outputs or out.artifacts:
+                run = locked_run(s, inp.run_id)
+                record_outputs(s, run, out.outputs, key, out.artifacts)
+            else:  # the common case: no Run object to build
+                run = locked_head(s, inp.run_id)
+            add_message(s, inp.run_id, key, "tool_result", [block])
+            append_events(s, run, [data.event(key)], fresh=True)  # the message is new
 
         await self.db.transact(store)
         metrics.tool_call(inp.name, seconds, error=out.is_error)  # after the commit: once

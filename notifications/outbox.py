@@ -85,11 +85,15 @@ def _delivery(
 
 
 def enqueue(
-    session: Session, run: Run, events: Sequence[tuple[str, str, int]], now: datetime
+    session: Session, run_id: str, events: Sequence[tuple[str, str, int]], now: datetime
 ) -> int:
-    """Deliveries for the events just appended: (key, type, seq). Returns how many."""
+    """Deliveries for the events just appended to run ``run_id``: (key, type, seq).
+    Returns how many."""
     wanted = [(key, typ) for key, typ, _ in events if typ in WEBHOOK_EVENTS]
     if not wanted:
+        return 0
+    run = session.get(Run, run_id)  # the append's own, when it loaded the run
+    if run is None:
         return 0
     body = run_object(run)
     hooks = list(

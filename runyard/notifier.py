@@ -40,14 +40,14 @@ from typing import Any, TypeVar
 
 import psycopg
 import structlog
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from runyard.db.engine import Database
 from runyard.db.tables import Run, RunEvent
 from runyard.domain import TERMINAL_STATUSES
-from runyard.store.events import NOTIFY_CHANNEL, event_json
+from runyard.store.events import EVENT_COLUMNS, NOTIFY_CHANNEL, EventRow, event_json
 
 log = structlog.get_logger("runyard.notifier")
 T = TypeVar("T")
@@ -68,7 +68,7 @@ class Cached:
     created: float = 0.0  # the event's commit time (epoch seconds), for the delivery lag
 
 
-def encode(ev: RunEvent) -> Cached:
+def encode(ev: EventRow) -> Cached:
     body = event_json(ev)
     data = json.dumps(body, separators=(",", ":"))
     frame = f"id: {ev.seq}\nevent: {ev.type}\ndata: {data}\n\n".encode()
@@ -158,9 +158,14 @@ class EventNotifier:
         async with self._reads:
             return await self.db.read(fn)
 
+    async def read_core(self, fn: Callable[[Connection], T]) -> T:
+        """:meth:`read` on a plain connection (``Database.read_core``)."""
+        async with self._reads:
+            return await self.db.read_core(fn)
+
     async def events_after(self, run_id: str, cursor: int) -> list[Cached]:
         """A stream's page of events after ``cursor``, from the store (gated)."""
-        rows = await self.read(partial(_events_after, run_id=run_id, last=cursor))
+        rows = await self.read_core(partial(_events_after, run_id=run_id, last=cursor))
         return [encode(r) for r in rows]
 
     async def seed(self, run_id: str) -> None:
@@ -172,7 +177,7 @@ class EventNotifier:
         async with tail.lock:
             if tail.seeded or self._tails.get(run_id) is not tail:
                 return
-            rows = await self.read(partial(_events_after, run_id=run_id, last=None))
+            rows = await self.read_core(partial(_events_after, run_id=run_id, last=None))
             if not tail.events:  # else changed() got there first, with the same rows
                 tail.events = [encode(r) for r in rows]
             tail.seeded = True
@@ -184,7 +189,7 @@ class EventNotifier:
             return
         async with tail.lock:
             last = tail.events[-1].seq if tail.events else None
-            rows = await self.db.read(partial(_events_after, run_id=run_id, last=last))
+            rows = await self.db.read_core(partial(_events_after, run_id=run_id, last=last))
             if rows and last is not None and rows[0].seq != last + 1:
                 tail.events = []  # never keep a tail with a hole; streams read the store
             tail.events.extend(encode(r) for r in rows)
@@ -229,7 +234,7 @@ class EventNotifier:
             await asyncio.sleep(self.ping_seconds)
             for run_id, tail in list(self._tails.items()):
                 try:
-                    tail.state = await self.db.read(partial(run_state, run_id=run_id))
+                    tail.state = await self.db.read_core(partial(run_state, run_id=run_id))
                 except Exception as exc:  # the streams ping on, and look again next time
                     log.warning("notifier.status_failed", run_id=run_id, error=str(exc))
             for subs in list(self._subs.values()):
@@ -249,7 +254,7 @@ class EventNotifier:
                 version = self.db.data_version()
                 if version is None or version != seen:
                     # Read after the version: a commit during the read changes it again.
-                    last_id, runs = await self.db.read(
+                    last_id, runs = await self.db.read_core(
                         partial(_new_events, after=last_id, watched=bool(self._subs))
                     )
                     seen = version
@@ -281,10 +286,12 @@ class EventNotifier:
                 backoff = min(backoff * 2, 10)
 
 
-def run_state(session: Session, run_id: str) -> tuple[str, int] | None:
+def run_state(conn: Connection, run_id: str) -> tuple[str, int] | None:
     """The run's (status, last_seq); None if it is not stored."""
-    run = session.get(Run, run_id)
-    return None if run is None else (run.status, run.last_seq)
+    row = conn.execute(
+        select(col(Run.status), col(Run.last_seq)).where(col(Run.id) == run_id)
+    ).first()
+    return None if row is None else (row.status, row.last_seq)
 
 
 def nothing_more(state: tuple[str, int] | None, cursor: int) -> bool:
@@ -293,20 +300,21 @@ def nothing_more(state: tuple[str, int] | None, cursor: int) -> bool:
     return state is None or (state[0] in TERMINAL_STATUSES and cursor >= state[1])
 
 
-def _events_after(session: Session, run_id: str, last: int | None) -> list[RunEvent]:
-    """The run's events after ``last``; with ``last`` None, its newest (a tail's seed)."""
-    stmt = select(RunEvent).where(col(RunEvent.run_id) == run_id)
+def _events_after(conn: Connection, run_id: str, last: int | None) -> list[EventRow]:
+    """The run's events after ``last``; with ``last`` None, its newest (a tail's seed).
+    Core rows, not ORM objects: this read runs at every change of a watched run."""
+    stmt = select(*EVENT_COLUMNS).where(col(RunEvent.run_id) == run_id)
     if last is None:
         stmt = stmt.order_by(col(RunEvent.seq).desc()).limit(_TAIL)
-        return list(reversed(list(session.scalars(stmt))))
+        return list(reversed(list(conn.execute(stmt))))
     stmt = stmt.where(col(RunEvent.seq) > last).order_by(col(RunEvent.seq)).limit(_TAIL)
-    return list(session.scalars(stmt))
+    return list(conn.execute(stmt))
 
 
-def _new_events(session: Session, after: int | None, watched: bool) -> tuple[int, list[str]]:
+def _new_events(conn: Connection, after: int | None, watched: bool) -> tuple[int, list[str]]:
     """The newest event id, and the runs with events after ``after`` up to it (none when
     no stream is open, or on the first look)."""
-    top = session.execute(select(func.max(col(RunEvent.id)))).scalar() or 0
+    top = conn.execute(select(func.max(col(RunEvent.id)))).scalar() or 0
     if after is None or top <= after or not watched:
         return top, []
     stmt = (
@@ -314,4 +322,4 @@ def _new_events(session: Session, after: int | None, watched: bool) -> tuple[int
         .where(col(RunEvent.id) > after, col(RunEvent.id) <= top)
         .distinct()
     )
-    return top, list(session.scalars(stmt))
+    return top, list(conn.scalars(stmt))

@@ -119,7 +119,7 @@ async def _stream(notifier: EventNotifier, run_id: str, cursor: int) -> AsyncIte
                     return
                 continue
             if check_status:
-                state = await notifier.read(partial(run_state, run_id=run_id))
+                state = await notifier.read_core(partial(run_state, run_id=run_id))
                 if nothing_more(state, cursor):
                     return  # the client already has the terminal event
             check_status = False

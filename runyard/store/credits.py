@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import secrets
 
-from sqlalchemy import func, select, update
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
@@ -27,12 +27,6 @@ def balance(session: Session, org_id: str) -> int | None:
     query = select(col(Organization.credits_balance)).where(col(Organization.id) == org_id)
     value = session.execute(query).scalar_one_or_none()
     return None if value is None else int(value)
-
-
-def out_of_credits(session: Session, org_id: str) -> bool:
-    """Credits are on for the organization and its balance is not above zero."""
-    left = balance(session, org_id)
-    return left is not None and left <= 0
 
 
 def grant(session: Session, org_id: str, amount: int) -> int:
@@ -70,15 +64,23 @@ def charge_turn(session: Session, org_id: str, run_id: str, turn: int, credits: 
     if credits <= 0:
         return None
     key = charge_key(run_id, turn)
-    if session.execute(select(col(CreditEntry.id)).where(col(CreditEntry.key) == key)).first():
-        return None
-    new_balance = session.execute(
-        update(Organization)
-        .where(col(Organization.id) == org_id, col(Organization.credits_balance).is_not(None))
-        .values(credits_balance=col(Organization.credits_balance) - credits)
-        .returning(col(Organization.credits_balance))
-    ).scalar_one_or_none()
-    if new_balance is None:  # credits are off for this organization
+    # One statement for a turn of an organization without credits (most): the balance
+    # changes only when credits are on and this turn was not charged yet.
+    new_balance = (
+        session.connection()
+        .execute(
+            update(Organization)
+            .where(
+                col(Organization.id) == org_id,
+                col(Organization.credits_balance).is_not(None),
+                ~exists().where(col(CreditEntry.key) == key),
+            )
+            .values(credits_balance=col(Organization.credits_balance) - credits)
+            .returning(col(Organization.credits_balance))
+        )
+        .scalar_one_or_none()
+    )
+    if new_balance is None:  # credits are off for this organization, or charged already
         return None
     session.add(
         CreditEntry(

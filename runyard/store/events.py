@@ -11,8 +11,9 @@ is always the last one.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,10 +31,11 @@ from runyard.events.data import NewEvent as NewEvent
 TERMINAL_EVENT_KEY = keys.TERMINAL
 NOTIFY_CHANNEL = "runyard_events"
 
-# Called in the append's transaction with the events just written, (key, type, seq):
-# what must be committed with an event, or not at all, hooks in here (the outbox of
-# ``notifications`` registers itself when it is imported). The core knows no feature.
-AppendHook = Callable[[Session, Run, Sequence[tuple[str, str, int]], datetime], object]
+# Called in the append's transaction with the run's id and the events just written,
+# (key, type, seq): what must be committed with an event, or not at all, hooks in here
+# (the outbox of ``notifications`` registers itself when it is imported; it loads the run
+# only for the events it wants). The core knows no feature.
+AppendHook = Callable[[Session, str, Sequence[tuple[str, str, int]], datetime], object]
 _append_hooks: list[AppendHook] = []
 
 
@@ -64,25 +66,67 @@ def locked_run(session: Session, run_id: str) -> Run:
     return run
 
 
+@dataclass
+class RunHead:
+    """What a turn's or a tool call's write needs of its run, read without the ORM: a
+    ``Run`` object decodes every JSON column of the row (bench/cost.py)."""
+
+    id: str
+    org_id: str
+    status: str
+    last_seq: int
+    usage: dict[str, Any]
+
+
+def locked_head(session: Session, run_id: str) -> RunHead:
+    """The run's :class:`RunHead`, locked for this transaction as :func:`lock_run` locks
+    the row; for a run that must exist."""
+    stmt = select(
+        col(Run.id), col(Run.org_id), col(Run.status), col(Run.last_seq), col(Run.usage)
+    ).where(col(Run.id) == run_id)
+    if is_postgres(session):
+        stmt = stmt.with_for_update()
+    row = session.connection().execute(stmt).first()
+    if row is None:
+        raise RunNotFound(f"{run_id} is not in the store")
+    return RunHead(row.id, row.org_id, row.status, row.last_seq, row.usage or {})
+
+
 def append_events(
-    session: Session, run: Run, events: Sequence[NewEvent], *, now: datetime | None = None
+    session: Session,
+    run: Run | RunHead,
+    events: Sequence[NewEvent],
+    *,
+    now: datetime | None = None,
+    columns: dict[str, Any] | None = None,
+    fresh: bool = False,
 ) -> list[int]:
-    """Append ``events`` to ``run`` (locked by :func:`lock_run` in this transaction).
+    """Append ``events`` to ``run`` (locked by :func:`lock_run` or :func:`locked_head` in
+    this transaction). ``columns``: more of the run's columns to set in the same
+    ``UPDATE`` as ``last_seq`` (set even when every event was stored already).
+    ``fresh``: this transaction already inserted a row under a unique key of the same
+    write (the message of a turn or of a tool result), so none of ``events`` can be
+    stored yet and they are not looked up; the unique index on (run, key) still refuses
+    a duplicate, and the transaction with it.
 
     Returns the seqs written; events already stored under their key, and any event after
     the terminal one, are skipped.
     """
     if not events:
+        if columns:
+            set_columns(session, run, columns)
         return []
     keys = [e.key for e in events]
-    existing = set(
-        session.execute(
-            select(col(RunEvent.key)).where(
-                col(RunEvent.run_id) == run.id, col(RunEvent.key).in_(keys)
-            )
-        ).scalars()
-    )
+    conn = session.connection()  # plain statements, not the unit of work: the hottest write
+    existing: set[str] = set()
+    if not fresh:
+        stored = select(col(RunEvent.key)).where(
+            col(RunEvent.run_id) == run.id, col(RunEvent.key).in_(keys)
+        )
+        existing.update(conn.execute(stored).scalars())
     if TERMINAL_EVENT_KEY not in keys and run.status in TERMINAL_STATUSES:
+        if columns:
+            set_columns(session, run, columns)
         return []
     now = now or utcnow()
     seq = run.last_seq
@@ -105,34 +149,38 @@ def append_events(
             }
         )
     if rows:
-        # Plain statements, not the unit of work: this is the hottest write of the store.
-        session.execute(insert(RunEvent), rows)
-        set_columns(session, run, {"last_seq": seq})
-        _announce(session, run, appended, now)
+        conn.execute(insert(RunEvent), rows)
+        set_columns(session, run, {**(columns or {}), "last_seq": seq})
+        _announce(session, run.id, appended, now)
+    elif columns:
+        set_columns(session, run, columns)
     return [seq for _, _, seq in appended]
 
 
 def _announce(
-    session: Session, run: Run, appended: Sequence[tuple[str, str, int]], now: datetime
+    session: Session, run_id: str, appended: Sequence[tuple[str, str, int]], now: datetime
 ) -> None:
     """In the append's transaction: the append hooks, then (Postgres) the notification."""
     for hook in _append_hooks:
-        hook(session, run, appended, now)
+        hook(session, run_id, appended, now)
     if is_postgres(session):
         # Delivered on commit only, so listeners never see an event that rolled back.
-        session.execute(
+        session.connection().execute(
             text("SELECT pg_notify(:channel, :payload)"),
-            {"channel": NOTIFY_CHANNEL, "payload": f"{run.id}:{appended[-1][2]}"},
+            {"channel": NOTIFY_CHANNEL, "payload": f"{run_id}:{appended[-1][2]}"},
         )
 
 
-def set_columns(session: Session, run: Run, values: dict[str, Any]) -> None:
+def set_columns(session: Session, run: Run | RunHead, values: dict[str, Any]) -> None:
     """``UPDATE runs SET …`` for the locked ``run``, and the same values on the object,
     without the ORM comparing or flushing them again."""
     stmt = update(Run).where(col(Run.id) == run.id).values(**values)
-    session.execute(stmt.execution_options(synchronize_session=False))
+    session.connection().execute(stmt)
     for key, value in values.items():
-        set_committed_value(run, key, value)
+        if isinstance(run, Run):
+            set_committed_value(run, key, value)
+        else:
+            setattr(run, key, value)
 
 
 async def list_events(
@@ -158,7 +206,29 @@ async def list_events(
     return list((await session.execute(stmt)).scalars())
 
 
-def event_json(ev: RunEvent) -> dict[str, Any]:
+class EventRow(Protocol):
+    """What an event's JSON is made of: a ``RunEvent``, or a Core row of its columns."""
+
+    @property
+    def seq(self) -> int: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def data(self) -> dict[str, Any] | None: ...
+    @property
+    def created_at(self) -> datetime: ...
+
+
+# The columns of an event's JSON, for reads that skip the ORM (``EventRow``).
+EVENT_COLUMNS = (
+    col(RunEvent.seq),
+    col(RunEvent.type),
+    col(RunEvent.data),
+    col(RunEvent.created_at),
+)
+
+
+def event_json(ev: EventRow) -> dict[str, Any]:
     return {
         "seq": ev.seq,
         "type": ev.type,

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
-from sqlalchemy import or_, select
+from sqlalchemy import insert, or_, select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from runyard.db.tables import Run, RunMessage
+from runyard.db.types import utcnow
 from runyard.domain import RunStatus
 from runyard.events import keys
 from runyard.events.keys import SEED_PREFIX
@@ -31,6 +33,42 @@ def get_message(session: Session, run_id: str, key: str) -> RunMessage | None:
         )
         .scalars()
         .first()
+    )
+
+
+class ConversationRun(Protocol):
+    """What the conversation needs of its run: a ``Run``, or a Core row of these."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def prompt(self) -> str: ...
+    @property
+    def thread_id(self) -> str | None: ...
+    @property
+    def created_at(self) -> datetime: ...
+
+
+class MessageRow(Protocol):
+    """A stored message as the conversation reads it: a ``RunMessage`` or a Core row."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def role(self) -> str: ...
+    @property
+    def content(self) -> list[dict[str, Any]]: ...
+
+
+def add_message(
+    session: Session, run_id: str, key: str, role: str, content: list[dict[str, Any]]
+) -> None:
+    """Store one message of the run (a plain ``INSERT``: the turn's and the tool call's
+    hot writes need no ORM object of it)."""
+    session.connection().execute(
+        insert(RunMessage).values(
+            run_id=run_id, key=key, role=role, content=content, created_at=utcnow()
+        )
     )
 
 
@@ -61,10 +99,10 @@ def _append(messages: list[dict[str, Any]], role: str, blocks: list[dict[str, An
 _TURN_KEY = re.compile(r"^turn(\d+)\.")
 
 
-def _until(rows: list[RunMessage], turn: int) -> list[RunMessage]:
+def _until(rows: list[MessageRow], turn: int) -> list[MessageRow]:
     """The rows up to the end of ``turn`` (a fork's cut): those before the first row of a
     later turn."""
-    kept: list[RunMessage] = []
+    kept: list[MessageRow] = []
     for row in rows:
         later = _TURN_KEY.match(row.key)
         if later is not None and int(later[1]) > turn:
@@ -74,12 +112,18 @@ def _until(rows: list[RunMessage], turn: int) -> list[RunMessage]:
 
 
 def _run_messages(
-    session: Session, run: Run, into: list[dict[str, Any]], until_turn: int | None = None
+    session: Session,
+    run: ConversationRun,
+    into: list[dict[str, Any]],
+    until_turn: int | None = None,
 ) -> None:
-    rows = list(
-        session.execute(
-            select(RunMessage).where(col(RunMessage.run_id) == run.id).order_by(col(RunMessage.id))
-        ).scalars()
+    # Core rows of three columns: read at every turn, the whole transcript.
+    rows: list[MessageRow] = list(
+        session.connection().execute(
+            select(col(RunMessage.key), col(RunMessage.role), col(RunMessage.content))
+            .where(col(RunMessage.run_id) == run.id)
+            .order_by(col(RunMessage.id))
+        )
     )
     if until_turn is not None:
         rows = _until(rows, until_turn)
@@ -89,7 +133,9 @@ def _run_messages(
         _append(into, "assistant" if row.role == "assistant" else "user", list(row.content))
 
 
-def conversation(session: Session, run: Run, until_turn: int | None = None) -> list[dict[str, Any]]:
+def conversation(
+    session: Session, run: ConversationRun, until_turn: int | None = None
+) -> list[dict[str, Any]]:
     """The Anthropic ``messages`` for the run's next turn.
 
     For a run in a thread, the completed runs before it come first (their prompts and

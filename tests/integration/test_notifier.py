@@ -50,13 +50,13 @@ async def test_sqlite_idle_ticks_do_not_read_the_store(
         pytest.skip("Postgres is told of changes (LISTEN/NOTIFY); it does not poll")
     run = await new_run(db)
     reads: list[str] = []
-    real_read = db.read
+    real_read = db.read_core
 
     async def counted(fn: Callable[[Any], Any]) -> Any:
         reads.append(getattr(fn, "func", fn).__name__)
         return await real_read(fn)
 
-    monkeypatch.setattr(db, "read", counted)
+    monkeypatch.setattr(db, "read_core", counted)
     hub = EventNotifier(db, ping_seconds=3600, poll_interval=0.01)
     await hub.start()
     try:
@@ -98,11 +98,15 @@ async def test_a_burst_of_streams_keeps_to_its_share_of_the_store(
     for pool in pools:
         event.listen(pool, "checkout", checkout)
         event.listen(pool, "checkin", checkin)
-    real_read = db.read
+    real_read, real_read_core = db.read, db.read_core
 
     async def counted(fn: Callable[[Any], Any]) -> Any:
         reads.append(getattr(fn, "func", fn).__name__)
         return await real_read(fn)
+
+    async def counted_core(fn: Callable[[Any], Any]) -> Any:
+        reads.append(getattr(fn, "func", fn).__name__)
+        return await real_read_core(fn)
 
     got: list[list[int]] = []
 
@@ -115,6 +119,7 @@ async def test_a_burst_of_streams_keeps_to_its_share_of_the_store(
 
     try:
         db.read = counted  # type: ignore[method-assign]
+        db.read_core = counted_core  # type: ignore[method-assign]
         tasks = [asyncio.create_task(follow()) for _ in range(50)]
         await poll_until(lambda: _true(len(got) == 50), "every stream's events")
         await asyncio.sleep(0.2)  # each stream has looked at the run's status, and waits
@@ -122,7 +127,7 @@ async def test_a_burst_of_streams_keeps_to_its_share_of_the_store(
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
     finally:
-        db.read = real_read  # type: ignore[method-assign]
+        db.read, db.read_core = real_read, real_read_core  # type: ignore[method-assign]
         for pool in pools:
             event.remove(pool, "checkout", checkout)
             event.remove(pool, "checkin", checkin)
