@@ -27,7 +27,7 @@ from runyard.jsonsafe import json_problem, storable
 from runyard.llm.base import ModelClient, ModelRequest, TurnUsage
 from runyard.llm.pricing import add_turn_usage, price_for, resolve_model
 from runyard.store.credits import charge_turn
-from runyard.store.events import NewEvent, append_events, locked_head, locked_run
+from runyard.store.events import NewEvent, append_events, locked_head
 from runyard.store.transcript import add_message, assistant_key, conversation
 from runyard.store.turns import TurnRun, turn_state
 from runyard.tools import TOOLS, refusal
@@ -125,7 +125,7 @@ class _DeltaWriter:
         text, self.buffer = "".join(self.buffer), []
         event = ev.MessageDelta(message_id=self.message_id, text=text).event(self.key(self.count))
         self.count += 1
-        await self.db.transact(lambda s: append_events(s, locked_run(s, self.run_id), [event]))
+        await self.db.transact(lambda s: append_events(s, locked_head(s, self.run_id), [event]))
 
 
 class AgentActivities:
@@ -178,7 +178,7 @@ class AgentActivities:
             retried = ev.TurnRetried(message_id=message_id, attempt=info.attempt).event(
                 keys.turn_retried(inp.turn, info.attempt)
             )
-            await self.db.transact(lambda s: append_events(s, locked_run(s, run.id), [retried]))
+            await self.db.transact(lambda s: append_events(s, locked_head(s, run.id), [retried]))
         system = run.instructions or SYSTEM_PROMPT  # an agent's instructions replace the default
         if run.guidance:
             system += f"\n\nAdditional guidance for this run:\n{run.guidance}"

@@ -6,8 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import structlog
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, select, update
 from sqlmodel import col
 from temporalio import activity
 from temporalio.common import WorkflowIDReusePolicy
@@ -149,7 +148,7 @@ class OutboxActivities:
             await asyncio.sleep(inp.every)
 
     async def _sweep(self) -> None:
-        ids = await self.db.read(_unstarted)
+        ids = await self.db.read_core(_unstarted)
         client = activity.client()
         for delivery_id in ids:
             try:
@@ -172,14 +171,17 @@ class OutboxActivities:
                 )
 
 
-def _unstarted(session: Session) -> list[str]:
-    """Pending deliveries whose workflow has not been started (200 at most)."""
-    stmt = (
-        select(col(WebhookDelivery.id))
-        .where(
-            col(WebhookDelivery.status) == "pending",
-            col(WebhookDelivery.workflow_started).is_(False),
-        )
-        .limit(200)
+# Built once: it runs at every commit the worker's pump sees.
+_UNSTARTED = (
+    select(col(WebhookDelivery.id))
+    .where(
+        col(WebhookDelivery.status) == "pending",
+        col(WebhookDelivery.workflow_started).is_(False),
     )
-    return list(session.scalars(stmt))
+    .limit(200)
+)
+
+
+def _unstarted(conn: Connection) -> list[str]:
+    """Pending deliveries whose workflow has not been started (200 at most)."""
+    return list(conn.scalars(_UNSTARTED))

@@ -40,7 +40,7 @@ from typing import Any, TypeVar
 
 import psycopg
 import structlog
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, bindparam, func, select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
@@ -286,11 +286,32 @@ class EventNotifier:
                 backoff = min(backoff * 2, 10)
 
 
+# The hub's reads, built once (building a statement cost more than running it:
+# runyard/store/events.py).
+_RUN_STATE = select(col(Run.status), col(Run.last_seq)).where(col(Run.id) == bindparam("b_run"))
+_NEWEST = (
+    select(*EVENT_COLUMNS)
+    .where(col(RunEvent.run_id) == bindparam("b_run"))
+    .order_by(col(RunEvent.seq).desc())
+    .limit(_TAIL)
+)
+_AFTER = (
+    select(*EVENT_COLUMNS)
+    .where(col(RunEvent.run_id) == bindparam("b_run"), col(RunEvent.seq) > bindparam("b_last"))
+    .order_by(col(RunEvent.seq))
+    .limit(_TAIL)
+)
+_TOP_ID = select(func.max(col(RunEvent.id)))
+_CHANGED_RUNS = (
+    select(col(RunEvent.run_id))
+    .where(col(RunEvent.id) > bindparam("b_after"), col(RunEvent.id) <= bindparam("b_top"))
+    .distinct()
+)
+
+
 def run_state(conn: Connection, run_id: str) -> tuple[str, int] | None:
     """The run's (status, last_seq); None if it is not stored."""
-    row = conn.execute(
-        select(col(Run.status), col(Run.last_seq)).where(col(Run.id) == run_id)
-    ).first()
+    row = conn.execute(_RUN_STATE, {"b_run": run_id}).first()
     return None if row is None else (row.status, row.last_seq)
 
 
@@ -303,23 +324,15 @@ def nothing_more(state: tuple[str, int] | None, cursor: int) -> bool:
 def _events_after(conn: Connection, run_id: str, last: int | None) -> list[EventRow]:
     """The run's events after ``last``; with ``last`` None, its newest (a tail's seed).
     Core rows, not ORM objects: this read runs at every change of a watched run."""
-    stmt = select(*EVENT_COLUMNS).where(col(RunEvent.run_id) == run_id)
     if last is None:
-        stmt = stmt.order_by(col(RunEvent.seq).desc()).limit(_TAIL)
-        return list(reversed(list(conn.execute(stmt))))
-    stmt = stmt.where(col(RunEvent.seq) > last).order_by(col(RunEvent.seq)).limit(_TAIL)
-    return list(conn.execute(stmt))
+        return list(reversed(list(conn.execute(_NEWEST, {"b_run": run_id}))))
+    return list(conn.execute(_AFTER, {"b_run": run_id, "b_last": last}))
 
 
 def _new_events(conn: Connection, after: int | None, watched: bool) -> tuple[int, list[str]]:
     """The newest event id, and the runs with events after ``after`` up to it (none when
     no stream is open, or on the first look)."""
-    top = conn.execute(select(func.max(col(RunEvent.id)))).scalar() or 0
+    top = conn.execute(_TOP_ID).scalar() or 0
     if after is None or top <= after or not watched:
         return top, []
-    stmt = (
-        select(col(RunEvent.run_id))
-        .where(col(RunEvent.id) > after, col(RunEvent.id) <= top)
-        .distinct()
-    )
-    return top, list(conn.scalars(stmt))
+    return top, list(conn.scalars(_CHANGED_RUNS, {"b_after": after, "b_top": top}))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import secrets
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import bindparam, exists, func, select, update
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
@@ -54,6 +54,19 @@ def grant(session: Session, org_id: str, amount: int) -> int:
     return int(new_balance)
 
 
+# Built once: it runs at every turn (runyard/store/turns.py says why).
+_CHARGE = (
+    update(Organization)
+    .where(
+        col(Organization.id) == bindparam("b_org_id"),
+        col(Organization.credits_balance).is_not(None),
+        ~exists().where(col(CreditEntry.key) == bindparam("b_key")),
+    )
+    .values(credits_balance=col(Organization.credits_balance) - bindparam("b_credits"))
+    .returning(col(Organization.credits_balance))
+)
+
+
 def charge_turn(session: Session, org_id: str, run_id: str, turn: int, credits: int) -> int | None:
     """Charge a completed turn; the balance after, or None when credits are off.
 
@@ -66,20 +79,8 @@ def charge_turn(session: Session, org_id: str, run_id: str, turn: int, credits: 
     key = charge_key(run_id, turn)
     # One statement for a turn of an organization without credits (most): the balance
     # changes only when credits are on and this turn was not charged yet.
-    new_balance = (
-        session.connection()
-        .execute(
-            update(Organization)
-            .where(
-                col(Organization.id) == org_id,
-                col(Organization.credits_balance).is_not(None),
-                ~exists().where(col(CreditEntry.key) == key),
-            )
-            .values(credits_balance=col(Organization.credits_balance) - credits)
-            .returning(col(Organization.credits_balance))
-        )
-        .scalar_one_or_none()
-    )
+    params = {"b_org_id": org_id, "b_key": key, "b_credits": credits}
+    new_balance = session.connection().execute(_CHARGE, params).scalar_one_or_none()
     if new_balance is None:  # credits are off for this organization, or charged already
         return None
     session.add(

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy import bindparam, delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -78,15 +78,26 @@ class RunHead:
     usage: dict[str, Any]
 
 
+# The per-cycle statements are built once: building one (and its cache key) cost several
+# times what running it on SQLite does (a run's head: 270 µs built, 40 µs prebuilt).
+_HEAD = select(
+    col(Run.id), col(Run.org_id), col(Run.status), col(Run.last_seq), col(Run.usage)
+).where(col(Run.id) == bindparam("b_run_id"))
+_HEAD_FOR_UPDATE = _HEAD.with_for_update()
+_SET_COLUMNS = update(Run).where(col(Run.id) == bindparam("b_run_id"))
+_STORED_KEYS = select(col(RunEvent.key)).where(
+    col(RunEvent.run_id) == bindparam("b_run_id"),
+    col(RunEvent.key).in_(bindparam("b_keys", expanding=True)),
+)
+_INSERT_EVENTS = insert(RunEvent)
+_NOTIFY = text("SELECT pg_notify(:channel, :payload)")
+
+
 def locked_head(session: Session, run_id: str) -> RunHead:
     """The run's :class:`RunHead`, locked for this transaction as :func:`lock_run` locks
     the row; for a run that must exist."""
-    stmt = select(
-        col(Run.id), col(Run.org_id), col(Run.status), col(Run.last_seq), col(Run.usage)
-    ).where(col(Run.id) == run_id)
-    if is_postgres(session):
-        stmt = stmt.with_for_update()
-    row = session.connection().execute(stmt).first()
+    stmt = _HEAD_FOR_UPDATE if is_postgres(session) else _HEAD
+    row = session.connection().execute(stmt, {"b_run_id": run_id}).first()
     if row is None:
         raise RunNotFound(f"{run_id} is not in the store")
     return RunHead(row.id, row.org_id, row.status, row.last_seq, row.usage or {})
@@ -120,10 +131,8 @@ def append_events(
     conn = session.connection()  # plain statements, not the unit of work: the hottest write
     existing: set[str] = set()
     if not fresh:
-        stored = select(col(RunEvent.key)).where(
-            col(RunEvent.run_id) == run.id, col(RunEvent.key).in_(keys)
-        )
-        existing.update(conn.execute(stored).scalars())
+        stored = conn.execute(_STORED_KEYS, {"b_run_id": run.id, "b_keys": keys})
+        existing.update(stored.scalars())
     if TERMINAL_EVENT_KEY not in keys and run.status in TERMINAL_STATUSES:
         if columns:
             set_columns(session, run, columns)
@@ -149,7 +158,7 @@ def append_events(
             }
         )
     if rows:
-        conn.execute(insert(RunEvent), rows)
+        conn.execute(_INSERT_EVENTS, rows)
         set_columns(session, run, {**(columns or {}), "last_seq": seq})
         _announce(session, run.id, appended, now)
     elif columns:
@@ -166,16 +175,14 @@ def _announce(
     if is_postgres(session):
         # Delivered on commit only, so listeners never see an event that rolled back.
         session.connection().execute(
-            text("SELECT pg_notify(:channel, :payload)"),
-            {"channel": NOTIFY_CHANNEL, "payload": f"{run_id}:{appended[-1][2]}"},
+            _NOTIFY, {"channel": NOTIFY_CHANNEL, "payload": f"{run_id}:{appended[-1][2]}"}
         )
 
 
 def set_columns(session: Session, run: Run | RunHead, values: dict[str, Any]) -> None:
     """``UPDATE runs SET …`` for the locked ``run``, and the same values on the object,
     without the ORM comparing or flushing them again."""
-    stmt = update(Run).where(col(Run.id) == run.id).values(**values)
-    session.connection().execute(stmt)
+    session.connection().execute(_SET_COLUMNS, {"b_run_id": run.id, **values})
     for key, value in values.items():
         if isinstance(run, Run):
             set_committed_value(run, key, value)

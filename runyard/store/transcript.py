@@ -6,7 +6,7 @@ import re
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import insert, or_, select
+from sqlalchemy import bindparam, insert, or_, select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
@@ -60,16 +60,23 @@ class MessageRow(Protocol):
     def content(self) -> list[dict[str, Any]]: ...
 
 
+_INSERT_MESSAGE = insert(RunMessage)
+# A run's whole transcript, read at every turn: Core rows of three columns, and the
+# statement built once (``runyard/store/turns.py`` says why).
+_RUN_MESSAGES = (
+    select(col(RunMessage.key), col(RunMessage.role), col(RunMessage.content))
+    .where(col(RunMessage.run_id) == bindparam("b_run_id"))
+    .order_by(col(RunMessage.id))
+)
+
+
 def add_message(
     session: Session, run_id: str, key: str, role: str, content: list[dict[str, Any]]
 ) -> None:
     """Store one message of the run (a plain ``INSERT``: the turn's and the tool call's
     hot writes need no ORM object of it)."""
-    session.connection().execute(
-        insert(RunMessage).values(
-            run_id=run_id, key=key, role=role, content=content, created_at=utcnow()
-        )
-    )
+    row = {"run_id": run_id, "key": key, "role": role, "content": content}
+    session.connection().execute(_INSERT_MESSAGE, {**row, "created_at": utcnow()})
 
 
 NOTE_PREFIX = "Message from the user: "
@@ -117,14 +124,7 @@ def _run_messages(
     into: list[dict[str, Any]],
     until_turn: int | None = None,
 ) -> None:
-    # Core rows of three columns: read at every turn, the whole transcript.
-    rows: list[MessageRow] = list(
-        session.connection().execute(
-            select(col(RunMessage.key), col(RunMessage.role), col(RunMessage.content))
-            .where(col(RunMessage.run_id) == run.id)
-            .order_by(col(RunMessage.id))
-        )
-    )
+    rows: list[MessageRow] = list(session.connection().execute(_RUN_MESSAGES, {"b_run_id": run.id}))
     if until_turn is not None:
         rows = _until(rows, until_turn)
     if not (rows and rows[0].key.startswith(SEED_PREFIX)):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, exists, select
+from sqlalchemy import Connection, bindparam, exists, select
 from sqlmodel import col
 
 from runyard.db.tables import Organization, Run, RunMessage
@@ -37,34 +37,40 @@ class TurnState:
     credits: int | None  # the organization's balance; None: credits are off
 
 
+def _message(key: str) -> Any:
+    """The content of the run's message stored under the bound ``key``, as a column."""
+    return (
+        select(col(RunMessage.content))
+        .where(col(RunMessage.run_id) == col(Run.id), col(RunMessage.key) == bindparam(key))
+        .scalar_subquery()
+    )
+
+
+# Built once: building a statement and its cache key cost several times what running it
+# on SQLite does (runyard/store/events.py).
+_TURN_STATE = select(
+    col(Run.id),
+    col(Run.org_id),
+    col(Run.status),
+    col(Run.model),
+    col(Run.prompt),
+    col(Run.instructions),
+    col(Run.guidance),
+    col(Run.usage),
+    col(Run.thread_id),
+    col(Run.created_at),
+    _message("b_answer").label("done"),
+    select(col(Organization.credits_balance))
+    .where(col(Organization.id) == col(Run.org_id))
+    .scalar_subquery()
+    .label("credits"),
+).where(col(Run.id) == bindparam("b_run_id"))
+
+
 def turn_state(conn: Connection, run_id: str, turn: int) -> TurnState:
     """The run, the turn's stored answer (a retry after the commit) and the credits left."""
-    done = (
-        select(col(RunMessage.content))
-        .where(col(RunMessage.run_id) == run_id, col(RunMessage.key) == assistant_key(turn))
-        .scalar_subquery()
-    )
-    balance = (
-        select(col(Organization.credits_balance))
-        .where(col(Organization.id) == col(Run.org_id))
-        .scalar_subquery()
-    )
-    row = conn.execute(
-        select(
-            col(Run.id),
-            col(Run.org_id),
-            col(Run.status),
-            col(Run.model),
-            col(Run.prompt),
-            col(Run.instructions),
-            col(Run.guidance),
-            col(Run.usage),
-            col(Run.thread_id),
-            col(Run.created_at),
-            done.label("done"),
-            balance.label("credits"),
-        ).where(col(Run.id) == run_id)
-    ).first()
+    params = {"b_run_id": run_id, "b_answer": assistant_key(turn)}
+    row = conn.execute(_TURN_STATE, params).first()
     if row is None:
         return TurnState(None, None, None)
     run = TurnRun(
@@ -93,26 +99,26 @@ class CallState:
     call: dict[str, Any] | None  # the model's tool_use block of the call, if stored
 
 
+_CALL_STATE = select(
+    col(Run.status),
+    # The column itself: a run without a policy may hold JSON null, not SQL NULL.
+    col(Run.approvals),
+    exists()
+    .where(col(RunMessage.run_id) == col(Run.id), col(RunMessage.key) == bindparam("b_result"))
+    .label("stored"),
+    _message("b_answer").label("content"),
+).where(col(Run.id) == bindparam("b_run_id"))
+
+
 def call_state(conn: Connection, run_id: str, turn: int, call_id: str) -> CallState:
     """One statement: the run's status, whether the call's result is stored, and the call
     as the model made it."""
-    content = (
-        select(col(RunMessage.content))
-        .where(col(RunMessage.run_id) == run_id, col(RunMessage.key) == assistant_key(turn))
-        .scalar_subquery()
-    )
-    stored = exists().where(
-        col(RunMessage.run_id) == run_id, col(RunMessage.key) == result_key(turn, call_id)
-    )
-    row = conn.execute(
-        select(
-            col(Run.status),
-            # The column itself: a run without a policy may hold JSON null, not SQL NULL.
-            col(Run.approvals),
-            stored.label("stored"),
-            content.label("content"),
-        ).where(col(Run.id) == run_id)
-    ).first()
+    params = {
+        "b_run_id": run_id,
+        "b_answer": assistant_key(turn),
+        "b_result": result_key(turn, call_id),
+    }
+    row = conn.execute(_CALL_STATE, params).first()
     if row is None:
         return CallState(False, None, False, False, None)
     blocks: list[dict[str, Any]] = row.content or []
