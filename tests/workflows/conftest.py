@@ -18,6 +18,7 @@ from temporalio.client import WorkflowHandle
 from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from runyard.encryption import data_converter
 from runyard.settings import Settings
@@ -94,7 +95,15 @@ async def running(env: WorkflowEnvironment, world: World) -> AsyncIterator[Start
         return await env.client.start_workflow(RunWorkflow.run, inp, id=run_id, task_queue=queue)
 
     async with Worker(
-        env.client, task_queue=queue, workflows=[RunWorkflow], activities=world.activities()
+        env.client,
+        task_queue=queue,
+        workflows=[RunWorkflow],
+        activities=world.activities(),
+        # The strict sandbox, which re-imports workflows/ for each run and refuses any
+        # non-deterministic call in it (time, random, I/O): the production worker passes
+        # Runyard's workflow packages through (worker.WORKFLOW_RUNNER), so this is where
+        # such a call is caught.
+        workflow_runner=SandboxedWorkflowRunner(),
     ):
         yield start
 
