@@ -76,6 +76,9 @@ async def _stack(data: Path, db_url: str, **env: str) -> AsyncIterator[tuple[Sta
         "RUNYARD_TASK_QUEUE": "bench-" + secrets.token_hex(3),
         "RUNYARD_MAX_ACTIVE_RUNS": "100000",
         "RUNYARD_RATE_LIMIT_PER_MINUTE": "10000000",
+        # bench.overhead follows 200 runs' event streams at once with one key.
+        "RUNYARD_MAX_STREAMS_PER_KEY": "100000",
+        "RUNYARD_MAX_STREAMS_PER_ORG": "100000",
         "RUNYARD_LOG_LEVEL": "WARNING",
         **env,
     }
