@@ -39,8 +39,10 @@ SYSTEM_PROMPT = (
     "of what you did."
 )
 _FLUSH_SECONDS = 0.05
-Blocks = list[dict[str, Any]]
 _FLUSH_CHARS = 512
+
+
+Blocks = list[dict[str, Any]]  # a message's content blocks
 
 
 def turn_cost(model: str, u: TurnUsage) -> float:
@@ -154,9 +156,7 @@ class AgentActivities:
         key = assistant_key(inp.turn)
         message_id = f"msg_{inp.run_id.removeprefix('run_')}_{inp.turn}"
 
-        def prepare(
-            s: Session,
-        ) -> tuple[TurnRun, list[dict[str, Any]] | None, list[dict[str, Any]]]:
+        def prepare(s: Session) -> tuple[TurnRun, Blocks | None, Blocks]:
             state = turn_state(s.connection(), inp.run_id, inp.turn)
             run = state.run
             if run is None:

@@ -85,6 +85,7 @@ _HEAD = select(
 ).where(col(Run.id) == bindparam("b_run_id"))
 _HEAD_FOR_UPDATE = _HEAD.with_for_update()
 _SET_COLUMNS = update(Run).where(col(Run.id) == bindparam("b_run_id"))
+_RUN_COLUMNS = frozenset(Run.__table__.c.keys())  # type: ignore[attr-defined]
 _STORED_KEYS = select(col(RunEvent.key)).where(
     col(RunEvent.run_id) == bindparam("b_run_id"),
     col(RunEvent.key).in_(bindparam("b_keys", expanding=True)),
@@ -182,6 +183,9 @@ def _announce(
 def set_columns(session: Session, run: Run | RunHead, values: dict[str, Any]) -> None:
     """``UPDATE runs SET …`` for the locked ``run``, and the same values on the object,
     without the ORM comparing or flushing them again."""
+    unknown = values.keys() - _RUN_COLUMNS
+    if unknown:  # the statement would skip them silently (its SET comes from the params)
+        raise KeyError(f"runs has no column {sorted(unknown)}")
     session.connection().execute(_SET_COLUMNS, {"b_run_id": run.id, **values})
     for key, value in values.items():
         if isinstance(run, Run):

@@ -13,7 +13,7 @@ from runyard.db.engine import Database
 from runyard.db.tables import CreditEntry, Organization, Run
 from runyard.errors import RunNotFound
 from runyard.store.credits import charge_turn
-from runyard.store.events import NewEvent, append_events, list_events, locked_head
+from runyard.store.events import NewEvent, append_events, list_events, locked_head, set_columns
 from runyard.store.transcript import add_message, assistant_key, result_key
 from runyard.store.turns import call_state, turn_state
 from tests.integration.test_store import append, new_run
@@ -36,6 +36,8 @@ async def test_a_head_append_sets_its_columns_with_last_seq(db: Database) -> Non
     assert stored is not None and stored.last_seq == 3 and stored.usage == {"turns": 1}
     with pytest.raises(RunNotFound):
         await db.transact(lambda s: locked_head(s, "run_missing"))
+    with pytest.raises(KeyError):  # an attribute name that is not the column's
+        await db.transact(lambda s: set_columns(s, locked_head(s, run.id), {"metadata_": {}}))
 
 
 async def test_a_fresh_append_of_a_stored_key_fails_and_leaves_nothing(db: Database) -> None:
