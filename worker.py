@@ -145,11 +145,13 @@ def activities(settings: Settings, db: Database) -> Activities:
 
 
 # The workflow sandbox re-imports a workflow's modules for every new run unless they are
-# passed through. Runyard's own workflow packages hold only constants and classes, so
-# they are imported once: bench.ab measured 260 -> 225 ms of worker+API CPU for a 5-tool
-# run. The price: a passed-through module's calls are no longer checked at run time (a
-# datetime.now() in workflows/ would run). The workflow tests run every workflow under the
-# strict default sandbox (tests/workflows/conftest.py), which refuses such a call there.
+# passed through. Runyard's own workflow packages keep no state a run could change (their
+# module-level names are constants, classes and functions; notifications registers its
+# outbox hook once, at import, outside any workflow), so they are imported once:
+# bench.ab measured 260 -> 225 ms of worker+API CPU for a 5-tool run. The price: a
+# passed-through module's calls are no longer checked at run time (a datetime.now() in
+# workflows/ would run). The workflow tests run every workflow under the strict default
+# sandbox (tests/workflows/conftest.py), which refuses such a call there.
 WORKFLOW_RUNNER = SandboxedWorkflowRunner(
     restrictions=SandboxRestrictions.default.with_passthrough_modules(
         "workflows", "notifications", "schedules"

@@ -1,11 +1,12 @@
 """The event log: per run, ``seq`` is dense from 1 and every append is idempotent.
 
 An append locks the run row (``FOR UPDATE`` on Postgres; ``BEGIN IMMEDIATE`` already
-serialises writers on SQLite), skips events whose idempotency key is already stored,
-hands out ``last_seq + 1 …`` and bumps ``runs.last_seq`` in the same transaction. So a
-retried activity never writes an event twice and a failed transaction never leaves a
-hole. Once a run has its terminal event nothing more is appended: the terminal event
-is always the last one.
+serialises writers on SQLite), skips events whose idempotency key is already stored (a
+``fresh`` append, whose transaction just stored a row under a unique key of the same
+write, instead fails on the unique index and rolls back), hands out ``last_seq + 1 …``
+and bumps ``runs.last_seq`` in the same transaction. So a retried activity never writes
+an event twice and a failed transaction never leaves a hole. Once a run has its terminal
+event nothing more is appended: the terminal event is always the last one.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, delete, func, insert, select, text, update
+from sqlalchemy import bindparam, delete, func, insert, inspect, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -85,7 +86,8 @@ _HEAD = select(
 ).where(col(Run.id) == bindparam("b_run_id"))
 _HEAD_FOR_UPDATE = _HEAD.with_for_update()
 _SET_COLUMNS = update(Run).where(col(Run.id) == bindparam("b_run_id"))
-_RUN_COLUMNS = frozenset(Run.__table__.c.keys())  # type: ignore[attr-defined]
+# Attribute name -> column name (``metadata_`` is the column ``metadata``).
+_RUN_COLUMNS = {a.key: a.columns[0].key for a in inspect(Run).column_attrs}
 _STORED_KEYS = select(col(RunEvent.key)).where(
     col(RunEvent.run_id) == bindparam("b_run_id"),
     col(RunEvent.key).in_(bindparam("b_keys", expanding=True)),
@@ -129,7 +131,10 @@ def append_events(
             set_columns(session, run, columns)
         return []
     keys = [e.key for e in events]
-    conn = session.connection()  # plain statements, not the unit of work: the hottest write
+    # Plain statements, not the unit of work (the hottest write); they do not autoflush,
+    # so objects added to the session before (a new run, a message) are written first.
+    session.flush()
+    conn = session.connection()
     existing: set[str] = set()
     if not fresh:
         stored = conn.execute(_STORED_KEYS, {"b_run_id": run.id, "b_keys": keys})
@@ -181,12 +186,13 @@ def _announce(
 
 
 def set_columns(session: Session, run: Run | RunHead, values: dict[str, Any]) -> None:
-    """``UPDATE runs SET …`` for the locked ``run``, and the same values on the object,
-    without the ORM comparing or flushing them again."""
-    unknown = values.keys() - _RUN_COLUMNS
+    """``UPDATE runs SET …`` for the locked ``run`` (``values`` by attribute name), and the
+    same values on the object, without the ORM comparing or flushing them again."""
+    unknown = values.keys() - _RUN_COLUMNS.keys()
     if unknown:  # the statement would skip them silently (its SET comes from the params)
-        raise KeyError(f"runs has no column {sorted(unknown)}")
-    session.connection().execute(_SET_COLUMNS, {"b_run_id": run.id, **values})
+        raise KeyError(f"Run has no attribute {sorted(unknown)}")
+    params = {_RUN_COLUMNS[k]: v for k, v in values.items()}
+    session.connection().execute(_SET_COLUMNS, {"b_run_id": run.id, **params})
     for key, value in values.items():
         if isinstance(run, Run):
             set_committed_value(run, key, value)

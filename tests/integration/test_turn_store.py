@@ -36,8 +36,13 @@ async def test_a_head_append_sets_its_columns_with_last_seq(db: Database) -> Non
     assert stored is not None and stored.last_seq == 3 and stored.usage == {"turns": 1}
     with pytest.raises(RunNotFound):
         await db.transact(lambda s: locked_head(s, "run_missing"))
-    with pytest.raises(KeyError):  # an attribute name that is not the column's
-        await db.transact(lambda s: set_columns(s, locked_head(s, run.id), {"metadata_": {}}))
+    # By attribute name, whatever the column is called (metadata_ is "metadata").
+    await db.transact(lambda s: set_columns(s, locked_head(s, run.id), {"metadata_": {"k": 1}}))
+    async with db.session() as s:
+        again = await s.get(Run, run.id)
+    assert again is not None and again.metadata_ == {"k": 1}
+    with pytest.raises(KeyError):
+        await db.transact(lambda s: set_columns(s, locked_head(s, run.id), {"nope": 1}))
 
 
 async def test_a_fresh_append_of_a_stored_key_fails_and_leaves_nothing(db: Database) -> None:
