@@ -54,7 +54,7 @@ def grant(session: Session, org_id: str, amount: int) -> int:
     return int(new_balance)
 
 
-# Built once: it runs at every turn (runyard/store/turns.py says why).
+# Built once: it runs at every turn (runyard/store/events.py says why).
 _CHARGE = (
     update(Organization)
     .where(

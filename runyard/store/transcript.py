@@ -62,7 +62,7 @@ class MessageRow(Protocol):
 
 _INSERT_MESSAGE = insert(RunMessage)
 # A run's whole transcript, read at every turn: Core rows of three columns, and the
-# statement built once (``runyard/store/turns.py`` says why).
+# statement built once (``runyard/store/events.py`` says why).
 _RUN_MESSAGES = (
     select(col(RunMessage.key), col(RunMessage.role), col(RunMessage.content))
     .where(col(RunMessage.run_id) == bindparam("b_run_id"))
