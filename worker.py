@@ -39,6 +39,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities.agent import AgentActivities, ModelRegistry
 from activities.approvals import ApprovalActivities
 from activities.checkpoints import CheckpointActivities
+from activities.cycle import CycleActivities
 from activities.lifecycle import LifecycleActivities
 from activities.messages import MessageActivities
 from activities.reaper import ReaperActivities
@@ -106,8 +107,10 @@ def activities(settings: Settings, db: Database) -> Activities:
     threads = ThreadActivities(db, settings.task_queue)
     checkpoints = CheckpointActivities(db, settings, providers)
     approvals = ApprovalActivities(db)
+    cycle = CycleActivities(agent, sandbox)
     on_sandbox = [
         sandbox.run_tool,
+        cycle.run_turn_and_tools,
         sandbox.collect_outputs,
         sandbox.destroy_sandbox,
         sandbox.pause_sandbox,
@@ -124,6 +127,7 @@ def activities(settings: Settings, db: Database) -> Activities:
         lifecycle.record_answer,
         lifecycle.queue_message,
         lifecycle.finish_run,
+        lifecycle.request_stop,
         lifecycle.cancel_workflow,
         sandbox.provision_sandbox,
         # Also here for runs provisioned before sandboxes had a host queue, and for
@@ -159,13 +163,19 @@ WORKFLOW_RUNNER = SandboxedWorkflowRunner(
 )
 
 
-def build_workers(client: Client, settings: Settings, db: Database) -> list[Worker]:
-    """The shared task queue's worker and this host's."""
+def all_activities(client: Client, settings: Settings, db: Database) -> Activities:
+    """``activities`` and the schedules' (which start runs through ``client``)."""
     acts = activities(settings, db)
     fires = ScheduleActivities(db, settings, client)
     acts.shared.extend(
         [fires.create_scheduled_run, fires.start_scheduled_run, fires.pause_schedule]
     )
+    return acts
+
+
+def build_workers(client: Client, settings: Settings, db: Database) -> list[Worker]:
+    """The shared task queue's worker and this host's."""
+    acts = all_activities(client, settings, db)
     common: dict[str, Any] = {
         "interceptors": tracing.worker_interceptors(),  # after the client's tracing one
         # Heartbeats go out at least every second, so a cancel reaches a busy activity fast.

@@ -152,7 +152,11 @@ class AgentActivities:
     @typed_failures
     @heartbeats
     async def run_agent_turn(self, inp: TurnInput) -> TurnResult:
-        info = activity.info()
+        return await self.turn(inp, inp.attempt_base + activity.info().attempt)
+
+    async def turn(self, inp: TurnInput, attempt: int) -> TurnResult:
+        """One model turn, stored once; ``attempt`` > 1 announces ``turn.retried`` first
+        (unless the turn is already stored)."""
         key = assistant_key(inp.turn)
         message_id = f"msg_{inp.run_id.removeprefix('run_')}_{inp.turn}"
 
@@ -174,9 +178,9 @@ class AgentActivities:
             return self._result(inp.turn, done, run.usage)
         log = logger(run.id, org_id=run.org_id, turn=inp.turn)
         client = self.models.client_for(run.model)
-        if info.attempt > 1:
-            retried = ev.TurnRetried(message_id=message_id, attempt=info.attempt).event(
-                keys.turn_retried(inp.turn, info.attempt)
+        if attempt > 1:
+            retried = ev.TurnRetried(message_id=message_id, attempt=attempt).event(
+                keys.turn_retried(inp.turn, attempt)
             )
             await self.db.transact(lambda s: append_events(s, locked_head(s, run.id), [retried]))
         system = run.instructions or SYSTEM_PROMPT  # an agent's instructions replace the default
@@ -191,7 +195,7 @@ class AgentActivities:
             self.db,
             run.id,
             message_id,
-            partial(keys.delta, inp.turn, info.attempt),
+            partial(keys.delta, inp.turn, attempt),
             interval=0 if resolve_model(run.model) == "scripted" else _FLUSH_SECONDS,
         )
         started = time.monotonic()

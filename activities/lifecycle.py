@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 from sqlmodel import col
 from temporalio import activity
@@ -111,6 +111,19 @@ class LifecycleActivities:
                 )
 
         await self.db.transact(ready)
+
+    @activity.defn(name="request_stop")
+    @typed_failures
+    async def request_stop(self, inp: RunRef) -> None:
+        """A close or an interrupt arrived while a model turn and its tool calls run on
+        the sandbox's host (``activities/cycle.py``): no further call of that turn starts.
+        It changes no status and announces nothing; the workflow still decides the end."""
+        stop = (
+            update(Run)
+            .where(col(Run.id) == inp.run_id, col(Run.stop_requested_at).is_(None))
+            .values(stop_requested_at=utcnow())
+        )
+        await self.db.transact(lambda s: s.execute(stop))
 
     @activity.defn(name="replace_sandbox")
     @typed_failures

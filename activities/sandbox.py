@@ -145,10 +145,20 @@ class SandboxActivities(SandboxAccess):
     @heartbeats
     async def run_tool(self, inp: ToolInput) -> None:
         """Run one tool call; its result is stored (and announced) exactly once."""
+        await self.tool(inp)
+
+    async def tool(self, inp: ToolInput, *, unless_stopping: bool = False) -> bool:
+        """``run_tool``'s work, which ``run_turn_and_tools`` does for the calls of its turn.
+
+        True when the call's result is stored (now or before); False when nothing ran
+        because the run ended, or (``unless_stopping``) a close or an interrupt asked it
+        to stop: the workflow decides what becomes of the call."""
         key = keys.tool_result(inp.turn, inp.call_id)
         state = await self.db.read_core(lambda c: call_state(c, inp.run_id, inp.turn, inp.call_id))
-        if state.result_stored or state.status in TERMINAL_STATUSES:
-            return  # a retry after the result was stored, or the run ended (cancelled)
+        if state.result_stored:
+            return True  # a retry after the result was stored
+        if state.status in TERMINAL_STATUSES or (unless_stopping and state.stopping):
+            return False  # the run ended (cancelled), or it stops at this boundary
         call = state.call
         if call is None:
             raise InternalError(f"turn {inp.turn} has no tool call {inp.call_id}")
@@ -188,6 +198,7 @@ class SandboxActivities(SandboxAccess):
 
         await self.db.transact(store)
         metrics.tool_call(inp.name, seconds, error=out.is_error)  # after the commit: once
+        return True
 
     async def _taken(self, run: Run) -> frozenset[str]:
         """A fork's: the branches its sources forwarded (it pushes to its own)."""

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Protocol, TypeVar
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -28,7 +27,10 @@ with workflow.unsafe.imports_passed_through():
     from workflows import options
     from workflows.checkpoints import PATCH as CHECKPOINT_PATCH
     from workflows.checkpoints import checkpoint
+    from workflows.cycle import PATCH as CYCLE_PATCH
+    from workflows.cycle import turn_and_tools
     from workflows.messages import Inbox
+    from workflows.outcome import ContinueAsNew, Outcome, cause_of, guardrail
     from workflows.payloads import (
         Carried,
         CollectInput,
@@ -41,63 +43,18 @@ with workflow.unsafe.imports_passed_through():
         ToolCallRef,
         ToolInput,
         TurnInput,
+        TurnResult,
         WaitInput,
     )
     from workflows.thread_payloads import CloseCallsInput
     from workflows.threads import PATCH as THREAD_PATCH
 
 
-@dataclass
-class Outcome:
-    status: RunStatus
-    fail_reason: str | None = None
-    error_code: str | None = None
-    error_message: str | None = None
-    guardrail: dict[str, Any] | None = None
-    superseded_by: str | None = None
-
-
-def _guardrail(reason: FailReason, name: str, limit: float, value: float) -> Outcome:
-    return Outcome(
-        RunStatus.FAILED,
-        reason,
-        guardrail={"guardrail": name, "limit": limit, "value": value},
-    )
-
-
 # A run whose sandbox host dies more often than this ends SANDBOX_UNAVAILABLE.
 MAX_REBUILDS = 3
 
 
-class ContinueAsNew(Exception):
-    """Raised between two turns when the history has grown enough; ``RunWorkflow.run``
-    continues the run as new with ``carried``."""
-
-    def __init__(self, carried: Carried | None = None) -> None:
-        super().__init__("continue as new")
-        self.carried = carried
-
-
-_CODES = frozenset(ErrorCode)
-
-
-def cause_of(err: ActivityError | ApplicationError) -> ApplicationError:
-    """The typed failure an activity raised (see ``runyard/errors.py``); a failed local
-    activity raises it as it is, a remote one wraps it in an ``ActivityError``."""
-    cause: BaseException | None = err
-    while isinstance(cause, ActivityError) and cause.cause is not None:
-        cause = cause.cause
-    if isinstance(cause, ApplicationError) and cause.type:
-        if cause.type in _CODES:
-            return ApplicationError(cause.message, type=cause.type, non_retryable=True)
-        # Not a Runyard error: Temporal typed it with its Python class, which is no
-        # contract code; the class goes in the message, error.code is INTERNAL_ERROR.
-        message = f"{cause.type}: {cause.message}"
-    else:
-        message = str(cause or err)
-    return ApplicationError(message, type=ErrorCode.INTERNAL_ERROR, non_retryable=True)
-
-
+T = TypeVar("T")
 Gate = Callable[[int, list[ToolCallRef]], Awaitable[tuple[set[str], "Outcome | None"]]]
 
 
@@ -123,6 +80,7 @@ class AgentLoop:
         self.cost = c.cost_usd if c else 0.0
         self.budget = timedelta(seconds=c.budget_seconds if c else inp.guardrails.timeout_seconds)
         self.sandbox: SandboxRef | None = c.sandbox if c else None
+        self._gone: SandboxRef | None = None  # the sandbox whose host a turn found gone
         self.close_requested = c.close_requested if c else False
         self.continuing = False
         self.collected = False  # the outputs were collected (the run completed)
@@ -154,7 +112,7 @@ class AgentLoop:
                 except TimeoutError:
                     self.budget = timedelta(0)
                     limit = self.inp.guardrails.timeout_seconds
-                    timeout = _guardrail(FailReason.TIMEOUT, "timeoutSeconds", limit, limit)
+                    timeout = guardrail(FailReason.TIMEOUT, "timeoutSeconds", limit, limit)
                     return await self._stop(agent, timeout)
                 self.budget -= workflow.now() - started
                 if agent.done():
@@ -205,21 +163,17 @@ class AgentLoop:
             if self.superseded_by is not None:
                 return await self.superseded()
             if self.turn >= g.max_turns:
-                return _guardrail(FailReason.MAX_TURNS, "maxTurns", g.max_turns, self.turn)
+                return guardrail(FailReason.MAX_TURNS, "maxTurns", g.max_turns, self.turn)
             if self.turn >= self._first_turn and self._history_is_long():
                 raise ContinueAsNew()
             self.turn += 1
             turn = self.turn
             await self.inbox.deliver(turn, queued_too=False)  # steer: before the model call
             self.run.set_details(f"turn {turn}: the model is answering")
-            res = await workflow.execute_activity_method(
-                AgentActivities.run_agent_turn,
-                TurnInput(run_id=self.inp.run_id, turn=turn),
-                **options.MODEL_TURN.remote(summary=f"model turn {turn}"),
-            )
+            res = await self._model_turn(turn)
             self.turns, self.cost = res.turns, res.cost_usd
             if res.cost_usd > g.max_cost_usd:
-                return _guardrail(FailReason.MAX_COST, "maxCostUsd", g.max_cost_usd, res.cost_usd)
+                return guardrail(FailReason.MAX_COST, "maxCostUsd", g.max_cost_usd, res.cost_usd)
             if self.superseded_by is not None:
                 continue  # stops at the top, before another model call
             if not res.tool_calls or self.close_requested:
@@ -236,7 +190,7 @@ class AgentLoop:
             for call in res.tool_calls:
                 if self.close_requested or self.superseded_by is not None:
                     break
-                if call.id in skip:
+                if call.id in skip or call.id in res.ran:
                     continue  # denied or expired: its error result is stored
                 if is_control(call.name):
                     ended = await self.controls[call.name](turn, call)
@@ -254,6 +208,34 @@ class AgentLoop:
         await self._collect()
         self.collected = True
         return Outcome(RunStatus.COMPLETED)
+
+    async def _model_turn(self, turn: int) -> TurnResult:
+        """The model's turn. Without an approval policy its tool calls run in the same
+        activity, on the sandbox's host (``workflows/cycle.py``): the workflow runs only
+        the calls that activity hands back (``TurnResult.ran`` lists the others)."""
+        sandbox = self._sandbox()
+        if self.inp.approvals or not workflow.patched(CYCLE_PATCH) or sandbox == self._gone:
+            return await self._agent_turn(turn)
+        try:
+            return await turn_and_tools(self.inp, turn, sandbox, self._stopping)
+        except ActivityError as err:
+            if not options.host_lost(err):
+                raise
+        # The host is gone. The turn runs on any worker, as a turn without its calls
+        # always did; the next call rebuilds the sandbox (a final answer needs none). Its
+        # attempts number after the lost activity's, whose deltas may be stored.
+        self._gone = sandbox
+        return await self._agent_turn(turn, options.MODEL_TURN.retry.maximum_attempts or 0)
+
+    async def _agent_turn(self, turn: int, attempt_base: int = 0) -> TurnResult:
+        return await workflow.execute_activity_method(
+            AgentActivities.run_agent_turn,
+            TurnInput(run_id=self.inp.run_id, turn=turn, attempt_base=attempt_base),
+            **options.MODEL_TURN.remote(summary=f"model turn {turn}"),
+        )
+
+    def _stopping(self) -> bool:
+        return self.close_requested or self.superseded_by is not None
 
     async def _messages_go_on(self) -> bool:
         """The agent would finish: the messages still pending (queued ones too) are
@@ -282,7 +264,13 @@ class AgentLoop:
 
     async def _checkpoint(self, turn: int) -> None:
         """The turn's boundary: a checkpoint of the worktree if it changed (issue 26)."""
-        if self.sandbox is not None and self.inp.has_repo and workflow.patched(CHECKPOINT_PATCH):
+        gone = self.sandbox == self._gone  # nothing to snapshot; the next call rebuilds
+        if (
+            self.sandbox is not None
+            and not gone
+            and self.inp.has_repo
+            and workflow.patched(CHECKPOINT_PATCH)
+        ):
             self.run.set_details(f"turn {turn}: checkpoint")
             await checkpoint(self.inp.run_id, turn, self.sandbox, self.inp.host_lost_seconds)
 
@@ -291,39 +279,44 @@ class AgentLoop:
         question = WaitInput(run_id=self.inp.run_id, turn=turn, call_id=call.id)
         wait = self.inp.input_wait_seconds
         if not await self.run.ask(question, wait) and not self.close_requested:
-            return _guardrail(FailReason.TIMEOUT, "inputWaitSeconds", wait, wait)
+            return guardrail(FailReason.TIMEOUT, "inputWaitSeconds", wait, wait)
         return None
 
     async def _run_tool(self, turn: int, call_id: str, name: str) -> None:
-        """Run one tool call on the host that holds the sandbox. If that host is gone, the
-        sandbox is rebuilt on another one and the call runs there."""
+        """Run one tool call on the host that holds the sandbox."""
+
+        async def run(sandbox: SandboxRef) -> None:
+            await workflow.execute_activity_method(
+                SandboxActivities.run_tool,
+                ToolInput(
+                    run_id=self.inp.run_id, turn=turn, call_id=call_id, name=name, sandbox=sandbox
+                ),
+                **options.tool(self.inp.tool_timeout_seconds).remote(
+                    summary=name, **options.on_host(sandbox, self.inp.host_lost_seconds)
+                ),
+            )
+
+        await self._on_host(run)
+
+    async def _on_host(self, step: Callable[[SandboxRef], Awaitable[T]]) -> T:
+        """``step`` on the host that holds the sandbox. If that host is gone, the sandbox is
+        rebuilt on another one and the step runs there."""
         while True:
             sandbox = self._sandbox()
-            try:
-                await workflow.execute_activity_method(
-                    SandboxActivities.run_tool,
-                    ToolInput(
-                        run_id=self.inp.run_id,
-                        turn=turn,
-                        call_id=call_id,
-                        name=name,
-                        sandbox=sandbox,
-                    ),
-                    **options.tool(self.inp.tool_timeout_seconds).remote(
-                        summary=name, **options.on_host(sandbox, self.inp.host_lost_seconds)
-                    ),
-                )
-                return
-            except ActivityError as err:
-                if not options.host_lost(err):
-                    raise
+            if sandbox != self._gone:  # known gone: no wait for it to fail again
+                try:
+                    return await step(sandbox)
+                except ActivityError as err:
+                    if not options.host_lost(err):
+                        raise
             await self._rebuild(sandbox)
 
     async def _collect(self) -> None:
         """Record the outputs. If the sandbox's host is gone, what it held is gone with it
         (pushed branches are safe upstream): any worker records the final text."""
         sandbox = self._sandbox()
-        where = options.on_host(sandbox, self.inp.host_lost_seconds)
+        gone = sandbox == self._gone
+        where = {} if gone else options.on_host(sandbox, self.inp.host_lost_seconds)
         for _ in range(2):
             try:
                 await workflow.execute_activity_method(

@@ -24,7 +24,6 @@ with workflow.unsafe.imports_passed_through():
     from activities.approvals import ApprovalActivities
     from runyard.domain import ErrorCode, FailReason, RunStatus
     from workflows import options
-    from workflows.agent_loop import Outcome, cause_of
     from workflows.approval_payloads import (
         DecideRequest,
         DecideResult,
@@ -32,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
         GateInput,
         RecordInput,
     )
+    from workflows.outcome import Outcome, cause_of
     from workflows.payloads import ToolCallRef
 
 

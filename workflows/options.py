@@ -75,6 +75,18 @@ def tool(tool_timeout_seconds: int) -> ActivityOptions:
     )
 
 
+def turn_and_tools(tool_timeout_seconds: int) -> ActivityOptions:
+    """A model turn and its tool calls (``activities/cycle.py``): the model call's limit and
+    one tool call's; the activity starts a call only while a whole call's limit is left.
+    A retry finds the answer and the results already stored, so it takes the model
+    turn's policy (rate limits back off up to 30 s)."""
+    return ActivityOptions(
+        start_to_close=MODEL_TURN.start_to_close + tool(tool_timeout_seconds).start_to_close,
+        heartbeat=_HEARTBEAT,
+        retry=MODEL_TURN.retry,
+    )
+
+
 COLLECT = ActivityOptions(start_to_close=timedelta(minutes=5), heartbeat=_HEARTBEAT, retry=_QUICK)
 DESTROY = ActivityOptions(start_to_close=timedelta(minutes=5), heartbeat=_HEARTBEAT, retry=_QUICK)
 

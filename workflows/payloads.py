@@ -166,6 +166,9 @@ class ReplaceInput(BaseModel):
 class TurnInput(BaseModel):
     run_id: str
     turn: int
+    # Added to the activity's attempt: a turn run again after the host that ran it was
+    # lost numbers its attempts (and their deltas' keys) after the lost ones.
+    attempt_base: int = 0
 
 
 class ToolCallRef(BaseModel):
@@ -179,6 +182,20 @@ class TurnResult(BaseModel):
     # Totals over the run so far, for the guardrail checks.
     turns: int = 0
     cost_usd: float = 0.0
+    # The calls ``run_turn_and_tools`` ran (their results are stored), in order; the
+    # workflow runs the others itself.
+    ran: list[str] = Field(default_factory=list)
+
+
+class CycleInput(BaseModel):
+    """A model turn and the tool calls it asks for, on the sandbox's host
+    (``activities/cycle.py``)."""
+
+    run_id: str
+    turn: int
+    sandbox: SandboxRef
+    max_cost_usd: float  # no call runs once the run's cost is over it
+    tool_timeout_seconds: int  # a call starts only with a whole run_tool's limit left
 
 
 class ToolInput(BaseModel):

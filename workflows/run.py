@@ -31,10 +31,11 @@ with workflow.unsafe.imports_passed_through():
     from activities.lifecycle import LifecycleActivities
     from runyard.domain import ErrorCode, RunStatus
     from workflows import options
-    from workflows.agent_loop import AgentLoop, ContinueAsNew, Outcome, cause_of
+    from workflows.agent_loop import AgentLoop
     from workflows.approval_payloads import DecideRequest, DecideResult
     from workflows.approvals import ApprovalGate
     from workflows.message_payloads import PostMessageRequest, PostMessageResult
+    from workflows.outcome import ContinueAsNew, Outcome, cause_of
     from workflows.payloads import (
         SA_STATUS,
         AnswerInput,

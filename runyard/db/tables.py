@@ -150,6 +150,10 @@ class Run(SQLModel, table=True):
     # While waiting_for_input: "question" or "approval"; the approvals that wait.
     waiting_for: str | None = None
     pending_approvals: list[dict[str, Any]] | None = _json(default=None)
+    # A close or an interrupt asked the run to stop at its next turn boundary. Written by
+    # the workflow (``request_stop``) for the tool calls that run beside a model turn
+    # (``activities/cycle.py``); the workflow's own state stays what decides.
+    stop_requested_at: datetime | None = _ts()
 
 
 class RunEvent(SQLModel, table=True):

@@ -97,6 +97,7 @@ class CallState:
     approvals: bool  # the run has an approval policy: the call may have been edited
     result_stored: bool
     call: dict[str, Any] | None  # the model's tool_use block of the call, if stored
+    stopping: bool = False  # a close or an interrupt asked the run to stop (request_stop)
 
 
 _CALL_STATE = select(
@@ -107,6 +108,7 @@ _CALL_STATE = select(
     .where(col(RunMessage.run_id) == col(Run.id), col(RunMessage.key) == bindparam("b_result"))
     .label("stored"),
     _message("b_answer").label("content"),
+    col(Run.stop_requested_at),
 ).where(col(Run.id) == bindparam("b_run_id"))
 
 
@@ -123,4 +125,5 @@ def call_state(conn: Connection, run_id: str, turn: int, call_id: str) -> CallSt
         return CallState(False, None, False, False, None)
     blocks: list[dict[str, Any]] = row.content or []
     call = next((b for b in blocks if b.get("id") == call_id), None)
-    return CallState(True, row.status, bool(row.approvals), bool(row.stored), call)
+    stopping = row.stop_requested_at is not None
+    return CallState(True, row.status, bool(row.approvals), bool(row.stored), call, stopping)

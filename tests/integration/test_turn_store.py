@@ -9,6 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
+from activities.lifecycle import LifecycleActivities
 from runyard.db.engine import Database
 from runyard.db.tables import CreditEntry, Organization, Run
 from runyard.errors import RunNotFound
@@ -17,6 +18,7 @@ from runyard.store.events import NewEvent, append_events, list_events, locked_he
 from runyard.store.transcript import add_message, assistant_key, result_key
 from runyard.store.turns import call_state, turn_state
 from tests.integration.test_store import append, new_run
+from workflows.payloads import RunRef
 
 
 async def test_a_head_append_sets_its_columns_with_last_seq(db: Database) -> None:
@@ -121,3 +123,19 @@ async def test_a_turn_and_a_call_read_what_they_need_in_one_statement(db: Databa
     missing = await db.read_core(lambda c: call_state(c, "run_missing", 1, "toolu_1"))
     assert not missing.run_found and missing.call is None
     assert (await db.read_core(lambda c: turn_state(c, "run_missing", 1))).run is None
+
+
+async def test_a_stop_request_is_read_with_the_call(db: Database) -> None:
+    """``request_stop`` (a close or an interrupt while a turn's calls run beside it) is what
+    ``call_state`` reads before each of those calls; asked twice, it keeps the first time."""
+    run = await new_run(db)
+    assert not (await db.read_core(lambda c: call_state(c, run.id, 1, "toolu_1"))).stopping
+    lifecycle = LifecycleActivities(db)
+    await lifecycle.request_stop(RunRef(run_id=run.id))
+    assert (await db.read_core(lambda c: call_state(c, run.id, 1, "toolu_1"))).stopping
+    async with db.session() as s:
+        first = (await s.get(Run, run.id)).stop_requested_at  # type: ignore[union-attr]
+    await lifecycle.request_stop(RunRef(run_id=run.id))
+    async with db.session() as s:
+        again = await s.get(Run, run.id)
+    assert first is not None and again is not None and again.stop_requested_at == first

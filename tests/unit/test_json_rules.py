@@ -16,7 +16,7 @@ from runyard.jsonsafe import (
     store_loads,
 )
 from runyard.llm.base import MAX_TURN_TOKENS, ModelError, TurnUsage
-from workflows.agent_loop import cause_of
+from workflows.outcome import cause_of
 
 
 def test_the_json_rules() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from temporalio.exceptions import ActivityError, ApplicationError, RetryState
 
 from runyard.domain import ErrorCode
-from workflows.agent_loop import cause_of
+from workflows.outcome import cause_of
 
 
 def _activity_failure(cause: ApplicationError) -> ActivityError:

@@ -14,6 +14,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.cycle import CycleActivities
 from runyard.domain import ACTIVE_STATUSES, TERMINAL_STATUSES, RunStatus
 from workflows.checkpoint_payloads import CheckpointInput, CheckpointResult
 from workflows.payloads import (
@@ -72,6 +73,8 @@ class FakeRun:
     sandbox_log: list[str] = field(default_factory=list)
     # The turn boundaries checkpointed, and the task queue each checkpoint ran on.
     checkpoints: list[tuple[int, str]] = field(default_factory=list)
+    stop_requested: bool = False  # request_stop wrote it (a close, an interrupt)
+    attempts: list[int] = field(default_factory=list)  # each model turn's attempt, numbered
 
 
 class World:
@@ -145,6 +148,10 @@ class World:
     async def queue_message(self, inp: NoteInput) -> None:
         self.runs[inp.run_id].notes.append(inp.content)
 
+    @activity.defn(name="request_stop")
+    async def request_stop(self, inp: RunRef) -> None:
+        self.runs[inp.run_id].stop_requested = True
+
     @activity.defn(name="finish_run")
     async def finish_run(self, inp: FinishInput) -> FinishResult:
         run = self.runs[inp.run_id]
@@ -207,6 +214,7 @@ class World:
     @activity.defn(name="run_agent_turn")
     async def run_agent_turn(self, inp: TurnInput) -> TurnResult:
         run = self.runs[inp.run_id]
+        run.attempts.append(inp.attempt_base + activity.info().attempt)
         step = run.script[min(inp.turn, len(run.script)) - 1]
         await _work(step.seconds)
         if run.turns < inp.turn:  # a retried turn is not counted twice
@@ -222,6 +230,19 @@ class World:
         if self.block_tools:
             await _work(3600)
         self.runs[inp.run_id].tools_run.append(inp.name)
+
+    # What the real run_turn_and_tools (activities/cycle.py) calls: it runs on these.
+    async def turn(self, inp: TurnInput, attempt: int) -> TurnResult:
+        assert attempt == activity.info().attempt  # the activity's own, in a cycle
+        result: TurnResult = await self.run_agent_turn(inp)
+        return result
+
+    async def tool(self, inp: ToolInput, *, unless_stopping: bool = False) -> bool:
+        run = self.runs[inp.run_id]
+        if run.status in TERMINAL_STATUSES or (unless_stopping and run.stop_requested):
+            return False
+        await self.run_tool(inp)
+        return True
 
     @activity.defn(name="collect_outputs")
     async def collect_outputs(self, inp: CollectInput) -> None:
@@ -251,6 +272,7 @@ class World:
         """What a sandbox host's own task queue serves."""
         return [
             self.run_tool,
+            CycleActivities(self, self).run_turn_and_tools,
             self.collect_outputs,
             self.destroy_sandbox,
             self.setup_sandbox,
@@ -268,6 +290,7 @@ class World:
             self.record_answer,
             self.queue_message,
             self.finish_run,
+            self.request_stop,
             self.cancel_workflow,
             self.provision_sandbox,
             self.run_agent_turn,

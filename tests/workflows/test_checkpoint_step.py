@@ -52,10 +52,10 @@ async def test_the_checkpoint_comes_after_the_tool_results_before_the_next_turn(
         for e in history.events
         if e.HasField("activity_task_scheduled_event_attributes")
     ]
-    run_tool = order.index("run_tool")
-    assert order[run_tool + 1] == "checkpoint_workspace"
-    assert order[run_tool + 2] == "run_agent_turn"
+    # The turn and its tool call are one activity (activities/cycle.py).
+    assert order[1:4] == ["run_turn_and_tools", "checkpoint_workspace", "run_turn_and_tools"]
     assert order[-3:-1] == ["checkpoint_workspace", "collect_outputs"]
+    assert world.runs[handle.id].tools_run == ["bash"]
 
 
 async def test_a_failing_checkpoint_never_fails_the_run(env: WorkflowEnvironment) -> None:

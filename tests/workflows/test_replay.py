@@ -18,11 +18,13 @@ a scheduled run a newer fire replaced (the ``replaced_by_schedule`` signal); ``e
 recorded with ``RUNYARD_PAYLOAD_KEYS`` on. Every history replays with the encrypting data
 converter, the plain ones included: turning encryption on never breaks a run in flight. A change
 ``cancelled-through-temporal`` follows ``temporal-cancel-ends-first``, ``checkpointed``
-follows ``checkpoint-at-turn-boundary`` (issue 26). A change
-``cancelled-through-temporal`` follows ``temporal-cancel-ends-first``, and
-``approvals-decided`` is a run with an approval policy (``tool-approvals``). A change
-that would break a run in flight fails here: guard it with ``workflow.patched()`` and
-record a new history beside the old ones, never in place of them.
+follows ``checkpoint-at-turn-boundary`` (issue 26), ``approvals-decided`` is a run with
+an approval policy (``tool-approvals``), and ``turn-and-tools``,
+``turn-and-tools-closed`` and ``turn-and-tools-host-lost`` follow ``turn-and-tools`` (a
+model turn and its tool calls in one activity, issue 28); every history recorded before
+it replays one activity per step. A change that would break a run in flight fails
+here: guard it with ``workflow.patched()`` and record a new history beside the old
+ones, never in place of them.
 """
 
 from __future__ import annotations
@@ -58,6 +60,9 @@ def test_the_representative_runs_are_recorded() -> None:
         "superseded",
         "checkpointed",
         "approvals-decided",
+        "turn-and-tools",
+        "turn-and-tools-closed",
+        "turn-and-tools-host-lost",
     }
 
 
