@@ -31,8 +31,7 @@ ACTIVITIES = {
     "start_run",
     "provision_sandbox",
     "mark_running",
-    "run_agent_turn",
-    "run_tool",
+    "run_turn_and_tools",  # the model turn and its tool calls (activities/cycle.py)
     "collect_outputs",
     "destroy_sandbox",
     "finish_run",
@@ -124,9 +123,10 @@ async def test_one_trace_from_the_create_request_through_every_activity(
         assert _attrs(model)["runyard.model"] == "scripted"
         assert _attrs(model)["runyard.run_id"] == run_id
         assert model.parent is not None
-        assert by_id[model.parent.span_id].name == "RunActivity:run_agent_turn"
+        assert by_id[model.parent.span_id].name == "RunActivity:run_turn_and_tools"
     (tool,) = [s for s in in_trace if s.name == "tool bash"]
-    assert tool.parent is not None and by_id[tool.parent.span_id].name == "RunActivity:run_tool"
+    cycle = "RunActivity:run_turn_and_tools"
+    assert tool.parent is not None and by_id[tool.parent.span_id].name == cycle
 
     # The exec request: a trace of its own, linked from the workflow's update span.
     (exec_span,) = [s for s in finished if s.name == "POST /v1/runs/{run_id}/exec"]
