@@ -110,6 +110,32 @@ def cpu_ms(pid: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
 
 
+def children_ms(pid: int) -> float:
+    """CPU of ``pid``'s reaped children (cutime + cstime), in ms."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[13]) + int(fields[14])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_ms() -> float:
+    """CPU of this machine's PostgreSQL, in ms: every live ``postgres`` process's, and
+    the postmaster's reaped children's (backends that have exited). 0 where none runs."""
+    procs: dict[str, tuple[str, list[str]]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            name, _, rest = stat.read_text().partition("(")[2].rpartition(")")
+        except OSError:  # gone since the listing
+            continue
+        procs[stat.parent.name] = (name, rest.split())
+    ticks = 0
+    for name, fields in procs.values():
+        if name != "postgres":
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+        if procs.get(fields[1], ("",))[0] != "postgres":  # the postmaster
+            ticks += int(fields[13]) + int(fields[14])
+    return ticks * 1000 / os.sysconf("SC_CLK_TCK")
+
+
 def rss_kib(pid: int) -> int:
     """A process's resident memory now, in KiB (/proc)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

@@ -33,13 +33,19 @@ import statistics
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import httpx
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from bench._harness import add_store_argument, cpu_ms, follow_to_end, report, running_stack
+from bench._harness import (
+    add_store_argument,
+    children_ms,
+    cpu_ms,
+    follow_to_end,
+    report,
+    running_stack,
+)
 from bench.bare_workflow import BareWorkflow, bare_noop
 
 SMALL, LARGE = 5, 25
@@ -52,12 +58,6 @@ def prompt(tools: int) -> str:
 
 def activities(tools: int) -> int:
     return 1 + (tools + 1) + tools + 3
-
-
-def children_ms(pid: int) -> float:
-    """CPU of ``pid``'s reaped children (cutime + cstime), in ms."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[13]) + int(fields[14])) * 1000 / os.sysconf("SC_CLK_TCK")
 
 
 async def bare_once(client: Client, k: int) -> None:

@@ -13,7 +13,11 @@ worker and client (this process) against Runyard's worker and API (the polling c
 this process is not counted), and the same over each throughput phase. Throughput on a
 machine cannot beat the ratio of the totals once it is CPU-bound.
 Throughput: N runs at once, each followed on its event stream to its end, as bare's
-client waits on ``result()``. Polling measured the poller: at 10 ms, 50 runs sent the API
+client waits on ``result()``. The ceiling above leaves out CPU that shares the machine
+while Runyard runs and that bare has no share of, or counts: the client following the
+runs (this process; bare's client is counted), the sandboxes (the worker's reaped
+children) and PostgreSQL. Each phase also prints that rest per run and the machine
+ceiling that counts it, with the throughput as a share of each ceiling. Polling measured the poller: at 10 ms, 50 runs sent the API
 5,000 requests a second, more than it serves; at 250 ms the API still spent 120 ms of CPU
 a run on polls, as each run lasts longer the more run at once.
 """
@@ -26,7 +30,7 @@ import json
 import statistics
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import httpx
@@ -35,8 +39,10 @@ from temporalio.worker import Worker
 
 from bench._harness import (
     add_store_argument,
+    children_ms,
     cpu_ms,
     follow_to_end,
+    postgres_ms,
     report,
     running_stack,
     wait_terminal,
@@ -76,12 +82,17 @@ async def runyard_once(c: httpx.AsyncClient, poll: float | None = 0.01) -> float
 
 
 @contextmanager
-def cpu_into(totals: dict[str, float], pids: dict[str, int | None]) -> Iterator[None]:
-    """Add the CPU each process used in the block to ``totals`` (None: this process)."""
-    before = {name: cpu_ms(pid) for name, pid in pids.items()}
+def cpu_into(totals: dict[str, float], probes: dict[str, Callable[[], float]]) -> Iterator[None]:
+    """Add the CPU each probe counted in the block to ``totals``."""
+    before = {name: probe() for name, probe in probes.items()}
     yield
-    for name, pid in pids.items():
-        totals[name] += cpu_ms(pid) - before[name]
+    for name, probe in probes.items():
+        totals[name] += probe() - before[name]
+
+
+def of(pid: int | None) -> Callable[[], float]:
+    """A probe of ``pid``'s CPU (None: this process)."""
+    return lambda: cpu_ms(pid)
 
 
 def per_run(totals: dict[str, float], runs: int) -> dict[str, float]:
@@ -106,8 +117,15 @@ async def main(latency_runs: int, concurrency: list[int], store: str) -> None:
                 bare, ry = [], []
                 assert stack.api is not None
                 server, worker, api = stack.temporal_pid, stack.workers[0].pid, stack.api.pid
-                bare_pids: dict[str, int | None] = {"server": server, "worker+client": None}
-                ry_pids: dict[str, int | None] = {"server": server, "worker": worker, "api": api}
+                bare_pids = {"server": of(server), "worker+client": of(None)}
+                ry_pids = {"server": of(server), "worker": of(worker), "api": of(api)}
+                # The rest of the machine's CPU while Runyard runs: the client following
+                # the runs (this process), the sandboxes (the worker's reaped children),
+                # and PostgreSQL. The machine ceiling counts them, as bare's counts its
+                # client; the ceiling above does not.
+                ry_rest = {"client": of(None), "worker children": lambda: children_ms(worker)}
+                if store == "postgres":
+                    ry_rest["postgres"] = postgres_ms
                 bare_cpu = dict.fromkeys(bare_pids, 0.0)
                 ry_cpu = dict.fromkeys(ry_pids, 0.0)
                 for _ in range(latency_runs):
@@ -130,16 +148,17 @@ async def main(latency_runs: int, concurrency: list[int], store: str) -> None:
                     ),
                 }
                 for n in concurrency:
-                    bare_n_cpu, ry_n_cpu = (
+                    bare_n_cpu, ry_n_cpu, rest_n_cpu = (
                         dict.fromkeys(bare_pids, 0.0),
                         dict.fromkeys(ry_pids, 0.0),
+                        dict.fromkeys(ry_rest, 0.0),
                     )
                     t0 = time.perf_counter()
                     with cpu_into(bare_n_cpu, bare_pids):
                         await asyncio.gather(*(bare_once(client) for _ in range(n)))
                     bare_tp = n / (time.perf_counter() - t0)
                     t0 = time.perf_counter()
-                    with cpu_into(ry_n_cpu, ry_pids):
+                    with cpu_into(ry_n_cpu, ry_pids), cpu_into(rest_n_cpu, ry_rest):
                         results = await asyncio.gather(
                             *(runyard_once(c, poll=None) for _ in range(n)),
                             return_exceptions=True,
@@ -154,9 +173,16 @@ async def main(latency_runs: int, concurrency: list[int], store: str) -> None:
                     rows[f"throughput ratio N={n} runyard/bare"] = round(ry_tp / bare_tp, 2)
                     rows[f"CPU ms per run N={n}, bare"] = per_run(bare_n_cpu, n)
                     rows[f"CPU ms per run N={n}, runyard"] = per_run(ry_n_cpu, n)
-                    rows[f"CPU total ratio N={n} bare/runyard"] = round(
-                        sum(bare_n_cpu.values()) / sum(ry_n_cpu.values()), 2
+                    ceiling = sum(bare_n_cpu.values()) / sum(ry_n_cpu.values())
+                    rows[f"CPU total ratio N={n} bare/runyard"] = round(ceiling, 2)
+                    rows[f"throughput / ceiling N={n}"] = round(ry_tp / bare_tp / ceiling, 2)
+                    rows[f"CPU ms per run N={n}, the rest"] = per_run(rest_n_cpu, n)
+                    machine = sum(bare_n_cpu.values()) / (
+                        sum(ry_n_cpu.values()) + sum(rest_n_cpu.values())
                     )
+                    rows[f"machine CPU ratio N={n} bare/runyard"] = round(machine, 2)
+                    share = ry_tp / bare_tp / machine
+                    rows[f"throughput / machine ceiling N={n}"] = round(share, 2)
     report(f"overhead-{store}", rows)
 
 
