@@ -12,13 +12,18 @@ SQLite runs in WAL mode: reads use deferred transactions (readers never block); 
 start with ``BEGIN IMMEDIATE`` so that two processes (API and worker) never deadlock
 upgrading a read lock to a write lock, and a process queues its own writers on a lock.
 Postgres uses one pool of threads and connections for both; writers that allocate event
-numbers lock the run row.
+numbers lock the run row. Its reads run in autocommit: under READ COMMITTED each statement
+sees its own snapshot, in a transaction or not, so ``BEGIN`` and ``ROLLBACK`` around a
+read were two round trips that bought nothing (bench.cost counted 36 statements per
+cycle of a model turn and a tool call, 14 of them these and pool pings; see
+``_ping_when_idle``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, nullcontext
@@ -29,6 +34,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -46,6 +52,8 @@ T = TypeVar("T")
 _READ_THREADS = 2
 # Postgres: reads and writes share one pool; its threads mostly wait on the network.
 _PG_THREADS = 8
+# A pooled Postgres connection unused for this long is pinged before it is handed out.
+PING_AFTER_SECONDS = 1.0
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 # Every JSON column reads and writes standard JSON: a NaN or Infinity is never stored
 # (written as null) and one stored before this rule reads as null (runyard/jsonsafe.py).
@@ -80,6 +88,29 @@ def _sqlite_setup(engine: Engine, *, immediate: bool) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+def _ping_when_idle(engine: Engine) -> None:
+    """``pool_pre_ping``, for a connection that has been back in the pool for
+    ``PING_AFTER_SECONDS`` or more: a server restart takes longer than that, so a
+    connection it closed is still caught before use and replaced (a ``DisconnectionError``
+    from a checkout makes the pool open another), while a busy process, whose
+    connections are back in the pool for microseconds, no longer sends a round trip
+    before every transaction."""
+
+    @event.listens_for(engine, "checkin")
+    def _checkin(_dbapi_conn: Any, record: Any) -> None:
+        record.info["returned"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        returned = record.info.get("returned")
+        if returned is not None and time.monotonic() - returned < PING_AFTER_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:
+            raise DisconnectionError("the pooled connection is gone") from exc
+
+
 class Database:
     """The store's connection handles; one per process."""
 
@@ -102,6 +133,7 @@ class Database:
                 **JSON_CODEC,
             )
             _sqlite_setup(self._sync_engine, immediate=False)
+            self._read_engine: Engine = self._sync_engine
             self._sync_read: sessionmaker[Session] = sessionmaker(
                 self._sync_engine, expire_on_commit=False
             )
@@ -133,12 +165,16 @@ class Database:
             # id: 1.74 vs 1.33 ms), and a thread waits on the network without the GIL.
             # Writers need no lock of ours: row locks (lock_run) order them.
             self._sync_engine = create_engine(
-                url, pool_size=_PG_THREADS, max_overflow=0, pool_pre_ping=True, **JSON_CODEC
+                url, pool_size=_PG_THREADS, max_overflow=0, **JSON_CODEC
             )
-            self._sync_read = sessionmaker(self._sync_engine, expire_on_commit=False)
+            _ping_when_idle(self._sync_engine)
+            # The same pool; a connection is put in autocommit for a read and back after.
+            self._read_engine = self._sync_engine.execution_options(isolation_level="AUTOCOMMIT")
+            self._sync_read = sessionmaker(self._read_engine, expire_on_commit=False)
             self._threads = ThreadPoolExecutor(_PG_THREADS, thread_name_prefix="runyard-db")
             self._sync_write_engine = None
-            self._sync_write, self._writer = self._sync_read, self._threads
+            self._sync_write = sessionmaker(self._sync_engine, expire_on_commit=False)
+            self._writer = self._threads
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
         self._version_conn: sqlite3.Connection | None = None
         self._read = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
@@ -168,7 +204,7 @@ class Database:
         """``fn`` on a plain connection (SQLAlchemy Core, no ORM session) inside one read
         transaction, as ``read``: for the hottest reads, where building ORM objects cost
         more than the query (bench/api.py get-run: 0.26 ms → 0.10 ms a read)."""
-        engine = self._sync_engine
+        engine = self._read_engine
 
         def call() -> T:
             with engine.connect() as conn:

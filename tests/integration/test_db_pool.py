@@ -1,0 +1,89 @@
+"""The store's Postgres connections: reads outside transactions, and pooled connections
+the server closed (a restart) replaced before use once they have sat idle."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import psycopg
+import pytest
+from psycopg.pq import TransactionStatus
+from sqlalchemy import Connection, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from runyard.db import engine as engine_module
+from runyard.db.engine import Database, migrate
+from tests.conftest import PG_ADMIN
+
+
+@pytest.fixture
+async def pg(postgres_url: str) -> AsyncIterator[Database]:
+    migrate(postgres_url)
+    db = Database(postgres_url)
+    yield db
+    await db.dispose()
+
+
+def _status(s: Session) -> TransactionStatus:
+    s.execute(text("SELECT 1"))
+    return TransactionStatus(s.connection().connection.dbapi_connection.info.transaction_status)  # type: ignore[union-attr]
+
+
+def _core_status(c: Connection) -> TransactionStatus:
+    c.execute(text("SELECT 1"))
+    return TransactionStatus(c.connection.dbapi_connection.info.transaction_status)  # type: ignore[union-attr]
+
+
+def _one(s: Session) -> int:
+    return int(s.execute(text("SELECT 1")).scalar_one())
+
+
+def _kill_connections(url: str) -> int:
+    """Terminate every server connection to ``url``'s database but this one; how many."""
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            (make_url(url).database,),
+        ).fetchall()
+    return len(rows)
+
+
+async def test_reads_send_no_begin_and_writes_stay_transactions(pg: Database) -> None:
+    # Under READ COMMITTED a transaction gave a read nothing but two round trips.
+    assert await pg.read(_status) == TransactionStatus.IDLE
+    assert await pg.read_core(_core_status) == TransactionStatus.IDLE
+    assert await pg.transact(_status) == TransactionStatus.INTRANS
+    # The connection a read used is back out of autocommit for the next writer.
+    for _ in range(3):
+        assert await pg.transact(_status) == TransactionStatus.INTRANS
+
+
+async def test_an_idle_connection_the_server_closed_is_replaced(
+    pg: Database, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert await pg.read(_one) == 1
+    assert await pg.transact(_one) == 1
+    monkeypatch.setattr(engine_module, "PING_AFTER_SECONDS", 0.0)  # every one is idle
+    assert _kill_connections(postgres_url) >= 1
+    assert await pg.read(_one) == 1
+    assert _kill_connections(postgres_url) >= 1
+    assert await pg.transact(_one) == 1
+
+
+async def test_a_just_used_connection_is_not_pinged_and_one_call_pays(
+    pg: Database, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The price of skipping the ping on a busy connection: had the server closed it in
+    the second since its last use, one call fails, and the pool drops every connection
+    it held, so the next call works."""
+    monkeypatch.setattr(engine_module, "PING_AFTER_SECONDS", 3600.0)
+    assert await pg.read(_one) == 1
+    assert _kill_connections(postgres_url) >= 1
+    with pytest.raises(DBAPIError) as failed:
+        await pg.read(_one)
+    assert failed.value.connection_invalidated
+    assert await pg.read(_one) == 1
+    assert await pg.transact(_one) == 1
