@@ -30,5 +30,5 @@ def _fetch(conn: Connection, run_id: str) -> Run | None:
 
 async def read_run_row(db: Database, org_id: str, run_id: str) -> Run | None:
     """The run's row (read-only), or None if it is missing or another organization's."""
-    row = await db.read_core(lambda conn: _fetch(conn, run_id))
+    row = await db.read_inline(lambda conn: _fetch(conn, run_id))
     return row if row is not None and row.org_id == org_id else None

@@ -77,6 +77,13 @@ def run_object(run: RunRow) -> dict[str, Any]:
     return run_model(run).wire()
 
 
+def run_json(run: RunRow) -> bytes:
+    """``run_object``, encoded: what get-run sends, serialized once by pydantic-core
+    (a dict returned to FastAPI was validated into the response model again, then
+    serialized; see ``docs/DESIGN.md``)."""
+    return run_model(run).model_dump_json(by_alias=True, exclude_unset=True).encode()
+
+
 def status_object(run: RunRow) -> dict[str, Any]:
     return {
         "id": run.id,

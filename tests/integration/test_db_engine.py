@@ -1,16 +1,21 @@
-"""The store's Postgres connections: reads outside transactions, and pooled connections
-the server closed (a restart) replaced before use once they have sat idle."""
+"""The store's connections: on Postgres, reads outside transactions and pooled
+connections the server closed (a restart) replaced before use once they have sat idle;
+on SQLite, ``read_inline`` on the event loop's thread, and on a reader thread when
+SQLite answers busy."""
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import psycopg
 import pytest
 from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
 from runyard.db import engine as engine_module
@@ -87,3 +92,50 @@ async def test_a_just_used_connection_is_not_pinged_and_one_call_pays(
     assert failed.value.connection_invalidated
     assert await pg.read(_one) == 1
     assert await pg.transact(_one) == 1
+
+
+@pytest.fixture
+async def lite(tmp_path: Path) -> AsyncIterator[Database]:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+    migrate(url)
+    db = Database(url)
+    yield db
+    await db.dispose()
+
+
+def _thread_and_one(c: Connection) -> tuple[str, int]:
+    return threading.current_thread().name, int(c.execute(text("SELECT 1")).scalar_one())
+
+
+async def test_sqlite_inline_reads_run_on_the_loop_and_go_to_a_thread_when_busy(
+    lite: Database, tmp_path: Path
+) -> None:
+    here = threading.current_thread().name
+    assert await lite.read_inline(_thread_and_one) == (here, 1)
+    # Another connection holds the write lock: on the loop, a statement that would wait
+    # for it fails at once (busy), and the read is done again on a reader thread.
+    holder = sqlite3.connect(tmp_path / "store.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    seen: list[str] = []
+
+    def wants_the_lock(c: Connection) -> tuple[str, int]:
+        seen.append(threading.current_thread().name)
+        if len(seen) == 1:
+            c.exec_driver_sql("BEGIN IMMEDIATE")  # SQLITE_BUSY, as a WAL in recovery
+        return _thread_and_one(c)
+
+    try:
+        name, one = await lite.read_inline(wants_the_lock)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert one == 1 and seen[0] == here and name.startswith("runyard-read")
+    assert await lite.read_inline(_thread_and_one) == (here, 1)  # back on the loop
+
+
+async def test_sqlite_inline_read_errors_are_raised_and_the_next_read_works(
+    lite: Database,
+) -> None:
+    with pytest.raises(OperationalError, match="no such table"):
+        await lite.read_inline(lambda c: c.exec_driver_sql("SELECT * FROM no_such_table"))
+    assert (await lite.read_inline(_thread_and_one))[1] == 1
