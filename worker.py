@@ -55,6 +55,7 @@ from notifications.sender import Sender
 from runyard import tracing
 from runyard.datadir import private_data_dir
 from runyard.db.engine import Database, migrate
+from runyard.gc_tuning import freeze_heap
 from runyard.llm.anthropic_client import AnthropicModel
 from runyard.llm.scripted import ScriptedModel
 from runyard.logging import configure_logging
@@ -272,6 +273,7 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
     await ensure_periodic_jobs(client, settings)
+    freeze_heap()
     log.info(
         "worker.started",
         task_queue=settings.task_queue,

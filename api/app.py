@@ -42,6 +42,7 @@ from api.streams import StreamCaps
 from runyard import __version__, tracing
 from runyard.datadir import private_data_dir
 from runyard.db.engine import Database, migrate
+from runyard.gc_tuning import freeze_heap
 from runyard.notifier import EventNotifier
 from runyard.secrets import load_secret_key
 from runyard.settings import Settings, get_settings
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         app.state.db = Database(settings.db_url)
         app.state.notifier = EventNotifier(app.state.db, ping_seconds=settings.sse_ping_seconds)
         await app.state.notifier.start()
+        freeze_heap()
         try:
             # SIGTERM/SIGINT: the event streams end at once, not at uvicorn's deadline.
             with on_stop_signal(app.state.notifier.close_streams):
