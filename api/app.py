@@ -10,6 +10,7 @@ from fastapi_offline import FastAPIOffline
 
 from api.auth import KeyCache
 from api.codec_server import install_codec_server
+from api.deps import declare_bearer
 from api.errors import install_error_handlers
 from api.langgraph import mount as mount_langgraph
 from api.middleware import RequestContextMiddleware
@@ -99,6 +100,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
     )
     install_error_handlers(app)
     install_openapi(app)
+    declare_bearer(app)
     install_codec_server(app, settings)  # with RUNYARD_PAYLOAD_KEYS only
     app.add_middleware(RequestContextMiddleware)
     app.add_middleware(MetricsMiddleware)  # outermost: it sees every answer, 500s included

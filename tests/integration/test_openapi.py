@@ -91,6 +91,9 @@ async def test_document_is_valid_typed_and_answers_problems(served: dict[str, An
         if path.startswith("/v1/") and name != "download":  # behind an API key
             assert {"401", "403", "429"} <= set(responses), name
             assert "Retry-After" in responses["429"]["headers"], name
+        # The bearer scheme is declared (api/deps.py declare_bearer) on exactly the
+        # operations that authenticate, which are those that can answer 401.
+        assert (op.get("security") == [{"HTTPBearer": []}]) == ("401" in responses), name
         if op.get("requestBody") or op.get("parameters"):
             assert "422" not in responses or name in {
                 "create_run",
@@ -121,6 +124,14 @@ async def test_document_is_valid_typed_and_answers_problems(served: dict[str, An
         "RUN_ALREADY_STARTED"
     )
     assert set(by_id["get_run"]["responses"]) == {"200", "401", "403", "404", "429"}
+    assert served["components"]["securitySchemes"] == {
+        "HTTPBearer": {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "API key",
+            "description": "An API key: `Authorization: Bearer …` (or a run's connection token)",
+        }
+    }
 
 
 def documented_config() -> str:
