@@ -204,7 +204,9 @@ class Database:
         return self._read()
 
     async def read(self, fn: Callable[[Session], T]) -> T:
-        """``fn`` on a synchronous session inside one read transaction; its result.
+        """``fn`` on a synchronous session inside one read transaction (on Postgres in
+        autocommit, where a transaction gave a read nothing); its result, and ``fn`` must
+        not write.
 
         The hot read paths (authentication, a run by id) use this: one hop to a thread of
         the store's, where an async session on SQLite costs one per driver call.
@@ -219,8 +221,9 @@ class Database:
 
     async def read_core(self, fn: Callable[[Connection], T]) -> T:
         """``fn`` on a plain connection (SQLAlchemy Core, no ORM session) inside one read
-        transaction, as ``read``: for the hottest reads, where building ORM objects cost
-        more than the query (bench/api.py get-run: 0.26 ms → 0.10 ms a read)."""
+        transaction, as ``read`` (autocommit on Postgres): for the hottest reads, where
+        building ORM objects cost more than the query (bench/api.py get-run: 0.26 ms →
+        0.10 ms a read)."""
         engine = self._read_engine
 
         def call() -> T:
