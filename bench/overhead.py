@@ -13,13 +13,14 @@ worker and client (this process) against Runyard's worker and API (the polling c
 this process is not counted), and the same over each throughput phase. Throughput on a
 machine cannot beat the ratio of the totals once it is CPU-bound.
 Throughput: N runs at once, each followed on its event stream to its end, as bare's
-client waits on ``result()``. The ceiling above leaves out CPU that shares the machine
-while Runyard runs and that bare has no share of, or counts: the client following the
-runs (this process; bare's client is counted), the sandboxes (the worker's reaped
-children) and PostgreSQL. Each phase also prints that rest per run and the machine
-ceiling that counts it, with the throughput as a share of each ceiling. Polling measured the poller: at 10 ms, 50 runs sent the API
-5,000 requests a second, more than it serves; at 250 ms the API still spent 120 ms of CPU
-a run on polls, as each run lasts longer the more run at once.
+client waits on ``result()``. Polling measured the poller: at 10 ms, 50 runs sent the
+API 5,000 requests a second, more than it serves; at 250 ms the API still spent 120 ms
+of CPU a run on polls, as each run lasts longer the more run at once.
+The ceiling above leaves out CPU that shares the machine while Runyard runs and that
+bare has no share of, or counts: the client following the runs (this process; bare's
+client is counted), the sandboxes (the worker's reaped children) and PostgreSQL. Each
+phase also prints that rest per run and the machine ceiling that counts it, with the
+throughput as a share of each ceiling.
 """
 
 from __future__ import annotations
