@@ -133,9 +133,16 @@ async def test_sqlite_inline_reads_run_on_the_loop_and_go_to_a_thread_when_busy(
     assert await lite.read_inline(_thread_and_one) == (here, 1)  # back on the loop
 
 
-async def test_sqlite_inline_read_errors_are_raised_and_the_next_read_works(
+async def test_sqlite_inline_read_errors_are_raised_once_and_the_next_read_works(
     lite: Database,
 ) -> None:
+    tries: list[str] = []
+
+    def broken(c: Connection) -> None:
+        tries.append(threading.current_thread().name)
+        c.exec_driver_sql("SELECT * FROM no_such_table")
+
     with pytest.raises(OperationalError, match="no such table"):
-        await lite.read_inline(lambda c: c.exec_driver_sql("SELECT * FROM no_such_table"))
-    assert (await lite.read_inline(_thread_and_one))[1] == 1
+        await lite.read_inline(broken)
+    assert tries == [threading.current_thread().name]  # not tried again on a thread
+    assert await lite.read_inline(_thread_and_one) == (threading.current_thread().name, 1)
