@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, timedelta
 from typing import Any
 
@@ -12,7 +13,7 @@ from runyard.db.tables import Run
 from runyard.db.types import utcnow
 from runyard.store.orgs import ensure_org
 from runyard.store.run_rows import _fetch, read_run_row
-from runyard.store.run_view import run_object, status_object
+from runyard.store.run_view import run_json, run_object, status_object
 
 
 async def test_core_row_renders_like_the_orm_row(db: Database) -> None:
@@ -44,6 +45,7 @@ async def test_core_row_renders_like_the_orm_row(db: Database) -> None:
     assert run_object(row) == run_object(orm)
     assert status_object(row) == status_object(orm)
     assert run_object(row)["durationMs"] == 2000
+    assert json.loads(run_json(row)) == run_object(orm)  # what get-run sends
     assert await read_run_row(db, "org_other", "run_rows1") is None
     assert await read_run_row(db, org.id, "run_missing") is None
 
