@@ -110,6 +110,52 @@ def cpu_ms(pid: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
 
 
+class RawClient:
+    """One keep-alive HTTP/1.1 connection with almost no client-side cost (httpx's async
+    client saturates at a few hundred requests per second here, and its connection pool
+    costs more the more requests are in flight: it would be measured instead of the
+    server). Bodies by Content-Length or chunked (an event stream, read to its end)."""
+
+    def __init__(self, port: int, headers: dict[str, str]) -> None:
+        self.port = port
+        self.extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(
+        self, method: str, path: str, body: bytes = b"", accept: str | None = None
+    ) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        reader = self.reader
+        assert reader is not None
+        head = f"{method} {path} HTTP/1.1\r\nHost: bench\r\n{self.extra}"
+        if accept:
+            head += f"Accept: {accept}\r\n"
+        if body:
+            head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        self.writer.write(head.encode() + b"\r\n" + body)
+        status_line = await reader.readline()
+        length, chunked = 0, False
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode().partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+            elif name.lower() == "transfer-encoding":
+                chunked = "chunked" in value.lower()
+        if not chunked:
+            return int(status_line.split()[1]), await reader.readexactly(length)
+        parts = []
+        while size := int((await reader.readline()).split(b";")[0], 16):
+            parts.append((await reader.readexactly(size + 2))[:-2])  # the chunk, less CRLF
+        await reader.readline()  # the empty line after the last chunk (no trailers)
+        return int(status_line.split()[1]), b"".join(parts)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
 def children_ms(pid: int) -> float:
     """CPU of ``pid``'s reaped children (cutime + cstime), in ms."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()

@@ -31,43 +31,18 @@ from collections.abc import Awaitable, Callable
 
 from temporalio.client import Client
 
-from bench._harness import add_store_argument, cpu_ms, percentile, report, running_stack
+from bench._harness import (
+    RawClient,
+    add_store_argument,
+    cpu_ms,
+    percentile,
+    report,
+    running_stack,
+)
 from bench.bare_workflow import BareWorkflow
 from runyard.devserver import free_port, wait_for_port
 
 Call = Callable[[int, int], Awaitable[None]]
-
-
-class RawClient:
-    """One keep-alive HTTP/1.1 connection with almost no client-side cost (httpx's async
-    client saturates at a few hundred requests per second here and would be measured
-    instead of the server)."""
-
-    def __init__(self, port: int, headers: dict[str, str]) -> None:
-        self.port = port
-        self.extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-
-    async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
-        if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
-        assert self.reader is not None
-        head = f"{method} {path} HTTP/1.1\r\nHost: bench\r\n{self.extra}"
-        if body:
-            head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-        self.writer.write(head.encode() + b"\r\n" + body)
-        status_line = await self.reader.readline()
-        length = 0
-        while (line := await self.reader.readline()) not in (b"\r\n", b""):
-            name, _, value = line.decode().partition(":")
-            if name.lower() == "content-length":
-                length = int(value)
-        return int(status_line.split()[1]), await self.reader.readexactly(length)
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
 
 
 async def drive(clients: int, per_client: int, call: Call) -> dict[str, float]:

@@ -13,9 +13,11 @@ worker and client (this process) against Runyard's worker and API (the polling c
 this process is not counted), and the same over each throughput phase. Throughput on a
 machine cannot beat the ratio of the totals once it is CPU-bound.
 Throughput: N runs at once, each followed on its event stream to its end, as bare's
-client waits on ``result()``. Polling measured the poller: at 10 ms, 50 runs sent the
-API 5,000 requests a second, more than it serves; at 250 ms the API still spent 120 ms
-of CPU a run on polls, as each run lasts longer the more run at once.
+client waits on ``result()``, each on a connection of its own (``RawClient``: httpx's
+pool cost more CPU the more requests were in flight, 43 ms a run at N=200). Polling
+measured the poller: at 10 ms, 50 runs sent the API 5,000 requests a second, more than
+it serves; at 250 ms the API still spent 120 ms of CPU a run on polls, as each run lasts
+longer the more run at once.
 The ceiling above leaves out CPU that shares the machine while Runyard runs and that
 bare has no share of, or counts: the client following the runs (this process; bare's
 client is counted), the sandboxes (the worker's reaped children) and PostgreSQL. Each
@@ -39,6 +41,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from bench._harness import (
+    RawClient,
     add_store_argument,
     children_ms,
     cpu_ms,
@@ -51,6 +54,7 @@ from bench._harness import (
 from bench.bare_workflow import BareWorkflow, bare_noop
 
 K = 15
+SSE = "text/event-stream"
 PROMPT = "#!scripted\n" + "\n".join(
     json.dumps(x)
     for x in [*({"tool": "bash", "input": {"command": "true"}} for _ in range(5)), {"text": "ok"}]
@@ -65,6 +69,26 @@ async def bare_once(client: Client) -> float:
     await handle.signal(BareWorkflow.go)
     await handle.result()
     return (time.perf_counter() - t0) * 1000
+
+
+async def runyard_raw(port: int, headers: dict[str, str]) -> None:
+    """One run, created, started and followed on its event stream to its end, on a
+    connection of its own with almost no client cost (httpx's pool cost the client 43 ms
+    of CPU a run at N=200, which the machine then lacked for the runs)."""
+    c = RawClient(port, headers)
+    try:
+        body = json.dumps({"prompt": PROMPT, "model": "scripted"}).encode()
+        status, created = await c.request("POST", "/v1/runs", body)
+        assert status == 201, created
+        run_id = json.loads(created)["id"]
+        status, answer = await c.request("POST", f"/v1/runs/{run_id}/exec")
+        assert status == 202, answer
+        status, _ = await c.request("GET", f"/v1/runs/{run_id}/events", accept=SSE)
+        assert status == 200, status
+        status, answer = await c.request("GET", f"/v1/runs/{run_id}/status")
+        assert status == 200 and json.loads(answer)["status"] == "completed", answer
+    finally:
+        c.close()
 
 
 async def runyard_once(c: httpx.AsyncClient, poll: float | None = 0.01) -> float:
@@ -116,6 +140,7 @@ async def main(latency_runs: int, concurrency: list[int], store: str) -> None:
                     await bare_once(client)
                     await runyard_once(c)
                 bare, ry = [], []
+                auth = {"Authorization": f"Bearer {key}"}
                 assert stack.api is not None
                 server, worker, api = stack.temporal_pid, stack.workers[0].pid, stack.api.pid
                 bare_pids = {"server": of(server), "worker+client": of(None)}
@@ -161,7 +186,7 @@ async def main(latency_runs: int, concurrency: list[int], store: str) -> None:
                     t0 = time.perf_counter()
                     with cpu_into(ry_n_cpu, ry_pids), cpu_into(rest_n_cpu, ry_rest):
                         results = await asyncio.gather(
-                            *(runyard_once(c, poll=None) for _ in range(n)),
+                            *(runyard_raw(stack.api_port, auth) for _ in range(n)),
                             return_exceptions=True,
                         )
                     failed = [r for r in results if isinstance(r, BaseException)]
