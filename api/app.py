@@ -99,8 +99,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         retry_after=settings.sse_ping_seconds,
     )
     install_error_handlers(app)
-    install_openapi(app)
-    declare_bearer(app)
+    install_openapi(app, declare_bearer)
     install_codec_server(app, settings)  # with RUNYARD_PAYLOAD_KEYS only
     app.add_middleware(RequestContextMiddleware)
     app.add_middleware(MetricsMiddleware)  # outermost: it sees every answer, 500s included

@@ -74,29 +74,20 @@ def _authenticates(dependant: Dependant) -> bool:
     return any(d.call in _authenticating or _authenticates(d) for d in dependant.dependencies)
 
 
-def declare_bearer(app: FastAPI) -> None:
+def declare_bearer(app: FastAPI, schema: dict[str, Any]) -> None:
     """Give every operation whose route authenticates (``scoped``) the bearer scheme in
-    the OpenAPI document, as a security dependency would have."""
-    build = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        first = app.openapi_schema is None
-        schema = build()
-        if first:
-            paths = schema.get("paths", {})
-            for route in iter_route_contexts(app.routes):
-                original = route.original_route
-                if not isinstance(original, APIRoute) or not _authenticates(original.dependant):
-                    continue
-                for method in route.methods or ():
-                    op = paths.get(route.path_format, {}).get(method.lower())
-                    if op is not None:
-                        op.setdefault("security", []).append({BEARER: []})
-            schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
-            schemes[BEARER] = _BEARER_SCHEME
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
+    the OpenAPI document, as a security dependency would have (a step of
+    ``install_openapi``)."""
+    paths = schema.get("paths", {})
+    for route in iter_route_contexts(app.routes):
+        original = route.original_route
+        if not isinstance(original, APIRoute) or not _authenticates(original.dependant):
+            continue
+        for method in route.methods or ():
+            op = paths.get(route.path_format, {}).get(method.lower())
+            if op is not None:
+                op.setdefault("security", []).append({BEARER: []})
+    schema.setdefault("components", {}).setdefault("securitySchemes", {})[BEARER] = _BEARER_SCHEME
 
 
 ReaderDep = Annotated[Principal, Depends(scoped("runs:read"))]

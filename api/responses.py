@@ -11,6 +11,7 @@ request that fails validation gets a 400 ``VALIDATION_FAILED`` problem here.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
@@ -170,8 +171,9 @@ def _problem_media(schema: dict[str, Any]) -> None:
         components.pop(name, None)
 
 
-def install_openapi(app: FastAPI) -> None:
-    """Serve the OpenAPI document with problem+json errors and without FastAPI's 422."""
+def install_openapi(app: FastAPI, *finish: Callable[[FastAPI, dict[str, Any]], None]) -> None:
+    """Serve the OpenAPI document with problem+json errors and without FastAPI's 422;
+    each of ``finish`` then completes it once, when it is first built."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -179,6 +181,8 @@ def install_openapi(app: FastAPI) -> None:
         schema = build()
         if first:
             _problem_media(schema)
+            for step in finish:
+                step(app, schema)
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
