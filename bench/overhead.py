@@ -45,7 +45,6 @@ from bench._harness import (
     add_store_argument,
     children_ms,
     cpu_ms,
-    follow_to_end,
     postgres_ms,
     report,
     running_stack,
@@ -91,17 +90,14 @@ async def runyard_raw(port: int, headers: dict[str, str]) -> None:
         c.close()
 
 
-async def runyard_once(c: httpx.AsyncClient, poll: float | None = 0.01) -> float:
+async def runyard_once(c: httpx.AsyncClient, poll: float = 0.01) -> float:
     """One run, created, started and waited for: its status polled every ``poll``
-    seconds, or (None) followed on its event stream."""
+    seconds (the latency phase; the throughput phases use ``runyard_raw``)."""
     t0 = time.perf_counter()
     run = (await c.post("/v1/runs", json={"prompt": PROMPT, "model": "scripted"})).json()
     resp = await c.post(f"/v1/runs/{run['id']}/exec")
     assert resp.status_code == 202, resp.text
-    if poll is None:
-        status = await follow_to_end(c, run["id"])
-    else:
-        status = await wait_terminal(c, run["id"], poll=poll)
+    status = await wait_terminal(c, run["id"], poll=poll)
     assert status["status"] == "completed", status
     return (time.perf_counter() - t0) * 1000
 
