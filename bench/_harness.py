@@ -13,6 +13,7 @@ import secrets
 import signal
 import statistics
 import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -154,6 +155,23 @@ class RawClient:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def machine_ms() -> float:
+    """Busy CPU of the whole machine, in ms: every CPU's user, nice, system, irq, softirq
+    and steal time from /proc/stat. It counts what per-process figures miss: a process
+    killed before it was reaped (a sandbox's runner dies with bubblewrap, so its CPU never
+    reaches the worker's children), and the kernel's own threads (loop devices, mounts)."""
+    v = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return (sum(v) - v[3] - v[4]) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+async def background_ms_per_s(seconds: float = 3.0) -> float:
+    """The machine's busy CPU per second of wall time while the benchmark does nothing
+    (the other services of the machine), to subtract from ``machine_ms`` deltas."""
+    m0, t0 = machine_ms(), time.perf_counter()
+    await asyncio.sleep(seconds)
+    return (machine_ms() - m0) / (time.perf_counter() - t0)
 
 
 def children_ms(pid: int) -> float:

@@ -16,11 +16,15 @@ the others in the same minute):
   measures itself), then its status once.
 
 CPU from /proc of each process over each run: the Temporal server, Runyard's worker
-(itself, and its reaped children: the sandbox's runner, bwrap, mounts) and API; for
-bare, this process (its worker and client). The slope per extra cycle is
-(25-tool - 5-tool) / 20 for Runyard and (bare 55 - bare 15) / 20 for bare (per extra
-activity pair, the issue's yardstick). Medians of the per-run figures; the 1-minute
-load average is sampled beside each kind.
+(itself, and its reaped children: bwrap, mount and cgroup tools) and API; for bare, this
+process (its worker and client). The totals are the whole machine's busy CPU over the
+run (/proc/stat), less the machine's background measured after the warm-up, and for Runyard
+less its client (this process): per-process figures miss the sandbox's runner (killed
+with bubblewrap, it is never reaped by the worker), Postgres and the kernel's work for
+the sandbox, which Runyard's row shows as "other". Run it on a quiet machine. The
+slope per extra cycle is (25-tool - 5-tool) / 20 for Runyard and (bare 55 - bare 15) /
+20 for bare (per extra activity pair, the issue's yardstick). Medians of the per-run
+figures; the 1-minute load average is sampled beside each kind.
 """
 
 from __future__ import annotations
@@ -40,9 +44,11 @@ from temporalio.worker import Worker
 
 from bench._harness import (
     add_store_argument,
+    background_ms_per_s,
     children_ms,
     cpu_ms,
     follow_to_end,
+    machine_ms,
     report,
     running_stack,
 )
@@ -80,18 +86,29 @@ Sample = dict[str, float]
 
 
 async def sample(
-    once: Callable[[], Awaitable[None]], pids: dict[str, int | None], worker: int | None
+    once: Callable[[], Awaitable[None]],
+    pids: dict[str, int | None],
+    worker: int | None,
+    background: float,
 ) -> Sample:
-    """One run: its wall time and each process's CPU, in ms."""
+    """One run: its wall time, each process's CPU and the whole machine's (less its
+    background, ``background`` ms a second), in ms. For a Runyard run (``worker``), also
+    the worker's reaped children, this process (the client) and "other": the machine's
+    CPU that none of those counts (sandbox runners, killed with bubblewrap and never
+    reaped; Postgres; the kernel's work for disk images and namespaces)."""
     before = {name: cpu_ms(pid) for name, pid in pids.items()}
     kids = children_ms(worker) if worker else 0.0
+    client, machine = cpu_ms(), machine_ms()
     t0 = time.perf_counter()
     await once()
-    out = {"wall": (time.perf_counter() - t0) * 1000}
+    wall = time.perf_counter() - t0
+    out = {"wall": wall * 1000, "machine": machine_ms() - machine - background * wall}
     for name, pid in pids.items():
         out[name] = cpu_ms(pid) - before[name]
     if worker:
         out["worker children"] = children_ms(worker) - kids
+        out["client"] = cpu_ms() - client
+        out["other"] = out["machine"] - sum(out[k] for k in [*pids, "worker children", "client"])
     out["load1"] = os.getloadavg()[0]
     return out
 
@@ -113,26 +130,32 @@ async def main(runs: int, store: str) -> None:
                 base_url=stack.api_url, headers={"Authorization": f"Bearer {key}"}, timeout=300
             ) as c,
         ):
-            kinds: dict[str, Callable[[], Awaitable[Sample]]] = {
-                f"bare {activities(SMALL)}": lambda: sample(
-                    lambda: bare_once(client, activities(SMALL)), bare_pids, None
-                ),
-                f"runyard {SMALL} tools": lambda: sample(
-                    lambda: runyard_once(c, SMALL), ry_pids, worker
-                ),
-                f"bare {activities(LARGE)}": lambda: sample(
-                    lambda: bare_once(client, activities(LARGE)), bare_pids, None
-                ),
-                f"runyard {LARGE} tools": lambda: sample(
-                    lambda: runyard_once(c, LARGE), ry_pids, worker
-                ),
-            }
-            for measure in kinds.values():  # warm-up, twice each
+
+            def kinds(bg: float) -> dict[str, Callable[[], Awaitable[Sample]]]:
+                """Each kind of run, measured with the machine's background ``bg``."""
+                return {
+                    f"bare {activities(SMALL)}": lambda: sample(
+                        lambda: bare_once(client, activities(SMALL)), bare_pids, None, bg
+                    ),
+                    f"runyard {SMALL} tools": lambda: sample(
+                        lambda: runyard_once(c, SMALL), ry_pids, worker, bg
+                    ),
+                    f"bare {activities(LARGE)}": lambda: sample(
+                        lambda: bare_once(client, activities(LARGE)), bare_pids, None, bg
+                    ),
+                    f"runyard {LARGE} tools": lambda: sample(
+                        lambda: runyard_once(c, LARGE), ry_pids, worker, bg
+                    ),
+                }
+
+            for measure in kinds(0.0).values():  # warm-up, twice each
                 await measure()
                 await measure()
-            got: dict[str, list[Sample]] = {k: [] for k in kinds}
+            bg = await background_ms_per_s()  # once the stack has settled
+            measured = kinds(bg)
+            got: dict[str, list[Sample]] = {k: [] for k in measured}
             for _ in range(runs):
-                for name, measure in kinds.items():
+                for name, measure in measured.items():
                     got[name].append(await measure())
     m = {k: medians(v) for k, v in got.items()}
     bs, rs = m[f"bare {activities(SMALL)}"], m[f"runyard {SMALL} tools"]
@@ -143,14 +166,19 @@ async def main(runs: int, store: str) -> None:
         return s["worker"] + s["api"]
 
     def total(s: dict[str, float]) -> float:
-        return sum(v for k, v in s.items() if k not in ("wall", "load1"))
+        """The machine's CPU for the run: bare's includes its worker and client (this
+        process); Runyard's leaves out its client (this process)."""
+        return s["machine"] - s.get("client", 0.0)
 
     ry_wall_slope = (rl["wall"] - rs["wall"]) / extra
     bare_wall_slope = (bl["wall"] - bs["wall"]) / extra
     rows: dict[str, object] = {"store": store, "runs per kind": runs, **m}
+    rows["machine background (ms of CPU a second)"] = round(bg, 1)
     rows["per extra cycle"] = {
         "worker+api CPU ms (goal <=15)": round((wa(rl) - wa(rs)) / extra, 2),
         "worker children CPU ms": round((rl["worker children"] - rs["worker children"]) / extra, 2),
+        "other CPU ms": round((rl["other"] - rs["other"]) / extra, 2),
+        "runyard total CPU ms": round((total(rl) - total(rs)) / extra, 2),
         "server CPU ms": round((rl["server"] - rs["server"]) / extra, 2),
         "runyard wall ms": round(ry_wall_slope, 2),
         "bare wall ms per activity pair": round(bare_wall_slope, 2),
@@ -160,6 +188,7 @@ async def main(runs: int, store: str) -> None:
     rows[f"per {SMALL}-tool run"] = {
         "worker+api CPU ms (goal <=200)": round(wa(rs), 1),
         "with worker children": round(wa(rs) + rs["worker children"], 1),
+        "other (sandbox runners, Postgres, kernel)": round(rs["other"], 1),
         "total runyard CPU ms": round(total(rs), 1),
         "total bare CPU ms": round(total(bs), 1),
         "total ratio runyard/bare (goal <=1.6)": round(total(rs) / total(bs), 2),
