@@ -168,7 +168,8 @@ def machine_ms() -> float:
 
 async def background_ms_per_s(seconds: float = 3.0) -> float:
     """The machine's busy CPU per second of wall time while the benchmark does nothing
-    (the other services of the machine), to subtract from ``machine_ms`` deltas."""
+    (the machine's other services, and an idle stack's pollers once it has started), to
+    subtract from ``machine_ms`` deltas."""
     m0, t0 = machine_ms(), time.perf_counter()
     await asyncio.sleep(seconds)
     return (machine_ms() - m0) / (time.perf_counter() - t0)

@@ -75,7 +75,7 @@ async def provision_cpu(
         await provider.destroy(sid)
         if i >= 2:
             out.append(cpu_with_children_ms() - c0)
-    await asyncio.sleep(0.5)  # a killed runner's last CPU lands in /proc/stat
+    await asyncio.sleep(0.5)  # the kernel's deferred cleanup (namespaces, loop devices)
     used = machine_ms() - machine - background * (time.perf_counter() - t0)
     return out, used / runs
 
