@@ -14,7 +14,7 @@ import signal
 import statistics
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -173,6 +173,12 @@ async def background_ms_per_s(seconds: float = 3.0) -> float:
     m0, t0 = machine_ms(), time.perf_counter()
     await asyncio.sleep(seconds)
     return (machine_ms() - m0) / (time.perf_counter() - t0)
+
+
+def machine_probe(background: float) -> Callable[[], float]:
+    """A probe of the whole machine's busy CPU less its background (``background`` ms a
+    second of wall time): the difference of two readings is what ran in between."""
+    return lambda: machine_ms() - background * time.perf_counter()
 
 
 def children_ms(pid: int) -> float:

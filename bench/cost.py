@@ -48,7 +48,7 @@ from bench._harness import (
     children_ms,
     cpu_ms,
     follow_to_end,
-    machine_ms,
+    machine_probe,
     report,
     running_stack,
 )
@@ -98,11 +98,11 @@ async def sample(
     reaped; Postgres; the kernel's work for disk images and namespaces)."""
     before = {name: cpu_ms(pid) for name, pid in pids.items()}
     kids = children_ms(worker) if worker else 0.0
-    client, machine = cpu_ms(), machine_ms()
+    machine = machine_probe(background)
+    client, machine_before = cpu_ms(), machine()
     t0 = time.perf_counter()
     await once()
-    wall = time.perf_counter() - t0
-    out = {"wall": wall * 1000, "machine": machine_ms() - machine - background * wall}
+    out = {"wall": (time.perf_counter() - t0) * 1000, "machine": machine() - machine_before}
     for name, pid in pids.items():
         out[name] = cpu_ms(pid) - before[name]
     if worker:

@@ -50,7 +50,7 @@ from bench._harness import (
     background_ms_per_s,
     children_ms,
     cpu_ms,
-    machine_ms,
+    machine_probe,
     postgres_ms,
     report,
     running_stack,
@@ -120,11 +120,6 @@ def cpu_into(totals: dict[str, float], probes: dict[str, Callable[[], float]]) -
 def of(pid: int | None) -> Callable[[], float]:
     """A probe of ``pid``'s CPU (None: this process)."""
     return lambda: cpu_ms(pid)
-
-
-def machine_probe(background: float) -> Callable[[], float]:
-    """A probe of the whole machine's busy CPU less its background (ms a second)."""
-    return lambda: machine_ms() - background * time.perf_counter()
 
 
 def per_run(totals: dict[str, float], runs: int) -> dict[str, float]:

@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench._harness import background_ms_per_s, machine_ms, report, summary
+from bench._harness import background_ms_per_s, machine_probe, report, summary
 from runyard.sandbox.base import SandboxSpec
 from runyard.sandbox.local import LocalSandboxProvider
 
@@ -63,10 +63,11 @@ async def provision_cpu(
     busy CPU of the whole machine per one, less the background: the runner is killed
     with bubblewrap and never reaped here, so getrusage misses it, as it misses the
     kernel's work on the loop device and mounts."""
-    out, machine, t0 = [], 0.0, 0.0
+    machine = machine_probe(background)
+    out, before = [], 0.0
     for i in range(runs + 2):
         if i == 2:
-            machine, t0 = machine_ms(), time.perf_counter()
+            before = machine()
         sid = f"sbx_benchcpu{int(ready)}{i}"
         c0 = cpu_with_children_ms()
         sandbox = await provider.create(sid, SandboxSpec())
@@ -76,8 +77,7 @@ async def provision_cpu(
         if i >= 2:
             out.append(cpu_with_children_ms() - c0)
     await asyncio.sleep(0.5)  # the kernel's deferred cleanup (namespaces, loop devices)
-    used = machine_ms() - machine - background * (time.perf_counter() - t0)
-    return out, used / runs
+    return out, (machine() - before) / runs
 
 
 async def main(runs: int, files: int, sandbox_dir: str | None) -> None:
