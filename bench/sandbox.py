@@ -87,6 +87,8 @@ async def main(runs: int, files: int, sandbox_dir: str | None) -> None:
     base = Path(sandbox_dir) if sandbox_dir else Path(".runyard").resolve()
     where = base / "runyard-sbx-bench"
     provider = LocalSandboxProvider(where, bwrap=bwrap)
+    # Before any sandbox: the kernel's deferred cleanup of destroyed ones would count.
+    background = await background_ms_per_s()
     rows: dict[str, list[float]] = {"bare": [], "bare+first": [], "clone": [], "first": []}
     for i in range(runs + 2):
         for kind, spec in (("bare", SandboxSpec()), ("clone", SandboxSpec(repo_url=str(repo)))):
@@ -106,7 +108,6 @@ async def main(runs: int, files: int, sandbox_dir: str | None) -> None:
                     rows["first"].append((t2 - t1) * 1000)
             await provider.destroy(sid)
     load_before = os.getloadavg()[0]
-    background = await background_ms_per_s()
     cpu, machine = await provision_cpu(provider, runs, ready=False, background=background)
     cpu_ready, machine_ready = await provision_cpu(
         provider, runs, ready=True, background=background
