@@ -16,7 +16,7 @@ import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from runyard.sandbox.runner import BOOT, HEADER, READY_FRAME, encode
+from runyard.sandbox.runner import BOOT, HEADER, READY_FRAME, request_frame
 
 MAX_FRAME = 4 * 1024 * 1024  # an exec result: two 100 kB streams, JSON-escaped at worst
 START_TIMEOUT = 20.0
@@ -124,7 +124,7 @@ class RunnerClient:
         if stdin is None or stdin.is_closing():
             raise RunnerGone("the sandbox process has exited")
         try:
-            stdin.write(encode(obj))
+            stdin.write(request_frame(obj))
             await stdin.drain()
         except (ConnectionError, RuntimeError) as exc:
             raise RunnerGone(f"the sandbox process has exited: {exc}") from exc

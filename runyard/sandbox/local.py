@@ -185,11 +185,9 @@ class LocalSandboxProvider:
         group = self.cgroup(sandbox)
         preexec = _preexec(sandbox.spec.resources, group.procs_files if group else None)
         if self.bwrap is None:
-            config = {"workspace": str(sandbox.workspace)}
-            env = sandbox_env(
-                sandbox.spec.env, home=str(sandbox.workspace), workspace=str(sandbox.workspace)
-            )
-            argv = [system_python(), "-I", "-S", "-c", boot(RUNNER.parent), json.dumps(config)]
+            workspace = str(sandbox.workspace)
+            env = sandbox_env(sandbox.spec.env, home=workspace, workspace=workspace)
+            argv = [system_python(), "-I", "-S", "-c", boot(RUNNER.parent), workspace]
             return await RunnerClient.start(
                 argv, env=env, cwd=str(sandbox.workspace), preexec_fn=preexec
             )
@@ -208,8 +206,7 @@ class LocalSandboxProvider:
             info_fd=info_w if sandbox.spec.network else None,
             resolv_conf=resolv,
         )
-        config = {"workspace": "/workspace"}
-        argv += [system_python(), "-I", "-S", "-c", boot("/runyard"), json.dumps(config)]
+        argv += [system_python(), "-I", "-S", "-c", boot("/runyard"), "/workspace"]
         if not sandbox.spec.network:
             return await RunnerClient.start(
                 argv, env={"PATH": env["PATH"]}, cwd="/", preexec_fn=preexec

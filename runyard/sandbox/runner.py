@@ -1,9 +1,11 @@
 """The sandbox runner: one long-lived process per sandbox that executes every tool.
 
 The local provider starts it inside bubblewrap (or, with ``RUNYARD_SANDBOX_BWRAP=off``,
-as a plain process) with the system Python: ``python3 -I -S -c BOOT CONFIG``. It must
-stay standard-library only. It talks to the worker over its stdin/stdout with frames of
-a 4-byte big-endian length and a JSON object:
+as a plain process) with the system Python: ``python3 -I -S -c BOOT WORKSPACE``. It must
+stay standard-library only, and import little (see ``runner_procs.py``). It talks to the
+worker over its stdin/stdout with frames of a 4-byte big-endian length and a body: a
+request is a ``marshal``-ed dict (the runner trusts the worker; marshal is built in, json
+would load ``re``), an answer is a JSON object (the worker trusts no runner):
 
     worker → runner  {"id": 7, "op": "exec", "command": "…", "timeout": 30, "cap": 100000}
                      {"id": 8, "op": "read", "path": "a.txt", "max_bytes": 131072, "offset": 0}
@@ -25,17 +27,14 @@ chunks (``offset``) that each fit a frame; the worker checks again.
 
 from __future__ import annotations
 
+import _thread
 import binascii
-import json
+import marshal
 import os
-import resource
-import selectors
-import signal
+import select
 import stat
 import struct
-import subprocess
 import sys
-import threading
 import time
 
 TYPE_CHECKING = False  # typing itself is not imported: it costs the runner's start ~4 ms
@@ -46,31 +45,35 @@ if __package__:  # imported by the worker, as runyard.sandbox.runner
     from runyard.sandbox.runner_procs import (
         CALL_TAG,
         Capped,
+        Command,
         _children,
-        _ignore,
         _kill,
         _kill_all_but_me,
         _killpg,
         _pidfd,
-        _prctl,
         _read_upto,
         _reap,
         _tag,
+        close_on_exec,
+        dumps,
+        harden,
     )
 else:  # inside the sandbox: /runyard/runner_procs.py beside it
     from runner_procs import (  # type: ignore[import-not-found,no-redef]
         CALL_TAG,
         Capped,
+        Command,
         _children,
-        _ignore,
         _kill,
         _kill_all_but_me,
         _killpg,
         _pidfd,
-        _prctl,
         _read_upto,
         _reap,
         _tag,
+        close_on_exec,
+        dumps,
+        harden,
     )
 
 HEADER = struct.Struct(">I")
@@ -85,23 +88,29 @@ BOOT = (
 MAX_REQUEST = 64 * 1024 * 1024  # write_file content is the biggest request
 MAX_EDIT_BYTES = 8 * 1024 * 1024
 MAX_LIST_BYTES = 1024 * 1024  # of names in a list answer (a frame is at most 4 MiB)
-_PR_SET_PDEATHSIG, _PR_SET_DUMPABLE, _PR_SET_CHILD_SUBREAPER = 1, 4, 36
 
 
 def encode(obj: dict[str, Any]) -> bytes:
-    # A file name that is not UTF-8 (a lone surrogate here) becomes U+FFFD, never bad bytes.
-    body = json.dumps(obj, ensure_ascii=False).encode("utf-8", "replace")
+    """An answer's frame. A file name that is not UTF-8 (a lone surrogate here) becomes
+    U+FFFD, never bad bytes."""
+    body = dumps(obj).encode("utf-8", "replace")
+    return HEADER.pack(len(body)) + body
+
+
+def request_frame(obj: dict[str, Any]) -> bytes:
+    """A request's frame, made by the worker (format 4: read by any Python 3 runner)."""
+    body = marshal.dumps(obj, 4)
     return HEADER.pack(len(body)) + body
 
 
 class Runner:
-    def __init__(self, config: dict[str, Any], out: IO[bytes]) -> None:
-        self.workspace = os.path.realpath(config["workspace"])
+    def __init__(self, workspace: str, out: IO[bytes]) -> None:
+        self.workspace = os.path.realpath(workspace)
         self.out = out
-        self.lock = threading.Lock()
-        self.calls: dict[int, subprocess.Popen[bytes]] = {}
+        self.lock = _thread.allocate_lock()
+        self.calls: dict[int, Command] = {}
         self.cancelled: set[int] = set()
-        self.calls_lock = threading.Lock()
+        self.calls_lock = _thread.allocate_lock()
 
     # -- frames ------------------------------------------------------------------
 
@@ -123,11 +132,11 @@ class Runner:
             body = inp.read(size)
             if len(body) < size:
                 return
-            req = json.loads(body)
+            req = marshal.loads(body)
             if req.get("op") == "cancel":
                 self.cancel(int(req["target"]))
                 continue
-            threading.Thread(target=self.handle, args=(req,), daemon=True).start()
+            _thread.start_new_thread(self.handle, (req,))
 
     def handle(self, req: dict[str, Any]) -> None:
         rid = int(req["id"])
@@ -158,24 +167,17 @@ class Runner:
         deadline = time.monotonic() + timeout
         env = {**os.environ, CALL_TAG: str(rid)}
         with self.calls_lock:  # a sweep never sees a command before it is registered
-            proc = subprocess.Popen(
-                ["/bin/bash", "-c", command],
-                cwd=self.workspace,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=env,
-                start_new_session=True,
-            )
+            proc = Command(["/bin/bash", "-c", command], env)  # cwd: the workspace
             self.calls[rid] = proc
         streams = {"stdout": Capped(cap), "stderr": Capped(cap)}
-        sel = selectors.DefaultSelector()
         assert proc.stdout is not None and proc.stderr is not None
-        sel.register(proc.stdout, selectors.EVENT_READ, "stdout")
-        sel.register(proc.stderr, selectors.EVENT_READ, "stderr")
+        watched = {proc.stdout: "stdout", proc.stderr: "stderr"}
         pidfd = _pidfd(proc.pid)  # readable when the command exits: no polling
         if pidfd is not None:
-            sel.register(pidfd, selectors.EVENT_READ, "exit")
+            watched[pidfd] = "exit"
+        poller = select.poll()
+        for fd in watched:
+            poller.register(fd, select.POLLIN)
         timed_out = False
         exited_at: float | None = None
         try:
@@ -190,23 +192,21 @@ class Runner:
                     exited_at = exited_at or now
                     # Its output is read to the end, unless a background process holds
                     # the pipes open: that one is killed with the call anyway.
-                    pipes = any(k.data != "exit" for k in sel.get_map().values())
+                    pipes = any(name != "exit" for name in watched.values())
                     if not pipes or now - exited_at > 0.2:
                         break
                 wait = min(0.05 if pidfd is not None else 0.005, max(0.0, deadline - now))
-                for key, _ in sel.select(wait):
-                    if key.data == "exit":
-                        sel.unregister(key.fileobj)
-                        continue
-                    chunk = os.read(key.fd, 65536)
+                for fd, _ in poller.poll(wait * 1000):
+                    name = watched[fd]
+                    chunk = os.read(fd, 65536) if name != "exit" else b""
                     if not chunk:
-                        sel.unregister(key.fileobj)
+                        poller.unregister(fd)
+                        del watched[fd]
                         continue
-                    streamed = streams[key.data].add(chunk)
+                    streamed = streams[name].add(chunk)
                     if streamed:
-                        self.send({"id": rid, "out": key.data, "data": streamed})
+                        self.send({"id": rid, "out": name, "data": streamed})
         finally:
-            sel.close()
             if pidfd is not None:
                 os.close(pidfd)
             self.end_call(rid, proc)
@@ -222,12 +222,10 @@ class Runner:
     def cancel(self, rid: int) -> None:
         self.cancelled.add(rid)
 
-    def end_call(self, rid: int, proc: subprocess.Popen[bytes]) -> None:
+    def end_call(self, rid: int, proc: Command) -> None:
         _killpg(proc.pid)
         proc.wait()
-        for f in (proc.stdout, proc.stderr):
-            if f is not None:
-                f.close()
+        proc.close()
         with self.calls_lock:
             self.calls.pop(rid, None)
         self.sweep()
@@ -356,7 +354,7 @@ class Runner:
             for name in sorted(filenames):
                 found.append(os.path.relpath(os.path.join(dirpath, name), self.workspace))
                 # Counted as the frame holds it: a control character is 6 bytes ("\u0001").
-                size += len(json.dumps(found[-1], ensure_ascii=False).encode("utf-8", "replace"))
+                size += len(dumps(found[-1]).encode("utf-8", "replace"))
                 size += 2
                 if (
                     len(found) >= max_entries
@@ -372,22 +370,16 @@ class NotARegularFile(Exception):
 
 
 def main() -> None:
-    config = json.loads(sys.argv[-1])
-    _prctl(_PR_SET_CHILD_SUBREAPER, 1)  # orphans of commands come back here to be killed
-    _prctl(_PR_SET_DUMPABLE, 0)  # commands cannot open /proc/<runner>/fd/* nor ptrace it
-    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    # As pid 1 the kernel only delivers, from inside, the signals it has a handler for:
-    # Python's SIGINT handler would let a command stop the runner. A no-op one instead
-    # (a handler, unlike SIG_IGN, is not inherited by the commands it execs).
-    signal.signal(signal.SIGINT, _ignore)
-    for name, value in (config.get("rlimits") or {}).items():
-        resource.setrlimit(getattr(resource, name), (value, value))
+    workspace = sys.argv[-1]
+    close_on_exec()
+    os.chdir(workspace)  # the commands' working directory
+    harden()
     # The protocol's pipes move to private descriptors; nothing else may write on them.
     stdin, stdout = os.fdopen(os.dup(0), "rb"), os.fdopen(os.dup(1), "wb")
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)
-    runner = Runner(config, stdout)
+    runner = Runner(workspace, stdout)
     try:
         runner.serve(stdin)
     finally:

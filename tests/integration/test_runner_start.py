@@ -1,0 +1,54 @@
+"""How the sandbox runner starts commands: what a command inherits (descriptors,
+signals, session, directory, limits)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from runyard.sandbox.base import SandboxSpec
+from runyard.sandbox.local import LocalSandboxProvider
+
+BWRAP = shutil.which("bwrap")
+
+
+@pytest.fixture(params=["bwrap", "plain"])
+async def provider(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[LocalSandboxProvider]:
+    if request.param == "bwrap" and BWRAP is None:
+        pytest.skip("bubblewrap is not installed")
+    p = LocalSandboxProvider(tmp_path / "sbx", bwrap=BWRAP if request.param == "bwrap" else None)
+    yield p
+    for d in list(p.root.glob("sbx_*")):
+        await p.destroy(d.name)
+
+
+async def test_a_command_inherits_only_its_pipes_default_signals_and_a_session(
+    provider: LocalSandboxProvider,
+) -> None:
+    sb = await provider.create("sbx_clean", SandboxSpec())
+    # What the command itself holds (3: ls's own listing of /proc/self/fd).
+    fds = await sb.exec("exec ls /proc/self/fd", timeout=20)
+    assert fds.stdout.split() == ["0", "1", "2", "3"], fds  # nothing of the runner's
+    res = await sb.exec(
+        "cut -d' ' -f6 /proc/$$/stat; echo $$; pwd; echo err >&2;"
+        " exec grep -E '^Sig(Ign|Blk)' /proc/self/status",
+        timeout=20,
+    )
+    session, pid, cwd, blk, ign = res.stdout.splitlines()
+    # SIGPIPE and SIGXFSZ (which Python ignores) are back to their defaults. glibc's
+    # posix_spawn leaves its own two signals (32, 33) ignored: no program can use them.
+    assert int(ign.split()[1], 16) & ~(1 << 31 | 1 << 32) == 0, res
+    assert blk.split() == ["SigBlk:", "0000000000000000"], res
+    assert session == pid, res  # its own session: the call's end kills its group
+    assert cwd == ("/workspace" if provider.bwrap else str(sb.workspace)), res
+    assert res.stderr == "err\n" and res.exit_code == 0
+    limits = await sb.exec("umask; ulimit -f; ulimit -c", timeout=10)
+    disk_kib = sb.spec.resources["diskMi"] * 1024  # confined by pid, from the worker
+    assert limits.stdout.split() == ["0022", str(disk_kib), "0"], limits
+    assert (await sb.exec("exit 3", timeout=10)).exit_code == 3
+    assert (await sb.exec("kill -TERM $$", timeout=10)).exit_code == -15
