@@ -16,9 +16,10 @@ from pathlib import Path
 
 import structlog
 
+from runyard.sandbox.runner_code import source_binds
+
 log = structlog.get_logger("runyard.sandbox")
 
-RUNNER = Path(__file__).with_name("runner.py")
 SANDBOX_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _RO_DIRS = ("/usr", "/etc/alternatives", "/etc/ssl", "/etc/ca-certificates", "/opt")
 _RO_FILES = (
@@ -93,12 +94,14 @@ def bwrap_argv(
     env: dict[str, str],
     info_fd: int | None = None,
     resolv_conf: Path | None = None,
+    pycache: Path | None = None,
 ) -> list[str]:
     """bubblewrap's arguments up to the ``--`` (the command follows).
 
     The sandbox always gets its own network namespace; ``info_fd`` makes bubblewrap
-    report the sandbox's pid there (for slirp4netns, see ``network.py``) and
-    ``resolv_conf`` replaces the host's /etc/resolv.conf.
+    report the sandbox's pid there (for slirp4netns, see ``network.py``),
+    ``resolv_conf`` replaces the host's /etc/resolv.conf and ``pycache`` is the runner's
+    bytecode (``runner_code.py``).
     """
     # Run as root, bubblewrap keeps every capability unless told: the sandbox would
     # mount, load modules, ptrace the runner. All are dropped.
@@ -133,8 +136,7 @@ def bwrap_argv(
     for p in _PROC_COVERED:
         argv += ["--ro-bind-try", p, p]
     argv += ["--bind", str(workspace), "/workspace", "--chdir", "/workspace"]
-    argv += ["--ro-bind", str(RUNNER), "/runyard/runner.py"]
-    argv += ["--ro-bind", str(RUNNER.with_name("runner_procs.py")), "/runyard/runner_procs.py"]
+    argv += source_binds(pycache)
     # A local bare "origin" the agent may push to, whose hooks and config it cannot change.
     # Only origin.git is writable, a mount point like its hooks and config: none of them
     # can be renamed away (EBUSY) and replaced by the agent's own (a writable

@@ -43,7 +43,6 @@ from runyard.sandbox.disk import (
     loop_mounts_possible,
 )
 from runyard.sandbox.isolation import (
-    RUNNER,
     announce,
     bwrap_argv,
     bwrap_path,
@@ -54,6 +53,7 @@ from runyard.sandbox.isolation import (
 from runyard.sandbox.local_sandbox import LocalSandbox
 from runyard.sandbox.network import RESOLV_CONF, NetworkError, Slirp, slirp_path
 from runyard.sandbox.release import on_worker_stop, release_sandbox
+from runyard.sandbox.runner_code import RUNNER, RunnerBytecode
 from runyard.settings import Settings
 
 __all__ = ["LocalSandbox", "LocalSandboxProvider", "bwrap_path", "local_provider"]
@@ -99,6 +99,7 @@ class LocalSandboxProvider:
         self.root = root.absolute()  # bubblewrap binds resolve from /, not our cwd
         self.bwrap = bwrap
         self.pids_max = pids_max
+        self.bytecode = RunnerBytecode(self.root / ".runner", system_python())
         self._runners: dict[str, RunnerClient] = {}
         self._starting: dict[str, asyncio.Task[RunnerClient]] = {}  # runners started by create
         self._locks: dict[str, asyncio.Lock] = {}
@@ -205,6 +206,7 @@ class LocalSandboxProvider:
             env=env,
             info_fd=info_w if sandbox.spec.network else None,
             resolv_conf=resolv,
+            pycache=await self.bytecode.directory(),
         )
         argv += [system_python(), "-I", "-S", "-c", boot("/runyard"), "/workspace"]
         if not sandbox.spec.network:

@@ -1,5 +1,5 @@
-"""How the sandbox runner starts commands: what a command inherits (descriptors,
-signals, session, directory, limits)."""
+"""How the sandbox runner starts and starts commands: its bytecode, compiled once per
+data dir, and what a command inherits (descriptors, signals, session, directory, limits)."""
 
 from __future__ import annotations
 
@@ -52,3 +52,31 @@ async def test_a_command_inherits_only_its_pipes_default_signals_and_a_session(
     assert limits.stdout.split() == ["0022", str(disk_kib), "0"], limits
     assert (await sb.exec("exit 3", timeout=10)).exit_code == 3
     assert (await sb.exec("kill -TERM $$", timeout=10)).exit_code == -15
+
+
+@pytest.mark.skipif(BWRAP is None, reason="bubblewrap is not installed")
+async def test_the_runner_in_a_sandbox_loads_its_precompiled_bytecode(tmp_path: Path) -> None:
+    p = LocalSandboxProvider(tmp_path / "sbx", bwrap=BWRAP)
+    try:
+        sb = await p.create("sbx_pyc", SandboxSpec())
+        # Python in the sandbox says which bytecode matched which source (-v).
+        res = await sb.exec(
+            "python3 -I -S -v -c 'import sys; sys.path.insert(0, \"/runyard\"); import runner'"
+            " 2>&1 | grep ' matches /runyard/'",
+            timeout=20,
+        )
+        matched = sorted(line.rsplit("/", 1)[-1] for line in res.stdout.splitlines())
+        assert matched == ["runner.py", "runner_procs.py"], res
+        assert p.bytecode.path.is_dir() and p.bytecode.path.parent.parent == p.root / ".runner"
+        # A stale copy is refused by its hash, never run: the source is compiled instead.
+        for pyc in p.bytecode.path.iterdir():
+            pyc.chmod(0o644)
+        stale = next(p.bytecode.path.glob("runner_procs.*.pyc"))
+        data = bytearray(stale.read_bytes())
+        data[8:16] = bytes(8)  # the source hash of a checked pyc (PEP 552)
+        stale.write_bytes(bytes(data))
+        await p.stop_runner(sb.id)
+        assert (await sb.exec("echo still", timeout=20)).stdout == "still\n"
+    finally:
+        for d in list(p.root.glob("sbx_*")):
+            await p.destroy(d.name)

@@ -1,15 +1,18 @@
 """The runner's frames: requests are marshal (from the trusted worker), answers JSON as
-``json.dumps(..., ensure_ascii=False)`` would write them."""
+``json.dumps(..., ensure_ascii=False)`` would write them; and its bytecode's fallback."""
 
 from __future__ import annotations
 
 import json
 import marshal
+from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from runyard.sandbox.runner import HEADER, encode, request_frame
+from runyard.sandbox.runner_code import RunnerBytecode
 from runyard.sandbox.runner_procs import dumps
 
 ANSWERS: list[Any] = [
@@ -41,3 +44,11 @@ def test_requests_are_marshal_frames() -> None:
     (size,) = HEADER.unpack(frame[: HEADER.size])
     assert size == len(frame) - HEADER.size
     assert marshal.loads(frame[HEADER.size :]) == req
+
+
+async def test_a_runner_that_cannot_be_compiled_runs_from_source(tmp_path: Path) -> None:
+    bytecode = RunnerBytecode(tmp_path / ".runner", str(tmp_path / "no-python"))
+    with capture_logs() as logs:
+        assert await bytecode.directory() is None
+        assert await bytecode.directory() is None  # tried once, said once
+    assert [e["event"] for e in logs] == ["sandbox.runner_not_precompiled"]
