@@ -20,6 +20,7 @@ from runyard.sandbox.runner import BOOT, HEADER, READY_FRAME, request_frame
 
 MAX_FRAME = 4 * 1024 * 1024  # an exec result: two 100 kB streams, JSON-escaped at worst
 START_TIMEOUT = 20.0
+CLOSE_GRACE = 1.0  # seconds a runner has to exit once its stdin is closed
 
 OutputCallback = Callable[[str, str], Awaitable[None] | None]
 
@@ -53,6 +54,7 @@ class RunnerClient:
         # Killed because its worker stops (``release.py``), not because the sandbox died:
         # a call it cuts off must run again on the next worker, not end as a tool error.
         self.released = False
+        self._closing = False
         self._on_kill: list[Callable[[], None]] = []
 
     @classmethod
@@ -156,7 +158,8 @@ class RunnerClient:
             for future in self._pending.values():
                 if not future.done():
                     future.set_exception(error)
-            self.kill()
+            if not self._closing:  # close() gives it time to exit, then kills it
+                self.kill()
 
     async def _dispatch(self, msg: dict[str, Any]) -> None:
         rid = msg["id"]
@@ -189,12 +192,24 @@ class RunnerClient:
         self.closed = True
         while self._on_kill:
             self._on_kill.pop()()
+        if self.proc.returncode is not None:
+            return  # reaped: its pid may be another process's by now
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             self.proc.kill()
 
     async def close(self) -> None:
+        """Stop the runner. Told by the end of its stdin, it kills every process of its
+        sandbox and exits, so bubblewrap and then this worker reap it (its CPU time counts
+        in theirs, as operators' accounting expects). One that has not exited within
+        ``CLOSE_GRACE`` (stuck, or busy) is killed."""
+        stdin = self.proc.stdin
+        if not self.closed and self.proc.returncode is None and stdin is not None:
+            self._closing = True
+            stdin.close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.proc.wait(), CLOSE_GRACE)
         self.kill()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.proc.wait(), 5)

@@ -1,9 +1,12 @@
 """How the sandbox runner starts and starts commands: its bytecode, compiled once per
-data dir, and what a command inherits (descriptors, signals, session, directory, limits)."""
+data dir, and what a command inherits (descriptors, signals, session, directory)."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -80,3 +83,22 @@ async def test_the_runner_in_a_sandbox_loads_its_precompiled_bytecode(tmp_path: 
     finally:
         for d in list(p.root.glob("sbx_*")):
             await p.destroy(d.name)
+
+
+async def test_a_closed_runner_exits_by_itself_and_a_stuck_one_is_killed(
+    provider: LocalSandboxProvider,
+) -> None:
+    sb = await provider.create("sbx_close", SandboxSpec())
+    assert (await sb.exec("echo up", timeout=10)).stdout == "up\n"
+    runner = provider._runners[sb.id]
+    await provider.stop_runner(sb.id)
+    # It exited on the end of its stdin (bubblewrap passes on its code): not a SIGKILL.
+    assert runner.proc.returncode == 0
+    assert (await sb.exec("echo again", timeout=10)).stdout == "again\n"
+    stuck = provider._runners[sb.id]
+    # Stopped: the runner itself, or bubblewrap, which then never passes on its exit.
+    os.kill(stuck.proc.pid, signal.SIGSTOP)
+    started = time.monotonic()
+    await provider.stop_runner(sb.id)
+    assert stuck.proc.returncode == -signal.SIGKILL
+    assert 0.9 < time.monotonic() - started < 5
