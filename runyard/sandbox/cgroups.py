@@ -101,6 +101,12 @@ class Cgroup:
     def procs_files(self) -> list[str]:
         return [str(d / "cgroup.procs") for d in self.dirs]
 
+    def add(self, pid: int) -> None:
+        """Move the process ``pid`` (not its children, if any) into the cgroup."""
+        for path in self.procs_files:
+            with open(path, "w") as f:
+                f.write(str(pid))
+
     def oom_kills(self) -> int:
         name = "memory.events" if self.v2 else "memory.oom_control"
         try:
@@ -166,11 +172,3 @@ class Cgroup:
         for d in self.dirs:
             with contextlib.suppress(OSError):
                 d.rmdir()
-
-
-def join(procs_files: list[str]) -> None:
-    """Move the calling process into the cgroup (runs in the child before exec)."""
-    pid = str(os.getpid())
-    for path in procs_files:
-        with open(path, "w") as f:
-            f.write(pid)

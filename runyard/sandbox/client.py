@@ -62,11 +62,12 @@ class RunnerClient:
         cls,
         argv: list[str],
         *,
-        after_spawn: Callable[[], Awaitable[Callable[[], None]]] | None = None,
+        after_spawn: Callable[[asyncio.subprocess.Process], Awaitable[Callable[[], None]]]
+        | None = None,
         **kwargs: Any,
     ) -> RunnerClient:
-        """Start the runner; ``after_spawn`` runs before it is used (e.g. to give it a
-        network) and returns what to call when the runner is killed."""
+        """Start the runner; ``after_spawn`` runs before it is used (to confine it, give
+        it a network) and returns what to call when the runner is killed."""
         proc = await asyncio.create_subprocess_exec(
             *argv,
             stdin=asyncio.subprocess.PIPE,
@@ -79,7 +80,7 @@ class RunnerClient:
         client._reader = asyncio.create_task(client._read_loop())
         try:
             if after_spawn is not None:
-                client._on_kill.append(await after_spawn())
+                client._on_kill.append(await after_spawn(proc))
             await asyncio.wait_for(asyncio.shield(client._ready), START_TIMEOUT)
         except Exception as exc:
             client.kill()

@@ -16,15 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import os
-import resource
 import shutil
-import signal
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import structlog
 
@@ -34,8 +29,8 @@ from runyard.sandbox.base import (
     SandboxSpec,
     SandboxUnavailable,
 )
-from runyard.sandbox.cgroups import Cgroup, join
-from runyard.sandbox.client import RunnerClient, RunnerGone, boot
+from runyard.sandbox.cgroups import Cgroup
+from runyard.sandbox.client import RunnerClient, RunnerGone
 from runyard.sandbox.disk import (
     DiskError,
     LoopDisks,
@@ -44,42 +39,20 @@ from runyard.sandbox.disk import (
 )
 from runyard.sandbox.isolation import (
     announce,
-    bwrap_argv,
     bwrap_path,
-    make_scratch,
-    sandbox_env,
     system_python,
 )
 from runyard.sandbox.local_sandbox import LocalSandbox
-from runyard.sandbox.network import RESOLV_CONF, NetworkError, Slirp, slirp_path
+from runyard.sandbox.network import slirp_path
 from runyard.sandbox.release import on_worker_stop, release_sandbox
-from runyard.sandbox.runner_code import RUNNER, RunnerBytecode
+from runyard.sandbox.runner_code import RunnerBytecode
+from runyard.sandbox.runner_start import start_runner
 from runyard.settings import Settings
 
 __all__ = ["LocalSandbox", "LocalSandboxProvider", "bwrap_path", "local_provider"]
 
 
 log = structlog.get_logger(__name__)
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _preexec(resources: dict[str, int], cgroup_procs: list[str] | None) -> Any:
-    mem = resources["memoryMi"] * 1024 * 1024
-    disk = resources["diskMi"] * 1024 * 1024
-    libc = ctypes.CDLL(None, use_errno=True)
-
-    def apply() -> None:  # runs in the child between fork and exec
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        os.umask(0o022)  # the worker's is 077 (runyard/datadir.py); the agent's files are usual
-        if cgroup_procs:
-            join(cgroup_procs)  # the cgroup enforces memory, CPU and process count
-        else:
-            resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (disk, disk))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-    return apply
 
 
 class LocalSandboxProvider:
@@ -176,65 +149,13 @@ class LocalSandboxProvider:
                 with contextlib.suppress(OSError):
                     await asyncio.to_thread(group.thaw)
             try:
-                started = await self._start_runner(sandbox)
+                started = await start_runner(
+                    sandbox, bwrap=self.bwrap, group=group, bytecode=self.bytecode
+                )
             except RunnerGone as exc:
                 raise SandboxError(str(exc)) from exc
             self._runners[sandbox.id] = started
             return started
-
-    async def _start_runner(self, sandbox: LocalSandbox) -> RunnerClient:
-        group = self.cgroup(sandbox)
-        preexec = _preexec(sandbox.spec.resources, group.procs_files if group else None)
-        if self.bwrap is None:
-            workspace = str(sandbox.workspace)
-            env = sandbox_env(sandbox.spec.env, home=workspace, workspace=workspace)
-            argv = [system_python(), "-I", "-S", "-c", boot(RUNNER.parent), workspace]
-            return await RunnerClient.start(
-                argv, env=env, cwd=str(sandbox.workspace), preexec_fn=preexec
-            )
-        env = sandbox_env(sandbox.spec.env, home="/tmp", workspace="/workspace")
-        await asyncio.to_thread(make_scratch, sandbox.workspace)
-        info_r, info_w, resolv = -1, -1, None
-        if sandbox.spec.network:
-            info_r, info_w = os.pipe()
-            resolv = sandbox.root / "resolv.conf"
-            resolv.write_text(RESOLV_CONF)
-        argv = bwrap_argv(
-            self.bwrap,
-            workspace=sandbox.workspace,
-            sandbox_root=sandbox.root,
-            env=env,
-            info_fd=info_w if sandbox.spec.network else None,
-            resolv_conf=resolv,
-            pycache=await self.bytecode.directory(),
-        )
-        argv += [system_python(), "-I", "-S", "-c", boot("/runyard"), "/workspace"]
-        if not sandbox.spec.network:
-            return await RunnerClient.start(
-                argv, env={"PATH": env["PATH"]}, cwd="/", preexec_fn=preexec
-            )
-
-        fds = {"info_r": info_r, "info_w": info_w}
-
-        async def give_network() -> Callable[[], None]:
-            os.close(fds.pop("info_w"))  # bubblewrap holds the only writer now: EOF comes
-            try:
-                return (await Slirp.attach(fds.pop("info_r"))).stop
-            except NetworkError as exc:
-                raise SandboxError(str(exc)) from exc
-
-        try:
-            return await RunnerClient.start(
-                argv,
-                after_spawn=give_network,
-                env={"PATH": env["PATH"]},
-                cwd="/",
-                preexec_fn=preexec,
-                pass_fds=(info_w,),
-            )
-        finally:
-            for fd in fds.values():  # the start failed before give_network took them
-                os.close(fd)
 
     async def stop_runner(self, sandbox_id: str, runner: RunnerClient | None = None) -> None:
         """Kill the sandbox's runner (all of it); the next call starts a new one."""

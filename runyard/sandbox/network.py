@@ -14,11 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import json
 import os
 import shutil
 import signal
-from typing import Any
 
 SLIRP = "slirp4netns"
 RESOLV_CONF = "nameserver 10.0.2.3\n"
@@ -67,16 +65,11 @@ class Slirp:
         self.proc, self._exit_fd = proc, exit_fd
 
     @classmethod
-    async def attach(cls, info_fd: int) -> Slirp:
-        """Read bubblewrap's ``--info-fd`` JSON, then give that pid's netns a network."""
+    async def attach(cls, pid: int) -> Slirp:
+        """Give the network namespace of ``pid`` (the sandbox's) a network."""
         slirp = slirp_path()
         if slirp is None:
             raise NetworkError("network access needs slirp4netns, which is not installed")
-        try:
-            info: Any = json.loads(await read_fd(info_fd))
-            pid = int(info["child-pid"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise NetworkError(f"bubblewrap's info is unreadable: {exc}") from exc
         ready_r, ready_w = os.pipe()
         exit_r, exit_w = os.pipe()
         try:
