@@ -6,9 +6,10 @@ Then the CPU of a provision + destroy, no repository, without and with a first c
 (what every run pays), two ways: this process's and its reaped children's (bwrap, mount
 and cgroup tools) user + system time from getrusage, per provision; and the whole
 machine's busy CPU over all of them, less the machine's background, per provision. Only
-the second counts the sandbox's runner (it dies with bubblewrap, unreaped by this
-process) and the kernel's work on the disk image; it is the cost. Run it on a quiet
-machine: any other work in those seconds is counted too.
+the second counts the kernel's work on the disk image and the namespaces (and a runner
+killed before it was reaped, as every runner was before it exited by itself on
+destroy); it is the cost. Run it on a quiet machine: any other work in those seconds is
+counted too.
 
 .venv/bin/python -m bench.sandbox [--runs 30] [--files 1000] [--sandbox-dir DIR]
 
