@@ -99,7 +99,8 @@ def bwrap_argv(
     """bubblewrap's arguments up to the ``--`` (the command follows).
 
     The sandbox always gets its own network namespace; ``info_fd`` makes bubblewrap
-    report the sandbox's pid there (for slirp4netns, see ``network.py``),
+    report the sandbox's pid there (to confine it and give it a network, see
+    ``runner_start.py``),
     ``resolv_conf`` replaces the host's /etc/resolv.conf and ``pycache`` is the runner's
     bytecode (``runner_code.py``).
     """

@@ -6,21 +6,20 @@ device into it: 10.0.2.100/24, gateway 10.0.2.2, DNS 10.0.2.3. Connections leave
 through the host's sockets, but ``--disable-host-loopback`` keeps the sandbox away from
 the host's loopback services (Temporal, Postgres, the API); 127.0.0.1 inside is the
 sandbox's own. slirp4netns runs outside the sandbox, dies with the worker and with the
-sandbox's runner.
+sandbox's runner: its ``--exit-fd`` is a pipe only the worker holds, which the kernel
+closes when the worker dies however it dies (no ``preexec_fn``: that would fork the
+worker, see ``runner_start.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
 import shutil
-import signal
 
 SLIRP = "slirp4netns"
 RESOLV_CONF = "nameserver 10.0.2.3\n"
-_PR_SET_PDEATHSIG = 1
 _TIMEOUT = 10.0
 
 
@@ -54,10 +53,6 @@ async def read_fd(fd: int, limit: int = 65536, *, first: bool = False) -> bytes:
         transport.close()
 
 
-def _pdeathsig() -> None:
-    ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-
-
 class Slirp:
     """One sandbox's slirp4netns; ``stop`` (or the worker's death) ends it."""
 
@@ -89,7 +84,6 @@ class Slirp:
                 stderr=asyncio.subprocess.DEVNULL,
                 pass_fds=(ready_w, exit_r),
                 env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
-                preexec_fn=_pdeathsig,
             )
         finally:
             os.close(ready_w)
