@@ -195,10 +195,11 @@ class RunnerClient:
             self._on_kill.pop()()
         if self.proc.returncode is not None:
             return  # reaped: its pid may be another process's by now
+        # Its own session's group (start_new_session): the runner leads it. Not also
+        # proc.kill(): Popen polls (waitpid) before it signals and could reap the runner
+        # just killed here, before asyncio's child watcher, which then reports 255.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            self.proc.kill()
 
     async def close(self) -> None:
         """Stop the runner. Told by the end of its stdin, it kills every process of its
