@@ -205,10 +205,14 @@ class RunnerClient:
         """Stop the runner. Told by the end of its stdin, it kills every process of its
         sandbox and exits, so bubblewrap and then this worker reap it (its CPU time counts
         in theirs, as operators' accounting expects). One that has not exited within
-        ``CLOSE_GRACE`` (stuck, or busy) is killed."""
+        ``CLOSE_GRACE`` (stuck, or busy) is killed. A call still running is cut off, as
+        by a kill: an answer the runner sends while it ends its commands is not taken."""
         stdin = self.proc.stdin
         if not self.closed and self.proc.returncode is None and stdin is not None:
             self._closing = True
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_exception(RunnerGone("the sandbox process has exited"))
             stdin.close()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.proc.wait(), CLOSE_GRACE)

@@ -1,17 +1,21 @@
 """The runner's frames: requests are marshal (from the trusted worker), answers JSON as
-``json.dumps(..., ensure_ascii=False)`` would write them; and its bytecode's fallback."""
+``json.dumps(..., ensure_ascii=False)`` would write them; its bytecode's fallback; what a
+close cuts off."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import marshal
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
 
-from runyard.sandbox.runner import HEADER, encode, request_frame
+from runyard.sandbox.client import RunnerClient, RunnerGone
+from runyard.sandbox.runner import HEADER, READY_FRAME, encode, request_frame
 from runyard.sandbox.runner_code import RunnerBytecode
 from runyard.sandbox.runner_procs import dumps
 
@@ -52,3 +56,29 @@ async def test_a_runner_that_cannot_be_compiled_runs_from_source(tmp_path: Path)
         assert await bytecode.directory() is None
         assert await bytecode.directory() is None  # tried once, said once
     assert [e["event"] for e in logs] == ["sandbox.runner_not_precompiled"]
+
+
+# A runner that answers its one request only once its stdin has ended, then exits.
+_LATE_ANSWER = """
+import json, marshal, os, struct, sys
+os.write(1, {ready!r})
+(size,) = struct.unpack(">I", sys.stdin.buffer.read(4))
+req = marshal.loads(sys.stdin.buffer.read(size))
+sys.stdin.buffer.read()
+body = json.dumps({{"id": req["id"], "ok": {{"exit_code": -9}}}}).encode()
+os.write(1, struct.pack(">I", len(body)) + body)
+"""
+
+
+async def test_a_call_cut_off_by_close_fails_though_the_runner_answers_it() -> None:
+    """close() stops the runner the way a kill did: the call in flight fails (the
+    sandbox is being destroyed), whatever the runner answers while it ends."""
+    runner = await RunnerClient.start(
+        [sys.executable, "-I", "-c", _LATE_ANSWER.format(ready=READY_FRAME)]
+    )
+    call = asyncio.create_task(runner.call("exec", {"command": "sleep 60"}, deadline=10))
+    await asyncio.sleep(0.1)
+    await runner.close()
+    with pytest.raises(RunnerGone):
+        await call
+    assert runner.proc.returncode == 0  # it exited by itself, after its answer
