@@ -7,7 +7,6 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -16,18 +15,6 @@ from runyard.sandbox.base import SandboxSpec
 from runyard.sandbox.local import LocalSandboxProvider
 
 BWRAP = shutil.which("bwrap")
-
-
-@pytest.fixture(params=["bwrap", "plain"])
-async def provider(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[LocalSandboxProvider]:
-    if request.param == "bwrap" and BWRAP is None:
-        pytest.skip("bubblewrap is not installed")
-    p = LocalSandboxProvider(tmp_path / "sbx", bwrap=BWRAP if request.param == "bwrap" else None)
-    yield p
-    for d in list(p.root.glob("sbx_*")):
-        await p.destroy(d.name)
 
 
 async def test_a_command_inherits_only_its_pipes_default_signals_and_a_session(

@@ -35,18 +35,6 @@ from tests.conftest import poll_until
 BWRAP = shutil.which("bwrap")
 
 
-@pytest.fixture(params=["bwrap", "plain"])
-async def provider(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[LocalSandboxProvider]:
-    if request.param == "bwrap" and BWRAP is None:
-        pytest.skip("bubblewrap is not installed")
-    p = LocalSandboxProvider(tmp_path / "sbx", bwrap=BWRAP if request.param == "bwrap" else None)
-    yield p
-    for d in list(p.root.glob("sbx_*")):
-        await p.destroy(d.name)
-
-
 @pytest.fixture
 async def made(tmp_path: Path) -> AsyncIterator[list[LocalSandboxProvider]]:
     """Providers a test builds itself; their sandboxes are destroyed (unmounted) after."""
