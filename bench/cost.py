@@ -13,15 +13,17 @@ the others in the same minute):
   destroy_sandbox, finish_run; each turn now adds a checkpoint_workspace activity).
 - Runyard N tools: a scripted run over HTTP (create, exec), followed on its event
   stream to its end as a watching client does (one request, not a poll loop: a poller
-  measures itself), then its status once.
+  measures itself), then its status once. That is its wall time; its CPU is counted
+  until its workflow has ended, which is after its sandbox is destroyed (destroy runs
+  beside the terminal status).
 
 CPU from /proc of each process over each run: the Temporal server, Runyard's worker
-(itself, and its reaped children: bwrap, mount and cgroup tools) and API; for bare, this
-process (its worker and client). The totals are the whole machine's busy CPU over the
-run (/proc/stat), less the machine's background measured after the warm-up, and for Runyard
-less its client (this process): per-process figures miss the sandbox's runner (killed
-with bubblewrap, it is never reaped by the worker), Postgres and the kernel's work for
-the sandbox, which Runyard's row shows as "other". Run it on a quiet machine. The
+(itself, and its reaped children: bubblewrap and the sandbox's runner, mount and cgroup
+tools) and API; for bare, this process (its worker and client). The totals are the whole
+machine's busy CPU over the run (/proc/stat), less the machine's background measured
+after the warm-up, and for Runyard less its client (this process): per-process figures
+miss Postgres and the kernel's work for the sandbox, which Runyard's row shows as
+"other". Run it on a quiet machine. The
 slope per extra cycle is (25-tool - 5-tool) / 20 for Runyard and (bare 55 - bare 15) /
 20 for bare (per extra activity pair, the issue's yardstick). Medians of the per-run
 figures; the 1-minute load average is sampled beside each kind.
@@ -37,6 +39,7 @@ import statistics
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import httpx
 from temporalio.client import Client
@@ -74,35 +77,43 @@ async def bare_once(client: Client, k: int) -> None:
     await handle.result()
 
 
-async def runyard_once(c: httpx.AsyncClient, tools: int) -> None:
+async def runyard_once(c: httpx.AsyncClient, tools: int) -> str:
+    """One run, to its terminal status; its id (its workflow's id)."""
     run = (await c.post("/v1/runs", json={"prompt": prompt(tools), "model": "scripted"})).json()
     resp = await c.post(f"/v1/runs/{run['id']}/exec")
     assert resp.status_code == 202, resp.text
     status = await follow_to_end(c, run["id"])
     assert status["status"] == "completed", status
+    return str(run["id"])
 
 
 Sample = dict[str, float]
 
 
 async def sample(
-    once: Callable[[], Awaitable[None]],
+    once: Callable[[], Awaitable[object]],
     pids: dict[str, int | None],
     worker: int | None,
     background: float,
+    settle: Callable[[Any], Awaitable[object]] | None = None,
 ) -> Sample:
-    """One run: its wall time, each process's CPU and the whole machine's (less its
-    background, ``background`` ms a second), in ms. For a Runyard run (``worker``), also
-    the worker's reaped children, this process (the client) and "other": the machine's
-    CPU that none of those counts (sandbox runners, killed with bubblewrap and never
-    reaped; Postgres; the kernel's work for disk images and namespaces)."""
+    """One run: its wall time (to its end as the client sees it), each process's CPU and
+    the whole machine's (less its background, ``background`` ms a second), in ms, up to
+    ``settle(what once returned)``: a Runyard run's workflow ends only once its sandbox
+    is destroyed, after the run's terminal status. For a Runyard run (``worker``), also
+    the worker's reaped children (bubblewrap and the sandbox's runner), this process (the
+    client) and "other": the machine's CPU that none of those counts (Postgres; the
+    kernel's work for disk images and namespaces)."""
     before = {name: cpu_ms(pid) for name, pid in pids.items()}
     kids = children_ms(worker) if worker else 0.0
     machine = machine_probe(background)
     client, machine_before = cpu_ms(), machine()
     t0 = time.perf_counter()
-    await once()
-    out = {"wall": (time.perf_counter() - t0) * 1000, "machine": machine() - machine_before}
+    got = await once()
+    wall = (time.perf_counter() - t0) * 1000
+    if settle is not None:
+        await settle(got)
+    out = {"wall": wall, "machine": machine() - machine_before}
     for name, pid in pids.items():
         out[name] = cpu_ms(pid) - before[name]
     if worker:
@@ -131,6 +142,9 @@ async def main(runs: int, store: str) -> None:
             ) as c,
         ):
 
+            async def closed(run_id: str) -> None:
+                await client.get_workflow_handle(run_id).result()
+
             def kinds(bg: float) -> dict[str, Callable[[], Awaitable[Sample]]]:
                 """Each kind of run, measured with the machine's background ``bg``."""
                 return {
@@ -138,13 +152,13 @@ async def main(runs: int, store: str) -> None:
                         lambda: bare_once(client, activities(SMALL)), bare_pids, None, bg
                     ),
                     f"runyard {SMALL} tools": lambda: sample(
-                        lambda: runyard_once(c, SMALL), ry_pids, worker, bg
+                        lambda: runyard_once(c, SMALL), ry_pids, worker, bg, closed
                     ),
                     f"bare {activities(LARGE)}": lambda: sample(
                         lambda: bare_once(client, activities(LARGE)), bare_pids, None, bg
                     ),
                     f"runyard {LARGE} tools": lambda: sample(
-                        lambda: runyard_once(c, LARGE), ry_pids, worker, bg
+                        lambda: runyard_once(c, LARGE), ry_pids, worker, bg, closed
                     ),
                 }
 
