@@ -20,10 +20,10 @@ the others in the same minute):
 CPU from /proc of each process over each run: the Temporal server, Runyard's worker
 (itself, and its reaped children: bubblewrap and the sandbox's runner, mount and cgroup
 tools) and API; for bare, this process (its worker and client). The totals are the whole
-machine's busy CPU over the run (/proc/stat), less the machine's background measured
-after the warm-up, and for Runyard less its client (this process): per-process figures
-miss Postgres and the kernel's work for the sandbox, which Runyard's row shows as
-"other". Run it on a quiet machine. The
+machine's busy CPU over the run (/proc/stat), less the machine's background measured on
+the idle stack before the warm-up, and for Runyard less its client (this process):
+per-process figures miss Postgres and the kernel's work for the sandbox, which Runyard's
+row shows as "other". Run it on a quiet machine. The
 slope per extra cycle is (25-tool - 5-tool) / 20 for Runyard and (bare 55 - bare 15) /
 20 for bare (per extra activity pair, the issue's yardstick). Medians of the per-run
 figures; the 1-minute load average is sampled beside each kind.
@@ -162,10 +162,13 @@ async def main(runs: int, store: str) -> None:
                     ),
                 }
 
+            # The idle stack's background, once its start-up has settled: measured after
+            # the runs, it also held their deferred work (the server's, the kernel's
+            # clean-up of sandboxes), which is a cost of the runs, not background.
+            bg = await background_ms_per_s()
             for measure in kinds(0.0).values():  # warm-up, twice each
                 await measure()
                 await measure()
-            bg = await background_ms_per_s()  # once the stack has settled
             measured = kinds(bg)
             got: dict[str, list[Sample]] = {k: [] for k in measured}
             for _ in range(runs):

@@ -138,6 +138,7 @@ async def main(latency_runs: int, concurrency: list[int], store: str) -> None:
                 timeout=300,
                 limits=httpx.Limits(max_connections=400),
             ) as c:
+                background = await background_ms_per_s()  # the idle stack (see bench.cost)
                 for _ in range(3):  # warm-up
                     await bare_once(client)
                     await runyard_once(c)
@@ -154,7 +155,7 @@ async def main(latency_runs: int, concurrency: list[int], store: str) -> None:
                 ry_rest = {"client": of(None), "worker children": lambda: children_ms(worker)}
                 if store == "postgres":
                     ry_rest["postgres"] = postgres_ms
-                machine = {"machine": machine_probe(await background_ms_per_s())}
+                machine = {"machine": machine_probe(background)}
                 bare_cpu = dict.fromkeys(bare_pids, 0.0)
                 ry_cpu = dict.fromkeys(ry_pids, 0.0)
                 for _ in range(latency_runs):
