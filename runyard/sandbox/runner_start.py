@@ -92,6 +92,7 @@ async def start_runner(
     if sandbox.spec.network:
         resolv = sandbox.root / "resolv.conf"
         resolv.write_text(RESOLV_CONF)
+    pycache = await bytecode.directory()  # before the pipe: nothing to close if cancelled
     info_r, info_w = os.pipe()
     fds = {"info_r": info_r, "info_w": info_w}
     argv = bwrap_argv(
@@ -101,7 +102,7 @@ async def start_runner(
         env=env,
         info_fd=info_w,
         resolv_conf=resolv,
-        pycache=await bytecode.directory(),
+        pycache=pycache,
     )
     argv += [system_python(), "-I", "-S", "-c", boot("/runyard"), "/workspace"]
 
