@@ -160,8 +160,8 @@ class RawClient:
 def machine_ms() -> float:
     """Busy CPU of the whole machine, in ms: every CPU's user, nice, system, irq, softirq
     and steal time from /proc/stat. It counts what per-process figures miss: a process
-    killed before it was reaped (a sandbox's runner dies with bubblewrap, so its CPU never
-    reaches the worker's children), and the kernel's own threads (loop devices, mounts)."""
+    killed before it was reaped (its CPU never reaches its parent's children), and the
+    kernel's own threads (loop devices, mounts, namespaces' clean-up)."""
     v = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
     return (sum(v) - v[3] - v[4]) * 1000 / os.sysconf("SC_CLK_TCK")
 

@@ -205,7 +205,7 @@ async def main(runs: int, store: str) -> None:
     rows[f"per {SMALL}-tool run"] = {
         "worker+api CPU ms (goal <=200)": round(wa(rs), 1),
         "with worker children": round(wa(rs) + rs["worker children"], 1),
-        "other (sandbox runners, Postgres, kernel)": round(rs["other"], 1),
+        "other (Postgres, kernel)": round(rs["other"], 1),
         "total runyard CPU ms": round(total(rs), 1),
         "total bare CPU ms": round(total(bs), 1),
         "total ratio runyard/bare (goal <=1.6)": round(total(rs) / total(bs), 2),

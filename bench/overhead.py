@@ -24,9 +24,7 @@ client is counted), the sandboxes and PostgreSQL. Each phase also prints that re
 run, and the whole machine's busy CPU per run (/proc/stat, less the background measured
 before the phases) for bare and for Runyard: the machine ceiling is their ratio, and
 the throughput is printed as a share of each ceiling. Only the machine's figure counts
-a sandbox's runner (killed with bubblewrap, it is never reaped by the worker, so the
-worker's children miss it) and the kernel's work for the sandboxes (disk images,
-namespaces).
+the kernel's work for the sandboxes (disk images, namespaces).
 """
 
 from __future__ import annotations
@@ -212,8 +210,8 @@ async def main(latency_runs: int, concurrency: list[int], store: str) -> None:
                     rows[f"CPU total ratio N={n} bare/runyard"] = round(ceiling, 2)
                     rows[f"throughput / ceiling N={n}"] = round(ry_tp / bare_tp / ceiling, 2)
                     # What the machine spent beyond the processes above: the client, the
-                    # worker's reaped children, Postgres, and the rest (sandbox runners,
-                    # killed with bubblewrap and never reaped by the worker; the kernel).
+                    # worker's reaped children (bubblewrap and the sandboxes' runners),
+                    # Postgres, and the rest (the kernel's work).
                     rest_n_cpu["other"] = (
                         ry_m["machine"] - sum(ry_n_cpu.values()) - sum(rest_n_cpu.values())
                     )

@@ -61,9 +61,8 @@ async def provision_cpu(
     """CPU per provision + destroy (no repo); with ``ready``, after a first command (the
     runner started and answering, as in every run). Two warm-ups not counted. Returns
     each one's CPU from getrusage (this process and its reaped children) and the mean
-    busy CPU of the whole machine per one, less the background: the runner is killed
-    with bubblewrap and never reaped here, so getrusage misses it, as it misses the
-    kernel's work on the loop device and mounts."""
+    busy CPU of the whole machine per one, less the background, which also counts the
+    kernel's work on the loop device, mounts and namespaces that getrusage misses."""
     machine = machine_probe(background)
     out, before = [], 0.0
     for i in range(runs + 2):
