@@ -69,15 +69,14 @@ class RunnerBytecode:
     async def directory(self) -> Path | None:
         """The compiled directory, or None if it could not be made (logged once: the
         runner then compiles its source at every start, as it would without this)."""
-        if self.path.is_dir() or self._tried:
-            return self.path if self.path.is_dir() else None
-        async with self._lock:
-            if not self._tried:
+        if not self._tried:
+            async with self._lock:
+                if not self._tried and not self.path.is_dir():
+                    try:
+                        await self._compile()
+                    except (OSError, RuntimeError) as exc:
+                        log.warning("sandbox.runner_not_precompiled", error=str(exc)[:500])
                 self._tried = True
-                try:
-                    await self._compile()
-                except (OSError, RuntimeError) as exc:
-                    log.warning("sandbox.runner_not_precompiled", error=str(exc)[:500])
         return self.path if self.path.is_dir() else None
 
     async def _compile(self) -> None:
