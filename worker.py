@@ -261,7 +261,7 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
     """Run the worker until ``stop`` is set (by default: SIGINT or SIGTERM)."""
     private_data_dir(settings.data_dir)  # before anything is created there
     migrate(settings.db_url)
-    db = Database(settings.db_url)
+    db = Database(settings.db_url, reads_on_loop=True)  # its reads are its activities'
     tracing.setup("runyard-worker")  # on only with OTEL_EXPORTER_OTLP_ENDPOINT
     runtime = serve_worker_metrics(settings)  # with RUNYARD_WORKER_METRICS_PORT
     client = await connect(settings, runtime=runtime)

@@ -46,7 +46,7 @@ def _store_exists(url: str) -> bool:
     from sqlalchemy import create_engine, inspect
     from sqlalchemy.engine import make_url
 
-    from runyard.db.engine import sync_url
+    from runyard.db.sqlite import sync_url
 
     if url.startswith("sqlite"):
         path = make_url(url).database

@@ -148,7 +148,7 @@ class OutboxActivities:
             await asyncio.sleep(inp.every)
 
     async def _sweep(self) -> None:
-        ids = await self.db.read_core(_unstarted)
+        ids = await self.db.read_inline(_unstarted)
         client = activity.client()
         for delivery_id in ids:
             try:

@@ -189,7 +189,12 @@ class EventNotifier:
             return
         async with tail.lock:
             last = tail.events[-1].seq if tail.events else None
-            rows = await self.db.read_core(partial(_events_after, run_id=run_id, last=last))
+            read = partial(_events_after, run_id=run_id, last=last)
+            # A change's few new events, by index: on SQLite, on the loop's thread. A
+            # tail's first read (up to its whole length) goes to a reader thread.
+            rows = await (
+                self.db.read_inline(read) if last is not None else self.db.read_core(read)
+            )
             if rows and last is not None and rows[0].seq != last + 1:
                 tail.events = []  # never keep a tail with a hole; streams read the store
             tail.events.extend(encode(r) for r in rows)
@@ -234,7 +239,7 @@ class EventNotifier:
             await asyncio.sleep(self.ping_seconds)
             for run_id, tail in list(self._tails.items()):
                 try:
-                    tail.state = await self.db.read_core(partial(run_state, run_id=run_id))
+                    tail.state = await self.db.read_inline(partial(run_state, run_id=run_id))
                 except Exception as exc:  # the streams ping on, and look again next time
                     log.warning("notifier.status_failed", run_id=run_id, error=str(exc))
             for subs in list(self._subs.values()):
@@ -254,7 +259,7 @@ class EventNotifier:
                 version = self.db.data_version()
                 if version is None or version != seen:
                     # Read after the version: a commit during the read changes it again.
-                    last_id, runs = await self.db.read_core(
+                    last_id, runs = await self.db.read_inline(
                         partial(_new_events, after=last_id, watched=bool(self._subs))
                     )
                     seen = version

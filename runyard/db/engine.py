@@ -6,7 +6,10 @@ lifecycle, turns and tools); ``session()`` and ``write()`` give async sessions f
 rest. The synchronous sessions run on threads of this module's own: on SQLite, aiosqlite
 hops to a thread for every statement, cursor and transaction step (measured: 7.7 ms for
 a tool call's write transaction) where they hop once (1.8 ms); on Postgres, SQLAlchemy's
-async adaptation of psycopg cost a third more CPU per read than a thread does.
+async adaptation of psycopg cost a third more CPU per read than a thread does. On
+SQLite, ``transact``, ``read_inline`` and (in the worker) ``read`` run on the event
+loop's thread instead, with no hop at all, and go to a thread only when SQLite answers
+busy (``runyard/db/sqlite.py``).
 
 SQLite runs in WAL mode: reads use deferred transactions (readers never block); writes
 start with ``BEGIN IMMEDIATE`` so that two processes (API and worker) never deadlock
@@ -22,6 +25,7 @@ cycle of a model turn and a tool call, 14 of them these and pool pings; see
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
@@ -34,9 +38,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DisconnectionError, OperationalError
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
-    AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
@@ -44,7 +47,8 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import Session, sessionmaker
 
 from runyard.datadir import private_file
-from runyard.jsonsafe import store_dumps, store_loads
+from runyard.db import sqlite
+from runyard.db.sqlite import JSON_CODEC, Busy, OnLoop, sync_url
 
 T = TypeVar("T")
 # Two reader threads measured best on 2 cores (bench/api.py: 1 → 504, 2 → 566, 8 → 460
@@ -55,42 +59,6 @@ _PG_THREADS = 8
 # A pooled Postgres connection unused for this long is pinged before it is handed out.
 PING_AFTER_SECONDS = 1.0
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
-# Every JSON column reads and writes standard JSON: a NaN or Infinity is never stored
-# (written as null) and one stored before this rule reads as null (runyard/jsonsafe.py).
-JSON_CODEC: dict[str, Any] = {"json_serializer": store_dumps, "json_deserializer": store_loads}
-
-
-def _sqlite_engine(url: str, *, immediate: bool) -> AsyncEngine:
-    # Ten kept connections (SQLAlchemy's default keeps five): under fifty concurrent
-    # creates the overflow ones were opened and closed per request, a thread and the
-    # PRAGMAs each time (seen in py-spy as threads numbered past a hundred).
-    engine = create_async_engine(
-        url, connect_args={"timeout": 30}, pool_size=10, max_overflow=10, **JSON_CODEC
-    )
-    _sqlite_setup(engine.sync_engine, immediate=immediate)
-    return engine
-
-
-def _sqlite_setup(
-    engine: Engine, *, immediate: bool, busy_ms: int = 30_000, begin: bool = True
-) -> None:
-    @event.listens_for(engine, "connect")
-    def _connect(dbapi_conn: Any, _record: Any) -> None:
-        # Take transaction control away from the driver so BEGIN is ours to issue.
-        dbapi_conn.isolation_level = None
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute(f"PRAGMA busy_timeout={busy_ms}")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.close()
-
-    if not begin:  # autocommit: each statement is its own transaction
-        return
-
-    @event.listens_for(engine, "begin")
-    def _begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def _ping_when_idle(engine: Engine) -> None:
@@ -119,25 +87,23 @@ def _ping_when_idle(engine: Engine) -> None:
 class Database:
     """The store's connection handles; one per process."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, reads_on_loop: bool = False) -> None:
+        """``reads_on_loop``: on SQLite, ``read`` and ``read_core`` too run on the event
+        loop's thread (the worker's: its reads are its activities', small and few at a
+        time). The API keeps reader threads for them: its requests come all at once, and
+        one long read (a page of a large list) must not hold up every other request."""
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        self._on_loop: OnLoop | None = None
         if self.is_sqlite:
             path = make_url(url).database
             if path and path != ":memory:":
                 private_file(Path(path))  # SQLite gives -wal and -shm the file's mode
-            self.engine = _sqlite_engine(url, immediate=False)
-            self.write_engine = _sqlite_engine(url, immediate=True)
+            self.engine = sqlite.async_engine(url, immediate=False)
+            self.write_engine = sqlite.async_engine(url, immediate=True)
             # read() runs on plain sqlite3 in a small thread pool: one thread hop per
             # read instead of one per statement, cursor and transaction step.
-            self._sync_engine: Engine = create_engine(
-                sync_url(url),
-                connect_args={"timeout": 30, "check_same_thread": False},
-                pool_size=_READ_THREADS,
-                max_overflow=0,
-                **JSON_CODEC,
-            )
-            _sqlite_setup(self._sync_engine, immediate=False)
+            self._sync_engine: Engine = sqlite.sync_engine(url, size=_READ_THREADS, immediate=False)
             self._read_engine: Engine = self._sync_engine
             self._sync_read: sessionmaker[Session] = sessionmaker(
                 self._sync_engine, expire_on_commit=False
@@ -145,31 +111,16 @@ class Database:
             self._threads: ThreadPoolExecutor = ThreadPoolExecutor(
                 _READ_THREADS, thread_name_prefix="runyard-read"
             )
-            # One writer thread: this process's writes are serialized anyway.
-            self._sync_write_engine: Engine | None = create_engine(
-                sync_url(url),
-                connect_args={"timeout": 30, "check_same_thread": False},
-                pool_size=1,
-                max_overflow=0,
-                **JSON_CODEC,
-            )
-            _sqlite_setup(self._sync_write_engine, immediate=True)
+            # One writer thread, for the writes that find another process holding the
+            # lock (transact runs on the loop's thread first): they wait for it there.
+            self._sync_write_engine: Engine | None = sqlite.sync_engine(url, size=1, immediate=True)
             self._sync_write: sessionmaker[Session] = sessionmaker(
                 self._sync_write_engine, expire_on_commit=False
             )
             self._writer: ThreadPoolExecutor = ThreadPoolExecutor(
                 1, thread_name_prefix="runyard-write"
             )
-            # read_inline(): one connection, used on the event loop's thread, that never
-            # waits for a lock; in autocommit (its reads are one statement each).
-            self._inline_engine: Engine | None = create_engine(
-                sync_url(url),
-                connect_args={"timeout": 0, "check_same_thread": False},
-                pool_size=1,
-                max_overflow=0,
-                **JSON_CODEC,
-            )
-            _sqlite_setup(self._inline_engine, immediate=False, busy_ms=0, begin=False)
+            self._on_loop = OnLoop(url)
         else:
             self.engine = create_async_engine(
                 url, pool_size=10, max_overflow=20, pool_pre_ping=True, **JSON_CODEC
@@ -190,8 +141,7 @@ class Database:
             self._sync_write_engine = None
             self._sync_write = sessionmaker(self._sync_engine, expire_on_commit=False)
             self._writer = self._threads
-            self._inline_engine = None
-        self._inline: Connection | None = None
+        self._reads_on_loop = self._on_loop if reads_on_loop else None
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
         self._version_conn: sqlite3.Connection | None = None
         self._read = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
@@ -206,11 +156,15 @@ class Database:
     async def read(self, fn: Callable[[Session], T]) -> T:
         """``fn`` on a synchronous session inside one read transaction (on Postgres in
         autocommit, where a transaction gave a read nothing); its result, and ``fn`` must
-        not write.
+        not write. On the loop's thread with ``reads_on_loop`` (SQLite; if SQLite answers
+        busy, ``fn`` is called again on a thread: it must only read).
 
         The hot read paths (authentication, a run by id) use this: one hop to a thread of
         the store's, where an async session on SQLite costs one per driver call.
         """
+        if self._reads_on_loop is not None:
+            with contextlib.suppress(Busy):
+                return self._reads_on_loop.read(fn)
         factory = self._sync_read
 
         def call() -> T:
@@ -224,6 +178,9 @@ class Database:
         transaction, as ``read`` (autocommit on Postgres): for the hottest reads, where
         building ORM objects cost more than the query (bench/api.py get-run: 0.26 ms →
         0.10 ms a read)."""
+        if self._reads_on_loop is not None:
+            with contextlib.suppress(Busy):
+                return self._reads_on_loop.read_core(fn)
         engine = self._read_engine
 
         def call() -> T:
@@ -233,8 +190,8 @@ class Database:
         return await asyncio.get_running_loop().run_in_executor(self._threads, call)
 
     async def read_inline(self, fn: Callable[[Connection], T]) -> T:
-        """``read_core`` for one statement reading a small row by key (get-run's,
-        get-status's); on SQLite it sees the store as of that statement, in autocommit.
+        """``read_core`` for a small read by key or index (get-run's, get-status's, the
+        event hub's); on SQLite it sees the store as of each statement, in autocommit.
 
         On SQLite it runs on the calling thread, the event loop's, in about 90 µs: the hop
         to a reader thread and back cost more than the read, and under load the GIL
@@ -244,34 +201,19 @@ class Database:
         answers busy (a WAL being recovered), the read goes to a reader thread instead.
         On Postgres (the network) it is ``read_core``.
         """
-        if self._inline_engine is None:
-            return await self.read_core(fn)
-        try:
-            if self._inline is None:
-                self._inline = self._inline_engine.connect()
-            try:
-                return fn(self._inline)
-            finally:
-                self._inline.rollback()
-        except OperationalError as exc:
-            busy = getattr(exc.orig, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY
-            self._drop_inline()
-            if not busy:
-                raise
+        if self._on_loop is not None:
+            with contextlib.suppress(Busy):
+                return self._on_loop.statement(fn)
         return await self.read_core(fn)
-
-    def _drop_inline(self) -> None:
-        if self._inline is not None:
-            self._inline.invalidate()
-            self._inline.close()
-            self._inline = None
 
     async def transact(self, fn: Callable[[Session], T]) -> T:
         """``fn`` on a synchronous session inside one write transaction, committed if it
         returns (rolled back if it raises); its result.
 
-        The store's hot writes use this: the whole transaction is one hop to a thread; on
-        SQLite to the one writer thread, queued behind this process's other writers.
+        The store's hot writes use this. On SQLite the transaction runs on the loop's
+        thread, behind this process's other writers (``runyard/db/sqlite.py``); if
+        another process holds the write lock, it goes to this process's writer thread,
+        which waits for the lock. On Postgres it is one hop to a thread of the store's.
         """
         factory = self._sync_write
 
@@ -280,6 +222,9 @@ class Database:
                 return fn(session)
 
         async with self._write_lock or nullcontext():
+            if self._on_loop is not None:
+                with contextlib.suppress(Busy):
+                    return self._on_loop.transact(fn)
             done = asyncio.get_running_loop().run_in_executor(self._writer, call)
             try:
                 return await asyncio.shield(done)
@@ -323,9 +268,8 @@ class Database:
             yield session
 
     async def dispose(self) -> None:
-        self._drop_inline()
-        if self._inline_engine is not None:
-            self._inline_engine.dispose()
+        if self._on_loop is not None:
+            self._on_loop.dispose()
         if self._version_conn is not None:
             self._version_conn.close()
             self._version_conn = None
@@ -338,11 +282,6 @@ class Database:
         await self.engine.dispose()
         if self.write_engine is not self.engine:
             await self.write_engine.dispose()
-
-
-def sync_url(url: str) -> str:
-    """The synchronous driver URL that alembic uses for the same database."""
-    return url.replace("sqlite+aiosqlite://", "sqlite://")
 
 
 def migrate(url: str) -> None:

@@ -1,13 +1,15 @@
 """The store's connections: on Postgres, reads outside transactions and pooled
 connections the server closed (a restart) replaced before use once they have sat idle;
-on SQLite, ``read_inline`` on the event loop's thread, and on a reader thread when
-SQLite answers busy."""
+on SQLite, ``read_inline`` and ``transact`` (and the worker's reads) on the event
+loop's thread, and on a store thread when SQLite answers busy."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import psycopg
@@ -146,3 +148,100 @@ async def test_sqlite_inline_read_errors_are_raised_once_and_the_next_read_works
         await lite.read_inline(broken)
     assert tries == [threading.current_thread().name]  # not tried again on a thread
     assert await lite.read_inline(_thread_and_one) == (threading.current_thread().name, 1)
+
+
+def _write_marker(value: str) -> Callable[[Session], str]:
+    """A write transaction's fn: stores ``value`` in a scratch table; the thread it ran on."""
+
+    def fn(s: Session) -> str:
+        s.execute(text("CREATE TABLE IF NOT EXISTS scratch (v TEXT)"))
+        s.execute(text("INSERT INTO scratch (v) VALUES (:v)"), {"v": value})
+        return threading.current_thread().name
+
+    return fn
+
+
+def _markers(c: Connection) -> list[str]:
+    return [str(v) for v in c.execute(text("SELECT v FROM scratch ORDER BY rowid")).scalars()]
+
+
+async def test_sqlite_writes_run_on_the_loop_and_wait_on_a_thread_when_locked(
+    lite: Database, tmp_path: Path
+) -> None:
+    here = threading.current_thread().name
+    assert await lite.transact(_write_marker("a")) == here
+    # Another process holds the write lock: the loop never waits for it. The transaction
+    # goes to the writer thread before its fn is called, and waits there.
+    holder = sqlite3.connect(tmp_path / "store.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    calls: list[str] = []
+
+    def counted(s: Session) -> str:
+        calls.append(threading.current_thread().name)
+        return _write_marker("b")(s)
+
+    asyncio.get_running_loop().call_later(0.3, holder.execute, "ROLLBACK")
+    t0 = time.monotonic()
+    try:
+        name = await lite.transact(counted)
+    finally:
+        holder.close()
+    assert name.startswith("runyard-write") and calls == [name]  # called once, there
+    assert time.monotonic() - t0 >= 0.25  # it waited for the lock, the loop did not
+    assert await lite.transact(_write_marker("c")) == here  # back on the loop
+    assert await lite.read_inline(_markers) == ["a", "b", "c"]
+
+
+async def test_sqlite_write_errors_roll_back_on_the_loop_and_are_raised_once(
+    lite: Database,
+) -> None:
+    await lite.transact(_write_marker("kept"))
+    tries: list[str] = []
+
+    def broken(s: Session) -> None:
+        tries.append(threading.current_thread().name)
+        _write_marker("lost")(s)
+        s.execute(text("INSERT INTO no_such_table VALUES (1)"))
+
+    with pytest.raises(OperationalError, match="no such table"):
+        await lite.transact(broken)
+    assert tries == [threading.current_thread().name]  # not tried again on a thread
+    assert await lite.read_inline(_markers) == ["kept"]  # its first insert rolled back
+    assert await lite.transact(_write_marker("next")) == threading.current_thread().name
+
+
+async def test_sqlite_reads_on_the_loop_go_to_a_thread_when_busy(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+    migrate(url)
+    db = Database(url, reads_on_loop=True)
+    try:
+        here = threading.current_thread().name
+        await db.transact(_write_marker("x"))
+        assert await db.read(lambda s: (threading.current_thread().name, _one(s))) == (here, 1)
+        assert await db.read_core(_thread_and_one) == (here, 1)
+        holder = sqlite3.connect(tmp_path / "store.db", isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        seen: list[str] = []
+
+        def busy_once(c: Connection) -> tuple[str, list[str]]:
+            seen.append(threading.current_thread().name)
+            if len(seen) == 1:  # a statement that wants the lock: busy, as in WAL recovery
+                c.exec_driver_sql("UPDATE scratch SET v = v WHERE 0")
+            return threading.current_thread().name, _markers(c)
+
+        try:
+            name, markers = await db.read_core(busy_once)
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert seen[0] == here and name.startswith("runyard-read") and markers == ["x"]
+        assert await db.read_core(_thread_and_one) == (here, 1)
+    finally:
+        await db.dispose()
+    # Without reads_on_loop (the API), reads stay on the reader threads.
+    api = Database(url)
+    try:
+        name, _ = await api.read_core(_thread_and_one)
+        assert name.startswith("runyard-read")
+    finally:
+        await api.dispose()

@@ -50,13 +50,16 @@ async def test_sqlite_idle_ticks_do_not_read_the_store(
         pytest.skip("Postgres is told of changes (LISTEN/NOTIFY); it does not poll")
     run = await new_run(db)
     reads: list[str] = []
-    real_read = db.read_core
 
-    async def counted(fn: Callable[[Any], Any]) -> Any:
-        reads.append(getattr(fn, "func", fn).__name__)
-        return await real_read(fn)
+    def counting(real: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        async def counted(fn: Callable[[Any], Any]) -> Any:
+            reads.append(getattr(fn, "func", fn).__name__)
+            return await real(fn)
 
-    monkeypatch.setattr(db, "read_core", counted)
+        return counted
+
+    monkeypatch.setattr(db, "read_core", counting(db.read_core))
+    monkeypatch.setattr(db, "read_inline", counting(db.read_inline))
     hub = EventNotifier(db, ping_seconds=3600, poll_interval=0.01)
     await hub.start()
     try:
