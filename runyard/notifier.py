@@ -48,6 +48,7 @@ from runyard.db.engine import Database
 from runyard.db.tables import Run, RunEvent
 from runyard.domain import TERMINAL_STATUSES
 from runyard.store.events import EVENT_COLUMNS, NOTIFY_CHANNEL, EventRow, event_json
+from runyard.store.notice import Announced, read_notice
 
 log = structlog.get_logger("runyard.notifier")
 T = TypeVar("T")
@@ -182,19 +183,26 @@ class EventNotifier:
                 tail.events = [encode(r) for r in rows]
             tail.seeded = True
 
-    async def changed(self, run_id: str) -> None:
-        """Bring the run's tail up to date (one query), then wake its streams."""
+    async def changed(self, run_id: str, announced: list[Announced] | None = None) -> None:
+        """Bring the run's tail up to date, then wake its streams: with the events a
+        Postgres notice carried (``announced``) when they follow the tail, else with one
+        query."""
         tail = self._tails.get(run_id)
         if tail is None:
             return
         async with tail.lock:
             last = tail.events[-1].seq if tail.events else None
-            read = partial(_events_after, run_id=run_id, last=last)
-            # A change's few new events, by index: on SQLite, on the loop's thread. A
-            # tail's first read (up to its whole length) goes to a reader thread.
-            rows = await (
-                self.db.read_inline(read) if last is not None else self.db.read_core(read)
-            )
+            fresh = [e for e in announced or () if last is None or e.seq > last]
+            rows: list[EventRow]
+            if announced and last is not None and (not fresh or fresh[0].seq == last + 1):
+                rows = list(fresh)  # nothing new, or exactly what follows: no read
+            else:
+                read = partial(_events_after, run_id=run_id, last=last)
+                # A change's few new events, by index: on SQLite, on the loop's thread. A
+                # tail's first read (up to its whole length) goes to a reader thread.
+                rows = await (
+                    self.db.read_inline(read) if last is not None else self.db.read_core(read)
+                )
             if rows and last is not None and rows[0].seq != last + 1:
                 tail.events = []  # never keep a tail with a hole; streams read the store
             tail.events.extend(encode(r) for r in rows)
@@ -281,7 +289,7 @@ class EventNotifier:
                     backoff = 0.5
                     self.wake_all()  # anything committed while we were not listening
                     async for note in conn.notifies():
-                        await self.changed(note.payload.partition(":")[0])
+                        await self.changed(*read_notice(note.payload))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

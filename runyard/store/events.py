@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, delete, func, insert, inspect, select, text, update
+from sqlalchemy import bindparam, delete, func, insert, inspect, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -28,9 +28,10 @@ from runyard.domain import TERMINAL_STATUSES
 from runyard.errors import RunNotFound
 from runyard.events import keys
 from runyard.events.data import NewEvent as NewEvent
+from runyard.store import notice
 
 TERMINAL_EVENT_KEY = keys.TERMINAL
-NOTIFY_CHANNEL = "runyard_events"
+NOTIFY_CHANNEL = notice.CHANNEL
 
 # Called in the append's transaction with the run's id and the events just written,
 # (key, type, seq): what must be committed with an event, or not at all, hooks in here
@@ -93,7 +94,10 @@ _STORED_KEYS = select(col(RunEvent.key)).where(
     col(RunEvent.key).in_(bindparam("b_keys", expanding=True)),
 )
 _INSERT_EVENTS = insert(RunEvent)
-_NOTIFY = text("SELECT pg_notify(:channel, :payload)")
+# Postgres: the UPDATE of last_seq also sends the notice (one round trip, not two).
+_SET_AND_NOTIFY = _SET_COLUMNS.returning(
+    func.pg_notify(bindparam("b_channel"), bindparam("b_notice"))
+)
 
 
 def locked_head(session: Session, run_id: str) -> RunHead:
@@ -165,34 +169,31 @@ def append_events(
         )
     if rows:
         conn.execute(_INSERT_EVENTS, rows)
-        set_columns(session, run, {**(columns or {}), "last_seq": seq})
-        _announce(session, run.id, appended, now)
+        # Delivered on commit only, so listeners never see an event that rolled back.
+        note = notice.notice(run.id, rows) if is_postgres(session) else None
+        set_columns(session, run, {**(columns or {}), "last_seq": seq}, notice=note)
+        for hook in _append_hooks:
+            hook(session, run.id, appended, now)
     elif columns:
         set_columns(session, run, columns)
     return [seq for _, _, seq in appended]
 
 
-def _announce(
-    session: Session, run_id: str, appended: Sequence[tuple[str, str, int]], now: datetime
+def set_columns(
+    session: Session, run: Run | RunHead, values: dict[str, Any], *, notice: str | None = None
 ) -> None:
-    """In the append's transaction: the append hooks, then (Postgres) the notification."""
-    for hook in _append_hooks:
-        hook(session, run_id, appended, now)
-    if is_postgres(session):
-        # Delivered on commit only, so listeners never see an event that rolled back.
-        session.connection().execute(
-            _NOTIFY, {"channel": NOTIFY_CHANNEL, "payload": f"{run_id}:{appended[-1][2]}"}
-        )
-
-
-def set_columns(session: Session, run: Run | RunHead, values: dict[str, Any]) -> None:
     """``UPDATE runs SET …`` for the locked ``run`` (``values`` by attribute name), and the
-    same values on the object, without the ORM comparing or flushing them again."""
+    same values on the object, without the ORM comparing or flushing them again.
+    ``notice`` (Postgres): the same statement sends it on ``NOTIFY_CHANNEL``."""
     unknown = values.keys() - _RUN_COLUMNS.keys()
     if unknown:  # the statement would skip them silently (its SET comes from the params)
         raise KeyError(f"Run has no attribute {sorted(unknown)}")
-    params = {_RUN_COLUMNS[k]: v for k, v in values.items()}
-    session.connection().execute(_SET_COLUMNS, {"b_run_id": run.id, **params})
+    params = {"b_run_id": run.id, **{_RUN_COLUMNS[k]: v for k, v in values.items()}}
+    if notice is None:
+        session.connection().execute(_SET_COLUMNS, params)
+    else:
+        params.update(b_channel=NOTIFY_CHANNEL, b_notice=notice)
+        session.connection().execute(_SET_AND_NOTIFY, params).all()
     for key, value in values.items():
         if isinstance(run, Run):
             set_committed_value(run, key, value)

@@ -142,3 +142,43 @@ async def test_a_burst_of_streams_keeps_to_its_share_of_the_store(
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_postgres_notices_carry_the_events_and_the_hub_reads_nothing(
+    db: Database, hub: EventNotifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once a run's tail is seeded, a commit's notice brings its events: the hub reads the
+    store for none of them, and what it holds is byte for byte what a read would give."""
+    if db.is_sqlite:
+        pytest.skip("SQLite has no notices: the hub polls")
+    run = await new_run(db)
+    await append(db, run.id, NewEvent("a", "x", {"n": 1}))
+    await asyncio.sleep(0.1)  # LISTEN is on
+    sub = hub.subscribe(run.id)
+    await hub.seed(run.id)
+    reads: list[str] = []
+
+    real = db.read_core
+
+    async def counted(fn: Callable[[Any], Any]) -> Any:
+        reads.append(getattr(fn, "func", fn).__name__)
+        return await real(fn)
+
+    monkeypatch.setattr(db, "read_core", counted)  # read_inline's too
+    payloads = [{"n": 2, "text": "é\u2028"}, {"z": 1, "a": [1.5, None]}]
+    for i, data in enumerate(payloads):
+        sub.clear()
+        await append(db, run.id, NewEvent(f"e{i}", "x", data))
+        assert await asyncio.wait_for(sub.wait(), 10) is True
+    # Too big for a notice: the hub reads this one.
+    sub.clear()
+    await append(db, run.id, NewEvent("big", "x", {"text": "x" * 9000}))
+    assert await asyncio.wait_for(sub.wait(), 10) is True
+    assert reads == ["_events_after"]
+    cached = sub.cached(0)
+    assert cached is not None and [e.seq for e in cached] == [1, 2, 3, 4]
+    monkeypatch.undo()
+    stored = await hub.events_after(run.id, 0)
+    assert [e.frame for e in cached] == [e.frame for e in stored]
+    assert [e.created for e in cached] == [e.created for e in stored]
+    sub.close()
