@@ -4,9 +4,10 @@ process uses on its event loop's thread (:class:`OnLoop`).
 On a thread of the store's, a call costs a hop there and back: the work item, a wake-up
 of the thread, the GIL passed twice, a write to the loop's self-pipe and the loop's
 wake-up. For the store's small reads and writes that cost more than the SQL. Measured
-in a worker over 40 scripted 5-tool runs (/proc of each thread, five pairs alternating):
-its 16 write transactions and 15 reads a run on threads cost 147 ms of the worker's CPU
-per run (median), on the loop's thread 123; the API's event hub's reads 41 → 29 ms.
+over 40 scripted 5-tool runs (CPU of each thread from /proc): with its 16 write
+transactions and 15 reads a run on threads, the worker used 147 ms of CPU per run
+(median of five, 121-170), on the loop's thread 113-128 (three); the API, whose event
+hub's reads moved to the loop, 41 ms (33-48) → 25-28.5.
 
 A connection used on the loop never waits for a lock (``busy_timeout`` 0): a wait would
 stall every task of the process. When SQLite answers busy, :class:`Busy` is raised
