@@ -18,7 +18,8 @@ waiting for the lock is harmless.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -93,6 +94,17 @@ def is_busy(exc: OperationalError) -> bool:
     return getattr(exc.orig, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY
 
 
+@contextmanager
+def busy_as_busy() -> Iterator[None]:
+    """SQLite's busy answer, raised as :class:`Busy`; any other error as it is."""
+    try:
+        yield
+    except OperationalError as exc:
+        if is_busy(exc):
+            raise Busy from exc
+        raise
+
+
 class OnLoop:
     """One process's connections for the event loop's thread, one of each kind, opened
     when first used: autocommit (single statements), reads in one transaction, writes
@@ -127,35 +139,21 @@ class OnLoop:
         """``fn`` on a connection inside one read transaction. Reads in WAL mode take no
         lock a writer holds; busy (a WAL being recovered) raises :class:`Busy`, and ``fn``
         may then be called again elsewhere: it must only read."""
-        try:
-            with self._snapshot.connect() as conn:
-                return fn(conn)
-        except OperationalError as exc:
-            if is_busy(exc):
-                raise Busy from exc
-            raise
+        with busy_as_busy(), self._snapshot.connect() as conn:
+            return fn(conn)
 
     def read(self, fn: Callable[[Session], T]) -> T:
         """:meth:`read_core` on an ORM session."""
-        try:
-            with self._reads() as session:
-                return fn(session)
-        except OperationalError as exc:
-            if is_busy(exc):
-                raise Busy from exc
-            raise
+        with busy_as_busy(), self._reads() as session:
+            return fn(session)
 
     def transact(self, fn: Callable[[Session], T]) -> T:
         """``fn`` in one write transaction, committed if it returns. The write lock is
         taken before ``fn`` is called; if another process holds it, :class:`Busy` is
         raised and ``fn`` was not called. Any error of ``fn``'s rolls back and is raised."""
         with self._writes() as session, session.begin():
-            try:
+            with busy_as_busy():
                 session.connection()  # BEGIN IMMEDIATE, now
-            except OperationalError as exc:
-                if is_busy(exc):
-                    raise Busy from exc
-                raise
             return fn(session)
 
     def _drop(self) -> None:
