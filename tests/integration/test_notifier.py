@@ -28,6 +28,21 @@ async def hub(db: Database) -> AsyncIterator[EventNotifier]:
     await notifier.stop()
 
 
+def count_reads(db: Database, monkeypatch: pytest.MonkeyPatch, *methods: str) -> list[str]:
+    """From now on, the name of each function handed to ``db``'s read ``methods``, in
+    order: the store reads made (on Postgres ``read_inline`` is ``read_core``)."""
+    reads: list[str] = []
+    for name in methods:
+        real = getattr(db, name)
+
+        async def counted(fn: Callable[[Any], Any], real: Any = real) -> Any:
+            reads.append(getattr(fn, "func", fn).__name__)
+            return await real(fn)
+
+        monkeypatch.setattr(db, name, counted)
+    return reads
+
+
 async def test_a_commit_wakes_the_runs_streams_with_its_events(
     db: Database, hub: EventNotifier
 ) -> None:
@@ -49,17 +64,7 @@ async def test_sqlite_idle_ticks_do_not_read_the_store(
     if not db.is_sqlite:
         pytest.skip("Postgres is told of changes (LISTEN/NOTIFY); it does not poll")
     run = await new_run(db)
-    reads: list[str] = []
-
-    def counting(real: Callable[[Any], Any]) -> Callable[[Any], Any]:
-        async def counted(fn: Callable[[Any], Any]) -> Any:
-            reads.append(getattr(fn, "func", fn).__name__)
-            return await real(fn)
-
-        return counted
-
-    monkeypatch.setattr(db, "read_core", counting(db.read_core))
-    monkeypatch.setattr(db, "read_inline", counting(db.read_inline))
+    reads = count_reads(db, monkeypatch, "read_core", "read_inline")
     hub = EventNotifier(db, ping_seconds=3600, poll_interval=0.01)
     await hub.start()
     try:
@@ -76,7 +81,7 @@ async def test_sqlite_idle_ticks_do_not_read_the_store(
 
 
 async def test_a_burst_of_streams_keeps_to_its_share_of_the_store(
-    db: Database, hub: EventNotifier
+    db: Database, hub: EventNotifier, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Fifty streams opening at once on one run read its events once (the first seeds
     the hub's tail for all), and hold at most ``STREAM_READS`` of the store's connections
@@ -86,7 +91,6 @@ async def test_a_burst_of_streams_keeps_to_its_share_of_the_store(
     await append(db, run.id, *(NewEvent(f"e{i}", "x", {"n": i}) for i in range(3)))
     await asyncio.sleep(0.1)  # the hub's first look is done
     held = peak = 0
-    reads: list[str] = []
 
     def checkout(*_: Any) -> None:
         nonlocal held, peak
@@ -101,16 +105,6 @@ async def test_a_burst_of_streams_keeps_to_its_share_of_the_store(
     for pool in pools:
         event.listen(pool, "checkout", checkout)
         event.listen(pool, "checkin", checkin)
-    real_read, real_read_core = db.read, db.read_core
-
-    async def counted(fn: Callable[[Any], Any]) -> Any:
-        reads.append(getattr(fn, "func", fn).__name__)
-        return await real_read(fn)
-
-    async def counted_core(fn: Callable[[Any], Any]) -> Any:
-        reads.append(getattr(fn, "func", fn).__name__)
-        return await real_read_core(fn)
-
     got: list[list[int]] = []
 
     async def follow() -> None:
@@ -120,9 +114,8 @@ async def test_a_burst_of_streams_keeps_to_its_share_of_the_store(
             if len(seqs) == 3:
                 got.append(seqs)
 
+    reads = count_reads(db, monkeypatch, "read", "read_core")
     try:
-        db.read = counted  # type: ignore[method-assign]
-        db.read_core = counted_core  # type: ignore[method-assign]
         tasks = [asyncio.create_task(follow()) for _ in range(50)]
         await poll_until(lambda: _true(len(got) == 50), "every stream's events")
         await asyncio.sleep(0.2)  # each stream has looked at the run's status, and waits
@@ -130,7 +123,6 @@ async def test_a_burst_of_streams_keeps_to_its_share_of_the_store(
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
     finally:
-        db.read, db.read_core = real_read, real_read_core  # type: ignore[method-assign]
         for pool in pools:
             event.remove(pool, "checkout", checkout)
             event.remove(pool, "checkin", checkin)
@@ -156,15 +148,7 @@ async def test_postgres_notices_carry_the_events_and_the_hub_reads_nothing(
     await asyncio.sleep(0.1)  # LISTEN is on
     sub = hub.subscribe(run.id)
     await hub.seed(run.id)
-    reads: list[str] = []
-
-    real = db.read_core
-
-    async def counted(fn: Callable[[Any], Any]) -> Any:
-        reads.append(getattr(fn, "func", fn).__name__)
-        return await real(fn)
-
-    monkeypatch.setattr(db, "read_core", counted)  # read_inline's too
+    reads = count_reads(db, monkeypatch, "read_core")  # read_inline's too
     payloads = [{"n": 2, "text": "é\u2028"}, {"z": 1, "a": [1.5, None]}]
     for i, data in enumerate(payloads):
         sub.clear()
