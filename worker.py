@@ -33,8 +33,7 @@ from temporalio.client import (
     ScheduleUpdate,
 )
 from temporalio.common import WorkflowIDConflictPolicy
-from temporalio.worker import Worker
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.agent import AgentActivities, ModelRegistry
 from activities.approvals import ApprovalActivities
@@ -149,19 +148,19 @@ def activities(settings: Settings, db: Database) -> Activities:
     return Activities(shared=shared, host=on_sandbox)
 
 
-# The workflow sandbox re-imports a workflow's modules for every new run unless they are
-# passed through. Runyard's own workflow packages keep no state a run could change (their
-# module-level names are constants, classes and functions; notifications registers its
-# outbox hook once, at import, outside any workflow), so they are imported once:
-# bench.ab measured 260 -> 225 ms of worker+API CPU for a 5-tool run. The price: a
-# passed-through module's calls are no longer checked at run time (a datetime.now() in
-# workflows/ would run). The workflow tests run every workflow under the strict default
-# sandbox (tests/workflows/conftest.py), which refuses such a call there.
-WORKFLOW_RUNNER = SandboxedWorkflowRunner(
-    restrictions=SandboxRestrictions.default.with_passthrough_modules(
-        "workflows", "notifications", "schedules"
-    )
-)
+# Runyard's workflows run without Temporal's workflow sandbox. The sandbox checked nothing
+# of them: their packages (workflows, notifications, schedules) were passed through it,
+# which a passed-through module's calls are not (bench.ab: 260 -> 225 ms of worker+API CPU
+# for a 5-tool run when that was done). What it still cost was its machinery on every
+# activation: for each payload sequence, three times each way, Temporal asks the workflow
+# for its serialization context by exec-ing a statement inside the sandbox with its
+# importer applied (108 calls a 5-tool run, 12% of the worker's CPU in a py-spy profile).
+# Without it, bench.ab measured worker+API CPU 125 -> 107.5 ms for a 5-tool run and
+# 307.5 -> 277.5 for a 25-tool run (SQLite, four interleaved pairs, every pair lower).
+# The check moves to the tests: tests/workflows runs every workflow under the strict
+# default sandbox, which refuses a non-deterministic call (time, random, I/O), and the
+# replay test replays recorded histories under it too.
+WORKFLOW_RUNNER = UnsandboxedWorkflowRunner()
 
 
 def all_activities(client: Client, settings: Settings, db: Database) -> Activities:

@@ -100,9 +100,9 @@ async def running(env: WorkflowEnvironment, world: World) -> AsyncIterator[Start
         workflows=[RunWorkflow],
         activities=world.activities(),
         # The strict sandbox, which re-imports workflows/ for each run and refuses any
-        # non-deterministic call in it (time, random, I/O): the production worker passes
-        # Runyard's workflow packages through (worker.WORKFLOW_RUNNER), so this is where
-        # such a call is caught.
+        # non-deterministic call in it (time, random, I/O): the production worker runs
+        # Runyard's workflows unsandboxed (worker.WORKFLOW_RUNNER), so this is where such
+        # a call is caught.
         workflow_runner=SandboxedWorkflowRunner(),
     ):
         yield start
