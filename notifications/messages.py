@@ -28,4 +28,9 @@ class DeliveryInput(BaseModel):
 class PumpInput(BaseModel):
     # How long one activity sweeps before it hands back to its workflow.
     seconds: float = 600.0
+    # At most one sweep this often (SQLite: a look at its change counter this often).
     every: float = 0.2
+    # Postgres: a sweep this often even when no notice came. A notice is lost only while
+    # the pump is not connected, and it sweeps when it connects again; this is for a
+    # store without the trigger that sends them (restored without it, say).
+    sweep_every: float = 10.0

@@ -35,6 +35,9 @@ from runyard.store.run_view import run_object
 from schedules.notify import SCHEDULE_EVENTS
 
 log = structlog.get_logger("runyard.webhooks")
+# Postgres: inserting a delivery sends a notice here when its transaction commits (the
+# trigger of migration 0012); the pump listens (``notifications/activities.py``).
+OUTBOX_CHANNEL = "runyard_outbox"
 WEBHOOK_EVENTS = frozenset(
     {
         EventType.RUN_STARTED,

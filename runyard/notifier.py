@@ -38,7 +38,6 @@ from datetime import UTC
 from functools import partial
 from typing import Any, TypeVar
 
-import psycopg
 import structlog
 from sqlalchemy import Connection, bindparam, func, select
 from sqlalchemy.orm import Session
@@ -280,12 +279,10 @@ class EventNotifier:
             await asyncio.sleep(self.poll_interval)
 
     async def _listen(self) -> None:
-        url = self.db.url.replace("postgresql+psycopg://", "postgresql://")
         backoff = 0.5
         while True:
             try:
-                async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-                    await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                async with self.db.listen(NOTIFY_CHANNEL) as conn:
                     backoff = 0.5
                     self.wake_all()  # anything committed while we were not listening
                     async for note in conn.notifies():

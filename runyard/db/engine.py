@@ -34,6 +34,7 @@ from contextlib import asynccontextmanager, nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
 
+import psycopg
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -234,6 +235,15 @@ class Database:
                 # writers never overlap.
                 await asyncio.wait([done])
                 raise
+
+    @asynccontextmanager
+    async def listen(self, channel: str) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """Postgres: a connection of its own that LISTENs on ``channel`` (its
+        ``notifies()`` gives the notices); it is closed on leaving."""
+        url = self.url.replace("postgresql+psycopg://", "postgresql://")
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            await conn.execute(f"LISTEN {channel}")
+            yield conn
 
     def data_version(self) -> int | None:
         """SQLite: a number that changes whenever a connection other than its own commits
