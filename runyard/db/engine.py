@@ -96,10 +96,13 @@ class Database:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self._on_loop: OnLoop | None = None
+        # SQLite's file, None in memory (parsed once: data_version asks 50 times a second).
+        self._sqlite_path: str | None = None
         if self.is_sqlite:
             path = make_url(url).database
             if path and path != ":memory:":
                 private_file(Path(path))  # SQLite gives -wal and -shm the file's mode
+                self._sqlite_path = path
             self.engine = sqlite.async_engine(url, immediate=False)
             self.write_engine = sqlite.async_engine(url, immediate=True)
             # read() runs on plain sqlite3 in a small thread pool: one thread hop per
@@ -253,15 +256,14 @@ class Database:
         For the loops that watch the store (the API's event hub, the worker's outbox
         pump), on the event loop's thread only.
         """
-        if not self.is_sqlite:
-            return None
-        path = make_url(self.url).database
-        if not path or path == ":memory:":
+        if self._sqlite_path is None:  # Postgres, or SQLite in memory
             return None
         try:
             if self._version_conn is None:
                 # timeout=0: a busy database answers at once instead of blocking the loop.
-                self._version_conn = sqlite3.connect(path, timeout=0, check_same_thread=False)
+                self._version_conn = sqlite3.connect(
+                    self._sqlite_path, timeout=0, check_same_thread=False
+                )
             row = self._version_conn.execute("PRAGMA data_version").fetchone()
         except sqlite3.Error:
             return None
