@@ -159,7 +159,7 @@ def activities(settings: Settings, db: Database) -> Activities:
 # 307.5 -> 277.5 for a 25-tool run (SQLite, four interleaved pairs, every pair lower).
 # The check moves to the tests: tests/workflows runs every workflow under the strict
 # default sandbox, which refuses a non-deterministic call (time, random, I/O), and the
-# replay test replays recorded histories under it too.
+# replay test replays the recorded histories of RunWorkflow under it too.
 WORKFLOW_RUNNER = UnsandboxedWorkflowRunner()
 
 

@@ -156,7 +156,7 @@ class OutboxActivities:
         """Postgres: sweep once listening, then when told (migration 0012: inserting a
         delivery sends a notice on ``OUTBOX_CHANNEL`` at commit), at most every
         ``inp.every`` seconds, and every ``inp.sweep_every`` seconds whatever it is told.
-        Without a connection to listen on, it tries again, backing off to 10 s."""
+        Without a connection to listen on, it sweeps and tries again, backing off to 5 s."""
         loop = asyncio.get_running_loop()
         backoff = 0.5
         while loop.time() < deadline:
@@ -165,10 +165,13 @@ class OutboxActivities:
                     backoff = 0.5
                     await self._when_told(conn, inp, deadline)
             except (psycopg.Error, OSError) as exc:
+                # No connection to listen on (Postgres away, or at its connection limit
+                # while the pools still work): sweep as it waits, so deliveries go on.
                 log.warning("outbox.listen_failed", error=str(exc))
                 activity.heartbeat()
+                await self._try_sweep(all_of_it=True)
                 await asyncio.sleep(min(backoff, max(deadline - loop.time(), 0)))
-                backoff = min(backoff * 2, 10)
+                backoff = min(backoff * 2, 5)  # under the heartbeat timeout (10 s)
 
     async def _when_told(
         self, conn: psycopg.AsyncConnection[Any], inp: PumpInput, deadline: float
@@ -202,6 +205,7 @@ class OutboxActivities:
         ids = await self.db.read_inline(_unstarted)
         client = activity.client()
         for delivery_id in ids:
+            activity.heartbeat()  # a backlog takes longer than the heartbeat timeout
             try:
                 await client.start_workflow(
                     DELIVERY_WORKFLOW,  # by name: the workflow imports this module

@@ -57,6 +57,14 @@ T = TypeVar("T")
 _READ_THREADS = 2
 # Postgres: reads and writes share one pool; its threads mostly wait on the network.
 _PG_THREADS = 8
+# A LISTEN connection only reads: without keepalives, a peer gone without a word (a host
+# down, a dropped route) would leave it waiting for ever. Dead within about a minute.
+_KEEPALIVES: dict[str, Any] = {
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
 # A pooled Postgres connection unused for this long is pinged before it is handed out.
 PING_AFTER_SECONDS = 1.0
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -244,7 +252,9 @@ class Database:
         """Postgres: a connection of its own that LISTENs on ``channel`` (its
         ``notifies()`` gives the notices); it is closed on leaving."""
         url = self.url.replace("postgresql+psycopg://", "postgresql://")
-        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        async with await psycopg.AsyncConnection.connect(
+            url, autocommit=True, connect_timeout=5, **_KEEPALIVES
+        ) as conn:
             await conn.execute(f"LISTEN {channel}")
             yield conn
 

@@ -39,21 +39,37 @@ class Starts:
         self.ids.append(id)
 
 
-async def add_delivery(db: Database, org_id: str) -> str:
+async def add_deliveries(db: Database, org_id: str, count: int) -> list[str]:
+    """``count`` deliveries, inserted in one transaction."""
     now = utcnow()
-    delivery = WebhookDelivery(
-        id="dlv_" + secrets.token_hex(6),
-        org_id=org_id,
-        kind="callback",
-        url="http://receiver.invalid/",
-        event_type="run.completed",
-        message_id="msg_" + secrets.token_hex(6),
-        created_at=now,
-        updated_at=now,
-    )
+    rows = [
+        WebhookDelivery(
+            id="dlv_" + secrets.token_hex(6),
+            org_id=org_id,
+            kind="callback",
+            url="http://receiver.invalid/",
+            event_type="run.completed",
+            message_id="msg_" + secrets.token_hex(6),
+            created_at=now,
+            updated_at=now,
+        )
+        for _ in range(count)
+    ]
     async with db.write() as s:
-        s.add(delivery)
-    return delivery.id
+        s.add_all(rows)
+    return [row.id for row in rows]
+
+
+async def add_delivery(db: Database, org_id: str) -> str:
+    (delivery_id,) = await add_deliveries(db, org_id, 1)
+    return delivery_id
+
+
+async def started(db: Database, delivery_ids: list[str]) -> bool:
+    """Whether every one of the deliveries is marked started."""
+    async with db.session() as s:
+        rows = [await s.get(WebhookDelivery, d) for d in delivery_ids]
+    return all(row is not None and row.workflow_started for row in rows)
 
 
 class Pump:
@@ -110,10 +126,19 @@ async def test_the_postgres_pump_sweeps_when_a_delivery_is_inserted(
             assert pump.sweeps == 1  # idle: it swept every 0.05 s before it listened
             told = await add_delivery(db, org_id)
             await poll_until(until(lambda: ids == [before, told]), "a sweep when told")
+            await poll_until(lambda: started(db, [before, told]), "the deliveries marked")
             assert pump.sweeps == 2
-        async with db.session() as s:
-            row = await s.get(WebhookDelivery, told)
-        assert row is not None and row.workflow_started
+
+
+async def test_one_notice_starts_a_backlog_larger_than_a_sweep(
+    own_postgres_url: str, tmp_path: Path
+) -> None:
+    async with store(own_postgres_url) as (db, org_id), Pump(db, tmp_path) as pump:
+        await poll_until(until(lambda: pump.sweeps == 1), "the sweep once listening")
+        backlog = await add_deliveries(db, org_id, 450)  # one notice; sweeps take 200
+        await poll_until(until(lambda: len(pump.starts.ids) == 450), "the backlog started")
+        assert sorted(pump.starts.ids) == sorted(backlog)
+        await poll_until(lambda: started(db, backlog), "the backlog marked")
 
 
 async def test_the_postgres_pump_listens_again_after_its_connection_dies(
@@ -127,10 +152,11 @@ async def test_the_postgres_pump_listens_again_after_its_connection_dies(
         await poll_until(
             until(lambda: listeners(own_postgres_url) not in ([], [first])), "a new LISTEN"
         )
-        await poll_until(until(lambda: pump.sweeps == 2), "the sweep once listening again")
+        # One sweep while it could not listen, one once it listened again.
+        await poll_until(until(lambda: pump.sweeps == 3), "the sweep once listening again")
         told = await add_delivery(db, org_id)
         await poll_until(until(lambda: told in pump.starts.ids), "a sweep when told")
-        assert pump.sweeps == 3
+        assert pump.sweeps == 4
 
 
 async def test_a_callback_is_delivered_on_postgres(

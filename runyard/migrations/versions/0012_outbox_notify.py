@@ -22,7 +22,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    if op.get_bind().dialect.name != "postgresql":
+    if op.get_context().dialect.name != "postgresql":
         return
     op.execute(
         """
@@ -45,7 +45,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name != "postgresql":
+    if op.get_context().dialect.name != "postgresql":
         return
     op.execute("DROP TRIGGER IF EXISTS webhook_deliveries_notify ON webhook_deliveries")
     op.execute("DROP FUNCTION IF EXISTS runyard_outbox_notify()")
