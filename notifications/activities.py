@@ -155,7 +155,7 @@ class OutboxActivities:
     async def _listen(self, inp: PumpInput, deadline: float) -> None:
         """Postgres: sweep once listening, then when told (migration 0012: inserting a
         delivery sends a notice on ``OUTBOX_CHANNEL`` at commit), at most every
-        ``inp.every`` seconds, and every ``inp.sweep_every`` seconds whatever it is told.
+        ``inp.every`` seconds, and at least every ``inp.sweep_every`` seconds.
         Without a connection to listen on, it sweeps and tries again, backing off to 5 s."""
         loop = asyncio.get_running_loop()
         backoff = 0.5
