@@ -157,6 +157,10 @@ def activities(settings: Settings, db: Database) -> Activities:
 # importer applied (108 calls a 5-tool run, 12% of the worker's CPU in a py-spy profile).
 # Without it, bench.ab measured worker+API CPU 125 -> 107.5 ms for a 5-tool run and
 # 307.5 -> 277.5 for a 25-tool run (SQLite, four interleaved pairs, every pair lower).
+# Without a sandbox every run shares the modules' globals, as passed-through modules did:
+# Runyard's workflow packages keep no state a run could change (their module-level names
+# are constants, classes and functions; notifications registers its outbox hook once, at
+# import, outside any workflow).
 # The check moves to the tests: tests/workflows runs every workflow under the strict
 # default sandbox, which refuses a non-deterministic call (time, random, I/O), and the
 # replay test replays the recorded histories of RunWorkflow under it too.
