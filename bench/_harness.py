@@ -111,6 +111,11 @@ def cpu_ms(pid: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_probe(pid: int | None) -> Callable[[], float]:
+    """A probe of ``pid``'s CPU in ms (None: this process), for before/after deltas."""
+    return lambda: cpu_ms(pid)
+
+
 class RawClient:
     """One keep-alive HTTP/1.1 connection with almost no client-side cost (httpx's async
     client saturates at a few hundred requests per second here, and its connection pool

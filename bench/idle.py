@@ -17,14 +17,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import Callable
 
-from bench._harness import add_store_argument, cpu_ms, postgres_ms, report, running_stack
+from bench._harness import add_store_argument, cpu_probe, postgres_ms, report, running_stack
 from tests.stack import Stack
-
-
-def of(pid: int) -> Callable[[], float]:
-    return lambda: cpu_ms(pid)
 
 
 def commits(stack: Stack) -> int | None:
@@ -50,7 +45,7 @@ async def main(seconds: float, settle: float, store: str) -> None:
             "temporal server": stack.temporal_pid,
         }
         await asyncio.sleep(settle)
-        probes = {name: of(pid) for name, pid in pids.items()}
+        probes = {name: cpu_probe(pid) for name, pid in pids.items()}
         if store == "postgres":
             probes["postgres"] = postgres_ms
         before = {name: probe() for name, probe in probes.items()}

@@ -47,7 +47,7 @@ from bench._harness import (
     add_store_argument,
     background_ms_per_s,
     children_ms,
-    cpu_ms,
+    cpu_probe,
     machine_probe,
     postgres_ms,
     report,
@@ -115,11 +115,6 @@ def cpu_into(totals: dict[str, float], probes: dict[str, Callable[[], float]]) -
         totals[name] += probe() - before[name]
 
 
-def of(pid: int | None) -> Callable[[], float]:
-    """A probe of ``pid``'s CPU (None: this process)."""
-    return lambda: cpu_ms(pid)
-
-
 def per_run(totals: dict[str, float], runs: int) -> dict[str, float]:
     return {name: round(ms / runs, 1) for name, ms in totals.items()}
 
@@ -144,13 +139,20 @@ async def main(latency_runs: int, concurrency: list[int], store: str) -> None:
                 auth = {"Authorization": f"Bearer {key}"}
                 assert stack.api is not None
                 server, worker, api = stack.temporal_pid, stack.workers[0].pid, stack.api.pid
-                bare_pids = {"server": of(server), "worker+client": of(None)}
-                ry_pids = {"server": of(server), "worker": of(worker), "api": of(api)}
+                bare_pids = {"server": cpu_probe(server), "worker+client": cpu_probe(None)}
+                ry_pids = {
+                    "server": cpu_probe(server),
+                    "worker": cpu_probe(worker),
+                    "api": cpu_probe(api),
+                }
                 # The rest of the machine's CPU while Runyard runs: the client following
                 # the runs (this process), the sandboxes (the worker's reaped children),
                 # and PostgreSQL. The machine ceiling counts them, as bare's counts its
                 # client; the ceiling above does not.
-                ry_rest = {"client": of(None), "worker children": lambda: children_ms(worker)}
+                ry_rest = {
+                    "client": cpu_probe(None),
+                    "worker children": lambda: children_ms(worker),
+                }
                 if store == "postgres":
                     ry_rest["postgres"] = postgres_ms
                 machine = {"machine": machine_probe(background)}
