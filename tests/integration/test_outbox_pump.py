@@ -24,8 +24,9 @@ from runyard.db.tables import WebhookDelivery
 from runyard.db.types import utcnow
 from runyard.settings import Settings
 from runyard.store.orgs import ensure_org
-from tests.conftest import TERMINAL, Keys, poll_until, script, wait_for
+from tests.conftest import Keys, poll_until
 from tests.fakes.receiver import Receiver
+from tests.integration.test_webhooks import run_to_end
 from tests.stack import Stack
 
 
@@ -147,7 +148,7 @@ async def test_the_postgres_pump_listens_again_after_its_connection_dies(
     async with store(own_postgres_url) as (db, org_id), Pump(db, tmp_path) as pump:
         await poll_until(until(lambda: pump.sweeps == 1), "the sweep once listening")
         (first,) = listeners(own_postgres_url)
-        with psycopg.connect(own_postgres_url.replace("+psycopg", ""), autocommit=True) as c:
+        with psycopg.connect(libpq(own_postgres_url), autocommit=True) as c:
             c.execute("SELECT pg_terminate_backend(%s)", (first,))
         await poll_until(
             until(lambda: listeners(own_postgres_url) not in ([], [first])), "a new LISTEN"
@@ -169,18 +170,7 @@ async def test_a_callback_is_delivered_on_postgres(
     async with httpx.AsyncClient(
         base_url=pg_stack.api_url, headers={"Authorization": f"Bearer {key}"}, timeout=30
     ) as api:
-        run = (
-            await api.post(
-                "/v1/runs",
-                json={
-                    "prompt": script({"text": "called back"}),
-                    "model": "scripted",
-                    "start": True,
-                    "callbackUrl": receiver.url(hook),
-                },
-            )
-        ).json()
-        await wait_for(api, run["id"], TERMINAL)
+        run = await run_to_end(api, callbackUrl=receiver.url(hook))
     (got,) = await asyncio.to_thread(receiver.wait_for, hook, 1)
     body = json.loads(got.body)
     assert body["id"] == run["id"] and body["status"] == "completed"
@@ -193,9 +183,14 @@ def until(cond: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
     return check
 
 
+def libpq(url: str) -> str:
+    """The store's URL as psycopg takes it."""
+    return url.replace("+psycopg", "")
+
+
 def listeners(url: str) -> list[int]:
     """The backends LISTENing for the pump in the test's own database (their pids)."""
-    with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as c:
+    with psycopg.connect(libpq(url), autocommit=True) as c:
         rows = c.execute(
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
             "AND query LIKE 'LISTEN runyard_outbox%'"
