@@ -87,13 +87,13 @@ class FollowView:
         return Text(f"● {line}", style="dim")
 
     def _print(self, markup: str) -> None:
-        self.console.print(markup, highlight=False)
+        self.console.print(markup)
 
     def flush(self) -> None:
         """Print what is left of streamed messages (they end with any other event)."""
         for text in self.partial.values():
             if text:
-                self.console.print(clean(text), highlight=False, markup=False)
+                self.console.print(clean(text), markup=False)
         self.partial.clear()
 
     def show(self, ev: Event) -> None:
@@ -106,7 +106,7 @@ class FollowView:
             self.streamed += str(data.get("text", ""))
             done, sep, rest = text.rpartition("\n")
             if sep and not self.hold:
-                self.console.print(clean(done), highlight=False, markup=False)
+                self.console.print(clean(done), markup=False)
             self.partial[mid] = text if self.hold else rest
             return
         if kind == "turn.retried":
@@ -213,12 +213,21 @@ def _prompt(client: Runyard, console: Console, run_id: str) -> None:
         return
 
 
+def terminal(**kwargs: Any) -> Console:
+    """The console ``follow`` writes to (stderr). Nothing is coloured but what its markup
+    says: rich's automatic highlighting coloured the "0x" inside a run id such as
+    ``run_x2s5…pa0xg44…`` as a hex number, splitting the id with escape codes, and would
+    colour numbers and paths in the agent's output as it pleased."""
+    console = Console(stderr=True, highlight=False, **kwargs)
+    console.soft_wrap = not console.is_terminal  # a log file gets whole lines, not 80 columns
+    return console
+
+
 def follow_run(
     client: Runyard, run_id: str, *, verbose: bool = False, interactive: bool | None = None
 ) -> int:
     """Follow the run to its end; 0 when it completed, 1 when not, 130 on Ctrl-C."""
-    console = Console(stderr=True)
-    console.soft_wrap = not console.is_terminal  # a log file gets whole lines, not 80 columns
+    console = terminal()
     interactive = sys.stdin.isatty() if interactive is None else interactive
     to_terminal = console.is_terminal and sys.stdout.isatty()
     view = FollowView(console, client.get(run_id), verbose=verbose, hold=not to_terminal)
@@ -270,7 +279,7 @@ def _conclude(run: Run, view: FollowView, console: Console) -> int:
             if _output_key(fields) in view.shown_outputs:  # shown live: not twice
                 view.shown_outputs.remove(_output_key(fields))
                 continue
-            console.print(f"[blue]output[/blue] {_safe(json_text(fields))}", highlight=False)
+            console.print(f"[blue]output[/blue] {_safe(json_text(fields))}")
     # On a terminal the text was just shown as it streamed (on standard error, the same
     # screen): printing it again showed it twice. Redirected, the stream held it back and
     # standard output gets it, once.
@@ -283,5 +292,5 @@ def _conclude(run: Run, view: FollowView, console: Console) -> int:
         if run.error and run.error.message:
             summary += f" {run.error.message}"
     seconds = (run.duration_ms or 0) / 1000 if run.duration_ms is not None else view.elapsed
-    console.print(f"[bold]{_safe(usage_line(summary, run.usage, seconds))}[/bold]", highlight=False)
+    console.print(f"[bold]{_safe(usage_line(summary, run.usage, seconds))}[/bold]")
     return 0 if run.status == "completed" else 1

@@ -1,5 +1,5 @@
-"""Pure logic of the command line: what reaches a terminal of a run's text, the settings
-``runyard dev`` hands its children, and the default worker host name."""
+"""Pure logic of the command line: what reaches a terminal of a run's text and its id,
+the settings ``runyard dev`` hands its children, and the default worker host name."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 from pydantic import SecretStr
 
 from cli.dev import settings_env
+from cli.follow import terminal
 from cli.terminal import clean, json_text
 from runyard.encryption import new_key_spec
 from runyard.settings import Settings, default_host_name
@@ -79,3 +80,15 @@ def test_default_host_name_is_unique_per_data_dir(
     # An operator's name is kept as it is.
     monkeypatch.setenv("RUNYARD_HOST_NAME", "builder-1")
     assert Settings(data_dir=tmp_path / "a").host_task_queue == "runyard@builder-1"
+
+
+def test_follow_colours_only_what_its_markup_says() -> None:
+    """A run id with "0x" in it (CI's flake: ``run_x2s5ycotnpa0xg44ygc7``) reaches a
+    colour terminal whole; rich's highlighter split it with escape codes."""
+    console = terminal(force_terminal=True, color_system="standard", width=200)
+    run_id = "run_x2s5ycotnpa0xg44ygc7"
+    with console.capture() as got:
+        console.print(f"{run_id} goes on, 42 turns, /tmp/x, 'quoted' [bold]done[/bold]")
+    out = got.get()
+    assert f"{run_id} goes on, 42 turns, /tmp/x, 'quoted' " in out
+    assert out.count("\x1b[") == 2  # the markup's bold and its reset, nothing else
